@@ -1,0 +1,236 @@
+package vault
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/crypto/chacha20poly1305"
+)
+
+// MasterKeySize is the length of a master key in bytes.
+const MasterKeySize = chacha20poly1305.KeySize
+
+// MasterKey wraps the per-secret data keys. It cannot be printed.
+type MasterKey struct {
+	id  string
+	key [MasterKeySize]byte
+}
+
+// ParseMasterKey reads a master key from its text form: 32 bytes in
+// standard or URL base64, or in hex, surrounding space ignored.
+func ParseMasterKey(text []byte) (*MasterKey, error) {
+	s := strings.TrimSpace(string(text))
+	var raw []byte
+	var err error
+	switch {
+	case len(s) == 2*MasterKeySize:
+		raw, err = hex.DecodeString(s)
+	default:
+		raw, err = base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			raw, err = base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
+		}
+	}
+	if err != nil || len(raw) != MasterKeySize {
+		return nil, fmt.Errorf("%w: want %d bytes in base64 or hex", ErrBadMasterKey, MasterKeySize)
+	}
+	k := &MasterKey{}
+	copy(k.key[:], raw)
+	clear(raw)
+	sum := sha256.Sum256(append([]byte("egressd/key-id/v1\x00"), k.key[:]...))
+	k.id = hex.EncodeToString(sum[:8])
+	return k, nil
+}
+
+// NewMasterKey returns a fresh random master key.
+func NewMasterKey() *MasterKey {
+	var raw [MasterKeySize]byte
+	rand.Read(raw[:])
+	k, _ := ParseMasterKey([]byte(base64.StdEncoding.EncodeToString(raw[:])))
+	clear(raw[:])
+	return k
+}
+
+// LoadMasterKeyFile reads a master key from path.
+func LoadMasterKeyFile(path string) (*MasterKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read master key: %w", err)
+	}
+	k, err := ParseMasterKey(b)
+	clear(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return k, nil
+}
+
+// LoadOrCreateMasterKeyFile reads the master key at path, or creates a new
+// one there (mode 0600) if the file does not exist. created says which.
+func LoadOrCreateMasterKeyFile(path string) (k *MasterKey, created bool, err error) {
+	k, err = LoadMasterKeyFile(path)
+	if err == nil {
+		return k, false, nil
+	}
+	if !os.IsNotExist(unwrapPathErr(err)) {
+		return nil, false, err
+	}
+	k = NewMasterKey()
+	if err := WriteMasterKeyFile(path, k); err != nil {
+		return nil, false, err
+	}
+	return k, true, nil
+}
+
+// WriteMasterKeyFile writes k to path with mode 0600. It refuses to replace
+// an existing file.
+func WriteMasterKeyFile(path string, k *MasterKey) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("create key dir: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("create master key: %w", err)
+	}
+	_, err = f.WriteString(base64.StdEncoding.EncodeToString(k.key[:]) + "\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return fmt.Errorf("write master key: %w", err)
+	}
+	return nil
+}
+
+func unwrapPathErr(err error) error {
+	for err != nil {
+		if pe, ok := err.(*os.PathError); ok {
+			return pe
+		}
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return err
+		}
+		err = u.Unwrap()
+	}
+	return err
+}
+
+// ID is a short fingerprint of the key, safe to log.
+func (k *MasterKey) ID() string { return k.id }
+
+// String never shows the key.
+func (k *MasterKey) String() string { return "MasterKey(" + k.id + ")" }
+
+// GoString never shows the key.
+func (k *MasterKey) GoString() string { return k.String() }
+
+// LogValue never shows the key.
+func (k *MasterKey) LogValue() slog.Value { return slog.StringValue(k.String()) }
+
+// Equal compares two keys in constant time.
+func (k *MasterKey) Equal(o *MasterKey) bool {
+	return subtle.ConstantTimeCompare(k.key[:], o.key[:]) == 1
+}
+
+// sealed is a value encrypted under its own data key, which is itself
+// wrapped by the master key. Both nonces are stored in front of their
+// ciphertexts.
+type sealed struct {
+	KeyID      string `json:"kid"`
+	WrappedKey []byte `json:"wk"`
+	Ciphertext []byte `json:"ct"`
+}
+
+// seal encrypts plaintext under a fresh data key bound to ad.
+func (k *MasterKey) seal(plaintext, ad []byte) (*sealed, error) {
+	var dek [chacha20poly1305.KeySize]byte
+	rand.Read(dek[:])
+	defer clear(dek[:])
+	ct, err := aeadSeal(dek[:], plaintext, ad)
+	if err != nil {
+		return nil, err
+	}
+	wk, err := aeadSeal(k.key[:], dek[:], wrapAD(ad))
+	if err != nil {
+		return nil, err
+	}
+	return &sealed{KeyID: k.id, WrappedKey: wk, Ciphertext: ct}, nil
+}
+
+// open decrypts s, which must have been sealed with the same ad.
+func (k *MasterKey) open(s *sealed, ad []byte) ([]byte, error) {
+	if s.KeyID != k.id {
+		return nil, fmt.Errorf("%w: value is wrapped by key %s, this key is %s", ErrWrongMasterKey, s.KeyID, k.id)
+	}
+	dek, err := aeadOpen(k.key[:], s.WrappedKey, wrapAD(ad))
+	if err != nil {
+		return nil, ErrDecrypt
+	}
+	defer clear(dek)
+	pt, err := aeadOpen(dek, s.Ciphertext, ad)
+	if err != nil {
+		return nil, ErrDecrypt
+	}
+	return pt, nil
+}
+
+// rewrap moves s under the key to without opening its ciphertext.
+func (k *MasterKey) rewrap(s *sealed, ad []byte, to *MasterKey) (*sealed, error) {
+	if s.KeyID != k.id {
+		return nil, fmt.Errorf("%w: value is wrapped by key %s, this key is %s", ErrWrongMasterKey, s.KeyID, k.id)
+	}
+	dek, err := aeadOpen(k.key[:], s.WrappedKey, wrapAD(ad))
+	if err != nil {
+		return nil, ErrDecrypt
+	}
+	defer clear(dek)
+	wk, err := aeadSeal(to.key[:], dek, wrapAD(ad))
+	if err != nil {
+		return nil, err
+	}
+	return &sealed{KeyID: to.id, WrappedKey: wk, Ciphertext: s.Ciphertext}, nil
+}
+
+func wrapAD(ad []byte) []byte {
+	return append([]byte("egressd/dek/v1\x00"), ad...)
+}
+
+// valueAD binds a sealed value to its tenant, secret, version and field, so a
+// row copied to another record fails to open.
+func valueAD(tenantID, secretID string, version int, field string) []byte {
+	return fmt.Appendf(nil, "egressd/value/v1\x00%s\x00%s\x00%d\x00%s", tenantID, secretID, version, field)
+}
+
+func aeadSeal(key, plaintext, ad []byte) ([]byte, error) {
+	a, err := chacha20poly1305.NewX(key)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, a.NonceSize(), a.NonceSize()+len(plaintext)+a.Overhead())
+	rand.Read(out)
+	return a.Seal(out, out[:a.NonceSize()], plaintext, ad), nil
+}
+
+func aeadOpen(key, box, ad []byte) ([]byte, error) {
+	a, err := chacha20poly1305.NewX(key)
+	if err != nil {
+		return nil, err
+	}
+	if len(box) < a.NonceSize()+a.Overhead() {
+		return nil, ErrDecrypt
+	}
+	return a.Open(nil, box[:a.NonceSize()], box[a.NonceSize():], ad)
+}

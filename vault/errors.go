@@ -1,0 +1,68 @@
+package vault
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrNotFound is returned when a record does not exist in the caller's tenant.
+// A record of another tenant is reported the same way, so ids do not leak.
+var ErrNotFound = errors.New("not found")
+
+// ErrInvalid is returned for input that fails validation. The concrete error
+// is a *ValidationError naming the field.
+var ErrInvalid = errors.New("invalid input")
+
+// ErrConflict is returned when a write collides with an existing record.
+var ErrConflict = errors.New("conflict")
+
+// ErrForbidden is returned when a tenant setting forbids the write, for
+// example an external_user secret while allow_end_user_credentials is off.
+var ErrForbidden = errors.New("forbidden")
+
+// ErrWrongMasterKey is returned by Open and Rekey when the master key does
+// not open the vault's data keys.
+var ErrWrongMasterKey = errors.New("master key does not open this vault")
+
+// ErrLocked is returned by Open when another process holds the vault file.
+var ErrLocked = errors.New("vault file is locked by another process (is egressd serve running? stop it first)")
+
+// ErrUnauthenticated is returned when a token matches no live key.
+var ErrUnauthenticated = errors.New("unknown or expired token")
+
+// ErrDecrypt is returned when a stored value fails to open: it was copied
+// from another record, or the file was tampered with.
+var ErrDecrypt = errors.New("stored value failed authentication")
+
+// ErrBadMasterKey is returned when a master key file or variable cannot be parsed.
+var ErrBadMasterKey = errors.New("malformed master key")
+
+// ValidationError says which input field was refused and why. It wraps
+// ErrInvalid (or ErrForbidden for a refusal by tenant setting).
+type ValidationError struct {
+	Field   string
+	Message string
+	kind    error
+}
+
+func (e *ValidationError) Error() string {
+	if e.Field == "" {
+		return e.Message
+	}
+	return fmt.Sprintf("%s: %s", e.Field, e.Message)
+}
+
+func (e *ValidationError) Unwrap() error {
+	if e.kind != nil {
+		return e.kind
+	}
+	return ErrInvalid
+}
+
+func invalid(field, format string, args ...any) error {
+	return &ValidationError{Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+func forbidden(field, format string, args ...any) error {
+	return &ValidationError{Field: field, Message: fmt.Sprintf(format, args...), kind: ErrForbidden}
+}

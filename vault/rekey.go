@@ -1,0 +1,100 @@
+package vault
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// RekeyResult says what Rekey did.
+type RekeyResult struct {
+	Secrets  int    `json:"secrets"`
+	OldKeyID string `json:"old_key_id"`
+	NewKeyID string `json:"new_key_id"`
+}
+
+// Rekey re-wraps every data key in the file at path from oldKey to newKey in
+// one transaction. Ciphertexts are not touched and no plaintext value is
+// ever decrypted or written: only data keys pass through memory. After it,
+// the old key fails to open the vault. The file must not be open elsewhere
+// (the server stopped); otherwise Rekey fails with ErrLocked after timeout.
+func Rekey(path string, oldKey, newKey *MasterKey, timeout time.Duration) (RekeyResult, error) {
+	res := RekeyResult{OldKeyID: oldKey.ID(), NewKeyID: newKey.ID()}
+	if oldKey.Equal(newKey) {
+		return res, errors.New("vault: the new master key is the same as the old one")
+	}
+	if timeout == 0 {
+		timeout = time.Second
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
+	if err != nil {
+		if errors.Is(err, berrors.ErrTimeout) {
+			return res, fmt.Errorf("vault: open %s: %w", path, ErrLocked)
+		}
+		return res, fmt.Errorf("vault: open %s: %w", path, err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bMeta)
+		if meta == nil || meta.Get(metaCanary) == nil {
+			return fmt.Errorf("vault: %s is not an egressd vault", path)
+		}
+		if err := checkCanary(meta.Get(metaCanary), oldKey); err != nil {
+			return err
+		}
+		var c sealed
+		if err := json.Unmarshal(meta.Get(metaCanary), &c); err != nil {
+			return err
+		}
+		nc, err := oldKey.rewrap(&c, []byte("egressd/canary"), newKey)
+		if err != nil {
+			return err
+		}
+		if err := putJSON(meta, metaCanary, nc); err != nil {
+			return err
+		}
+		b := tx.Bucket(bSecrets)
+		type update struct {
+			k   []byte
+			row storedSecret
+		}
+		var updates []update
+		err = b.ForEach(func(k, v []byte) error {
+			var row storedSecret
+			if err := unmarshal(v, &row); err != nil {
+				return err
+			}
+			if row.Value != nil {
+				nv, err := oldKey.rewrap(row.Value, valueAD(row.TenantID, row.ID, row.Version, "value"), newKey)
+				if err != nil {
+					return fmt.Errorf("secret %s: %w", row.ID, err)
+				}
+				row.Value = nv
+			}
+			if row.Refresh != nil {
+				nr, err := oldKey.rewrap(row.Refresh, valueAD(row.TenantID, row.ID, row.Version, "refresh_token"), newKey)
+				if err != nil {
+					return fmt.Errorf("secret %s refresh token: %w", row.ID, err)
+				}
+				row.Refresh = nr
+			}
+			updates = append(updates, update{k: append([]byte(nil), k...), row: row})
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, u := range updates {
+			if err := putJSON(b, u.k, &u.row); err != nil {
+				return err
+			}
+		}
+		res.Secrets = len(updates)
+		return nil
+	})
+	return res, err
+}

@@ -1,0 +1,210 @@
+package vault
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// storedSandbox is a sandbox's row: the record and its proxy token's hash.
+type storedSandbox struct {
+	Sandbox
+	TokenHash []byte `json:"token_hash"`
+}
+
+// SandboxInput registers a sandbox or computer with its attribution.
+type SandboxInput struct {
+	ResourceType        ResourceType      `json:"resource_type"`
+	Name                string            `json:"name"`
+	OwnerUserID         string            `json:"owner_user_id"`
+	WorkspaceID         string            `json:"workspace_id"`
+	ExternalUserID      string            `json:"external_user_id"`
+	ExternalWorkspaceID string            `json:"external_workspace_id"`
+	ExternalProjectID   string            `json:"external_project_id"`
+	Metadata            map[string]string `json:"metadata"`
+}
+
+// CreateSandbox registers a sandbox and returns it with its proxy token,
+// which is stored only as a hash and cannot be shown again.
+func (s *Store) CreateSandbox(tenantID string, in SandboxInput) (Sandbox, string, error) {
+	if in.ResourceType == "" {
+		in.ResourceType = ResourceSandbox
+	}
+	if !in.ResourceType.Valid() {
+		return Sandbox{}, "", invalid("resource_type", "unknown resource type %q (want sandbox or computer)", in.ResourceType)
+	}
+	for field, v := range map[string]string{"name": in.Name, "owner_user_id": in.OwnerUserID, "workspace_id": in.WorkspaceID, "external_user_id": in.ExternalUserID, "external_workspace_id": in.ExternalWorkspaceID, "external_project_id": in.ExternalProjectID} {
+		if !validExternalID(v) {
+			return Sandbox{}, "", invalid(field, "at most %d bytes, no control characters", MaxIDLen)
+		}
+	}
+	if err := checkMetadata("metadata", in.Metadata); err != nil {
+		return Sandbox{}, "", err
+	}
+	idPrefix := prefixSandbox
+	if in.ResourceType == ResourceComputer {
+		idPrefix = prefixComputer
+	}
+	token := newToken(tokenProxy)
+	row := storedSandbox{
+		Sandbox: Sandbox{
+			ID: newID(idPrefix), TenantID: tenantID, ResourceType: in.ResourceType, Name: in.Name,
+			OwnerUserID: in.OwnerUserID, WorkspaceID: in.WorkspaceID,
+			ExternalUserID: in.ExternalUserID, ExternalWorkspaceID: in.ExternalWorkspaceID, ExternalProjectID: in.ExternalProjectID,
+			Metadata: in.Metadata, CreatedAt: s.stamp(),
+		},
+		TokenHash: tokenHash(token),
+	}
+	err := s.update(tenantID, func(tx *bolt.Tx) error {
+		if _, err := txTenant(tx, tenantID); err != nil {
+			return err
+		}
+		if err := putJSON(tx.Bucket(bSandboxes), key(tenantID, row.ID), &row); err != nil {
+			return err
+		}
+		return tx.Bucket(bSandboxOwner).Put([]byte(row.ID), []byte(tenantID))
+	})
+	if err != nil {
+		return Sandbox{}, "", err
+	}
+	return row.Sandbox, token, nil
+}
+
+// Sandbox returns one sandbox of the tenant.
+func (s *Store) Sandbox(tenantID, id string) (Sandbox, error) {
+	var out Sandbox
+	err := s.view(func(tx *bolt.Tx) error {
+		sbx, err := txSandbox(tx, tenantID, id)
+		out = sbx
+		return err
+	})
+	return out, err
+}
+
+// SandboxFilter narrows ListSandboxes; empty fields match everything.
+type SandboxFilter struct {
+	ResourceType        ResourceType
+	OwnerUserID         string
+	WorkspaceID         string
+	ExternalUserID      string
+	ExternalWorkspaceID string
+	ExternalProjectID   string
+}
+
+// ListSandboxes lists a tenant's sandboxes and computers.
+func (s *Store) ListSandboxes(tenantID string, f SandboxFilter) ([]Sandbox, error) {
+	out := []Sandbox{}
+	err := s.view(func(tx *bolt.Tx) error {
+		p := prefix(tenantID)
+		c := tx.Bucket(bSandboxes).Cursor()
+		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+			var row storedSandbox
+			if err := unmarshal(v, &row); err != nil {
+				return err
+			}
+			x := row.Sandbox
+			if (f.ResourceType == "" || x.ResourceType == f.ResourceType) &&
+				(f.OwnerUserID == "" || x.OwnerUserID == f.OwnerUserID) &&
+				(f.WorkspaceID == "" || x.WorkspaceID == f.WorkspaceID) &&
+				(f.ExternalUserID == "" || x.ExternalUserID == f.ExternalUserID) &&
+				(f.ExternalWorkspaceID == "" || x.ExternalWorkspaceID == f.ExternalWorkspaceID) &&
+				(f.ExternalProjectID == "" || x.ExternalProjectID == f.ExternalProjectID) {
+				out = append(out, x)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// DeleteSandbox deletes a sandbox, its bindings, the secrets scoped to it
+// and its placeholders. Its proxy token stops working at once.
+func (s *Store) DeleteSandbox(tenantID, id string) error {
+	return s.update(tenantID, func(tx *bolt.Tx) error {
+		sbx, err := txSandbox(tx, tenantID, id)
+		if err != nil {
+			return err
+		}
+		bs, err := txBindingsOf(tx, tenantID, id)
+		if err != nil {
+			return err
+		}
+		for _, b := range bs {
+			row, err := txSecret(tx, tenantID, b.SecretID)
+			if err != nil {
+				return err
+			}
+			if row.Scope == ScopeResource && row.ResourceID == id {
+				err = txDeleteSecret(tx, row)
+			} else {
+				err = txDeleteBinding(tx, tenantID, b.ID)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		p := prefix(id)
+		var keys [][]byte
+		c := tx.Bucket(bSandboxPH).Cursor()
+		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+			keys = append(keys, bytes.Clone(k))
+			if core := PlaceholderCore(string(v)); core != "" {
+				if err := tx.Bucket(bPlaceholders).Delete([]byte(core)); err != nil {
+					return err
+				}
+			}
+		}
+		for _, k := range keys {
+			if err := tx.Bucket(bSandboxPH).Delete(k); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(bSandboxOwner).Delete([]byte(sbx.ID)); err != nil {
+			return err
+		}
+		return tx.Bucket(bSandboxes).Delete(key(tenantID, sbx.ID))
+	})
+}
+
+// AuthenticateSandbox checks a proxy token in constant time and returns the
+// sandbox it belongs to. Any failure is ErrUnauthenticated.
+func (s *Store) AuthenticateSandbox(id, token string) (Sandbox, error) {
+	var row storedSandbox
+	err := s.view(func(tx *bolt.Tx) error {
+		tid := tx.Bucket(bSandboxOwner).Get([]byte(id))
+		if tid == nil {
+			return ErrUnauthenticated
+		}
+		ok, err := getJSON(tx.Bucket(bSandboxes), key(string(tid), id), &row)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return ErrUnauthenticated
+		}
+		return nil
+	})
+	if err != nil {
+		// Hash anyway so a miss costs what a hit does.
+		subtle.ConstantTimeCompare(tokenHash(token), tokenHash(""))
+		return Sandbox{}, err
+	}
+	if subtle.ConstantTimeCompare(tokenHash(token), row.TokenHash) != 1 {
+		return Sandbox{}, ErrUnauthenticated
+	}
+	return row.Sandbox, nil
+}
+
+func txSandbox(tx *bolt.Tx, tenantID, id string) (Sandbox, error) {
+	var row storedSandbox
+	ok, err := getJSON(tx.Bucket(bSandboxes), key(tenantID, id), &row)
+	if err != nil {
+		return Sandbox{}, err
+	}
+	if !ok || row.TenantID != tenantID {
+		return Sandbox{}, fmt.Errorf("sandbox %q: %w", id, ErrNotFound)
+	}
+	return row.Sandbox, nil
+}

@@ -1,0 +1,374 @@
+package vault
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// storedSecret is a Secret's row: its metadata and its sealed values.
+type storedSecret struct {
+	Secret
+	Value   *sealed `json:"value"`
+	Refresh *sealed `json:"refresh,omitempty"`
+}
+
+// SecretInput creates or upserts a secret. The upsert key is (tenant,
+// scope, scope owner id, name).
+type SecretInput struct {
+	Name                string            `json:"name"`
+	Value               string            `json:"value"`
+	Type                string            `json:"type"`
+	Scope               Scope             `json:"scope"`
+	OwnerUserID         string            `json:"owner_user_id"`
+	WorkspaceID         string            `json:"workspace_id"`
+	ExternalUserID      string            `json:"external_user_id"`
+	ExternalWorkspaceID string            `json:"external_workspace_id"`
+	ExposeAsEnv         string            `json:"expose_as_env"`
+	AllowedHosts        []string          `json:"allowed_hosts"`
+	SubstituteIn        []Location        `json:"substitute_in"`
+	PlaceholderPrefix   string            `json:"placeholder_prefix"`
+	Metadata            map[string]string `json:"metadata"`
+	ResourceID          string            `json:"resource_id"`
+	ResourceType        ResourceType      `json:"resource_type"`
+	RefreshToken        string            `json:"refresh_token"`
+	ExpiresAt           *time.Time        `json:"expires_at"`
+}
+
+// String never shows the value or refresh token.
+func (in SecretInput) String() string {
+	return fmt.Sprintf("SecretInput{name=%q scope=%s}", in.Name, in.Scope)
+}
+
+// UpsertResult is what UpsertSecret did.
+type UpsertResult struct {
+	Secret  Secret
+	Created bool
+	// Binding is set when the upsert also bound the secret to a resource.
+	Binding *Binding
+}
+
+func (in *SecretInput) check() error {
+	if !ValidName(in.Name) {
+		return invalid("name", "must match [A-Za-z0-9_.-]{1,128}")
+	}
+	if in.Value == "" {
+		return invalid("value", "required")
+	}
+	if len(in.Value) > MaxValueLen || len(in.RefreshToken) > MaxValueLen {
+		return invalid("value", "at most %d bytes", MaxValueLen)
+	}
+	if in.Type == "" {
+		in.Type = "generic"
+	}
+	if !slices.Contains(SecretTypes, in.Type) {
+		return invalid("type", "unknown type %q (want one of %v)", in.Type, SecretTypes)
+	}
+	if in.Scope == "" {
+		return invalid("scope", "required (one of %v)", Scopes)
+	}
+	if !in.Scope.Valid() {
+		return invalid("scope", "unknown scope %q (want one of %v)", in.Scope, Scopes)
+	}
+	for field, v := range map[string]string{"owner_user_id": in.OwnerUserID, "workspace_id": in.WorkspaceID, "external_user_id": in.ExternalUserID, "external_workspace_id": in.ExternalWorkspaceID, "resource_id": in.ResourceID} {
+		if !validExternalID(v) {
+			return invalid(field, "at most %d bytes, no control characters", MaxIDLen)
+		}
+	}
+	if in.ResourceID != "" && in.ResourceType == "" {
+		in.ResourceType = ResourceSandbox
+	}
+	if in.ResourceType != "" && !in.ResourceType.Valid() {
+		return invalid("resource_type", "unknown resource type %q (want sandbox or computer)", in.ResourceType)
+	}
+	owner := scopeOwner(in.Scope, in.OwnerUserID, in.ExternalUserID, in.ExternalWorkspaceID, in.WorkspaceID, in.ResourceType, in.ResourceID)
+	if in.Scope != ScopeTenant && owner == "" {
+		field := map[Scope]string{ScopeUser: "owner_user_id", ScopeExternalUser: "external_user_id", ScopeExternalWorkspace: "external_workspace_id", ScopeWorkspace: "workspace_id", ScopeResource: "resource_id"}[in.Scope]
+		return invalid(field, "required for scope %s", in.Scope)
+	}
+	if in.ExposeAsEnv != "" && !ValidEnvName(in.ExposeAsEnv) {
+		return invalid("expose_as_env", "must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
+	}
+	if !validPlaceholderPrefix(in.PlaceholderPrefix) {
+		return invalid("placeholder_prefix", "at most %d characters of [A-Za-z0-9_.-]", MaxPlaceholderPrefix)
+	}
+	var err error
+	if in.AllowedHosts, err = normalizeHosts(in.AllowedHosts); err != nil {
+		return err
+	}
+	if in.SubstituteIn, err = normalizeLocations(in.SubstituteIn); err != nil {
+		return err
+	}
+	return checkMetadata("metadata", in.Metadata)
+}
+
+// UpsertSecret creates the secret, or replaces value and metadata of the one
+// with the same (scope, scope owner, name), raising its version. A disabled
+// secret stays disabled. With a resource_id and expose_as_env (or with scope
+// resource) it also binds the secret to that resource.
+func (s *Store) UpsertSecret(tenantID string, in SecretInput) (UpsertResult, error) {
+	if err := in.check(); err != nil {
+		return UpsertResult{}, err
+	}
+	var res UpsertResult
+	err := s.update(tenantID, func(tx *bolt.Tx) error {
+		res = UpsertResult{}
+		t, err := txTenant(tx, tenantID)
+		if err != nil {
+			return err
+		}
+		if in.Scope == ScopeExternalUser && !t.Settings.AllowEndUserCredentials {
+			return forbidden("scope", "this tenant does not allow end-user credentials (allow_end_user_credentials is off)")
+		}
+		bind := in.ResourceID != "" && (in.ExposeAsEnv != "" || in.Scope == ScopeResource)
+		if in.ResourceID != "" {
+			sbx, err := txSandbox(tx, tenantID, in.ResourceID)
+			if err != nil {
+				return invalid("resource_id", "no %s %q in this tenant", in.ResourceType, in.ResourceID)
+			}
+			if sbx.ResourceType != in.ResourceType {
+				return invalid("resource_type", "%q is a %s, not a %s", in.ResourceID, sbx.ResourceType, in.ResourceType)
+			}
+		}
+		now := s.stamp()
+		owner := scopeOwner(in.Scope, in.OwnerUserID, in.ExternalUserID, in.ExternalWorkspaceID, in.WorkspaceID, in.ResourceType, in.ResourceID)
+		idxKey := key(tenantID, string(in.Scope), owner, in.Name)
+		var row storedSecret
+		if id := tx.Bucket(bSecretIdx).Get(idxKey); id != nil {
+			if _, err := getJSON(tx.Bucket(bSecrets), key(tenantID, string(id)), &row); err != nil {
+				return err
+			}
+			row.Version++
+		} else {
+			res.Created = true
+			row = storedSecret{Secret: Secret{ID: newID(prefixSecret), TenantID: tenantID, Version: 1, CreatedAt: now}}
+		}
+		sec := &row.Secret
+		sec.Name, sec.Type, sec.Scope = in.Name, in.Type, in.Scope
+		sec.OwnerUserID, sec.WorkspaceID = in.OwnerUserID, in.WorkspaceID
+		sec.ExternalUserID, sec.ExternalWorkspaceID = in.ExternalUserID, in.ExternalWorkspaceID
+		sec.ResourceID, sec.ResourceType = "", ""
+		if in.Scope == ScopeResource {
+			sec.ResourceID, sec.ResourceType = in.ResourceID, in.ResourceType
+		}
+		sec.ExposeAsEnv, sec.AllowedHosts, sec.SubstituteIn = in.ExposeAsEnv, in.AllowedHosts, in.SubstituteIn
+		sec.PlaceholderPrefix, sec.Metadata, sec.ExpiresAt = in.PlaceholderPrefix, in.Metadata, in.ExpiresAt
+		sec.UpdatedAt = now
+		if err := s.sealInto(&row, []byte(in.Value), []byte(in.RefreshToken)); err != nil {
+			return err
+		}
+		if err := putJSON(tx.Bucket(bSecrets), key(tenantID, sec.ID), &row); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bSecretIdx).Put(idxKey, []byte(sec.ID)); err != nil {
+			return err
+		}
+		res.Secret = row.Secret
+		if bind {
+			b, err := s.txBind(tx, tenantID, sec.ID, in.ResourceID, in.ResourceType, in.ExposeAsEnv)
+			if err != nil {
+				return err
+			}
+			res.Binding = &b
+		}
+		return nil
+	})
+	return res, err
+}
+
+func (s *Store) sealInto(row *storedSecret, value, refresh []byte) error {
+	v, err := s.key.seal(value, valueAD(row.TenantID, row.ID, row.Version, "value"))
+	if err != nil {
+		return err
+	}
+	row.Value, row.Refresh, row.HasRefreshToken = v, nil, false
+	if len(refresh) > 0 {
+		r, err := s.key.seal(refresh, valueAD(row.TenantID, row.ID, row.Version, "refresh_token"))
+		if err != nil {
+			return err
+		}
+		row.Refresh, row.HasRefreshToken = r, true
+	}
+	return nil
+}
+
+// RotateInput is a secret's new value.
+type RotateInput struct {
+	Value        string     `json:"value"`
+	RefreshToken string     `json:"refresh_token"`
+	ExpiresAt    *time.Time `json:"expires_at"`
+}
+
+// String never shows the value or refresh token.
+func (in RotateInput) String() string { return "RotateInput{[redacted]}" }
+
+// RotateSecret stores a new value as version + 1. The placeholders that
+// sandboxes hold stay the same.
+func (s *Store) RotateSecret(tenantID, id string, in RotateInput) (Secret, error) {
+	if in.Value == "" {
+		return Secret{}, invalid("value", "required")
+	}
+	if len(in.Value) > MaxValueLen || len(in.RefreshToken) > MaxValueLen {
+		return Secret{}, invalid("value", "at most %d bytes", MaxValueLen)
+	}
+	return s.modifySecret(tenantID, id, func(row *storedSecret) error {
+		row.Version++
+		row.ExpiresAt = in.ExpiresAt
+		return s.sealInto(row, []byte(in.Value), []byte(in.RefreshToken))
+	})
+}
+
+// SetDisabled revokes (true) or restores (false) a secret. A disabled secret
+// counts as absent in the resolver's walk.
+func (s *Store) SetDisabled(tenantID, id string, disabled bool) (Secret, error) {
+	return s.modifySecret(tenantID, id, func(row *storedSecret) error {
+		row.Disabled = disabled
+		return nil
+	})
+}
+
+func (s *Store) modifySecret(tenantID, id string, fn func(*storedSecret) error) (Secret, error) {
+	var out Secret
+	err := s.update(tenantID, func(tx *bolt.Tx) error {
+		row, err := txSecret(tx, tenantID, id)
+		if err != nil {
+			return err
+		}
+		if err := fn(row); err != nil {
+			return err
+		}
+		row.UpdatedAt = s.stamp()
+		out = row.Secret
+		return putJSON(tx.Bucket(bSecrets), key(tenantID, id), row)
+	})
+	return out, err
+}
+
+// DeleteSecret deletes a secret and its bindings.
+func (s *Store) DeleteSecret(tenantID, id string) error {
+	return s.update(tenantID, func(tx *bolt.Tx) error {
+		row, err := txSecret(tx, tenantID, id)
+		if err != nil {
+			return err
+		}
+		return txDeleteSecret(tx, row)
+	})
+}
+
+func txDeleteSecret(tx *bolt.Tx, row *storedSecret) error {
+	tid := row.TenantID
+	var bids []string
+	p := prefix(tid, row.ID)
+	c := tx.Bucket(bBindBySecret).Cursor()
+	for k, _ := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, _ = c.Next() {
+		bids = append(bids, string(k[len(p):]))
+	}
+	for _, bid := range bids {
+		if err := txDeleteBinding(tx, tid, bid); err != nil {
+			return err
+		}
+	}
+	if err := tx.Bucket(bSecretIdx).Delete(key(tid, string(row.Scope), row.ScopeOwner(), row.Name)); err != nil {
+		return err
+	}
+	return tx.Bucket(bSecrets).Delete(key(tid, row.ID))
+}
+
+// Secret returns one secret's metadata.
+func (s *Store) Secret(tenantID, id string) (Secret, error) {
+	var out Secret
+	err := s.view(func(tx *bolt.Tx) error {
+		row, err := txSecret(tx, tenantID, id)
+		if err == nil {
+			out = row.Secret
+		}
+		return err
+	})
+	return out, err
+}
+
+// SecretFilter narrows ListSecrets; empty fields match everything.
+type SecretFilter struct {
+	ResourceID          string
+	ResourceType        ResourceType
+	Scope               Scope
+	Type                string
+	WorkspaceID         string
+	OwnerUserID         string
+	ExternalUserID      string
+	ExternalWorkspaceID string
+	Name                string
+	// IDs, when not nil, keeps only these secrets.
+	IDs map[string]bool
+}
+
+func (f *SecretFilter) match(s *Secret) bool {
+	return (f.Scope == "" || s.Scope == f.Scope) &&
+		(f.Type == "" || s.Type == f.Type) &&
+		(f.WorkspaceID == "" || s.WorkspaceID == f.WorkspaceID) &&
+		(f.OwnerUserID == "" || s.OwnerUserID == f.OwnerUserID) &&
+		(f.ExternalUserID == "" || s.ExternalUserID == f.ExternalUserID) &&
+		(f.ExternalWorkspaceID == "" || s.ExternalWorkspaceID == f.ExternalWorkspaceID) &&
+		(f.Name == "" || s.Name == f.Name) &&
+		(f.IDs == nil || f.IDs[s.ID])
+}
+
+// ListSecrets lists a tenant's secrets in id order. A resource filter
+// selects the secrets bound to that resource.
+func (s *Store) ListSecrets(tenantID string, f SecretFilter) ([]Secret, error) {
+	out := []Secret{}
+	err := s.view(func(tx *bolt.Tx) error {
+		if f.ResourceID != "" {
+			bound := map[string]bool{}
+			bs, err := txBindingsOf(tx, tenantID, f.ResourceID)
+			if err != nil {
+				return err
+			}
+			for _, b := range bs {
+				if f.ResourceType == "" || b.ResourceType == f.ResourceType {
+					if f.IDs == nil || f.IDs[b.SecretID] {
+						bound[b.SecretID] = true
+					}
+				}
+			}
+			f.IDs = bound
+		}
+		p := prefix(tenantID)
+		c := tx.Bucket(bSecrets).Cursor()
+		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+			var row storedSecret
+			if err := unmarshal(v, &row); err != nil {
+				return err
+			}
+			if f.match(&row.Secret) {
+				out = append(out, row.Secret)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+func txTenant(tx *bolt.Tx, id string) (Tenant, error) {
+	var t Tenant
+	ok, err := getJSON(tx.Bucket(bTenants), []byte(id), &t)
+	if err == nil && !ok {
+		err = fmt.Errorf("tenant: %w", ErrNotFound)
+	}
+	return t, err
+}
+
+func txSecret(tx *bolt.Tx, tenantID, id string) (*storedSecret, error) {
+	var row storedSecret
+	ok, err := getJSON(tx.Bucket(bSecrets), key(tenantID, id), &row)
+	if err != nil {
+		return nil, err
+	}
+	if !ok || row.TenantID != tenantID {
+		return nil, fmt.Errorf("secret %q: %w", id, ErrNotFound)
+	}
+	return &row, nil
+}

@@ -1,0 +1,200 @@
+package vault
+
+import (
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+var metaOperator = []byte("operator_key")
+
+// EnsureTenant returns the tenant named name, creating it if absent.
+func (s *Store) EnsureTenant(name string) (t Tenant, created bool, err error) {
+	name = strings.TrimSpace(name)
+	if name == "" || len(name) > MaxTenantName || !utf8.ValidString(name) || strings.ContainsRune(name, 0) {
+		return Tenant{}, false, invalid("name", "tenant name must be 1 to %d bytes of UTF-8", MaxTenantName)
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		if id := tx.Bucket(bTenantNames).Get([]byte(name)); id != nil {
+			_, err := getJSON(tx.Bucket(bTenants), id, &t)
+			return err
+		}
+		now := s.stamp()
+		t = Tenant{ID: newID(prefixTenant), Name: name, Settings: DefaultSettings(), CreatedAt: now, UpdatedAt: now}
+		created = true
+		if err := tx.Bucket(bTenantNames).Put([]byte(name), []byte(t.ID)); err != nil {
+			return err
+		}
+		return putJSON(tx.Bucket(bTenants), []byte(t.ID), &t)
+	})
+	return t, created, err
+}
+
+// CreateTenant creates a tenant and its first admin key, in one
+// transaction. A name already in use is a conflict.
+func (s *Store) CreateTenant(name string) (Tenant, string, error) {
+	name = strings.TrimSpace(name)
+	if name == "" || len(name) > MaxTenantName || !utf8.ValidString(name) || strings.ContainsRune(name, 0) {
+		return Tenant{}, "", invalid("name", "tenant name must be 1 to %d bytes of UTF-8", MaxTenantName)
+	}
+	var t Tenant
+	var token string
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bTenantNames).Get([]byte(name)) != nil {
+			return fmt.Errorf("%w: a tenant named %q exists", ErrConflict, name)
+		}
+		now := s.stamp()
+		t = Tenant{ID: newID(prefixTenant), Name: name, Settings: DefaultSettings(), CreatedAt: now, UpdatedAt: now}
+		if err := tx.Bucket(bTenantNames).Put([]byte(name), []byte(t.ID)); err != nil {
+			return err
+		}
+		if err := putJSON(tx.Bucket(bTenants), []byte(t.ID), &t); err != nil {
+			return err
+		}
+		var err error
+		token, _, err = s.putKey(tx, t.ID, KeyAdmin, "", 0)
+		return err
+	})
+	return t, token, err
+}
+
+// Tenant returns one tenant.
+func (s *Store) Tenant(id string) (Tenant, error) {
+	var t Tenant
+	err := s.view(func(tx *bolt.Tx) error {
+		ok, err := getJSON(tx.Bucket(bTenants), []byte(id), &t)
+		if err == nil && !ok {
+			err = fmt.Errorf("tenant: %w", ErrNotFound)
+		}
+		return err
+	})
+	return t, err
+}
+
+// Tenants lists every tenant.
+func (s *Store) Tenants() ([]Tenant, error) {
+	var out []Tenant
+	err := s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bTenants).ForEach(func(k, v []byte) error {
+			var t Tenant
+			if _, err := getJSON(tx.Bucket(bTenants), k, &t); err != nil {
+				return err
+			}
+			out = append(out, t)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// SettingsPatch changes some of a tenant's settings; nil fields stay.
+type SettingsPatch struct {
+	AllowEndUserCredentials *bool   `json:"allow_end_user_credentials"`
+	CABundlePath            *string `json:"ca_bundle_path"`
+}
+
+// UpdateSettings applies p and returns the new settings.
+func (s *Store) UpdateSettings(tenantID string, p SettingsPatch) (Settings, error) {
+	if p.CABundlePath != nil {
+		v := *p.CABundlePath
+		if v != "" && (!strings.HasPrefix(v, "/") || len(v) > 1024 || strings.ContainsAny(v, "\x00\n\r")) {
+			return Settings{}, invalid("ca_bundle_path", "must be an absolute path")
+		}
+	}
+	var t Tenant
+	err := s.update(tenantID, func(tx *bolt.Tx) error {
+		ok, err := getJSON(tx.Bucket(bTenants), []byte(tenantID), &t)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("tenant: %w", ErrNotFound)
+		}
+		if p.AllowEndUserCredentials != nil {
+			t.Settings.AllowEndUserCredentials = *p.AllowEndUserCredentials
+		}
+		if p.CABundlePath != nil {
+			t.Settings.CABundlePath = *p.CABundlePath
+		}
+		t.UpdatedAt = s.stamp()
+		return putJSON(tx.Bucket(bTenants), []byte(t.ID), &t)
+	})
+	return t.Settings, err
+}
+
+// CreateAPIKey mints a key of kind for tenantID and returns its token, which
+// is not stored and cannot be shown again. A browser key needs
+// externalUserID; ttl zero means no expiry.
+func (s *Store) CreateAPIKey(tenantID string, kind KeyKind, externalUserID string, ttl time.Duration) (string, APIKey, error) {
+	if kind == KeyBrowser && (externalUserID == "" || !validExternalID(externalUserID)) {
+		return "", APIKey{}, invalid("external_user_id", "required for a browser token, at most %d bytes", MaxIDLen)
+	}
+	if kind != KeyAdmin && kind != KeyBrowser {
+		return "", APIKey{}, invalid("kind", "unknown key kind %q", kind)
+	}
+	var token string
+	var k APIKey
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bTenants).Get([]byte(tenantID)) == nil {
+			return fmt.Errorf("tenant: %w", ErrNotFound)
+		}
+		var err error
+		token, k, err = s.putKey(tx, tenantID, kind, externalUserID, ttl)
+		return err
+	})
+	return token, k, err
+}
+
+// EnsureOperatorKey creates the operator key if there is none and returns
+// its token; if one exists it returns "" (the token was shown once).
+func (s *Store) EnsureOperatorKey() (string, error) {
+	var token string
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bMeta).Get(metaOperator) != nil {
+			return nil
+		}
+		var err error
+		var k APIKey
+		token, k, err = s.putKey(tx, "", KeyOperator, "", 0)
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bMeta).Put(metaOperator, []byte(k.ID))
+	})
+	return token, err
+}
+
+func (s *Store) putKey(tx *bolt.Tx, tenantID string, kind KeyKind, extUser string, ttl time.Duration) (string, APIKey, error) {
+	prefix := map[KeyKind]string{KeyAdmin: tokenAdmin, KeyOperator: tokenOperator, KeyBrowser: tokenBrowser}[kind]
+	token := newToken(prefix)
+	k := APIKey{ID: newID(prefixKey), TenantID: tenantID, Kind: kind, ExternalUserID: extUser, CreatedAt: s.stamp()}
+	if ttl > 0 {
+		exp := k.CreatedAt.Add(ttl)
+		k.ExpiresAt = &exp
+	}
+	return token, k, putJSON(tx.Bucket(bKeys), tokenHash(token), &k)
+}
+
+// Authenticate returns the live key whose token this is.
+func (s *Store) Authenticate(token string) (APIKey, error) {
+	if token == "" || len(token) > 256 {
+		return APIKey{}, ErrUnauthenticated
+	}
+	var k APIKey
+	var ok bool
+	err := s.view(func(tx *bolt.Tx) error {
+		var err error
+		ok, err = getJSON(tx.Bucket(bKeys), tokenHash(token), &k)
+		return err
+	})
+	if err != nil {
+		return APIKey{}, err
+	}
+	if !ok || k.ExpiresAt != nil && !s.now().Before(*k.ExpiresAt) {
+		return APIKey{}, ErrUnauthenticated
+	}
+	return k, nil
+}

@@ -1,0 +1,185 @@
+package vault
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+	"unicode/utf8"
+)
+
+// Limits on input.
+const (
+	MaxNameLen       = 128
+	MaxIDLen         = 128
+	MaxValueLen      = 64 << 10
+	MaxMetadata      = 32
+	MaxMetadataKey   = 64
+	MaxMetadataValue = 1024
+	MaxAllowedHosts  = 64
+	MaxTenantName    = 128
+)
+
+// ValidName reports whether s is a secret name: [A-Za-z0-9_.-]{1,128}.
+func ValidName(s string) bool {
+	if len(s) == 0 || len(s) > MaxNameLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !isAlnum(c) && c != '_' && c != '.' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+// validExternalID accepts the ids a platform stamps: printable, no
+// separators we use in keys, at most 128 bytes.
+func validExternalID(s string) bool {
+	if len(s) > MaxIDLen || !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidEnvName reports whether s is a usable environment variable name.
+func ValidEnvName(s string) bool {
+	if len(s) == 0 || len(s) > MaxNameLen || s[0] >= '0' && s[0] <= '9' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !isAlnum(c) && c != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+// EnvNameFor derives the env var of a secret name that sets no expose_as_env:
+// upper case, with '.' and '-' as '_'.
+func EnvNameFor(name string) string {
+	b := []byte(strings.ToUpper(name))
+	for i, c := range b {
+		if c == '.' || c == '-' {
+			b[i] = '_'
+		}
+	}
+	if len(b) > 0 && b[0] >= '0' && b[0] <= '9' {
+		return "_" + string(b)
+	}
+	return string(b)
+}
+
+// NormalizeHostPattern checks an allowed_hosts entry: an exact host name, an
+// IP address, or "*.suffix". It returns the lower-cased form.
+func NormalizeHostPattern(p string) (string, bool) {
+	p = strings.ToLower(strings.TrimSpace(p))
+	if p == "" || len(p) > 253 {
+		return "", false
+	}
+	if ip, err := netip.ParseAddr(p); err == nil && !strings.Contains(p, "%") {
+		return ip.String(), true
+	}
+	host := strings.TrimPrefix(p, "*.")
+	labels := strings.Split(host, ".")
+	if strings.HasPrefix(p, "*.") && len(labels) < 2 {
+		return "", false
+	}
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return "", false
+		}
+		for i := 0; i < len(l); i++ {
+			if c := l[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return "", false
+			}
+		}
+	}
+	return p, true
+}
+
+// HostAllowed reports whether host matches one of patterns; no patterns
+// means any host.
+func HostAllowed(patterns []string, host string) bool {
+	if len(patterns) == 0 {
+		return true
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	for _, p := range patterns {
+		if suffix, ok := strings.CutPrefix(p, "*"); ok {
+			if strings.HasSuffix(host, suffix) && len(host) > len(suffix) {
+				return true
+			}
+		} else if host == p {
+			return true
+		}
+	}
+	return false
+}
+
+func validPlaceholderPrefix(p string) bool {
+	if len(p) > MaxPlaceholderPrefix || strings.Contains(p, PlaceholderMarker) {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; !isAlnum(c) && c != '_' && c != '-' && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+func checkMetadata(field string, m map[string]string) error {
+	if len(m) > MaxMetadata {
+		return invalid(field, "at most %d entries", MaxMetadata)
+	}
+	for k, v := range m {
+		if k == "" || len(k) > MaxMetadataKey || !utf8.ValidString(k) {
+			return invalid(field, "keys must be 1 to %d bytes of UTF-8", MaxMetadataKey)
+		}
+		if len(v) > MaxMetadataValue || !utf8.ValidString(v) {
+			return invalid(field, "values must be at most %d bytes of UTF-8", MaxMetadataValue)
+		}
+	}
+	return nil
+}
+
+func normalizeLocations(in []Location) ([]Location, error) {
+	if len(in) == 0 {
+		return slices.Clone(DefaultSubstituteIn), nil
+	}
+	out := make([]Location, 0, len(in))
+	for _, l := range in {
+		switch l {
+		case InHeader, InQuery, InPath, InBody:
+		default:
+			return nil, invalid("substitute_in", "unknown location %q (want header, query, path or body)", l)
+		}
+		if !slices.Contains(out, l) {
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
+
+func normalizeHosts(in []string) ([]string, error) {
+	if len(in) > MaxAllowedHosts {
+		return nil, invalid("allowed_hosts", "at most %d entries", MaxAllowedHosts)
+	}
+	out := make([]string, 0, len(in))
+	for _, h := range in {
+		n, ok := NormalizeHostPattern(h)
+		if !ok {
+			return nil, invalid("allowed_hosts", "%q is not a host name, IP address or *.suffix", h)
+		}
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
