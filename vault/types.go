@@ -140,7 +140,9 @@ type Secret struct {
 }
 
 // ScopeOwner is the id that, with tenant, scope and name, makes a secret unique.
-func (s *Secret) ScopeOwner() string { return scopeOwner(s.Scope, s.OwnerUserID, s.ExternalUserID, s.ExternalWorkspaceID, s.WorkspaceID, s.ResourceType, s.ResourceID) }
+func (s *Secret) ScopeOwner() string {
+	return scopeOwner(s.Scope, s.OwnerUserID, s.ExternalUserID, s.ExternalWorkspaceID, s.WorkspaceID, s.ResourceType, s.ResourceID)
+}
 
 func scopeOwner(scope Scope, ownerUser, extUser, extWorkspace, workspace string, rt ResourceType, resourceID string) string {
 	switch scope {

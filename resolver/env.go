@@ -1,0 +1,112 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+
+	"github.com/egressd/egressd/vault"
+)
+
+// EnvEntry is one environment variable of a sandbox: the placeholder that
+// stands for the secret a name resolves to now.
+type EnvEntry struct {
+	Env         string `json:"env"`
+	Name        string `json:"name"`
+	Placeholder string `json:"placeholder"`
+	SecretID    string `json:"secret_id"`
+	Level       Level  `json:"level"`
+}
+
+// Env lists, for every name that resolves for the sandbox now, its env var
+// and placeholder, issuing placeholders the sandbox does not hold yet.
+// When two names want the same env var, the one found at the higher level
+// (then the smaller name) keeps it.
+func (r *Resolver) Env(ctx context.Context, tenantID, sandboxID string) ([]EnvEntry, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var entries []EnvEntry
+	prefixes := map[string]string{}
+	err := r.store.Read(func(rd *vault.Reader) error {
+		sbx, err := rd.Sandbox(tenantID, sandboxID)
+		if err != nil {
+			return err
+		}
+		t, err := rd.Tenant(tenantID)
+		if err != nil {
+			return err
+		}
+		names := map[string]bool{}
+		bs, err := rd.BindingsOf(tenantID, sandboxID)
+		if err != nil {
+			return err
+		}
+		for _, b := range bs {
+			if sec, err := rd.Secret(tenantID, b.SecretID); err == nil {
+				names[sec.Name] = true
+			}
+		}
+		for _, l := range Levels[1:] {
+			_, owner := l.attribute(&sbx)
+			for _, n := range rd.ScopedNames(tenantID, l.scope(), owner) {
+				names[n] = true
+			}
+		}
+		for name := range names {
+			win, level, binding, _, err := walk(rd, &t, &sbx, name, false)
+			if err != nil {
+				return err
+			}
+			if win == nil {
+				continue
+			}
+			env := win.ExposeAsEnv
+			if binding != nil && binding.ExposeAsEnv != "" {
+				env = binding.ExposeAsEnv
+			}
+			if env == "" {
+				env = vault.EnvNameFor(name)
+			}
+			entries = append(entries, EnvEntry{Env: env, Name: name, SecretID: win.ID, Level: level})
+			prefixes[name] = win.PlaceholderPrefix
+		}
+		return nil
+	})
+	if errors.Is(err, vault.ErrNotFound) {
+		return nil, ErrUnknownSandbox
+	}
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(entries, func(a, b EnvEntry) int {
+		if c := strings.Compare(a.Env, b.Env); c != 0 {
+			return c
+		}
+		if a.Level != b.Level {
+			return int(a.Level) - int(b.Level)
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	entries = slices.CompactFunc(entries, func(a, b EnvEntry) bool { return a.Env == b.Env })
+	if len(entries) == 0 {
+		return []EnvEntry{}, nil
+	}
+	for name := range prefixes {
+		if !slices.ContainsFunc(entries, func(e EnvEntry) bool { return e.Name == name }) {
+			delete(prefixes, name)
+		}
+	}
+	phs, err := r.store.EnsurePlaceholders(tenantID, sandboxID, prefixes)
+	if errors.Is(err, vault.ErrNotFound) {
+		return nil, ErrUnknownSandbox
+	}
+	if err != nil {
+		return nil, err
+	}
+	for i := range entries {
+		entries[i].Placeholder = phs[entries[i].Name]
+	}
+	return entries, nil
+}

@@ -1,0 +1,88 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+
+	"github.com/egressd/egressd/vault"
+)
+
+// Explanation is the walk for one name, level by level: the answer to
+// "why is my env var empty". It never holds a value.
+type Explanation struct {
+	SandboxID string `json:"sandbox_id"`
+	Name      string `json:"name"`
+	Resolved  bool   `json:"resolved"`
+	// Level is the level that matched (none if nothing resolves).
+	Level    Level  `json:"level"`
+	SecretID string `json:"secret_id,omitempty"`
+	Version  int    `json:"version,omitempty"`
+	// Host is the destination asked about, if any; HostAllowed says whether
+	// the matched secret may be used there.
+	Host                    string `json:"host,omitempty"`
+	HostAllowed             *bool  `json:"host_allowed,omitempty"`
+	AllowEndUserCredentials bool   `json:"allow_end_user_credentials"`
+	Steps                   []Step `json:"steps"`
+}
+
+// Explain walks every level for (sandbox, name) without the cache and
+// reports what each found. host, if not empty, is checked against the
+// matched secret's allowed_hosts.
+func (r *Resolver) Explain(ctx context.Context, tenantID, sandboxID, name, host string) (Explanation, error) {
+	ex := Explanation{SandboxID: sandboxID, Name: name, Host: host}
+	if err := ctx.Err(); err != nil {
+		return ex, err
+	}
+	err := r.store.Read(func(rd *vault.Reader) error {
+		sbx, err := rd.Sandbox(tenantID, sandboxID)
+		if err != nil {
+			return err
+		}
+		t, err := rd.Tenant(tenantID)
+		if err != nil {
+			return err
+		}
+		ex.AllowEndUserCredentials = t.Settings.AllowEndUserCredentials
+		win, level, _, steps, err := walk(rd, &t, &sbx, name, true)
+		if err != nil {
+			return err
+		}
+		for i := range steps {
+			steps[i].Detail = detail(&steps[i])
+		}
+		ex.Steps = steps
+		if win != nil {
+			ex.Resolved, ex.Level, ex.SecretID, ex.Version = true, level, win.ID, win.Version
+			if host != "" {
+				ok := vault.HostAllowed(win.AllowedHosts, host)
+				ex.HostAllowed = &ok
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, vault.ErrNotFound) {
+		return ex, ErrUnknownSandbox
+	}
+	return ex, err
+}
+
+func detail(s *Step) string {
+	switch s.Status {
+	case StatusMatched:
+		return "this secret resolves the name"
+	case StatusShadowed:
+		return "a usable secret is here, but a higher level matched first"
+	case StatusDisabled:
+		return "a secret is here but disabled; it counts as absent"
+	case StatusBlockedBySetting:
+		return "a secret is here but the tenant's allow_end_user_credentials is off"
+	case StatusEmptyAttribution:
+		return "the sandbox has no " + s.Attribute + ", so this level matches nothing"
+	case StatusNotFound:
+		if s.Level == LevelBinding {
+			return "no secret of this name is bound to the sandbox"
+		}
+		return "no secret of this name at this level"
+	}
+	return ""
+}

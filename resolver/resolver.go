@@ -1,0 +1,202 @@
+// Package resolver finds the secret a sandbox means by a name: the six-level
+// walk of DESIGN.md (binding, user, external user, external workspace,
+// workspace, tenant; first match wins; disabled counts as absent), with an
+// LRU of decrypted results in front of the vault that every vault write
+// invalidates for its tenant before the write returns.
+package resolver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/egressd/egressd/vault"
+)
+
+// Config configures New.
+type Config struct {
+	// Store is the vault. Required.
+	Store *vault.Store
+	// Size bounds the cache in (sandbox, name) entries; zero means 65536.
+	Size int
+	// TTL bounds how long an entry is trusted even without a write; zero
+	// means 5 minutes. Writes invalidate at once regardless.
+	TTL time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Registerer receives the cache metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+}
+
+// Result is a resolved secret. It is shared with the cache: treat it as
+// read-only.
+type Result struct {
+	// Value is the plaintext; it prints as [redacted].
+	Value vault.Value
+	// Refresh is the refresh token of an oauth_token secret, if any.
+	Refresh vault.Value
+	// Secret is the metadata of the secret that matched.
+	Secret vault.Secret
+	// Level is the step of the walk that matched.
+	Level Level
+	// BindingID is set when Level is LevelBinding.
+	BindingID string
+}
+
+type cacheKey struct{ sandbox, name string }
+
+type entry struct {
+	res     *Result // nil: nothing resolves
+	gen     uint64
+	tgen    *atomic.Uint64
+	expires int64
+}
+
+// Resolver resolves names for sandboxes.
+type Resolver struct {
+	store *vault.Store
+	cache *lru.Cache[cacheKey, *entry]
+	ttl   time.Duration
+	now   func() time.Time
+
+	mu   sync.RWMutex
+	gens map[string]*atomic.Uint64
+
+	hits, misses prometheus.Counter
+}
+
+// New builds a resolver and subscribes it to the store's writes.
+func New(cfg Config) (*Resolver, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("resolver: no store")
+	}
+	if cfg.Size == 0 {
+		cfg.Size = 1 << 16
+	}
+	if cfg.TTL == 0 {
+		cfg.TTL = 5 * time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	c, err := lru.New[cacheKey, *entry](cfg.Size)
+	if err != nil {
+		return nil, fmt.Errorf("resolver: %w", err)
+	}
+	r := &Resolver{
+		store: cfg.Store, cache: c, ttl: cfg.TTL, now: cfg.Now,
+		gens:   map[string]*atomic.Uint64{},
+		hits:   prometheus.NewCounter(prometheus.CounterOpts{Name: "egressd_resolver_cache_hits_total", Help: "Resolve calls answered from the cache."}),
+		misses: prometheus.NewCounter(prometheus.CounterOpts{Name: "egressd_resolver_cache_misses_total", Help: "Resolve calls that walked the vault."}),
+	}
+	if cfg.Registerer != nil {
+		for _, m := range []prometheus.Collector{r.hits, r.misses} {
+			if err := cfg.Registerer.Register(m); err != nil {
+				return nil, fmt.Errorf("resolver: register metrics: %w", err)
+			}
+		}
+	}
+	cfg.Store.OnChange(r.Invalidate)
+	return r, nil
+}
+
+// gen returns the generation counter of a tenant, creating it.
+func (r *Resolver) gen(tenantID string) *atomic.Uint64 {
+	r.mu.RLock()
+	g := r.gens[tenantID]
+	r.mu.RUnlock()
+	if g != nil {
+		return g
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if g = r.gens[tenantID]; g == nil {
+		g = new(atomic.Uint64)
+		r.gens[tenantID] = g
+	}
+	return g
+}
+
+// Invalidate drops every cached result of the tenant. The store calls it
+// after each committed write, before the write returns to its caller.
+func (r *Resolver) Invalidate(tenantID string) { r.gen(tenantID).Add(1) }
+
+// Resolve returns the secret that name means for the sandbox, walking the
+// six levels on a cache miss. ErrNoSecret means no level matched;
+// ErrUnknownSandbox that the sandbox does not exist.
+func (r *Resolver) Resolve(ctx context.Context, sandboxID, name string) (*Result, error) {
+	k := cacheKey{sandboxID, name}
+	if e, ok := r.cache.Get(k); ok && e.tgen.Load() == e.gen && r.now().UnixNano() < e.expires {
+		r.hits.Inc()
+		if e.res == nil {
+			return nil, ErrNoSecret
+		}
+		return e.res, nil
+	}
+	r.misses.Inc()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	// The generation is read before the snapshot is taken: a write that
+	// commits after this point bumps it, and the entry stored below is then
+	// already stale, never wrongly fresh.
+	var tenantID string
+	err := r.store.Read(func(rd *vault.Reader) error {
+		var err error
+		tenantID, err = rd.SandboxTenant(sandboxID)
+		return err
+	})
+	if errors.Is(err, vault.ErrNotFound) {
+		return nil, ErrUnknownSandbox
+	}
+	if err != nil {
+		return nil, err
+	}
+	tg := r.gen(tenantID)
+	before := tg.Load()
+	var res *Result
+	err = r.store.Read(func(rd *vault.Reader) error {
+		sbx, err := rd.Sandbox(tenantID, sandboxID)
+		if err != nil {
+			return err
+		}
+		t, err := rd.Tenant(tenantID)
+		if err != nil {
+			return err
+		}
+		win, level, binding, _, err := walk(rd, &t, &sbx, name, false)
+		if err != nil || win == nil {
+			return err
+		}
+		v, refresh, version, err := rd.OpenValue(tenantID, win.ID)
+		if err != nil {
+			return err
+		}
+		win.Version = version
+		res = &Result{Value: v, Refresh: refresh, Secret: *win, Level: level}
+		if binding != nil {
+			res.BindingID = binding.ID
+		}
+		return nil
+	})
+	if errors.Is(err, vault.ErrNotFound) {
+		return nil, ErrUnknownSandbox
+	}
+	if err != nil {
+		return nil, err
+	}
+	r.cache.Add(k, &entry{res: res, gen: before, tgen: tg, expires: r.now().Add(r.ttl).UnixNano()})
+	if res == nil {
+		return nil, ErrNoSecret
+	}
+	return res, nil
+}
+
+// Len is the number of cached entries.
+func (r *Resolver) Len() int { return r.cache.Len() }
