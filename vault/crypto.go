@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -18,11 +19,18 @@ import (
 // MasterKeySize is the length of a master key in bytes.
 const MasterKeySize = chacha20poly1305.KeySize
 
-// MasterKey wraps the per-secret data keys. It cannot be printed.
+// MasterKey wraps the per-secret data keys. It cannot be printed: every
+// fmt verb, slog and JSON show only its id. The key bytes are reachable
+// only through a func, which fmt never looks into, so even a MasterKey
+// reached through an unexported struct field (where fmt calls none of its
+// methods) prints no key material.
 type MasterKey struct {
 	id  string
-	key [MasterKeySize]byte
+	key func() *[MasterKeySize]byte
 }
+
+// bytes is the key material.
+func (k *MasterKey) bytes() []byte { return k.key()[:] }
 
 // ParseMasterKey reads a master key from its text form: 32 bytes in
 // standard or URL base64, or in hex, surrounding space ignored.
@@ -34,18 +42,22 @@ func ParseMasterKey(text []byte) (*MasterKey, error) {
 	case len(s) == 2*MasterKeySize:
 		raw, err = hex.DecodeString(s)
 	default:
-		raw, err = base64.StdEncoding.DecodeString(s)
+		// Padding is optional in both alphabets.
+		trimmed := strings.TrimRight(s, "=")
+		raw, err = base64.RawStdEncoding.DecodeString(trimmed)
 		if err != nil {
-			raw, err = base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
+			raw, err = base64.RawURLEncoding.DecodeString(trimmed)
 		}
 	}
 	if err != nil || len(raw) != MasterKeySize {
+		clear(raw)
 		return nil, fmt.Errorf("%w: want %d bytes in base64 or hex", ErrBadMasterKey, MasterKeySize)
 	}
-	k := &MasterKey{}
-	copy(k.key[:], raw)
+	kb := new([MasterKeySize]byte)
+	copy(kb[:], raw)
 	clear(raw)
-	sum := sha256.Sum256(append([]byte("egressd/key-id/v1\x00"), k.key[:]...))
+	k := &MasterKey{key: func() *[MasterKeySize]byte { return kb }}
+	sum := sha256.Sum256(append([]byte("egressd/key-id/v1\x00"), kb[:]...))
 	k.id = hex.EncodeToString(sum[:8])
 	return k, nil
 }
@@ -100,7 +112,7 @@ func WriteMasterKeyFile(path string, k *MasterKey) error {
 	if err != nil {
 		return fmt.Errorf("create master key: %w", err)
 	}
-	_, err = f.WriteString(base64.StdEncoding.EncodeToString(k.key[:]) + "\n")
+	_, err = f.WriteString(base64.StdEncoding.EncodeToString(k.bytes()) + "\n")
 	if err == nil {
 		err = f.Sync()
 	}
@@ -131,18 +143,27 @@ func unwrapPathErr(err error) error {
 // ID is a short fingerprint of the key, safe to log.
 func (k *MasterKey) ID() string { return k.id }
 
+// The printing methods have value receivers so that a MasterKey and a
+// *MasterKey both redact.
+
 // String never shows the key.
-func (k *MasterKey) String() string { return "MasterKey(" + k.id + ")" }
+func (k MasterKey) String() string { return "MasterKey(" + k.id + ")" }
 
 // GoString never shows the key.
-func (k *MasterKey) GoString() string { return k.String() }
+func (k MasterKey) GoString() string { return k.String() }
+
+// Format never shows the key, whatever the verb (%d and %x included).
+func (k MasterKey) Format(f fmt.State, _ rune) { io.WriteString(f, k.String()) }
 
 // LogValue never shows the key.
-func (k *MasterKey) LogValue() slog.Value { return slog.StringValue(k.String()) }
+func (k MasterKey) LogValue() slog.Value { return slog.StringValue(k.String()) }
 
 // Equal compares two keys in constant time.
 func (k *MasterKey) Equal(o *MasterKey) bool {
-	return subtle.ConstantTimeCompare(k.key[:], o.key[:]) == 1
+	if k == nil || o == nil || k.key == nil || o.key == nil {
+		return false
+	}
+	return subtle.ConstantTimeCompare(k.bytes(), o.bytes()) == 1
 }
 
 // sealed is a value encrypted under its own data key, which is itself
@@ -163,7 +184,7 @@ func (k *MasterKey) seal(plaintext, ad []byte) (*sealed, error) {
 	if err != nil {
 		return nil, err
 	}
-	wk, err := aeadSeal(k.key[:], dek[:], wrapAD(ad))
+	wk, err := aeadSeal(k.bytes(), dek[:], wrapAD(ad))
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +196,7 @@ func (k *MasterKey) open(s *sealed, ad []byte) ([]byte, error) {
 	if s.KeyID != k.id {
 		return nil, fmt.Errorf("%w: value is wrapped by key %s, this key is %s", ErrWrongMasterKey, s.KeyID, k.id)
 	}
-	dek, err := aeadOpen(k.key[:], s.WrappedKey, wrapAD(ad))
+	dek, err := aeadOpen(k.bytes(), s.WrappedKey, wrapAD(ad))
 	if err != nil {
 		return nil, ErrDecrypt
 	}
@@ -192,12 +213,12 @@ func (k *MasterKey) rewrap(s *sealed, ad []byte, to *MasterKey) (*sealed, error)
 	if s.KeyID != k.id {
 		return nil, fmt.Errorf("%w: value is wrapped by key %s, this key is %s", ErrWrongMasterKey, s.KeyID, k.id)
 	}
-	dek, err := aeadOpen(k.key[:], s.WrappedKey, wrapAD(ad))
+	dek, err := aeadOpen(k.bytes(), s.WrappedKey, wrapAD(ad))
 	if err != nil {
 		return nil, ErrDecrypt
 	}
 	defer clear(dek)
-	wk, err := aeadSeal(to.key[:], dek, wrapAD(ad))
+	wk, err := aeadSeal(to.bytes(), dek, wrapAD(ad))
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,8 @@ package vault
 import (
 	"bytes"
 	"fmt"
+	"io"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -42,6 +44,13 @@ type SecretInput struct {
 func (in SecretInput) String() string {
 	return fmt.Sprintf("SecretInput{name=%q scope=%s}", in.Name, in.Scope)
 }
+
+// Format never shows the value or refresh token, whatever the verb (%#v
+// would otherwise print every field).
+func (in SecretInput) Format(f fmt.State, _ rune) { io.WriteString(f, in.String()) }
+
+// LogValue never shows the value or refresh token.
+func (in SecretInput) LogValue() slog.Value { return slog.StringValue(in.String()) }
 
 // UpsertResult is what UpsertSecret did.
 type UpsertResult struct {
@@ -206,6 +215,12 @@ type RotateInput struct {
 func (in RotateInput) String() string { return "RotateInput{[redacted]}" }
 
 // RotateSecret stores a new value as version + 1. The placeholders that
+// Format never shows the value or refresh token, whatever the verb.
+func (in RotateInput) Format(f fmt.State, _ rune) { io.WriteString(f, in.String()) }
+
+// LogValue never shows the value or refresh token.
+func (in RotateInput) LogValue() slog.Value { return slog.StringValue(in.String()) }
+
 // sandboxes hold stay the same.
 func (s *Store) RotateSecret(tenantID, id string, in RotateInput) (Secret, error) {
 	if in.Value == "" {

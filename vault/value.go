@@ -10,24 +10,31 @@ const redacted = "[redacted]"
 
 // Value is a secret's plaintext. It prints, logs and marshals as
 // "[redacted]"; only Reveal gives the bytes, for the one place that must
-// put them on the wire.
-type Value struct{ b []byte }
+// put them on the wire. The bytes are reachable only through a func, which
+// fmt never looks into, so even a Value reached through an unexported
+// struct field (where fmt calls none of its methods) prints no plaintext.
+type Value struct{ b func() []byte }
 
 // NewValue wraps b. The Value owns b from then on.
-func NewValue(b []byte) Value { return Value{b: b} }
+func NewValue(b []byte) Value { return Value{b: func() []byte { return b }} }
 
 // Reveal returns the plaintext. Never log it, return it from an API, or
 // put it in an error.
-func (v Value) Reveal() []byte { return v.b }
+func (v Value) Reveal() []byte {
+	if v.b == nil {
+		return nil
+	}
+	return v.b()
+}
 
 // Len is the plaintext's length.
-func (v Value) Len() int { return len(v.b) }
+func (v Value) Len() int { return len(v.Reveal()) }
 
 // IsZero reports whether v holds nothing.
-func (v Value) IsZero() bool { return len(v.b) == 0 }
+func (v Value) IsZero() bool { return v.Len() == 0 }
 
 // Equal compares with b in constant time.
-func (v Value) Equal(b []byte) bool { return subtle.ConstantTimeCompare(v.b, b) == 1 }
+func (v Value) Equal(b []byte) bool { return subtle.ConstantTimeCompare(v.Reveal(), b) == 1 }
 
 // String redacts.
 func (v Value) String() string { return redacted }
