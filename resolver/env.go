@@ -38,23 +38,7 @@ func (r *Resolver) Env(ctx context.Context, tenantID, sandboxID string) ([]EnvEn
 		if err != nil {
 			return err
 		}
-		names := map[string]bool{}
-		bs, err := rd.BindingsOf(tenantID, sandboxID)
-		if err != nil {
-			return err
-		}
-		for _, b := range bs {
-			if sec, err := rd.Secret(tenantID, b.SecretID); err == nil {
-				names[sec.Name] = true
-			}
-		}
-		for _, l := range Levels[1:] {
-			_, owner := l.attribute(&sbx)
-			for _, n := range rd.ScopedNames(tenantID, l.scope(), owner) {
-				names[n] = true
-			}
-		}
-		for name := range names {
+		for name := range candidateNames(rd, &sbx) {
 			win, level, binding, _, err := walk(rd, &t, &sbx, name, false)
 			if err != nil {
 				return err

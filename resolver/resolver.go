@@ -62,6 +62,7 @@ type entry struct {
 type Resolver struct {
 	store *vault.Store
 	cache *lru.Cache[cacheKey, *entry]
+	hosts *lru.Cache[string, *hostSummary]
 	ttl   time.Duration
 	now   func() time.Time
 
@@ -89,8 +90,12 @@ func New(cfg Config) (*Resolver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resolver: %w", err)
 	}
+	hc, err := lru.New[string, *hostSummary](cfg.Size)
+	if err != nil {
+		return nil, fmt.Errorf("resolver: %w", err)
+	}
 	r := &Resolver{
-		store: cfg.Store, cache: c, ttl: cfg.TTL, now: cfg.Now,
+		store: cfg.Store, cache: c, hosts: hc, ttl: cfg.TTL, now: cfg.Now,
 		gens:   map[string]*atomic.Uint64{},
 		hits:   prometheus.NewCounter(prometheus.CounterOpts{Name: "egressd_resolver_cache_hits_total", Help: "Resolve calls answered from the cache."}),
 		misses: prometheus.NewCounter(prometheus.CounterOpts{Name: "egressd_resolver_cache_misses_total", Help: "Resolve calls that walked the vault."}),
