@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -29,6 +30,11 @@ func Rekey(path string, oldKey, newKey *MasterKey, timeout time.Duration) (Rekey
 	}
 	if timeout == 0 {
 		timeout = time.Second
+	}
+	// bolt.Open would create a missing file: a mistyped --data-dir must not
+	// leave an empty vault behind.
+	if _, err := os.Stat(path); err != nil {
+		return res, fmt.Errorf("vault: %w", err)
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
 	if err != nil {
