@@ -1,0 +1,136 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Defaults of egressd serve.
+const (
+	DefaultDataDir         = "./egressd-data"
+	DefaultAdminListen     = "127.0.0.1:8081"
+	DefaultProxyListen     = ":8080"
+	DefaultMetricsListen   = "127.0.0.1:9090"
+	DefaultCABundlePath    = "/etc/egressd/ca.pem"
+	DefaultLogLevel        = "info"
+	DefaultLogFormat       = "json"
+	DefaultShutdownTimeout = 10 * time.Second
+)
+
+// Serve holds the settings of egressd serve. Zero strings are replaced by
+// the defaults above (and the derived ones documented per field) in Check.
+type Serve struct {
+	// DataDir holds the vault, the master key (by default) and the CA.
+	DataDir string
+	// AdminListen is the address of the admin API, /healthz and /readyz.
+	// Port 0 picks a free port; the bound address is logged and written to
+	// DataDir/admin.addr.
+	AdminListen string
+	// ProxyListen is the address of the proxy (not served by this build;
+	// checked and used to derive ProxyURL).
+	ProxyListen string
+	// MetricsListen is the address of /metrics. Port 0 picks a free port,
+	// written to DataDir/metrics.addr.
+	MetricsListen string
+	// MasterKeyFile is the master key file; empty means DataDir/master.key.
+	MasterKeyFile string
+	// ProxyURL is the URL sandboxes use to reach the proxy; empty means
+	// http://localhost:<port of ProxyListen>.
+	ProxyURL string
+	// CABundlePath is where platforms place the CA bundle inside a sandbox.
+	CABundlePath string
+	// LogLevel and LogFormat configure the logger (see NewLogger).
+	LogLevel, LogFormat string
+	// ShutdownTimeout bounds the graceful shutdown; zero means 10s.
+	ShutdownTimeout time.Duration
+}
+
+// Check fills in the defaults and refuses settings that cannot work, with
+// a message naming the flag.
+func (s *Serve) Check() error {
+	def := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	def(&s.DataDir, DefaultDataDir)
+	def(&s.AdminListen, DefaultAdminListen)
+	def(&s.ProxyListen, DefaultProxyListen)
+	def(&s.MetricsListen, DefaultMetricsListen)
+	def(&s.CABundlePath, DefaultCABundlePath)
+	def(&s.LogLevel, DefaultLogLevel)
+	def(&s.LogFormat, DefaultLogFormat)
+	if s.ShutdownTimeout == 0 {
+		s.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if s.ShutdownTimeout < 0 {
+		return errors.New("--shutdown-timeout must not be negative")
+	}
+	def(&s.MasterKeyFile, filepath.Join(s.DataDir, "master.key"))
+	for _, l := range []struct{ flag, addr string }{
+		{"--admin-listen", s.AdminListen},
+		{"--proxy-listen", s.ProxyListen},
+		{"--metrics-listen", s.MetricsListen},
+	} {
+		if err := checkListen(l.addr); err != nil {
+			return fmt.Errorf("%s %q: %w", l.flag, l.addr, err)
+		}
+	}
+	if s.ProxyURL == "" {
+		_, port, _ := net.SplitHostPort(s.ProxyListen)
+		s.ProxyURL = "http://localhost:" + port
+	}
+	if err := checkProxyURL(s.ProxyURL); err != nil {
+		return fmt.Errorf("--proxy-url %q: %w", s.ProxyURL, err)
+	}
+	if !strings.HasPrefix(s.CABundlePath, "/") || strings.ContainsAny(s.CABundlePath, "\x00\n\r") {
+		return fmt.Errorf("--ca-bundle-path %q: must be an absolute path", s.CABundlePath)
+	}
+	if _, err := NewLogger(nil, s.LogLevel, s.LogFormat); err != nil {
+		return err
+	}
+	return nil
+}
+
+// checkListen accepts host:port with a numeric port (0 to 65535) and an
+// empty host, an IP literal or a name.
+func checkListen(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want host:port, for example 127.0.0.1:8081 or :8080")
+	}
+	if strings.ContainsAny(host, " /") {
+		return errors.New("bad host")
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil || port == "" || strings.Trim(port, "0123456789") != "" {
+		return errors.New("want a numeric port from 0 to 65535")
+	}
+	return nil
+}
+
+// checkProxyURL accepts an absolute http or https URL with a host and no
+// path, query or credentials.
+func checkProxyURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return errors.New("not a URL")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return errors.New("want an http:// or https:// URL")
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return errors.New("no host")
+	}
+	if u.User != nil {
+		return errors.New("must not carry credentials (each sandbox gets its own)")
+	}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return errors.New("must not have a path, query or fragment")
+	}
+	return nil
+}

@@ -1,0 +1,9 @@
+// Package datadir owns egressd's data directory: where each file lives,
+// where the master key comes from, the first-run setup that init and serve
+// share (master key, CA, vault, tenant, keys), and the rekey of the vault
+// with the replacement of the master key file.
+//
+// It turns the vault's low-level refusals into messages an operator can act
+// on: a vault held by a running server (ErrInUse), a master key that is
+// missing (ErrNoMasterKey) or does not open the vault (ErrWrongMasterKey).
+package datadir

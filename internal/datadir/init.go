@@ -1,0 +1,103 @@
+package datadir
+
+import (
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/egressd/egressd/vault"
+)
+
+// DefaultTenant is the tenant serve creates on an empty data dir.
+const DefaultTenant = "default"
+
+// Credentials are tokens minted for a tenant. They are shown once and
+// never stored in clear; printing the struct with %v or slog redacts them.
+type Credentials struct {
+	TenantID   string `json:"tenant_id"`
+	TenantName string `json:"tenant_name"`
+	// APIKey is a new admin key of the tenant.
+	APIKey string `json:"api_key"`
+	// OperatorKey is set only when the operator key was created now.
+	OperatorKey string `json:"operator_key,omitempty"`
+}
+
+// String shows the tenant, never a token.
+func (c Credentials) String() string {
+	return fmt.Sprintf("Credentials{tenant %s %q, tokens redacted}", c.TenantID, c.TenantName)
+}
+
+// LogValue shows the tenant, never a token.
+func (c Credentials) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("tenant_id", c.TenantID), slog.String("tenant_name", c.TenantName),
+		slog.Bool("operator_key_created", c.OperatorKey != ""))
+}
+
+// IssueKeys returns the tenant named name (creating it if absent) with a
+// new admin key, and the operator key if none existed yet.
+func IssueKeys(st *vault.Store, name string) (Credentials, error) {
+	t, _, err := st.EnsureTenant(name)
+	if err != nil {
+		return Credentials{}, fmt.Errorf("tenant %q: %w", name, err)
+	}
+	token, _, err := st.CreateAPIKey(t.ID, vault.KeyAdmin, "", 0)
+	if err != nil {
+		return Credentials{}, fmt.Errorf("admin key for tenant %q: %w", name, err)
+	}
+	op, err := st.EnsureOperatorKey()
+	if err != nil {
+		return Credentials{}, fmt.Errorf("operator key: %w", err)
+	}
+	return Credentials{TenantID: t.ID, TenantName: t.Name, APIKey: token, OperatorKey: op}, nil
+}
+
+// Bootstrap sets up a vault that holds no tenant yet: it creates the
+// default tenant and issues its keys (see IssueKeys). On a vault that has a
+// tenant it does nothing and returns ok false: nothing secret to show.
+func Bootstrap(st *vault.Store) (c Credentials, ok bool, err error) {
+	ts, err := st.Tenants()
+	if err != nil {
+		return Credentials{}, false, err
+	}
+	if len(ts) > 0 {
+		return Credentials{}, false, nil
+	}
+	c, err = IssueKeys(st, DefaultTenant)
+	return c, err == nil, err
+}
+
+// InitResult is what egressd init prints: one JSON object.
+type InitResult struct {
+	Credentials
+	DataDir          string `json:"data_dir"`
+	MasterKeyCreated bool   `json:"master_key_created"`
+	CACreated        bool   `json:"ca_created"`
+	CACertFile       string `json:"ca_cert_file"`
+}
+
+// Init creates, where absent, everything a data dir holds (see Open), the
+// tenant, a new admin key for it and the operator key (once). Running it
+// again creates a new admin key and touches nothing else.
+func Init(dir Dir, src KeySource, tenant string) (InitResult, error) {
+	if abs, err := filepath.Abs(string(dir)); err == nil {
+		dir = Dir(abs)
+	}
+	o, err := Open(dir, src)
+	if err != nil {
+		return InitResult{}, err
+	}
+	c, err := IssueKeys(o.Store, tenant)
+	if cerr := o.Store.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("close vault: %w", cerr)
+	}
+	if err != nil {
+		return InitResult{}, err
+	}
+	return InitResult{
+		Credentials:      c,
+		DataDir:          string(dir),
+		MasterKeyCreated: o.MasterKeyCreated,
+		CACreated:        o.CACreated,
+		CACertFile:       dir.CACert(),
+	}, nil
+}
