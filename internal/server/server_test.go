@@ -61,7 +61,7 @@ func start(t *testing.T, dir datadir.Dir) *running {
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	cfg := Config{
-		Serve: config.Serve{DataDir: string(dir), AdminListen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second},
+		Serve:     config.Serve{DataDir: string(dir), AdminListen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second},
 		KeySource: src,
 		Logger:    slog.New(slog.NewJSONHandler(r.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Stdout:    r.stdout,
