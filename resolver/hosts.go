@@ -3,29 +3,54 @@ package resolver
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"github.com/egressd/egressd/vault"
 )
 
-// hostSummary is what a sandbox's resolvable secrets allow: any host, or
-// the union of their allowed_hosts patterns.
+// hostSummary is what a sandbox's resolvable secrets allow: for each, its
+// allowed_hosts and whether it may be substituted in a body.
 type hostSummary struct {
-	any      bool
-	patterns []string
+	secrets  []hostRule
 	gen      uint64
 	tgen     interface{ Load() uint64 }
 	expires  int64
 }
 
-// MayUse reports whether any secret that resolves for the sandbox now may
-// be used on host. The proxy terminates TLS only where this is true and
-// tunnels every other host untouched.
-func (r *Resolver) MayUse(ctx context.Context, sandboxID, host string) (bool, error) {
+type hostRule struct {
+	patterns []string
+	body     bool
+}
+
+// HostUse says what the secrets that resolve for a sandbox may do on a host.
+type HostUse struct {
+	// Any: at least one may be used on the host. The proxy terminates TLS
+	// only where this is true and tunnels every other host untouched.
+	Any bool
+	// Body: at least one may be used on the host and opts into bodies. When
+	// false the proxy passes request bodies through without a copy.
+	Body bool
+}
+
+func (s *hostSummary) use(host string) HostUse {
+	var u HostUse
+	for _, h := range s.secrets {
+		if vault.HostAllowed(h.patterns, host) {
+			u.Any = true
+			u.Body = u.Body || h.body
+		}
+	}
+	return u
+}
+
+// MayUse reports what the sandbox's resolvable secrets may do on host. A
+// deleted sandbox answers ErrUnknownSandbox once the delete has returned.
+func (r *Resolver) MayUse(ctx context.Context, sandboxID, host string) (HostUse, error) {
 	if v, ok := r.hosts.Get(sandboxID); ok && v.tgen.Load() == v.gen && r.now().UnixNano() < v.expires {
-		return v.any || vault.HostAllowed(v.patterns, host), nil
+		return v.use(host), nil
 	}
 	if err := ctx.Err(); err != nil {
-		return false, err
+		return HostUse{}, err
 	}
 	var tenantID string
 	err := r.store.Read(func(rd *vault.Reader) error {
@@ -34,10 +59,10 @@ func (r *Resolver) MayUse(ctx context.Context, sandboxID, host string) (bool, er
 		return err
 	})
 	if errors.Is(err, vault.ErrNotFound) {
-		return false, ErrUnknownSandbox
+		return HostUse{}, ErrUnknownSandbox
 	}
 	if err != nil {
-		return false, err
+		return HostUse{}, err
 	}
 	tg := r.gen(tenantID)
 	sum := &hostSummary{gen: tg.Load(), tgen: tg}
@@ -58,22 +83,19 @@ func (r *Resolver) MayUse(ctx context.Context, sandboxID, host string) (bool, er
 			if win == nil {
 				continue
 			}
-			if len(win.AllowedHosts) == 0 {
-				sum.any = true
-			}
-			sum.patterns = append(sum.patterns, win.AllowedHosts...)
+			sum.secrets = append(sum.secrets, hostRule{patterns: win.AllowedHosts, body: slices.Contains(win.SubstituteIn, vault.InBody)})
 		}
 		return nil
 	})
 	if errors.Is(err, vault.ErrNotFound) {
-		return false, ErrUnknownSandbox
+		return HostUse{}, ErrUnknownSandbox
 	}
 	if err != nil {
-		return false, err
+		return HostUse{}, err
 	}
 	sum.expires = r.now().Add(r.ttl).UnixNano()
 	r.hosts.Add(sandboxID, sum)
-	return sum.any || vault.HostAllowed(sum.patterns, host), nil
+	return sum.use(host), nil
 }
 
 // candidateNames lists every secret name that could resolve for sbx: the

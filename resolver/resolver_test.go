@@ -453,3 +453,32 @@ func BenchmarkResolveCold(b *testing.B) {
 		}
 	}
 }
+
+func TestMayUse(t *testing.T) {
+	f := newFixture(t)
+	tid := f.tenant("acme")
+	sbx := f.sandbox(tid, attribution)
+	ctx := context.Background()
+	if u, err := f.r.MayUse(ctx, sbx.ID, "api.openai.com"); err != nil || u.Any {
+		t.Fatalf("no secrets: %+v %v", u, err)
+	}
+	if _, err := f.store.UpsertSecret(tid, vault.SecretInput{Name: "openai", Value: "v", Scope: vault.ScopeTenant, AllowedHosts: []string{"api.openai.com"}}); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := f.r.MayUse(ctx, sbx.ID, "api.openai.com"); !u.Any || u.Body {
+		t.Fatalf("openai host: %+v", u)
+	}
+	if u, _ := f.r.MayUse(ctx, sbx.ID, "example.com"); u.Any {
+		t.Fatalf("other host: %+v", u)
+	}
+	if _, err := f.store.UpsertSecret(tid, vault.SecretInput{Name: "gh", Value: "v", Scope: vault.ScopeWorkspace, WorkspaceID: "w1", AllowedHosts: []string{"*.github.com"}, SubstituteIn: []vault.Location{vault.InBody}}); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := f.r.MayUse(ctx, sbx.ID, "api.github.com"); !u.Any || !u.Body {
+		t.Fatalf("github: %+v", u)
+	}
+	f.store.DeleteSandbox(tid, sbx.ID)
+	if _, err := f.r.MayUse(ctx, sbx.ID, "api.github.com"); !errors.Is(err, ErrUnknownSandbox) {
+		t.Fatalf("deleted sandbox: %v", err)
+	}
+}
