@@ -11,10 +11,10 @@ import (
 // hostSummary is what a sandbox's resolvable secrets allow: for each, its
 // allowed_hosts and whether it may be substituted in a body.
 type hostSummary struct {
-	secrets  []hostRule
-	gen      uint64
-	tgen     interface{ Load() uint64 }
-	expires  int64
+	secrets []hostRule
+	gen     uint64
+	tgen    interface{ Load() uint64 }
+	expires int64
 }
 
 type hostRule struct {
