@@ -47,9 +47,13 @@ func validExternalID(s string) bool {
 	return true
 }
 
+// maxEnvNameLen leaves room for the '_' that EnvNameFor puts before a
+// longest name that starts with a digit.
+const maxEnvNameLen = MaxNameLen + 1
+
 // ValidEnvName reports whether s is a usable environment variable name.
 func ValidEnvName(s string) bool {
-	if len(s) == 0 || len(s) > MaxNameLen || s[0] >= '0' && s[0] <= '9' {
+	if len(s) == 0 || len(s) > maxEnvNameLen || s[0] >= '0' && s[0] <= '9' {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
@@ -76,9 +80,12 @@ func EnvNameFor(name string) string {
 }
 
 // NormalizeHostPattern checks an allowed_hosts entry: an exact host name, an
-// IP address, or "*.suffix". It returns the lower-cased form.
+// IP address, or "*.suffix". It returns the lower-cased form, without the
+// trailing dot of a fully qualified name. A name whose last label is a
+// number ("1.2.3", "*.0.0.1") is refused: resolvers read it as an address.
 func NormalizeHostPattern(p string) (string, bool) {
 	p = strings.ToLower(strings.TrimSpace(p))
+	p = strings.TrimSuffix(p, ".")
 	if p == "" || len(p) > 253 {
 		return "", false
 	}
@@ -100,19 +107,37 @@ func NormalizeHostPattern(p string) (string, bool) {
 			}
 		}
 	}
+	if allDigits(labels[len(labels)-1]) {
+		return "", false
+	}
 	return p, true
 }
 
-// HostAllowed reports whether host matches one of patterns; no patterns
-// means any host.
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// HostAllowed reports whether host matches one of patterns (as returned by
+// NormalizeHostPattern); no patterns means any host. An IP address host is
+// compared in its canonical form (brackets, zero runs and case do not
+// matter), and never matches a "*.suffix" pattern.
 func HostAllowed(patterns []string, host string) bool {
 	if len(patterns) == 0 {
 		return true
 	}
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	isIP := false
+	if ip, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")); err == nil {
+		host, isIP = ip.String(), true
+	}
 	for _, p := range patterns {
 		if suffix, ok := strings.CutPrefix(p, "*"); ok {
-			if strings.HasSuffix(host, suffix) && len(host) > len(suffix) {
+			if !isIP && strings.HasSuffix(host, suffix) && len(host) > len(suffix) {
 				return true
 			}
 		} else if host == p {
