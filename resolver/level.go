@@ -1,6 +1,10 @@
 package resolver
 
-import "github.com/egressd/egressd/vault"
+import (
+	"fmt"
+
+	"github.com/egressd/egressd/vault"
+)
 
 // Level is the step of the six-level walk that matched. Lower wins.
 type Level uint8
@@ -31,6 +35,18 @@ func (l Level) String() string {
 
 // MarshalText makes a Level a JSON string.
 func (l Level) MarshalText() ([]byte, error) { return []byte(l.String()), nil }
+
+// UnmarshalText parses a level's name, so that answers carrying a Level
+// (Explain, Env) decode back into it.
+func (l *Level) UnmarshalText(b []byte) error {
+	for i, n := range levelNames {
+		if string(b) == n {
+			*l = Level(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("resolver: unknown level %q", b)
+}
 
 // scope is the secret scope a level looks up (binding levels look at bindings).
 func (l Level) scope() vault.Scope {

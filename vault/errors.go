@@ -38,7 +38,8 @@ var ErrDecrypt = errors.New("stored value failed authentication")
 var ErrBadMasterKey = errors.New("malformed master key")
 
 // ValidationError says which input field was refused and why. It wraps
-// ErrInvalid (or ErrForbidden for a refusal by tenant setting).
+// ErrInvalid (or ErrForbidden for a refusal by tenant setting, or
+// ErrNotFound for a reference to a record the tenant does not have).
 type ValidationError struct {
 	Field   string
 	Message string
@@ -65,4 +66,8 @@ func invalid(field, format string, args ...any) error {
 
 func forbidden(field, format string, args ...any) error {
 	return &ValidationError{Field: field, Message: fmt.Sprintf(format, args...), kind: ErrForbidden}
+}
+
+func notFound(field, format string, args ...any) error {
+	return &ValidationError{Field: field, Message: fmt.Sprintf(format, args...), kind: ErrNotFound}
 }

@@ -136,7 +136,8 @@ func (s *Store) UpsertSecret(tenantID string, in SecretInput) (UpsertResult, err
 		if in.ResourceID != "" {
 			sbx, err := txSandbox(tx, tenantID, in.ResourceID)
 			if err != nil {
-				return invalid("resource_id", "no %s %q in this tenant", in.ResourceType, in.ResourceID)
+				// Not found, as for any other id of another tenant: ids do not leak.
+				return notFound("resource_id", "no %s %q in this tenant", in.ResourceType, in.ResourceID)
 			}
 			if sbx.ResourceType != in.ResourceType {
 				return invalid("resource_type", "%q is a %s, not a %s", in.ResourceID, sbx.ResourceType, in.ResourceType)
@@ -214,13 +215,13 @@ type RotateInput struct {
 // String never shows the value or refresh token.
 func (in RotateInput) String() string { return "RotateInput{[redacted]}" }
 
-// RotateSecret stores a new value as version + 1. The placeholders that
 // Format never shows the value or refresh token, whatever the verb.
 func (in RotateInput) Format(f fmt.State, _ rune) { io.WriteString(f, in.String()) }
 
 // LogValue never shows the value or refresh token.
 func (in RotateInput) LogValue() slog.Value { return slog.StringValue(in.String()) }
 
+// RotateSecret stores a new value as version + 1. The placeholders that
 // sandboxes hold stay the same.
 func (s *Store) RotateSecret(tenantID, id string, in RotateInput) (Secret, error) {
 	if in.Value == "" {
