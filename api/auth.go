@@ -1,0 +1,120 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/egressd/egressd/vault"
+)
+
+// access is what kind of key a route admits.
+type access uint8
+
+const (
+	// readAccess admits admin keys and browser tokens; a browser token
+	// then sees only its external user's resources.
+	readAccess access = iota
+	// adminAccess admits admin keys only: every write, and the reads that
+	// are about the whole tenant. A browser token gets 403.
+	adminAccess
+	// operatorAccess admits the operator key only.
+	operatorAccess
+)
+
+// principal is who is calling: the key that authenticated the request.
+type principal struct {
+	key vault.APIKey
+}
+
+// tenant is the caller's tenant id ("" for the operator key).
+func (p *principal) tenant() string { return p.key.TenantID }
+
+// browser reports whether the caller holds a read-only browser token.
+func (p *principal) browser() bool { return p.key.Kind == vault.KeyBrowser }
+
+// externalUser is the external user a browser token is scoped to.
+func (p *principal) externalUser() string { return p.key.ExternalUserID }
+
+// authenticate reads the bearer token and finds its key.
+func (s *Server) authenticate(r *http.Request) (*principal, error) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return nil, errMissingToken
+	}
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return nil, fmt.Errorf("%w: want Authorization: Bearer <api key>", ErrUnauthorized)
+	}
+	token = strings.TrimSpace(token)
+	if token == "" {
+		return nil, errMissingToken
+	}
+	k, err := s.store.Authenticate(token)
+	if errors.Is(err, vault.ErrUnauthenticated) {
+		return nil, fmt.Errorf("%w: unknown or expired token", ErrUnauthorized)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("authenticate: %w", err)
+	}
+	return &principal{key: k}, nil
+}
+
+// allow checks that the caller's kind of key may use a route of access a.
+func (p *principal) allow(a access) error {
+	switch p.key.Kind {
+	case vault.KeyOperator:
+		if a != operatorAccess {
+			return fmt.Errorf("%w: the operator key may only create tenants (POST /api/v1/tenants)", ErrForbidden)
+		}
+		return nil
+	case vault.KeyAdmin:
+		if a == operatorAccess {
+			return fmt.Errorf("%w: only the operator key may create tenants", ErrForbidden)
+		}
+		return nil
+	case vault.KeyBrowser:
+		switch a {
+		case readAccess:
+			return nil
+		case operatorAccess:
+			return fmt.Errorf("%w: only the operator key may create tenants", ErrForbidden)
+		}
+		return fmt.Errorf("%w: browser tokens are read-only", ErrForbidden)
+	}
+	return fmt.Errorf("%w: unknown key kind", ErrForbidden)
+}
+
+// notYours is the answer when a browser token asks for a resource of
+// another external user: the same 404, word for word, as the vault's for an
+// id that does not exist.
+func notYours(kind, id string) error {
+	return fmt.Errorf("%s %q: %w", kind, id, ErrNotFound)
+}
+
+// sandboxFor returns the caller's sandbox id, or 404 if the tenant has no
+// such sandbox or, for a browser token, it belongs to another external user.
+func (s *Server) sandboxFor(p *principal, id string) (vault.Sandbox, error) {
+	sbx, err := s.store.Sandbox(p.tenant(), id)
+	if err != nil {
+		return vault.Sandbox{}, err
+	}
+	if p.browser() && sbx.ExternalUserID != p.externalUser() {
+		return vault.Sandbox{}, notYours("sandbox", id)
+	}
+	return sbx, nil
+}
+
+// browserSandboxes is the set of sandbox ids a browser token may see.
+func (s *Server) browserSandboxes(p *principal) (map[string]bool, error) {
+	list, err := s.store.ListSandboxes(p.tenant(), vault.SandboxFilter{ExternalUserID: p.externalUser()})
+	if err != nil {
+		return nil, err
+	}
+	ids := make(map[string]bool, len(list))
+	for _, x := range list {
+		ids[x.ID] = true
+	}
+	return ids, nil
+}

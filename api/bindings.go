@@ -1,0 +1,83 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/egressd/egressd/vault"
+)
+
+// BindingList is the answer of GET /api/v1/egress/bindings.
+type BindingList struct {
+	Bindings []vault.Binding `json:"bindings"`
+}
+
+// createBinding attaches a secret of the tenant to one of its sandboxes or
+// computers. Either id from another tenant answers 404.
+func (s *Server) createBinding(w http.ResponseWriter, r *http.Request, p *principal) error {
+	var in vault.BindingInput
+	if err := decode(w, r, &in); err != nil {
+		return err
+	}
+	b, err := s.store.CreateBinding(p.tenant(), in)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, b)
+	return nil
+}
+
+// listBindings lists the tenant's bindings, narrowed by the query's
+// filters; a browser token sees only the bindings on its external user's
+// sandboxes.
+func (s *Server) listBindings(w http.ResponseWriter, r *http.Request, p *principal) error {
+	q := r.URL.Query()
+	f := vault.BindingFilter{
+		ResourceID:   q.Get("resource_id"),
+		ResourceType: vault.ResourceType(q.Get("resource_type")),
+		SecretID:     q.Get("secret_id"),
+	}
+	if f.ResourceType != "" && !f.ResourceType.Valid() {
+		return fmt.Errorf("%w: resource_type: unknown resource type %q (want sandbox or computer)", ErrBadRequest, f.ResourceType)
+	}
+	if p.browser() {
+		ids, err := s.browserSandboxes(p)
+		if err != nil {
+			return err
+		}
+		f.ResourceIDs = ids
+	}
+	list, err := s.store.ListBindings(p.tenant(), f)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, BindingList{Bindings: list})
+	return nil
+}
+
+func (s *Server) getBinding(w http.ResponseWriter, r *http.Request, p *principal) error {
+	id := r.PathValue("id")
+	b, err := s.store.Binding(p.tenant(), id)
+	if err != nil {
+		return err
+	}
+	if p.browser() {
+		if _, err := s.sandboxFor(p, b.ResourceID); err != nil {
+			if errors.Is(err, vault.ErrNotFound) || errors.Is(err, ErrNotFound) {
+				return notYours("binding", id)
+			}
+			return err
+		}
+	}
+	writeJSON(w, http.StatusOK, b)
+	return nil
+}
+
+func (s *Server) deleteBinding(w http.ResponseWriter, r *http.Request, p *principal) error {
+	if err := s.store.DeleteBinding(p.tenant(), r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

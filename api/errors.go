@@ -1,0 +1,119 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/egressd/egressd/resolver"
+	"github.com/egressd/egressd/vault"
+)
+
+// ErrBadRequest is input the API cannot take: malformed JSON, an unknown
+// field or query parameter, trailing data, a bad path parameter.
+var ErrBadRequest = errors.New("bad request")
+
+// ErrUnauthorized is a request without a bearer token, or with one that
+// matches no live key.
+var ErrUnauthorized = errors.New("unauthorized")
+
+// ErrForbidden is a request whose key may not call this endpoint: a write
+// with a browser token, anything but tenant creation with the operator key,
+// tenant creation with any other key.
+var ErrForbidden = errors.New("forbidden")
+
+// ErrNotFound is an id the caller's tenant does not have, or a route that
+// does not exist. Another tenant's ids are reported the same way.
+var ErrNotFound = errors.New("not found")
+
+// ErrMethodNotAllowed is a known route called with the wrong method.
+var ErrMethodNotAllowed = errors.New("method not allowed")
+
+// ErrTooLarge is a request body over MaxBodyBytes.
+var ErrTooLarge = errors.New("request body too large")
+
+// ErrInternal is anything the caller cannot fix. Its answer carries a
+// generic message; the cause goes to the log only.
+var ErrInternal = errors.New("internal error")
+
+// errorBody is the JSON shape of every error answer.
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// classify maps an error to its HTTP status and code. It is the one place
+// that decides what a failure looks like on the wire.
+func classify(err error) (status int, code string) {
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig), errors.Is(err, ErrTooLarge):
+		return http.StatusRequestEntityTooLarge, "payload_too_large"
+	case errors.Is(err, ErrUnauthorized), errors.Is(err, vault.ErrUnauthenticated):
+		return http.StatusUnauthorized, "unauthorized"
+	case errors.Is(err, ErrForbidden), errors.Is(err, vault.ErrForbidden):
+		return http.StatusForbidden, "forbidden"
+	case errors.Is(err, ErrNotFound), errors.Is(err, vault.ErrNotFound), errors.Is(err, resolver.ErrUnknownSandbox):
+		return http.StatusNotFound, "not_found"
+	case errors.Is(err, ErrMethodNotAllowed):
+		return http.StatusMethodNotAllowed, "method_not_allowed"
+	case errors.Is(err, vault.ErrConflict):
+		return http.StatusConflict, "conflict"
+	case errors.Is(err, ErrBadRequest), errors.Is(err, vault.ErrInvalid):
+		return http.StatusBadRequest, "invalid_request"
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable, "unavailable"
+	}
+	return http.StatusInternalServerError, "internal"
+}
+
+// message is what the caller reads. Errors of this package and of the vault
+// say which field or id is wrong and never carry a value; anything else is
+// internal and gets a generic text.
+func message(err error, status int) string {
+	var verr *vault.ValidationError
+	switch {
+	case status == http.StatusRequestEntityTooLarge:
+		return fmt.Sprintf("request body exceeds %d bytes", MaxBodyBytes)
+	case status >= 500:
+		if status == http.StatusServiceUnavailable {
+			return "request canceled"
+		}
+		return "internal error; the server log has the cause"
+	case errors.As(err, &verr):
+		return verr.Error()
+	}
+	return err.Error()
+}
+
+// writeError answers with the JSON error for err. On a *recorder it notes
+// the code (and, for a 5xx, the cause) for the request's log line.
+func writeError(w http.ResponseWriter, err error) {
+	status, code := classify(err)
+	if rec, ok := w.(*recorder); ok {
+		rec.errCode = code
+		if status >= 500 {
+			rec.cause = err
+		}
+		if rec.wrote {
+			// The answer has begun; nothing sensible can follow it.
+			return
+		}
+	}
+	if status == http.StatusUnauthorized {
+		v := `Bearer realm="egressd"`
+		if !errors.Is(err, errMissingToken) {
+			v += `, error="invalid_token"`
+		}
+		w.Header().Set("WWW-Authenticate", v)
+	}
+	writeJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: message(err, status)}})
+}
+
+// errMissingToken is the 401 of a request without any bearer token.
+var errMissingToken = fmt.Errorf("%w: missing bearer token (Authorization: Bearer <api key>)", ErrUnauthorized)

@@ -1,0 +1,242 @@
+// Package api is egressd's admin REST API: JSON over HTTP on its own
+// listener, authenticated with tenant API keys (Authorization: Bearer),
+// read-only browser tokens scoped to one external user, and the operator
+// key that creates tenants. It manages secrets, bindings, sandboxes and
+// computers, tenant settings and browser tokens on top of the vault, and
+// explains the resolver's walk. No answer, log line or metric ever carries
+// a stored value.
+package api
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/egressd/egressd/resolver"
+	"github.com/egressd/egressd/vault"
+)
+
+// Defaults of Config.
+const (
+	DefaultProxyURL     = "http://localhost:8080"
+	DefaultCABundlePath = "/etc/egressd/ca.pem"
+)
+
+// Config configures New.
+type Config struct {
+	// Store is the vault. Required.
+	Store *vault.Store
+	// Resolver answers env and explain. Required; it must be built over
+	// Store so that every write invalidates it before the API answers.
+	Resolver *resolver.Resolver
+	// Logger receives one line per request; nil discards.
+	Logger *slog.Logger
+	// Registerer receives the request metrics; nil registers none.
+	Registerer prometheus.Registerer
+	// CACertPEM is the CA certificate sandboxes must trust, returned with
+	// every sandbox; nil returns an empty ca_cert_pem.
+	CACertPEM []byte
+	// ProxyURL is the proxy's base URL as sandboxes reach it, such as
+	// "http://egressd:8080"; sandbox proxy URLs put their credentials in
+	// it. Empty means DefaultProxyURL.
+	ProxyURL string
+	// CABundlePath is where the platform places the CA bundle inside a
+	// sandbox; the CA-trust variables point at it. Empty means
+	// DefaultCABundlePath. A tenant's ca_bundle_path setting overrides it.
+	CABundlePath string
+	// Now is the clock that times requests; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server is the admin API. It is an http.Handler, safe for concurrent use.
+type Server struct {
+	store    *vault.Store
+	resolver *resolver.Resolver
+	log      *slog.Logger
+	metrics  *metrics
+	caPEM    string
+	proxy    *url.URL
+	caPath   string
+	now      func() time.Time
+	mux      *http.ServeMux
+}
+
+// handlerFunc is an endpoint: it writes its answer on success, or returns
+// the error that writeError turns into one.
+type handlerFunc func(w http.ResponseWriter, r *http.Request, p *principal) error
+
+// route is one endpoint: method, path pattern, who may call it, and the
+// query parameters it accepts.
+type route struct {
+	method, path string
+	access       access
+	params       []string
+	h            handlerFunc
+}
+
+// New checks cfg and builds the server.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("api: no store")
+	}
+	if cfg.Resolver == nil {
+		return nil, errors.New("api: no resolver")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.ProxyURL == "" {
+		cfg.ProxyURL = DefaultProxyURL
+	}
+	proxy, err := url.Parse(cfg.ProxyURL)
+	if err != nil || (proxy.Scheme != "http" && proxy.Scheme != "https") || proxy.Host == "" || proxy.User != nil {
+		return nil, fmt.Errorf("api: ProxyURL %q: want http(s)://host:port without credentials", cfg.ProxyURL)
+	}
+	if cfg.CABundlePath == "" {
+		cfg.CABundlePath = DefaultCABundlePath
+	}
+	if !strings.HasPrefix(cfg.CABundlePath, "/") {
+		return nil, fmt.Errorf("api: CABundlePath %q: want an absolute path", cfg.CABundlePath)
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		store: cfg.Store, resolver: cfg.Resolver, log: cfg.Logger, metrics: m,
+		caPEM: string(cfg.CACertPEM), proxy: proxy, caPath: cfg.CABundlePath, now: cfg.Now,
+		mux: http.NewServeMux(),
+	}
+	s.register(s.routes())
+	return s, nil
+}
+
+// ServeHTTP serves the API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// routes is the API's table of endpoints.
+func (s *Server) routes() []route {
+	secretFilters := []string{"resource_id", "resource_type", "scope", "type", "workspace_id", "owner_user_id", "external_user_id", "external_workspace_id", "name"}
+	bindingFilters := []string{"resource_id", "resource_type", "secret_id"}
+	sandboxFilters := []string{"resource_type", "owner_user_id", "workspace_id", "external_user_id", "external_workspace_id", "external_project_id"}
+	rs := []route{
+		{"POST", "/api/v1/egress/secrets", adminAccess, nil, s.upsertSecret},
+		{"GET", "/api/v1/egress/secrets", readAccess, secretFilters, s.listSecrets},
+		{"GET", "/api/v1/egress/secrets/{id}", readAccess, nil, s.getSecret},
+		{"DELETE", "/api/v1/egress/secrets/{id}", adminAccess, nil, s.deleteSecret},
+		{"POST", "/api/v1/egress/secrets/{id}/rotate", adminAccess, nil, s.rotateSecret},
+		{"POST", "/api/v1/egress/secrets/{id}/disable", adminAccess, nil, s.setDisabled(true)},
+		{"POST", "/api/v1/egress/secrets/{id}/enable", adminAccess, nil, s.setDisabled(false)},
+
+		{"POST", "/api/v1/egress/bindings", adminAccess, nil, s.createBinding},
+		{"GET", "/api/v1/egress/bindings", readAccess, bindingFilters, s.listBindings},
+		{"GET", "/api/v1/egress/bindings/{id}", readAccess, nil, s.getBinding},
+		{"DELETE", "/api/v1/egress/bindings/{id}", adminAccess, nil, s.deleteBinding},
+
+		{"POST", "/api/v1/tenants", operatorAccess, nil, s.createTenant},
+		{"GET", "/api/v1/tenant/settings", adminAccess, nil, s.getSettings},
+		{"PATCH", "/api/v1/tenant/settings", adminAccess, nil, s.patchSettings},
+		{"POST", "/api/v1/browser_tokens", adminAccess, nil, s.createBrowserToken},
+	}
+	// Sandboxes and computers are one model; /computers only ever shows
+	// and creates computers.
+	for _, kind := range []struct {
+		base string
+		rt   vault.ResourceType
+	}{{"/api/v1/sandboxes", ""}, {"/api/v1/computers", vault.ResourceComputer}} {
+		rs = append(rs,
+			route{"POST", kind.base, adminAccess, nil, s.createSandbox(kind.rt)},
+			route{"GET", kind.base, readAccess, sandboxFilters, s.listSandboxes(kind.rt)},
+			route{"GET", kind.base + "/{id}", readAccess, nil, s.getSandbox(kind.rt)},
+			route{"DELETE", kind.base + "/{id}", adminAccess, nil, s.deleteSandbox(kind.rt)},
+			route{"GET", kind.base + "/{id}/env", readAccess, nil, s.sandboxEnv(kind.rt)},
+			route{"GET", kind.base + "/{id}/explain/{name}", readAccess, []string{"host"}, s.explain(kind.rt)},
+		)
+	}
+	return rs
+}
+
+// register puts the routes on the mux, each path with a fallback that
+// answers 405 for the other methods, and a JSON 404 for everything else.
+func (s *Server) register(rs []route) {
+	allow := map[string][]string{}
+	var paths []string
+	for _, rt := range rs {
+		pattern := rt.method + " " + rt.path
+		s.mux.Handle(pattern, s.wrap(pattern, rt.access, rt.params, rt.h))
+		if _, ok := allow[rt.path]; !ok {
+			paths = append(paths, rt.path)
+		}
+		allow[rt.path] = append(allow[rt.path], rt.method)
+	}
+	for _, path := range paths {
+		methods := strings.Join(allow[path], ", ")
+		if strings.Contains(methods, "GET") {
+			methods += ", HEAD"
+		}
+		s.mux.Handle(path, s.unrouted(path, func(w http.ResponseWriter) error {
+			w.Header().Set("Allow", methods)
+			return fmt.Errorf("%w: use %s", ErrMethodNotAllowed, methods)
+		}))
+	}
+	s.mux.Handle("/", s.unrouted("unmatched", func(http.ResponseWriter) error {
+		return fmt.Errorf("%w: no such endpoint", ErrNotFound)
+	}))
+}
+
+// wrap runs an endpoint: authentication, the key-kind check, the query
+// check, then the handler; errors become JSON; every request is logged and
+// counted under its route pattern.
+func (s *Server) wrap(pattern string, a access, params []string, h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := s.now()
+		rec := &recorder{ResponseWriter: w}
+		var p *principal
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				writeError(rec, fmt.Errorf("%w: panic: %v", ErrInternal, v))
+			}
+			s.observe(r, pattern, rec, p, start)
+		}()
+		err := func() error {
+			var err error
+			if p, err = s.authenticate(r); err != nil {
+				return err
+			}
+			if err := p.allow(a); err != nil {
+				return err
+			}
+			if err := checkQuery(r, params); err != nil {
+				return err
+			}
+			return h(rec, r, p)
+		}()
+		if err != nil {
+			writeError(rec, err)
+		}
+	})
+}
+
+// unrouted answers a request that matches no endpoint, without looking at
+// its credentials.
+func (s *Server) unrouted(label string, fail func(http.ResponseWriter) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := s.now()
+		rec := &recorder{ResponseWriter: w}
+		writeError(rec, fail(rec))
+		s.observe(r, label, rec, nil, start)
+	})
+}

@@ -1,0 +1,136 @@
+package client
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+
+	"github.com/egressd/egressd/resolver"
+	"github.com/egressd/egressd/vault"
+)
+
+// SandboxInput registers a sandbox or computer with its attribution.
+type SandboxInput = vault.SandboxInput
+
+// Attribution is who a sandbox works for, stamped at creation.
+type Attribution struct {
+	OwnerUserID         string `json:"owner_user_id,omitempty"`
+	WorkspaceID         string `json:"workspace_id,omitempty"`
+	ExternalUserID      string `json:"external_user_id,omitempty"`
+	ExternalWorkspaceID string `json:"external_workspace_id,omitempty"`
+	ExternalProjectID   string `json:"external_project_id,omitempty"`
+}
+
+// SandboxCreated is what creating a sandbox returns. ProxyToken (and
+// ProxyURL and the proxy variables in Env, which carry it) are shown only
+// this once.
+type SandboxCreated struct {
+	ID           string              `json:"id"`
+	ResourceType vault.ResourceType  `json:"resource_type"`
+	Attribution  Attribution         `json:"attribution"`
+	Sandbox      vault.Sandbox       `json:"sandbox"`
+	ProxyToken   string              `json:"proxy_token"`
+	ProxyURL     string              `json:"proxy_url"`
+	CACertPEM    string              `json:"ca_cert_pem"`
+	CABundlePath string              `json:"ca_bundle_path"`
+	Env          map[string]string   `json:"env"`
+	Placeholders []resolver.EnvEntry `json:"placeholders"`
+}
+
+// SandboxEnv is a sandbox's env as of now. The proxy token is not in it:
+// ProxyURL and the proxy variables carry "<proxy-token>" in its place.
+type SandboxEnv struct {
+	SandboxID         string              `json:"sandbox_id"`
+	ResourceType      vault.ResourceType  `json:"resource_type"`
+	Env               map[string]string   `json:"env"`
+	Placeholders      []resolver.EnvEntry `json:"placeholders"`
+	ProxyURL          string              `json:"proxy_url"`
+	ProxyTokenOmitted bool                `json:"proxy_token_omitted"`
+	Note              string              `json:"note,omitempty"`
+	CACertPEM         string              `json:"ca_cert_pem"`
+	CABundlePath      string              `json:"ca_bundle_path"`
+}
+
+// SandboxFilter narrows ListSandboxes; empty fields match everything.
+type SandboxFilter struct {
+	ResourceType        vault.ResourceType
+	OwnerUserID         string
+	WorkspaceID         string
+	ExternalUserID      string
+	ExternalWorkspaceID string
+	ExternalProjectID   string
+}
+
+func (f SandboxFilter) query() url.Values {
+	q := url.Values{}
+	setIf(q, "resource_type", string(f.ResourceType))
+	setIf(q, "owner_user_id", f.OwnerUserID)
+	setIf(q, "workspace_id", f.WorkspaceID)
+	setIf(q, "external_user_id", f.ExternalUserID)
+	setIf(q, "external_workspace_id", f.ExternalWorkspaceID)
+	setIf(q, "external_project_id", f.ExternalProjectID)
+	return q
+}
+
+// CreateSandbox registers a sandbox (or, with resource_type computer, a
+// computer).
+func (c *Client) CreateSandbox(ctx context.Context, in SandboxInput) (SandboxCreated, error) {
+	var out SandboxCreated
+	err := c.do(ctx, http.MethodPost, "/api/v1/sandboxes", nil, in, &out)
+	return out, err
+}
+
+// CreateComputer registers a computer through /api/v1/computers.
+func (c *Client) CreateComputer(ctx context.Context, in SandboxInput) (SandboxCreated, error) {
+	var out SandboxCreated
+	err := c.do(ctx, http.MethodPost, "/api/v1/computers", nil, in, &out)
+	return out, err
+}
+
+// ListSandboxes lists sandboxes and computers.
+func (c *Client) ListSandboxes(ctx context.Context, f SandboxFilter) ([]vault.Sandbox, error) {
+	return c.listResources(ctx, "/api/v1/sandboxes", f)
+}
+
+// ListComputers lists computers only.
+func (c *Client) ListComputers(ctx context.Context, f SandboxFilter) ([]vault.Sandbox, error) {
+	return c.listResources(ctx, "/api/v1/computers", f)
+}
+
+func (c *Client) listResources(ctx context.Context, path string, f SandboxFilter) ([]vault.Sandbox, error) {
+	var out struct {
+		Sandboxes []vault.Sandbox `json:"sandboxes"`
+	}
+	err := c.do(ctx, http.MethodGet, path, f.query(), nil, &out)
+	return out.Sandboxes, err
+}
+
+// GetSandbox returns one sandbox or computer.
+func (c *Client) GetSandbox(ctx context.Context, id string) (vault.Sandbox, error) {
+	var out vault.Sandbox
+	err := c.do(ctx, http.MethodGet, "/api/v1/sandboxes/"+seg(id), nil, nil, &out)
+	return out, err
+}
+
+// DeleteSandbox deletes a sandbox or computer, its bindings, the secrets
+// scoped to it and its placeholders.
+func (c *Client) DeleteSandbox(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/api/v1/sandboxes/"+seg(id), nil, nil, nil)
+}
+
+// SandboxEnv returns the env a sandbox should run with now.
+func (c *Client) SandboxEnv(ctx context.Context, id string) (SandboxEnv, error) {
+	var out SandboxEnv
+	err := c.do(ctx, http.MethodGet, "/api/v1/sandboxes/"+seg(id)+"/env", nil, nil, &out)
+	return out, err
+}
+
+// Explain shows the six-level walk for one name of a sandbox. A host, if
+// not empty, is checked against the matched secret's allowed_hosts.
+func (c *Client) Explain(ctx context.Context, sandboxID, name, host string) (resolver.Explanation, error) {
+	var out resolver.Explanation
+	q := url.Values{}
+	setIf(q, "host", host)
+	err := c.do(ctx, http.MethodGet, "/api/v1/sandboxes/"+seg(sandboxID)+"/explain/"+seg(name), q, nil, &out)
+	return out, err
+}

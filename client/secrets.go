@@ -1,0 +1,109 @@
+package client
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+
+	"github.com/egressd/egressd/vault"
+)
+
+// SecretInput is the body of an upsert: name, value, scope and its owner
+// id, and the optional fields of DESIGN.md. It never prints its value.
+type SecretInput = vault.SecretInput
+
+// RotateInput is a secret's new value.
+type RotateInput = vault.RotateInput
+
+// UpsertResult is what an upsert did: the secret's metadata (never its
+// value), whether it was created, and the binding it made, if any.
+type UpsertResult struct {
+	Secret  vault.Secret   `json:"secret"`
+	Created bool           `json:"created"`
+	Binding *vault.Binding `json:"binding,omitempty"`
+}
+
+// SecretFilter narrows ListSecrets; empty fields match everything. A
+// resource filter selects the secrets bound to that resource.
+type SecretFilter struct {
+	ResourceID          string
+	ResourceType        vault.ResourceType
+	Scope               vault.Scope
+	Type                string
+	WorkspaceID         string
+	OwnerUserID         string
+	ExternalUserID      string
+	ExternalWorkspaceID string
+	Name                string
+}
+
+func (f SecretFilter) query() url.Values {
+	q := url.Values{}
+	setIf(q, "resource_id", f.ResourceID)
+	setIf(q, "resource_type", string(f.ResourceType))
+	setIf(q, "scope", string(f.Scope))
+	setIf(q, "type", f.Type)
+	setIf(q, "workspace_id", f.WorkspaceID)
+	setIf(q, "owner_user_id", f.OwnerUserID)
+	setIf(q, "external_user_id", f.ExternalUserID)
+	setIf(q, "external_workspace_id", f.ExternalWorkspaceID)
+	setIf(q, "name", f.Name)
+	return q
+}
+
+// UpsertSecret creates the secret, or updates the one with the same scope,
+// scope owner id and name (version + 1). With resource_id and
+// expose_as_env it also binds the secret to that resource.
+func (c *Client) UpsertSecret(ctx context.Context, in SecretInput) (UpsertResult, error) {
+	var out UpsertResult
+	err := c.do(ctx, http.MethodPost, "/api/v1/egress/secrets", nil, in, &out)
+	return out, err
+}
+
+// CreateSecret is UpsertSecret under the name most callers look for.
+func (c *Client) CreateSecret(ctx context.Context, in SecretInput) (UpsertResult, error) {
+	return c.UpsertSecret(ctx, in)
+}
+
+// ListSecrets lists secrets' metadata.
+func (c *Client) ListSecrets(ctx context.Context, f SecretFilter) ([]vault.Secret, error) {
+	var out struct {
+		Secrets []vault.Secret `json:"secrets"`
+	}
+	err := c.do(ctx, http.MethodGet, "/api/v1/egress/secrets", f.query(), nil, &out)
+	return out.Secrets, err
+}
+
+// GetSecret returns one secret's metadata, version and timestamps.
+func (c *Client) GetSecret(ctx context.Context, id string) (vault.Secret, error) {
+	var out vault.Secret
+	err := c.do(ctx, http.MethodGet, "/api/v1/egress/secrets/"+seg(id), nil, nil, &out)
+	return out, err
+}
+
+// RotateSecret stores a new value as version + 1; placeholders stay.
+func (c *Client) RotateSecret(ctx context.Context, id string, in RotateInput) (vault.Secret, error) {
+	var out vault.Secret
+	err := c.do(ctx, http.MethodPost, "/api/v1/egress/secrets/"+seg(id)+"/rotate", nil, in, &out)
+	return out, err
+}
+
+// DisableSecret revokes a secret at once: it counts as absent from the
+// next resolution on.
+func (c *Client) DisableSecret(ctx context.Context, id string) (vault.Secret, error) {
+	var out vault.Secret
+	err := c.do(ctx, http.MethodPost, "/api/v1/egress/secrets/"+seg(id)+"/disable", nil, nil, &out)
+	return out, err
+}
+
+// EnableSecret restores a disabled secret.
+func (c *Client) EnableSecret(ctx context.Context, id string) (vault.Secret, error) {
+	var out vault.Secret
+	err := c.do(ctx, http.MethodPost, "/api/v1/egress/secrets/"+seg(id)+"/enable", nil, nil, &out)
+	return out, err
+}
+
+// DeleteSecret deletes a secret and its bindings.
+func (c *Client) DeleteSecret(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/api/v1/egress/secrets/"+seg(id), nil, nil, nil)
+}

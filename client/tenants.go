@@ -1,0 +1,62 @@
+package client
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/egressd/egressd/vault"
+)
+
+// TenantCreated is a new tenant and its first admin API key, shown once.
+type TenantCreated struct {
+	Tenant vault.Tenant `json:"tenant"`
+	APIKey string       `json:"api_key"`
+}
+
+// BrowserToken is a read-only token scoped to one external user, shown once.
+type BrowserToken struct {
+	Token          string     `json:"token"`
+	KeyID          string     `json:"key_id"`
+	ExternalUserID string     `json:"external_user_id"`
+	ExpiresAt      *time.Time `json:"expires_at"`
+}
+
+// CreateTenant creates a tenant and its first admin key. Only the
+// operator key may call it.
+func (c *Client) CreateTenant(ctx context.Context, name string) (TenantCreated, error) {
+	var out TenantCreated
+	err := c.do(ctx, http.MethodPost, "/api/v1/tenants", nil, struct {
+		Name string `json:"name"`
+	}{name}, &out)
+	return out, err
+}
+
+// GetSettings returns the tenant's settings.
+func (c *Client) GetSettings(ctx context.Context) (vault.Settings, error) {
+	var out vault.Settings
+	err := c.do(ctx, http.MethodGet, "/api/v1/tenant/settings", nil, nil, &out)
+	return out, err
+}
+
+// UpdateSettings changes the settings p names and returns the new ones.
+func (c *Client) UpdateSettings(ctx context.Context, p vault.SettingsPatch) (vault.Settings, error) {
+	var out vault.Settings
+	err := c.do(ctx, http.MethodPatch, "/api/v1/tenant/settings", nil, p, &out)
+	return out, err
+}
+
+// CreateBrowserToken mints a read-only token that sees only one external
+// user's resources. ttl zero means the server's default (1h); at most 24h.
+func (c *Client) CreateBrowserToken(ctx context.Context, externalUserID string, ttl time.Duration) (BrowserToken, error) {
+	in := struct {
+		ExternalUserID string `json:"external_user_id"`
+		TTL            string `json:"ttl,omitempty"`
+	}{ExternalUserID: externalUserID}
+	if ttl != 0 {
+		in.TTL = ttl.String()
+	}
+	var out BrowserToken
+	err := c.do(ctx, http.MethodPost, "/api/v1/browser_tokens", nil, in, &out)
+	return out, err
+}
