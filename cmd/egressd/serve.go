@@ -1,0 +1,72 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/egressd/egressd/api"
+	"github.com/egressd/egressd/internal/config"
+	"github.com/egressd/egressd/internal/datadir"
+	"github.com/egressd/egressd/internal/server"
+)
+
+func runServe(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	var s config.Serve
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.StringVar(&s.DataDir, "data-dir", config.DefaultDataDir, "data directory (master key, CA, vault)")
+	fs.StringVar(&s.AdminListen, "admin-listen", config.DefaultAdminListen, "admin API address; port 0 picks one, written to DATA/admin.addr")
+	fs.StringVar(&s.ProxyListen, "proxy-listen", config.DefaultProxyListen, "proxy address (the proxy is not enabled in this build)")
+	fs.StringVar(&s.MetricsListen, "metrics-listen", config.DefaultMetricsListen, "Prometheus /metrics address; port 0 picks one, written to DATA/metrics.addr")
+	fs.StringVar(&s.MasterKeyFile, "master-key-file", "", "master key file (default DATA/master.key; "+config.MasterKeyEnv+" holds the key itself instead)")
+	fs.StringVar(&s.ProxyURL, "proxy-url", "", "URL sandboxes use to reach the proxy (default http://localhost:<proxy port>)")
+	fs.StringVar(&s.CABundlePath, "ca-bundle-path", config.DefaultCABundlePath, "path of the CA bundle inside sandboxes")
+	fs.StringVar(&s.LogLevel, "log-level", config.DefaultLogLevel, "debug, info, warn or error")
+	fs.StringVar(&s.LogFormat, "log-format", config.DefaultLogFormat, "json or text")
+	fs.DurationVar(&s.ShutdownTimeout, "shutdown-timeout", config.DefaultShutdownTimeout, "how long a graceful shutdown may take")
+	if code, done := parseFlags(fs, args, stderr, getenv); done {
+		return code
+	}
+	if err := s.Check(); err != nil {
+		return fail(stderr, "serve", err)
+	}
+	log, err := config.NewLogger(stderr, s.LogLevel, s.LogFormat)
+	if err != nil {
+		return fail(stderr, "serve", err)
+	}
+	src, err := datadir.NewKeySource(datadir.Dir(s.DataDir), s.MasterKeyFile, config.IsSet(fs, "master-key-file"), getenv(config.MasterKeyEnv))
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal kills at once
+	}()
+	log.Info("egressd starting", "version", versionString())
+	err = server.Run(ctx, server.Config{
+		Serve:     s,
+		KeySource: src,
+		Logger:    log,
+		Stdout:    stdout,
+		AdminAPI: func(d server.Deps) (http.Handler, error) {
+			return api.New(api.Config{
+				Store: d.Store, Resolver: d.Resolver, Logger: d.Logger, Registerer: d.Registerer,
+				CACertPEM: d.CACertPEM, ProxyURL: d.ProxyURL, CABundlePath: d.CABundlePath, Now: time.Now,
+			})
+		},
+	})
+	if err != nil {
+		log.Error("egressd stopped with an error", "err", err)
+		return 1
+	}
+	log.Info("egressd stopped")
+	return 0
+}

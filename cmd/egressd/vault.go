@@ -1,0 +1,69 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/egressd/egressd/internal/config"
+	"github.com/egressd/egressd/internal/datadir"
+)
+
+const vaultUsage = `Usage:
+  egressd vault rekey --data-dir DIR --new-master-key-file F [--master-key-file OLD]
+`
+
+func runVault(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stderr, vaultUsage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	if args[0] != "rekey" {
+		fmt.Fprintf(stderr, "egressd vault: unknown command %q\n\n%s", args[0], vaultUsage)
+		return 2
+	}
+	return runRekey(args[1:], stdout, stderr, getenv)
+}
+
+func runRekey(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	fs := flag.NewFlagSet("vault rekey", flag.ContinueOnError)
+	dataDir := fs.String("data-dir", config.DefaultDataDir, "data directory")
+	newFile := fs.String("new-master-key-file", "", "file of the new master key; created with a fresh key if absent (required)")
+	oldFile := fs.String("master-key-file", "", "current master key file, replaced by the new key on success (default DATA/master.key; or "+config.MasterKeyEnv+")")
+	timeout := fs.Duration("lock-timeout", time.Second, "how long to wait for the vault file lock")
+	if code, done := parseFlags(fs, args, stderr, getenv); done {
+		return code
+	}
+	if *newFile == "" {
+		fmt.Fprintln(stderr, "egressd vault rekey: --new-master-key-file is required")
+		fs.Usage()
+		return 2
+	}
+	dir := datadir.Dir(*dataDir)
+	src, err := datadir.NewKeySource(dir, *oldFile, config.IsSet(fs, "master-key-file"), getenv(config.MasterKeyEnv))
+	if err != nil {
+		return fail(stderr, "vault rekey", err)
+	}
+	out, err := datadir.Rekey(dir, src, *newFile, *timeout)
+	if err != nil {
+		return fail(stderr, "vault rekey", err)
+	}
+	if out.NewKeyCreated {
+		fmt.Fprintf(stderr, "egressd vault rekey: created a new master key in %s\n", *newFile)
+	}
+	if out.ReplacedFile != "" {
+		fmt.Fprintf(stderr, "egressd vault rekey: %s now holds the new key (also kept in %s); the old key no longer opens the vault\n", out.ReplacedFile, *newFile)
+	} else {
+		fmt.Fprintf(stderr, "egressd vault rekey: the old key came from %s: set %s to the contents of %s (or use --master-key-file %s) before starting egressd; the old key no longer opens the vault\n",
+			src, config.MasterKeyEnv, *newFile, *newFile)
+	}
+	if err := json.NewEncoder(stdout).Encode(out.RekeyResult); err != nil {
+		return fail(stderr, "vault rekey", err)
+	}
+	return 0
+}
