@@ -333,10 +333,26 @@ func (f *SecretFilter) match(s *Secret) bool {
 }
 
 // ListSecrets lists a tenant's secrets in id order. A resource filter
-// selects the secrets bound to that resource.
+// selects the secrets bound to that resource; a resource type alone, the
+// secrets bound to (or scoped to) any resource of that type.
 func (s *Store) ListSecrets(tenantID string, f SecretFilter) ([]Secret, error) {
 	out := []Secret{}
 	err := s.view(func(tx *bolt.Tx) error {
+		var typed map[string]bool
+		if f.ResourceID == "" && f.ResourceType != "" {
+			typed = map[string]bool{}
+			p := prefix(tenantID)
+			c := tx.Bucket(bBindings).Cursor()
+			for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+				var b Binding
+				if err := unmarshal(v, &b); err != nil {
+					return err
+				}
+				if b.ResourceType == f.ResourceType {
+					typed[b.SecretID] = true
+				}
+			}
+		}
 		if f.ResourceID != "" {
 			bound := map[string]bool{}
 			bs, err := txBindingsOf(tx, tenantID, f.ResourceID)
@@ -358,6 +374,9 @@ func (s *Store) ListSecrets(tenantID string, f SecretFilter) ([]Secret, error) {
 			var row storedSecret
 			if err := unmarshal(v, &row); err != nil {
 				return err
+			}
+			if typed != nil && !typed[row.ID] && row.ResourceType != f.ResourceType {
+				continue
 			}
 			if f.match(&row.Secret) {
 				out = append(out, row.Secret)
