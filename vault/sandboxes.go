@@ -145,6 +145,23 @@ func (s *Store) DeleteSandbox(tenantID, id string) error {
 				return err
 			}
 		}
+		// Secrets scoped to the sandbox whose binding to it was deleted
+		// are found through the name index.
+		var scoped []string
+		ip := prefix(tenantID, string(ScopeResource), scopeOwner(ScopeResource, "", "", "", "", sbx.ResourceType, sbx.ID))
+		ic := tx.Bucket(bSecretIdx).Cursor()
+		for k, v := ic.Seek(ip); k != nil && bytes.HasPrefix(k, ip); k, v = ic.Next() {
+			scoped = append(scoped, string(v))
+		}
+		for _, sid := range scoped {
+			row, err := txSecret(tx, tenantID, sid)
+			if err != nil {
+				return err
+			}
+			if err := txDeleteSecret(tx, row); err != nil {
+				return err
+			}
+		}
 		p := prefix(id)
 		var keys [][]byte
 		c := tx.Bucket(bSandboxPH).Cursor()
