@@ -45,7 +45,7 @@ func (s *Server) authenticate(r *http.Request) (*principal, error) {
 	}
 	scheme, token, ok := strings.Cut(h, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return nil, fmt.Errorf("%w: want Authorization: Bearer <api key>", ErrUnauthorized)
+		return nil, errorf(ErrUnauthorized, "want Authorization: Bearer <api key>")
 	}
 	token = strings.TrimSpace(token)
 	if token == "" {
@@ -53,7 +53,7 @@ func (s *Server) authenticate(r *http.Request) (*principal, error) {
 	}
 	k, err := s.store.Authenticate(token)
 	if errors.Is(err, vault.ErrUnauthenticated) {
-		return nil, fmt.Errorf("%w: unknown or expired token", ErrUnauthorized)
+		return nil, errorf(ErrUnauthorized, "unknown or expired token")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("authenticate: %w", err)
@@ -66,12 +66,12 @@ func (p *principal) allow(a access) error {
 	switch p.key.Kind {
 	case vault.KeyOperator:
 		if a != operatorAccess {
-			return fmt.Errorf("%w: the operator key may only create tenants (POST /api/v1/tenants)", ErrForbidden)
+			return errorf(ErrForbidden, "the operator key may only create tenants (POST /api/v1/tenants)")
 		}
 		return nil
 	case vault.KeyAdmin:
 		if a == operatorAccess {
-			return fmt.Errorf("%w: only the operator key may create tenants", ErrForbidden)
+			return errorf(ErrForbidden, "only the operator key may create tenants")
 		}
 		return nil
 	case vault.KeyBrowser:
@@ -79,11 +79,11 @@ func (p *principal) allow(a access) error {
 		case readAccess:
 			return nil
 		case operatorAccess:
-			return fmt.Errorf("%w: only the operator key may create tenants", ErrForbidden)
+			return errorf(ErrForbidden, "only the operator key may create tenants")
 		}
-		return fmt.Errorf("%w: browser tokens are read-only", ErrForbidden)
+		return errorf(ErrForbidden, "browser tokens are read-only")
 	}
-	return fmt.Errorf("%w: unknown key kind", ErrForbidden)
+	return errorf(ErrForbidden, "unknown key kind")
 }
 
 // notYours is the answer when a browser token asks for a resource of

@@ -2,7 +2,6 @@ package api
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 
 	"github.com/egressd/egressd/vault"
@@ -39,7 +38,7 @@ func (s *Server) listBindings(w http.ResponseWriter, r *http.Request, p *princip
 		SecretID:     q.Get("secret_id"),
 	}
 	if f.ResourceType != "" && !f.ResourceType.Valid() {
-		return fmt.Errorf("%w: resource_type: unknown resource type %q (want sandbox or computer)", ErrBadRequest, f.ResourceType)
+		return errorf(ErrBadRequest, "resource_type: unknown resource type %q (want sandbox or computer)", f.ResourceType)
 	}
 	if p.browser() {
 		ids, err := s.browserSandboxes(p)

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -118,7 +117,7 @@ func (s *Server) explain(rt vault.ResourceType) handlerFunc {
 		}
 		name := r.PathValue("name")
 		if !vault.ValidName(name) {
-			return fmt.Errorf("%w: name: must match [A-Za-z0-9_.-]{1,128}", ErrBadRequest)
+			return errorf(ErrBadRequest, "name: must match [A-Za-z0-9_.-]{1,128}")
 		}
 		host, err := explainHost(r.URL.Query().Get("host"))
 		if err != nil {
@@ -144,7 +143,7 @@ func explainHost(h string) (string, error) {
 	}
 	n, ok := vault.NormalizeHostPattern(strings.Trim(h, "[]"))
 	if !ok || strings.HasPrefix(n, "*") {
-		return "", fmt.Errorf("%w: host: want a host name or IP address", ErrBadRequest)
+		return "", errorf(ErrBadRequest, "host: want a host name or IP address")
 	}
 	return n, nil
 }

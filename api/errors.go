@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/egressd/egressd/resolver"
 	"github.com/egressd/egressd/vault"
@@ -72,23 +73,62 @@ func classify(err error) (status int, code string) {
 	return http.StatusInternalServerError, "internal"
 }
 
-// message is what the caller reads. Errors of this package and of the vault
-// say which field or id is wrong and never carry a value; anything else is
-// internal and gets a generic text.
+// message is what the caller reads: the error's own text, which for
+// errors of this package and of the vault names the field or id that is
+// wrong. A 5xx gets a generic text; its cause goes to the log only.
 func message(err error, status int) string {
-	var verr *vault.ValidationError
 	switch {
 	case status == http.StatusRequestEntityTooLarge:
 		return fmt.Sprintf("request body exceeds %d bytes", MaxBodyBytes)
+	case status == http.StatusServiceUnavailable:
+		return "request canceled"
 	case status >= 500:
-		if status == http.StatusServiceUnavailable {
-			return "request canceled"
-		}
 		return "internal error; the server log has the cause"
-	case errors.As(err, &verr):
-		return verr.Error()
 	}
 	return err.Error()
+}
+
+// httpError is a refusal of this package: its kind (one of the sentinels
+// above) decides the status, its text is the message.
+type httpError struct {
+	kind error
+	msg  string
+}
+
+func (e *httpError) Error() string { return e.msg }
+func (e *httpError) Unwrap() error { return e.kind }
+
+// errorf makes a refusal of kind with a message for the caller.
+func errorf(kind error, format string, args ...any) error {
+	return &httpError{kind: kind, msg: fmt.Sprintf(format, args...)}
+}
+
+// redacted is an error whose text had input values cut out.
+type redacted struct {
+	err error
+	msg string
+}
+
+func (e *redacted) Error() string { return e.msg }
+func (e *redacted) Unwrap() error { return e.err }
+
+// redact cuts the given input values out of err's text. A value sent in
+// the wrong field (a scope, a host) would otherwise come back quoted in the
+// refusal; no message ever carries a value that was sent.
+func redact(err error, values ...string) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	for _, v := range values {
+		if len(v) >= 4 {
+			msg = strings.ReplaceAll(msg, v, "[redacted]")
+		}
+	}
+	if msg == err.Error() {
+		return err
+	}
+	return &redacted{err: err, msg: msg}
 }
 
 // writeError answers with the JSON error for err. On a *recorder it notes
@@ -116,4 +156,4 @@ func writeError(w http.ResponseWriter, err error) {
 }
 
 // errMissingToken is the 401 of a request without any bearer token.
-var errMissingToken = fmt.Errorf("%w: missing bearer token (Authorization: Bearer <api key>)", ErrUnauthorized)
+var errMissingToken = errorf(ErrUnauthorized, "missing bearer token (Authorization: Bearer <api key>)")

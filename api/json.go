@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 )
@@ -24,19 +25,19 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return decodeError(err)
+		return decodeError(err, v)
 	}
 	var extra json.RawMessage
 	switch err := dec.Decode(&extra); {
 	case err == io.EOF:
 		return nil
 	case err == nil:
-		return fmt.Errorf("%w: trailing data after the JSON object", ErrBadRequest)
+		return errorf(ErrBadRequest, "trailing data after the JSON object")
 	default:
-		if e := decodeError(err); errors.Is(e, ErrTooLarge) {
+		if e := decodeError(err, nil); errors.Is(e, ErrTooLarge) {
 			return e
 		}
-		return fmt.Errorf("%w: trailing data after the JSON object", ErrBadRequest)
+		return errorf(ErrBadRequest, "trailing data after the JSON object")
 	}
 }
 
@@ -46,10 +47,10 @@ func emptyBody(w http.ResponseWriter, r *http.Request) error {
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		return fmt.Errorf("%w: %w", ErrTooLarge, err)
+		return errorf(ErrTooLarge, "%v", err)
 	}
 	if err != nil {
-		return fmt.Errorf("%w: reading the body: %w", ErrBadRequest, err)
+		return errorf(ErrBadRequest, "reading the body: %v", err)
 	}
 	if len(bytes.TrimSpace(b)) == 0 {
 		return nil
@@ -60,7 +61,7 @@ func emptyBody(w http.ResponseWriter, r *http.Request) error {
 
 // decodeError turns what encoding/json says into a message that does not
 // quote the input.
-func decodeError(err error) error {
+func decodeError(err error, v any) error {
 	var (
 		tooBig *http.MaxBytesError
 		syntax *json.SyntaxError
@@ -68,41 +69,60 @@ func decodeError(err error) error {
 	)
 	switch {
 	case errors.As(err, &tooBig):
-		return fmt.Errorf("%w: %w", ErrTooLarge, err)
+		return errorf(ErrTooLarge, "%v", err)
 	case err == io.EOF:
-		return fmt.Errorf("%w: empty body, want a JSON object", ErrBadRequest)
+		return errorf(ErrBadRequest, "empty body, want a JSON object")
 	case err == io.ErrUnexpectedEOF:
-		return fmt.Errorf("%w: truncated JSON body", ErrBadRequest)
+		return errorf(ErrBadRequest, "truncated JSON body")
 	case errors.As(err, &syntax):
-		return fmt.Errorf("%w: malformed JSON at byte %d", ErrBadRequest, syntax.Offset)
+		return errorf(ErrBadRequest, "malformed JSON at byte %d", syntax.Offset)
 	case errors.As(err, &typ):
 		if typ.Field == "" {
-			return fmt.Errorf("%w: want a JSON object, got %s", ErrBadRequest, typ.Value)
+			return errorf(ErrBadRequest, "want a JSON object, got %s", typ.Value)
 		}
-		return fmt.Errorf("%w: field %s: want %s, got %s", ErrBadRequest, safeField(typ.Field), jsonKind(typ.Type.String()), typ.Value)
+		top, _, _ := strings.Cut(typ.Field, ".")
+		return errorf(ErrBadRequest, "field %s: want %s, got %s", safeField(top), jsonKind(typ.Type.String()), typ.Value)
 	}
 	// encoding/json reports an unknown field as `json: unknown field "x"`.
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return fmt.Errorf("%w: unknown field %s", ErrBadRequest, safeField(strings.Trim(name, `"`)))
+		return errorf(ErrBadRequest, "unknown field %s (known: %s)", safeField(strings.Trim(name, `"`)), knownFields(v))
 	}
 	// Anything else (a bad time in expires_at, a bad level) may quote the
 	// input: say only that a value was malformed.
-	return fmt.Errorf("%w: a field holds a malformed value (times are RFC 3339)", ErrBadRequest)
+	return errorf(ErrBadRequest, "a field holds a malformed value (times are RFC 3339)")
 }
 
-// safeField quotes a field name from the input only if it looks like one;
-// a value pasted where a key belongs is not echoed.
+// safeField quotes a field name from the input only if it looks like one
+// of ours (snake_case letters): a value pasted where a key belongs, or a
+// user's metadata key, is not echoed.
 func safeField(name string) string {
-	if len(name) == 0 || len(name) > 64 {
-		return "(unnamed)"
+	if len(name) == 0 || len(name) > 40 {
+		return "(not shown)"
 	}
 	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.') {
-			return "(unnamed)"
+		if c := name[i]; !(c >= 'a' && c <= 'z' || c == '_') {
+			return "(not shown)"
 		}
 	}
 	return fmt.Sprintf("%q", name)
+}
+
+// knownFields lists the JSON fields of the struct v points to.
+func knownFields(v any) string {
+	t := reflect.TypeOf(v)
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil || t.Kind() != reflect.Struct {
+		return "none"
+	}
+	var names []string
+	for i := 0; i < t.NumField(); i++ {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); name != "" && name != "-" {
+			names = append(names, name)
+		}
+	}
+	return strings.Join(names, ", ")
 }
 
 // jsonKind names a Go type the way a JSON author thinks of it.
@@ -125,17 +145,23 @@ func jsonKind(goType string) string {
 // writeJSON answers with v as JSON. Answers can hold tokens shown once, so
 // none of them may be cached.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	// "<proxy-token>" and "<api key>" read better unescaped; answers are
+	// served as application/json with nosniff, never as HTML.
+	enc.SetEscapeHTML(false)
+	b := []byte(`{"error":{"code":"internal","message":"internal error; the server log has the cause"}}` + "\n")
+	if err := enc.Encode(v); err == nil {
+		b = buf.Bytes()
+	} else {
 		status = http.StatusInternalServerError
-		b = []byte(`{"error":{"code":"internal","message":"internal error; the server log has the cause"}}`)
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
+	w.Write(b)
 }
 
 // checkQuery refuses query parameters the route does not know, repeated
@@ -146,17 +172,17 @@ func checkQuery(r *http.Request, allowed []string) error {
 	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		return fmt.Errorf("%w: malformed query string", ErrBadRequest)
+		return errorf(ErrBadRequest, "malformed query string")
 	}
 	for k, vs := range q {
 		if !slices.Contains(allowed, k) {
 			if len(allowed) == 0 {
-				return fmt.Errorf("%w: this endpoint takes no query parameters, got %s", ErrBadRequest, safeField(k))
+				return errorf(ErrBadRequest, "this endpoint takes no query parameters, got %s", safeField(k))
 			}
-			return fmt.Errorf("%w: unknown query parameter %s (known: %s)", ErrBadRequest, safeField(k), strings.Join(allowed, ", "))
+			return errorf(ErrBadRequest, "unknown query parameter %s (known: %s)", safeField(k), strings.Join(allowed, ", "))
 		}
 		if len(vs) > 1 {
-			return fmt.Errorf("%w: query parameter %q given %d times", ErrBadRequest, k, len(vs))
+			return errorf(ErrBadRequest, "query parameter %q given %d times", k, len(vs))
 		}
 	}
 	return nil

@@ -95,7 +95,10 @@ func (s *Server) observe(r *http.Request, route string, rec *recorder, p *princi
 		slog.Duration("duration", d),
 	}
 	if p != nil {
-		attrs = append(attrs, slog.String("tenant_id", p.tenant()), slog.String("key_id", p.key.ID), slog.String("key_kind", string(p.key.Kind)))
+		if p.tenant() != "" {
+			attrs = append(attrs, slog.String("tenant_id", p.tenant()))
+		}
+		attrs = append(attrs, slog.String("key_id", p.key.ID), slog.String("key_kind", string(p.key.Kind)))
 	}
 	level := slog.LevelInfo
 	if rec.errCode != "" {

@@ -58,7 +58,7 @@ func (s *Server) createSandbox(rt vault.ResourceType) handlerFunc {
 		}
 		if rt != "" {
 			if in.ResourceType != "" && in.ResourceType != rt {
-				return fmt.Errorf("%w: resource_type: this endpoint creates %ss only, use /api/v1/sandboxes for a %s", ErrBadRequest, rt, in.ResourceType)
+				return errorf(ErrBadRequest, "resource_type: this endpoint creates %ss only, use /api/v1/sandboxes for a %s", rt, in.ResourceType)
 			}
 			in.ResourceType = rt
 		}
@@ -111,7 +111,7 @@ func (s *Server) listSandboxes(rt vault.ResourceType) handlerFunc {
 			ExternalProjectID:   q.Get("external_project_id"),
 		}
 		if f.ResourceType != "" && !f.ResourceType.Valid() {
-			return fmt.Errorf("%w: resource_type: unknown resource type %q (want sandbox or computer)", ErrBadRequest, f.ResourceType)
+			return errorf(ErrBadRequest, "resource_type: unknown resource type %q (want sandbox or computer)", f.ResourceType)
 		}
 		empty := false
 		if rt != "" {

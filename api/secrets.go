@@ -1,7 +1,6 @@
 package api
 
 import (
-	"fmt"
 	"net/http"
 	"slices"
 
@@ -28,11 +27,11 @@ type SecretList struct {
 func (s *Server) upsertSecret(w http.ResponseWriter, r *http.Request, p *principal) error {
 	var in vault.SecretInput
 	if err := decode(w, r, &in); err != nil {
-		return err
+		return redact(err, in.Value, in.RefreshToken)
 	}
 	res, err := s.store.UpsertSecret(p.tenant(), in)
 	if err != nil {
-		return err
+		return redact(err, in.Value, in.RefreshToken)
 	}
 	status := http.StatusOK
 	if res.Created {
@@ -58,16 +57,16 @@ func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request, p *principa
 		Name:                q.Get("name"),
 	}
 	if f.ResourceType != "" && !f.ResourceType.Valid() {
-		return fmt.Errorf("%w: resource_type: unknown resource type %q (want sandbox or computer)", ErrBadRequest, f.ResourceType)
+		return errorf(ErrBadRequest, "resource_type: unknown resource type %q (want sandbox or computer)", f.ResourceType)
 	}
 	if f.Scope != "" && !f.Scope.Valid() {
-		return fmt.Errorf("%w: scope: unknown scope %q (want one of %v)", ErrBadRequest, f.Scope, vault.Scopes)
+		return errorf(ErrBadRequest, "scope: unknown scope %q (want one of %v)", f.Scope, vault.Scopes)
 	}
 	if f.Type != "" && !slices.Contains(vault.SecretTypes, f.Type) {
-		return fmt.Errorf("%w: type: unknown type %q (want one of %v)", ErrBadRequest, f.Type, vault.SecretTypes)
+		return errorf(ErrBadRequest, "type: unknown type %q (want one of %v)", f.Type, vault.SecretTypes)
 	}
 	if f.Name != "" && !vault.ValidName(f.Name) {
-		return fmt.Errorf("%w: name: must match [A-Za-z0-9_.-]{1,128}", ErrBadRequest)
+		return errorf(ErrBadRequest, "name: must match [A-Za-z0-9_.-]{1,128}")
 	}
 	if p.browser() {
 		if f.ExternalUserID != "" && f.ExternalUserID != p.externalUser() {
@@ -112,11 +111,11 @@ func (s *Server) getSecret(w http.ResponseWriter, r *http.Request, p *principal)
 func (s *Server) rotateSecret(w http.ResponseWriter, r *http.Request, p *principal) error {
 	var in vault.RotateInput
 	if err := decode(w, r, &in); err != nil {
-		return err
+		return redact(err, in.Value, in.RefreshToken)
 	}
 	sec, err := s.store.RotateSecret(p.tenant(), r.PathValue("id"), in)
 	if err != nil {
-		return err
+		return redact(err, in.Value, in.RefreshToken)
 	}
 	writeJSON(w, http.StatusOK, sec)
 	return nil

@@ -184,13 +184,13 @@ func (s *Server) register(rs []route) {
 		if strings.Contains(methods, "GET") {
 			methods += ", HEAD"
 		}
-		s.mux.Handle(path, s.unrouted(path, func(w http.ResponseWriter) error {
+		s.mux.Handle(path, s.unrouted(path, func(w http.ResponseWriter, r *http.Request) error {
 			w.Header().Set("Allow", methods)
-			return fmt.Errorf("%w: use %s", ErrMethodNotAllowed, methods)
+			return errorf(ErrMethodNotAllowed, "method %s not allowed here; use %s", r.Method, methods)
 		}))
 	}
-	s.mux.Handle("/", s.unrouted("unmatched", func(http.ResponseWriter) error {
-		return fmt.Errorf("%w: no such endpoint", ErrNotFound)
+	s.mux.Handle("/", s.unrouted("unmatched", func(_ http.ResponseWriter, r *http.Request) error {
+		return errorf(ErrNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
 	}))
 }
 
@@ -207,7 +207,7 @@ func (s *Server) wrap(pattern string, a access, params []string, h handlerFunc) 
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				writeError(rec, fmt.Errorf("%w: panic: %v", ErrInternal, v))
+				writeError(rec, errorf(ErrInternal, "panic: %v", v))
 			}
 			s.observe(r, pattern, rec, p, start)
 		}()
@@ -232,11 +232,11 @@ func (s *Server) wrap(pattern string, a access, params []string, h handlerFunc) 
 
 // unrouted answers a request that matches no endpoint, without looking at
 // its credentials.
-func (s *Server) unrouted(label string, fail func(http.ResponseWriter) error) http.Handler {
+func (s *Server) unrouted(label string, fail func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := s.now()
 		rec := &recorder{ResponseWriter: w}
-		writeError(rec, fail(rec))
+		writeError(rec, fail(rec, r))
 		s.observe(r, label, rec, nil, start)
 	})
 }

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"fmt"
 	"net/http"
 	"time"
 
@@ -67,12 +66,12 @@ func (s *Server) createBrowserToken(w http.ResponseWriter, r *http.Request, p *p
 	if in.TTL != "" {
 		d, err := time.ParseDuration(in.TTL)
 		if err != nil || d <= 0 {
-			return fmt.Errorf("%w: ttl: want a positive Go duration such as 30m or 2h", ErrBadRequest)
+			return errorf(ErrBadRequest, "ttl: want a positive Go duration such as 30m or 2h")
 		}
 		ttl = d
 	}
 	if ttl > MaxBrowserTokenTTL {
-		return fmt.Errorf("%w: ttl: at most %s", ErrBadRequest, MaxBrowserTokenTTL)
+		return errorf(ErrBadRequest, "ttl: at most %s", MaxBrowserTokenTTL)
 	}
 	token, k, err := s.store.CreateAPIKey(p.tenant(), vault.KeyBrowser, in.ExternalUserID, ttl)
 	if err != nil {
