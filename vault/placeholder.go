@@ -77,7 +77,7 @@ func (s *Store) EnsurePlaceholders(tenantID, sandboxID string, prefixes map[stri
 	if err != nil || !missing {
 		return out, err
 	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.update(tenantID, func(tx *bolt.Tx) error {
 		if _, err := txSandbox(tx, tenantID, sandboxID); err != nil {
 			return err
 		}

@@ -170,9 +170,9 @@ func (s *Store) changed(tenantID string) {
 	}
 }
 
-// update runs fn in a write transaction and then tells the listeners that
-// tenantID changed, whether or not fn failed (a failed fn changed nothing,
-// and an extra invalidation is harmless).
+// update runs fn in a write transaction and, once it committed, tells the
+// listeners that tenantID changed. A failed fn changed nothing and tells
+// nobody.
 func (s *Store) update(tenantID string, fn func(tx *bolt.Tx) error) error {
 	err := s.db.Update(fn)
 	if err == nil && tenantID != "" {

@@ -30,6 +30,9 @@ func (s *Store) EnsureTenant(name string) (t Tenant, created bool, err error) {
 		}
 		return putJSON(tx.Bucket(bTenants), []byte(t.ID), &t)
 	})
+	if err == nil && created {
+		s.changed(t.ID)
+	}
 	return t, created, err
 }
 
@@ -58,6 +61,9 @@ func (s *Store) CreateTenant(name string) (Tenant, string, error) {
 		token, _, err = s.putKey(tx, t.ID, KeyAdmin, "", 0)
 		return err
 	})
+	if err == nil {
+		s.changed(t.ID)
+	}
 	return t, token, err
 }
 
@@ -137,7 +143,7 @@ func (s *Store) CreateAPIKey(tenantID string, kind KeyKind, externalUserID strin
 	}
 	var token string
 	var k APIKey
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(tenantID, func(tx *bolt.Tx) error {
 		if tx.Bucket(bTenants).Get([]byte(tenantID)) == nil {
 			return fmt.Errorf("tenant: %w", ErrNotFound)
 		}
