@@ -204,3 +204,36 @@ func BenchmarkReaderNoPlaceholder1MiB(b *testing.B) {
 		}
 	}
 }
+
+// FuzzObserverEqualsReplace: the pass-through observer reports the same
+// occurrences, with the same lookback, as Replace with an fn that never
+// substitutes, for any chunking; and it never changes the bytes.
+func FuzzObserverEqualsReplace(f *testing.F) {
+	a, b := testCore('a'), testCore('b')
+	f.Add([]byte("x"+a+"y"), []byte{1, 2, 3})
+	f.Add([]byte("sk-proj-"+b+a+"EGP_EGP_"+a), []byte{7})
+	f.Add([]byte(strings.Repeat("z", 40000)+"sk-proj-"+b), []byte{255, 13})
+	f.Fuzz(func(t *testing.T, in []byte, sizes []byte) {
+		var want []string
+		Replace(in, func(core, lb []byte) (int, []byte, bool) {
+			want = append(want, string(lb)+"|"+string(core))
+			return 0, nil, false
+		})
+		var got []string
+		var sz []int
+		for _, s := range sizes {
+			sz = append(sz, int(s)+1)
+		}
+		o := newObserver(io.NopCloser(&chunker{data: in, sizes: sz}), func(core, lb []byte) (int, []byte, bool) {
+			got = append(got, string(lb)+"|"+string(core))
+			return 0, []byte("X"), true
+		})
+		out, err := io.ReadAll(o)
+		if err != nil || !bytes.Equal(out, in) {
+			t.Fatalf("observer changed the body: %v", err)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("observed %q\nwant     %q", got, want)
+		}
+	})
+}

@@ -1,0 +1,81 @@
+package proxy
+
+import (
+	"context"
+	"time"
+
+	"github.com/egressd/egressd/vault"
+)
+
+// Action is what happened to one placeholder occurrence.
+type Action string
+
+// The actions.
+const (
+	// ActionSubstituted: the real value went out in its place.
+	ActionSubstituted Action = "substituted"
+	// ActionDenied: it may not be used there; the request was refused.
+	ActionDenied Action = "denied"
+	// ActionLeft: it was forwarded as it is (in a body where its secret may
+	// not go, unknown, unresolved, or issued to another sandbox).
+	ActionLeft Action = "left"
+)
+
+// Use is one placeholder occurrence in a request. It never holds a value.
+type Use struct {
+	Name      string         `json:"name,omitempty"`
+	SecretID  string         `json:"secret_id,omitempty"`
+	Version   int            `json:"version,omitempty"`
+	Level     string         `json:"level,omitempty"`
+	Location  vault.Location `json:"location"`
+	Action    Action         `json:"action"`
+	Reason    string         `json:"reason,omitempty"`
+	// Leak: the placeholder was issued to another sandbox.
+	Leak bool `json:"leak,omitempty"`
+	// LeakSandboxID is the sandbox the placeholder was issued to, when it is
+	// of the same tenant.
+	LeakSandboxID string `json:"leak_sandbox_id,omitempty"`
+}
+
+// Event is one proxied request that carried a placeholder, or was refused.
+// It holds the full identity chain and never a value or a query string.
+type Event struct {
+	Time                time.Time     `json:"time"`
+	TenantID            string        `json:"tenant_id,omitempty"`
+	SandboxID           string        `json:"sandbox_id,omitempty"`
+	ResourceType        string        `json:"resource_type,omitempty"`
+	WorkspaceID         string        `json:"workspace_id,omitempty"`
+	OwnerUserID         string        `json:"owner_user_id,omitempty"`
+	ExternalUserID      string        `json:"external_user_id,omitempty"`
+	ExternalWorkspaceID string        `json:"external_workspace_id,omitempty"`
+	ExternalProjectID   string        `json:"external_project_id,omitempty"`
+	Host                string        `json:"host"`
+	Method              string        `json:"method"`
+	Path                string        `json:"path"`
+	Status              int           `json:"status"`
+	Outcome             Outcome       `json:"outcome"`
+	Reason              string        `json:"reason,omitempty"`
+	Duration            time.Duration `json:"duration_ns"`
+	Uses                []Use         `json:"uses,omitempty"`
+}
+
+// Sink receives the events. The audit log implements it; Record must not
+// keep ev after it returns.
+type Sink interface {
+	Record(ctx context.Context, ev *Event) error
+}
+
+// SinkFunc adapts a function to Sink.
+type SinkFunc func(ctx context.Context, ev *Event) error
+
+// Record calls f.
+func (f SinkFunc) Record(ctx context.Context, ev *Event) error { return f(ctx, ev) }
+
+func stampIdentity(ev *Event, sbx *vault.Sandbox) {
+	if sbx == nil {
+		return
+	}
+	ev.TenantID, ev.SandboxID, ev.ResourceType = sbx.TenantID, sbx.ID, string(sbx.ResourceType)
+	ev.WorkspaceID, ev.OwnerUserID = sbx.WorkspaceID, sbx.OwnerUserID
+	ev.ExternalUserID, ev.ExternalWorkspaceID, ev.ExternalProjectID = sbx.ExternalUserID, sbx.ExternalWorkspaceID, sbx.ExternalProjectID
+}

@@ -1,0 +1,168 @@
+package proxy
+
+import (
+	"context"
+	"net"
+	"sync"
+	"time"
+)
+
+// trackedConn is a client connection. Every read and write pushes its
+// deadline forward by the idle timeout, so a connection that goes quiet
+// (during the TLS handshake, between requests, or in a tunnel) is closed,
+// even inside goproxy's hijacked MITM loop. It also counts against its
+// sandbox's connection limit once the sandbox is known.
+type trackedConn struct {
+	net.Conn
+	p    *Proxy
+	idle time.Duration
+
+	once    sync.Once
+	mu      sync.Mutex
+	sandbox string
+	tunnel  bool
+
+	// dmu orders deadline changes: net/http aborts a pending background
+	// read by setting a past deadline, and a Read must never push that
+	// deadline into the future again (it would swallow the next byte).
+	dmu           sync.Mutex
+	readDeadline  time.Time
+	writeDeadline time.Time
+}
+
+func (c *trackedConn) Read(b []byte) (int, error) {
+	if c.idle > 0 {
+		c.dmu.Lock()
+		c.Conn.SetReadDeadline(earliest(c.readDeadline, time.Now().Add(c.idle)))
+		c.dmu.Unlock()
+	}
+	return c.Conn.Read(b)
+}
+
+func (c *trackedConn) Write(b []byte) (int, error) {
+	if c.idle > 0 {
+		c.dmu.Lock()
+		c.Conn.SetWriteDeadline(earliest(c.writeDeadline, time.Now().Add(c.idle)))
+		c.dmu.Unlock()
+	}
+	return c.Conn.Write(b)
+}
+
+func (c *trackedConn) SetDeadline(t time.Time) error {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	c.readDeadline, c.writeDeadline = t, t
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *trackedConn) SetReadDeadline(t time.Time) error {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	c.readDeadline = t
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *trackedConn) SetWriteDeadline(t time.Time) error {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	c.writeDeadline = t
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// earliest is the sooner of an explicit deadline (zero: none) and the idle one.
+func earliest(explicit, idle time.Time) time.Time {
+	if !explicit.IsZero() && explicit.Before(idle) {
+		return explicit
+	}
+	return idle
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.p.metrics.conns.Dec()
+		c.mu.Lock()
+		sbx, tunnel := c.sandbox, c.tunnel
+		c.mu.Unlock()
+		if sbx != "" {
+			c.p.limits.release(sbx)
+		}
+		if tunnel {
+			c.p.metrics.tunnels.Dec()
+		}
+	})
+	return c.Conn.Close()
+}
+
+// claim counts the connection against sandbox; false if it is over its limit.
+func (c *trackedConn) claim(sandbox string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sandbox != "" {
+		return c.sandbox == sandbox
+	}
+	if !c.p.limits.acquire(sandbox) {
+		return false
+	}
+	c.sandbox = sandbox
+	return true
+}
+
+func (c *trackedConn) markTunnel() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.tunnel {
+		c.tunnel = true
+		c.p.metrics.tunnels.Inc()
+	}
+}
+
+// listener wraps accepted connections in trackedConn.
+type listener struct {
+	net.Listener
+	p *Proxy
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.p.metrics.conns.Inc()
+	return &trackedConn{Conn: c, p: l.p, idle: l.p.cfg.IdleTimeout}, nil
+}
+
+type connKey struct{}
+
+func withConn(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, connKey{}, c)
+}
+
+func connFrom(ctx context.Context) *trackedConn {
+	c, _ := ctx.Value(connKey{}).(*trackedConn)
+	return c
+}
+
+// limits counts open connections per sandbox.
+type limits struct {
+	max int
+	mu  sync.Mutex
+	n   map[string]int
+}
+
+func (l *limits) acquire(sandbox string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.max > 0 && l.n[sandbox] >= l.max {
+		return false
+	}
+	l.n[sandbox]++
+	return true
+}
+
+func (l *limits) release(sandbox string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.n[sandbox]--; l.n[sandbox] <= 0 {
+		delete(l.n, sandbox)
+	}
+}

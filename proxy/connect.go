@@ -1,0 +1,112 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"github.com/elazarl/goproxy"
+
+	"github.com/egressd/egressd/resolver"
+)
+
+// onConnect authenticates a CONNECT, applies the egress policy to its
+// destination, and chooses MITM (a secret of the sandbox may be used on the
+// host) or a byte-for-byte tunnel.
+func (p *Proxy) onConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
+	start := p.cfg.Now()
+	req := ctx.Req
+	hostname, port, err := net.SplitHostPort(host)
+	if err != nil {
+		hostname, port = host, "443"
+	}
+	hostname = strings.ToLower(strings.TrimSuffix(hostname, "."))
+	ev := &Event{Time: start, Host: hostname, Method: http.MethodConnect}
+	reject := func(status int, reason Reason) (*goproxy.ConnectAction, string) {
+		ctx.Resp = errorResponse(req, status, reason, "")
+		ev.Status, ev.Outcome, ev.Reason = status, OutcomeDenied, reason.String()
+		p.finish(req.Context(), ev, nil)
+		return goproxy.RejectConnect, host
+	}
+	sbx, reason := p.authenticate(req)
+	if reason != ReasonNone {
+		return reject(http.StatusProxyAuthRequired, reason)
+	}
+	stampIdentity(ev, &sbx)
+	if c := connFrom(req.Context()); c != nil && !c.claim(sbx.ID) {
+		return reject(http.StatusTooManyRequests, ReasonTooManyConnections)
+	}
+	if r := p.precheck(req.Context(), hostname, port); r != ReasonNone {
+		return reject(http.StatusForbidden, r)
+	}
+	use, err := p.cfg.Resolver.MayUse(req.Context(), sbx.ID, hostname)
+	if errors.Is(err, resolver.ErrUnknownSandbox) {
+		return reject(http.StatusProxyAuthRequired, ReasonBadCredentials)
+	}
+	if err != nil {
+		return reject(http.StatusBadGateway, ReasonResolveError)
+	}
+	if c := connFrom(req.Context()); c != nil {
+		c.markTunnel()
+	}
+	sess := &session{sbx: sbx, host: hostname, port: port}
+	ctx.UserData = sess
+	if !use.Any && !p.cfg.MITMAll {
+		p.log.Debug("tunnel", "sandbox", sbx.ID, "host", hostname)
+		p.metrics.requests.WithLabelValues(string(OutcomeTunnelled)).Inc()
+		return &goproxy.ConnectAction{Action: goproxy.ConnectAccept}, net.JoinHostPort(hostname, port)
+	}
+	sess.mitm = true
+	ctx.RoundTripper = goproxy.RoundTripperFunc(p.roundTrip)
+	return &goproxy.ConnectAction{Action: goproxy.ConnectMitm, TLSConfig: p.tlsConfig}, net.JoinHostPort(hostname, port)
+}
+
+// tlsConfig serves the MITM'd client a leaf for the CONNECT host.
+func (p *Proxy) tlsConfig(host string, _ *goproxy.ProxyCtx) (*tls.Config, error) {
+	hostname, _, err := net.SplitHostPort(host)
+	if err != nil {
+		hostname = host
+	}
+	cert, err := p.cfg.Leafs.Get(hostname)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{*cert},
+		MinVersion:   tls.VersionTLS12,
+		NextProtos:   []string{"http/1.1"},
+	}, nil
+}
+
+// precheck resolves the destination once and refuses it early when no
+// address is allowed. The dialer checks the address it dials again.
+func (p *Proxy) precheck(ctx context.Context, hostname, port string) Reason {
+	pn, err := netip.ParseAddrPort("0.0.0.0:" + port)
+	if err != nil || pn.Port() == 0 {
+		return ReasonBadRequest
+	}
+	var addrs []netip.Addr
+	if ip, err := netip.ParseAddr(hostname); err == nil {
+		addrs = []netip.Addr{ip}
+	} else {
+		addrs, err = p.cfg.Lookup.LookupNetIP(ctx, "ip", hostname)
+		if err != nil || len(addrs) == 0 {
+			return ReasonUnresolvable
+		}
+	}
+	first := ReasonNone
+	for _, a := range addrs {
+		r := p.dialer.policy.check(netip.AddrPortFrom(a, pn.Port()))
+		if r == ReasonNone {
+			return ReasonNone
+		}
+		if first == ReasonNone {
+			first = r
+		}
+	}
+	return first
+}

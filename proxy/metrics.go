@@ -1,0 +1,62 @@
+package proxy
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the proxy's Prometheus series. Labels never carry ids.
+type metrics struct {
+	requests      *prometheus.CounterVec
+	substitutions *prometheus.CounterVec
+	denials       *prometheus.CounterVec
+	leaks         prometheus.Counter
+	duration      *prometheus.HistogramVec
+	upstreamErrs  prometheus.Counter
+	tunnels       prometheus.Gauge
+	conns         prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer, certCacheSize func() float64) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "egressd_proxy_requests_total", Help: "Proxied requests by outcome.",
+		}, []string{"outcome"}),
+		substitutions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "egressd_proxy_substitutions_total", Help: "Placeholders substituted, by the level of the walk that resolved them.",
+		}, []string{"level"}),
+		denials: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "egressd_proxy_denials_total", Help: "Refused requests and CONNECTs by reason.",
+		}, []string{"reason"}),
+		leaks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "egressd_proxy_placeholder_leaks_total", Help: "Placeholders seen in the traffic of a sandbox they were not issued to.",
+		}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "egressd_proxy_request_duration_seconds", Help: "Time from request read to response headers, by outcome.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"outcome"}),
+		upstreamErrs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "egressd_proxy_upstream_errors_total", Help: "Upstream round trips that failed.",
+		}),
+		tunnels: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "egressd_proxy_active_tunnels", Help: "CONNECT tunnels open now (MITM and pass-through).",
+		}),
+		conns: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "egressd_proxy_open_connections", Help: "Client connections open now.",
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	cs := []prometheus.Collector{m.requests, m.substitutions, m.denials, m.leaks, m.duration, m.upstreamErrs, m.tunnels, m.conns}
+	if certCacheSize != nil {
+		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "egressd_proxy_cert_cache_size", Help: "Leaf certificates in the MITM cache.",
+		}, certCacheSize))
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}

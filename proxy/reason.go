@@ -1,0 +1,102 @@
+package proxy
+
+// Reason is why the proxy refused a request, or left a placeholder alone.
+// The same value names the X-Egress-Denied header, the audit event and the
+// metric label.
+type Reason uint8
+
+// The reasons.
+const (
+	ReasonNone Reason = iota
+	// ReasonNoCredentials: no Proxy-Authorization.
+	ReasonNoCredentials
+	// ReasonBadCredentials: unknown sandbox, wrong token, or deleted sandbox.
+	ReasonBadCredentials
+	// ReasonPrivateAddress: the destination resolves to a denied range.
+	ReasonPrivateAddress
+	// ReasonOwnListener: the destination is one of egressd's own listeners.
+	ReasonOwnListener
+	// ReasonHostDenied: the destination is not allowed by the proxy's host rules.
+	ReasonHostDenied
+	// ReasonUnresolvable: the destination host name does not resolve.
+	ReasonUnresolvable
+	// ReasonHostNotAllowed: a placeholder's secret may not be used on this host.
+	ReasonHostNotAllowed
+	// ReasonLocationNotAllowed: a placeholder's secret may not be used in this
+	// part of the request (substitute_in).
+	ReasonLocationNotAllowed
+	// ReasonPlainHTTP: a placeholder in a request that is not TLS.
+	ReasonPlainHTTP
+	// ReasonHostMismatch: a request inside a tunnel names another host.
+	ReasonHostMismatch
+	// ReasonTooManyConnections: the sandbox has too many open connections.
+	ReasonTooManyConnections
+	// ReasonInvalidValue: the value cannot be carried where the placeholder sits
+	// (for example a line break in a header).
+	ReasonInvalidValue
+	// ReasonBadRequest: the request could not be parsed or decoded.
+	ReasonBadRequest
+	// ReasonResolveError: the vault failed while resolving a placeholder.
+	ReasonResolveError
+)
+
+var reasonNames = [...]string{
+	"", "no_credentials", "bad_credentials", "private_address", "own_listener", "host_denied",
+	"unresolvable_host", "host_not_allowed", "location_not_allowed", "plain_http", "host_mismatch",
+	"too_many_connections", "invalid_value", "bad_request", "resolve_error",
+}
+
+// String is the reason's wire name.
+func (r Reason) String() string {
+	if int(r) < len(reasonNames) {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// Message is a sentence for the sandbox's developer.
+func (r Reason) Message() string {
+	switch r {
+	case ReasonNoCredentials:
+		return "proxy authentication required: set HTTPS_PROXY to the proxy URL of this sandbox"
+	case ReasonBadCredentials:
+		return "proxy authentication failed: unknown sandbox or wrong proxy token"
+	case ReasonPrivateAddress:
+		return "destination address is private, loopback, link-local or otherwise not allowed"
+	case ReasonOwnListener:
+		return "destination is egressd itself"
+	case ReasonHostDenied:
+		return "destination host is not allowed for this tenant"
+	case ReasonUnresolvable:
+		return "destination host does not resolve"
+	case ReasonHostNotAllowed:
+		return "a placeholder's secret may not be sent to this host (allowed_hosts)"
+	case ReasonLocationNotAllowed:
+		return "a placeholder's secret may not be sent in this part of the request (substitute_in)"
+	case ReasonPlainHTTP:
+		return "placeholders are substituted only over TLS: use https"
+	case ReasonHostMismatch:
+		return "the request's host differs from the tunnel's host"
+	case ReasonTooManyConnections:
+		return "too many open connections for this sandbox"
+	case ReasonInvalidValue:
+		return "the secret's value cannot be carried in this part of the request"
+	case ReasonBadRequest:
+		return "the request could not be read"
+	case ReasonResolveError:
+		return "the secret could not be read"
+	}
+	return ""
+}
+
+// Outcome is how a proxied request ended.
+type Outcome string
+
+// The outcomes.
+const (
+	OutcomeSubstituted   Outcome = "substituted"
+	OutcomePassed        Outcome = "passed"
+	OutcomeDenied        Outcome = "denied"
+	OutcomeUpstreamError Outcome = "upstream_error"
+	OutcomeTunnelled     Outcome = "tunnelled"
+)

@@ -1,0 +1,219 @@
+package proxy
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/elazarl/goproxy"
+
+	"github.com/egressd/egressd/resolver"
+	"github.com/egressd/egressd/vault"
+)
+
+// reqState follows one request from onRequest to onResponse.
+type reqState struct {
+	sess  *session
+	start time.Time
+	sub   *subst
+	deny  Reason
+	// upstreamErr is set when the round trip failed.
+	upstreamErr bool
+}
+
+// hopHeaders are removed before forwarding (RFC 9110 7.6.1), as
+// net/http/httputil's ReverseProxy does.
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+	"Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// onRequest runs for every plain proxy request and every request inside a
+// MITM'd tunnel: identity, host check, substitution.
+func (p *Proxy) onRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
+	st := &reqState{start: p.cfg.Now()}
+	sess, inTunnel := ctx.UserData.(*session)
+	ctx.UserData = st
+	if !inTunnel {
+		// A plain-HTTP proxy request carries its own credentials.
+		ctx.RoundTripper = goproxy.RoundTripperFunc(p.roundTrip)
+		sbx, reason := p.authenticate(req)
+		if reason != ReasonNone {
+			return p.refuse(st, req, http.StatusProxyAuthRequired, reason)
+		}
+		if c := connFrom(req.Context()); c != nil && !c.claim(sbx.ID) {
+			return p.refuse(st, req, http.StatusTooManyRequests, ReasonTooManyConnections)
+		}
+		sess = &session{sbx: sbx}
+	}
+	st.sess = sess
+	host := strings.ToLower(strings.TrimSuffix(req.URL.Hostname(), "."))
+	if inTunnel && (host != sess.host || urlPort(req.URL) != sess.port) {
+		return p.refuse(st, req, http.StatusForbidden, ReasonHostMismatch)
+	}
+	use, err := p.cfg.Resolver.MayUse(req.Context(), sess.sbx.ID, host)
+	if errors.Is(err, resolver.ErrUnknownSandbox) {
+		// Deleted while its connection was open.
+		return p.refuse(st, req, http.StatusProxyAuthRequired, ReasonBadCredentials)
+	}
+	if err != nil {
+		return p.refuse(st, req, http.StatusBadGateway, ReasonResolveError)
+	}
+	removeHopHeaders(req.Header)
+	// A client's Connection: close must not close the pooled upstream connection.
+	req.Close = false
+
+	s := &subst{p: p, ctx: req.Context(), sbx: &sess.sbx, host: host, tls: inTunnel && sess.mitm && req.URL.Scheme == "https"}
+	st.sub = s
+	substituteURL(req.URL, s)
+	substituteHeaders(req.Header, s)
+	if r := s.denied(); r != ReasonNone {
+		return p.refuse(st, req, http.StatusForbidden, r)
+	}
+	if req.Body != nil && req.Body != http.NoBody {
+		if r := p.substituteBody(req, s, use.Body && s.tls); r != ReasonNone {
+			return p.refuse(st, req, http.StatusBadRequest, r)
+		}
+	}
+	return req, nil
+}
+
+func (p *Proxy) refuse(st *reqState, req *http.Request, status int, r Reason) (*http.Request, *http.Response) {
+	st.deny = r
+	return req, errorResponse(req, status, r, "")
+}
+
+func urlPort(u *url.URL) string {
+	if port := u.Port(); port != "" {
+		return port
+	}
+	if u.Scheme == "http" {
+		return "80"
+	}
+	return "443"
+}
+
+func removeHopHeaders(h http.Header) {
+	ws := isWebSocket(h)
+	for _, f := range h.Values("Connection") {
+		for _, name := range strings.Split(f, ",") {
+			if name = strings.TrimSpace(name); name != "" && !(ws && strings.EqualFold(name, "Upgrade")) {
+				h.Del(name)
+			}
+		}
+	}
+	for _, name := range hopHeaders {
+		if ws && (name == "Connection" || name == "Upgrade") {
+			continue
+		}
+		if name == "Te" && strings.EqualFold(strings.TrimSpace(h.Get("Te")), "trailers") {
+			continue
+		}
+		h.Del(name)
+	}
+}
+
+func isWebSocket(h http.Header) bool {
+	return headerHas(h, "Connection", "upgrade") && headerHas(h, "Upgrade", "websocket")
+}
+
+func headerHas(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// substituteURL replaces placeholders in the escaped path and the raw query.
+func substituteURL(u *url.URL, s *subst) {
+	if ep := u.EscapedPath(); strings.Contains(ep, marker) {
+		if out := Replace([]byte(ep), s.fn(vault.InPath, false)); string(out) != ep {
+			if path, err := url.PathUnescape(string(out)); err == nil {
+				u.Path, u.RawPath = path, string(out)
+			}
+		}
+	}
+	if strings.Contains(u.RawQuery, marker) {
+		u.RawQuery = string(Replace([]byte(u.RawQuery), s.fn(vault.InQuery, false)))
+	}
+}
+
+// substituteHeaders replaces placeholders in every header value, and inside
+// Basic credentials after base64-decoding them.
+func substituteHeaders(h http.Header, s *subst) {
+	fn := s.fn(vault.InHeader, false)
+	for name, vs := range h {
+		for i, v := range vs {
+			if (name == "Authorization" || name == "Proxy-Authorization") && len(v) > 6 && strings.EqualFold(v[:6], "basic ") {
+				vs[i] = substituteBasic(v, fn)
+				continue
+			}
+			if strings.Contains(v, marker) {
+				vs[i] = string(Replace([]byte(v), fn))
+			}
+		}
+	}
+}
+
+func substituteBasic(v string, fn SubstFunc) string {
+	enc := strings.TrimSpace(v[6:])
+	raw, err := base64.StdEncoding.DecodeString(enc)
+	if err != nil {
+		if strings.Contains(v, marker) {
+			return string(Replace([]byte(v), fn))
+		}
+		return v
+	}
+	if !strings.Contains(string(raw), marker) {
+		return v
+	}
+	out := Replace(raw, fn)
+	return v[:6] + base64.StdEncoding.EncodeToString(out)
+}
+
+// roundTrip sends the request upstream; a failure becomes a clear answer
+// (403 for a refused destination, 504 for a timeout, 502 otherwise)
+// instead of a dropped connection.
+func (p *Proxy) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Response, error) {
+	resp, err := p.transport.RoundTrip(req)
+	if err == nil {
+		return resp, nil
+	}
+	st, _ := ctx.UserData.(*reqState)
+	if r := denyReason(err); r != ReasonNone {
+		if st != nil {
+			st.deny = r
+		}
+		return errorResponse(req, http.StatusForbidden, r, ""), nil
+	}
+	if st != nil {
+		st.upstreamErr = true
+	}
+	p.metrics.upstreamErrs.Inc()
+	status := http.StatusBadGateway
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		status = http.StatusGatewayTimeout
+	}
+	p.log.Debug("upstream error", "host", req.URL.Hostname(), "err", err.Error())
+	return errorResponse(req, status, ReasonNone, "upstream request failed: "+upstreamErrText(err)), nil
+}
+
+// upstreamErrText says what failed without echoing the request URL, whose
+// query may hold a value after substitution.
+func upstreamErrText(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return err.Error()
+}

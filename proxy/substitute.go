@@ -1,0 +1,147 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/url"
+	"slices"
+	"sync"
+
+	"golang.org/x/net/http/httpguts"
+
+	"github.com/egressd/egressd/resolver"
+	"github.com/egressd/egressd/vault"
+)
+
+// subst decides every placeholder of one request: it looks the placeholder
+// up, resolves it for this sandbox, checks host, location and TLS, and
+// records what it did. It is called from the request goroutine and, for
+// streamed bodies, from the transport's body writer: guard with mu.
+type subst struct {
+	p    *Proxy
+	ctx  context.Context
+	sbx  *vault.Sandbox
+	host string
+	tls  bool
+
+	mu     sync.Mutex
+	deny   Reason
+	uses   []Use
+	echoes []echo // values sent, for response redaction
+}
+
+// echo pairs a value that went out with the placeholder it replaced.
+type echo struct{ value, placeholder []byte }
+
+// fn returns the SubstFunc for one location. With observe set it only
+// records (the body is passing through untouched).
+func (s *subst) fn(loc vault.Location, observe bool) SubstFunc {
+	return func(core, lookback []byte) (int, []byte, bool) {
+		n, v, ok := s.decide(loc, core, lookback, observe)
+		return n, v, ok && !observe
+	}
+}
+
+func (s *subst) decide(loc vault.Location, core, lookback []byte, observe bool) (int, []byte, bool) {
+	ph, found := s.p.placeholder(string(core))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	use := Use{Location: loc, Action: ActionLeft}
+	if !found {
+		use.Reason = "unknown_placeholder"
+		s.uses = append(s.uses, use)
+		return 0, nil, false
+	}
+	use.Name = ph.Name
+	if ph.SandboxID != s.sbx.ID {
+		use.Reason, use.Leak = "foreign_placeholder", true
+		if ph.TenantID == s.sbx.TenantID {
+			use.LeakSandboxID = ph.SandboxID
+		} else {
+			use.Name = ""
+		}
+		s.p.metrics.leaks.Inc()
+		s.uses = append(s.uses, use)
+		return 0, nil, false
+	}
+	prefix := ph.Text[:len(ph.Text)-coreLen]
+	if !bytes.HasSuffix(lookback, []byte(prefix)) {
+		use.Reason = "prefix_missing"
+		s.uses = append(s.uses, use)
+		return 0, nil, false
+	}
+	res, err := s.p.cfg.Resolver.Resolve(s.ctx, s.sbx.ID, ph.Name)
+	if err != nil {
+		use.Reason = "unresolved"
+		if !errors.Is(err, resolver.ErrNoSecret) {
+			use.Reason = ReasonResolveError.String()
+			if loc != vault.InBody && !observe {
+				use.Action = ActionDenied
+				s.refuse(ReasonResolveError)
+			}
+		}
+		s.uses = append(s.uses, use)
+		return 0, nil, false
+	}
+	use.SecretID, use.Version, use.Level = res.Secret.ID, res.Secret.Version, res.Level.String()
+	reason := ReasonNone
+	value := res.Value.Reveal()
+	switch {
+	case !s.tls:
+		reason = ReasonPlainHTTP
+	case !vault.HostAllowed(res.Secret.AllowedHosts, s.host):
+		reason = ReasonHostNotAllowed
+	case !slices.Contains(res.Secret.SubstituteIn, loc) || observe:
+		reason = ReasonLocationNotAllowed
+	case loc == vault.InHeader && !httpguts.ValidHeaderFieldValue(string(value)):
+		reason = ReasonInvalidValue
+	}
+	if reason != ReasonNone {
+		use.Reason = reason.String()
+		if loc != vault.InBody {
+			use.Action = ActionDenied
+			s.refuse(reason)
+		}
+		s.uses = append(s.uses, use)
+		return 0, nil, false
+	}
+	switch loc {
+	case vault.InQuery:
+		value = []byte(url.QueryEscape(string(value)))
+	case vault.InPath:
+		value = []byte(url.PathEscape(string(value)))
+	}
+	use.Action = ActionSubstituted
+	s.uses = append(s.uses, use)
+	s.echoes = append(s.echoes, echo{value: res.Value.Reveal(), placeholder: []byte(ph.Text)})
+	return len(prefix), value, true
+}
+
+// refuse keeps the first reason a header or URL placeholder was refused.
+func (s *subst) refuse(r Reason) {
+	if s.deny == ReasonNone {
+		s.deny = r
+	}
+}
+
+func (s *subst) denied() Reason {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.deny
+}
+
+// placeholder finds who a placeholder core was issued to. Issued
+// placeholders never change, so hits are cached; a placeholder of a deleted
+// sandbox stays cached but then resolves to nothing.
+func (p *Proxy) placeholder(core string) (vault.Placeholder, bool) {
+	if ph, ok := p.phs.Get(core); ok {
+		return ph, true
+	}
+	ph, err := p.cfg.Store.LookupPlaceholder(core)
+	if err != nil {
+		return vault.Placeholder{}, false
+	}
+	p.phs.Add(core, ph)
+	return ph, true
+}
