@@ -23,13 +23,13 @@ const (
 
 // Use is one placeholder occurrence in a request. It never holds a value.
 type Use struct {
-	Name      string         `json:"name,omitempty"`
-	SecretID  string         `json:"secret_id,omitempty"`
-	Version   int            `json:"version,omitempty"`
-	Level     string         `json:"level,omitempty"`
-	Location  vault.Location `json:"location"`
-	Action    Action         `json:"action"`
-	Reason    string         `json:"reason,omitempty"`
+	Name     string         `json:"name,omitempty"`
+	SecretID string         `json:"secret_id,omitempty"`
+	Version  int            `json:"version,omitempty"`
+	Level    string         `json:"level,omitempty"`
+	Location vault.Location `json:"location"`
+	Action   Action         `json:"action"`
+	Reason   string         `json:"reason,omitempty"`
 	// Leak: the placeholder was issued to another sandbox.
 	Leak bool `json:"leak,omitempty"`
 	// LeakSandboxID is the sandbox the placeholder was issued to, when it is

@@ -284,7 +284,9 @@ func do(t testing.TB, c *http.Client, method, u string, body io.Reader, hdr map[
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		if e, ok := t.(interface{ Log(...any) }); ok { e.Log("request failed") }
+		if e, ok := t.(interface{ Log(...any) }); ok {
+			e.Log("request failed")
+		}
 		t.Fatalf("%s %s: %v", method, u, err)
 	}
 	defer resp.Body.Close()
