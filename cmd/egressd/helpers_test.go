@@ -212,7 +212,13 @@ func (s *proc) wait(t *testing.T) int {
 // stop sends SIGTERM and returns the exit code.
 func (s *proc) stop(t *testing.T) int {
 	t.Helper()
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	return s.stopWith(t, syscall.SIGTERM)
+}
+
+// stopWith sends sig and returns the exit code.
+func (s *proc) stopWith(t *testing.T, sig os.Signal) int {
+	t.Helper()
+	if err := s.cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
 	return s.wait(t)

@@ -103,8 +103,11 @@ func TestInitTwice(t *testing.T) {
 	if code != http.StatusCreated {
 		t.Fatalf("operator key: %d %s", code, body)
 	}
-	if c := s.stop(t); c != 0 {
-		t.Fatalf("serve exited %d: %s", c, s.stderr.String())
+	if c := s.stopWith(t, os.Interrupt); c != 0 {
+		t.Fatalf("SIGINT: serve exited %d: %s", c, s.stderr.String())
+	}
+	if !strings.Contains(s.stderr.String(), "interrupt signal received") {
+		t.Fatalf("shutdown cause not logged:\n%s", s.stderr.String())
 	}
 }
 

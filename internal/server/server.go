@@ -91,7 +91,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if first {
 		if err := json.NewEncoder(out).Encode(creds); err != nil {
-			return fmt.Errorf("print first-run keys: %w", err)
+			return fmt.Errorf("print first-run keys: %w (the default tenant exists now: stop egressd and run egressd init --tenant %s for a new admin key)", err, datadir.DefaultTenant)
 		}
 		log.Warn("first run: created the default tenant and printed its admin key and the operator key to stdout; they are not shown again",
 			"tenant", creds)
