@@ -222,7 +222,9 @@ func (in RotateInput) Format(f fmt.State, _ rune) { io.WriteString(f, in.String(
 func (in RotateInput) LogValue() slog.Value { return slog.StringValue(in.String()) }
 
 // RotateSecret stores a new value as version + 1. The placeholders that
-// sandboxes hold stay the same.
+// sandboxes hold stay the same. Without a new refresh token the current one
+// is kept (OAuth providers often issue none on refresh), sealed again for
+// the new version; expires_at is replaced.
 func (s *Store) RotateSecret(tenantID, id string, in RotateInput) (Secret, error) {
 	if in.Value == "" {
 		return Secret{}, invalid("value", "required")
@@ -231,9 +233,18 @@ func (s *Store) RotateSecret(tenantID, id string, in RotateInput) (Secret, error
 		return Secret{}, invalid("value", "at most %d bytes", MaxValueLen)
 	}
 	return s.modifySecret(tenantID, id, func(row *storedSecret) error {
+		refresh := []byte(in.RefreshToken)
+		if len(refresh) == 0 && row.Refresh != nil {
+			old, err := s.key.open(row.Refresh, valueAD(row.TenantID, row.ID, row.Version, "refresh_token"))
+			if err != nil {
+				return fmt.Errorf("secret %q version %d refresh token: %w", id, row.Version, err)
+			}
+			defer clear(old)
+			refresh = old
+		}
 		row.Version++
 		row.ExpiresAt = in.ExpiresAt
-		return s.sealInto(row, []byte(in.Value), []byte(in.RefreshToken))
+		return s.sealInto(row, []byte(in.Value), refresh)
 	})
 }
 

@@ -404,10 +404,20 @@ func TestRotateAndDisable(t *testing.T) {
 	if err != nil || !dis.Disabled || dis.Version != 2 {
 		t.Fatalf("disable: %+v %v", dis, err)
 	}
-	// A disabled secret can still be rotated, and stays disabled.
+	// A disabled secret can still be rotated, and stays disabled. A
+	// rotation that sends no refresh token keeps the one there was (OAuth
+	// providers often issue none on refresh): it is sealed again for the
+	// new version.
 	rot, err = s.RotateSecret(tn.ID, sec.ID, RotateInput{Value: "v3"})
-	if err != nil || !rot.Disabled || rot.Version != 3 || rot.HasRefreshToken {
+	if err != nil || !rot.Disabled || rot.Version != 3 || !rot.HasRefreshToken || rot.ExpiresAt != nil {
 		t.Fatalf("rotate disabled: %+v %v", rot, err)
+	}
+	if v, r, ver, err := openValue(s, tn.ID, sec.ID); v != "v3" || r != "r2" || ver != 3 || err != nil {
+		t.Fatalf("after rotate without refresh token: %q %q %d %v", v, r, ver, err)
+	}
+	plain := mustUpsert(t, s, tn.ID, SecretInput{Name: "plain", Value: "p1", Scope: ScopeTenant}).Secret
+	if rot, err := s.RotateSecret(tn.ID, plain.ID, RotateInput{Value: "p2"}); err != nil || rot.HasRefreshToken {
+		t.Fatalf("rotate without any refresh token: %+v %v", rot, err)
 	}
 	if en, err := s.SetDisabled(tn.ID, sec.ID, false); err != nil || en.Disabled {
 		t.Fatalf("enable: %+v %v", en, err)
