@@ -18,7 +18,9 @@ import (
 
 // reqState follows one request from onRequest to onResponse.
 type reqState struct {
-	sess  *session
+	sess *session
+	// path is the URL path as the sandbox sent it: placeholders, never values.
+	path  string
 	start time.Time
 	sub   *subst
 	deny  Reason
@@ -36,7 +38,7 @@ var hopHeaders = []string{
 // onRequest runs for every plain proxy request and every request inside a
 // MITM'd tunnel: identity, host check, substitution.
 func (p *Proxy) onRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
-	st := &reqState{start: p.cfg.Now()}
+	st := &reqState{start: p.cfg.Now(), path: req.URL.Path}
 	sess, inTunnel := ctx.UserData.(*session)
 	ctx.UserData = st
 	if !inTunnel {

@@ -26,7 +26,7 @@ func (p *Proxy) onResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Res
 		resp.ContentLength = -1
 		resp.Header.Del("Content-Length")
 	}
-	ev := &Event{Time: st.start, Method: req.Method, Path: req.URL.Path, Status: resp.StatusCode}
+	ev := &Event{Time: st.start, Method: req.Method, Path: st.path, Status: resp.StatusCode}
 	if st.sess != nil {
 		stampIdentity(ev, &st.sess.sbx)
 	}
@@ -95,7 +95,7 @@ func (p *Proxy) finish(ctx context.Context, ev *Event, _ *http.Response) {
 
 // redactable: a text-like, unencoded response.
 func redactable(resp *http.Response) bool {
-	if resp.Body == nil || resp.Body == http.NoBody {
+	if resp.Body == nil || resp.Body == http.NoBody || resp.StatusCode == http.StatusSwitchingProtocols {
 		return false
 	}
 	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
@@ -103,7 +103,7 @@ func redactable(resp *http.Response) bool {
 	}
 	mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if err != nil {
-		return resp.Header.Get("Content-Type") == ""
+		return false
 	}
 	return strings.HasPrefix(mt, "text/") || strings.HasSuffix(mt, "json") || strings.HasSuffix(mt, "+xml") ||
 		mt == "application/xml" || mt == "application/javascript" || mt == "application/x-www-form-urlencoded" ||
