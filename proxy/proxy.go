@@ -183,17 +183,31 @@ func New(cfg Config) (*Proxy, error) {
 // ServeHTTP makes the proxy an http.Handler.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.gp.ServeHTTP(w, r) }
 
+// Server returns the http.Server for the proxy listener, with the header
+// and idle timeouts and the header size limit of the Config. Serve it on
+// Listener(l), not on l itself.
+func (p *Proxy) Server() *http.Server {
+	if p.server == nil {
+		p.server = &http.Server{
+			Handler:           p,
+			ReadHeaderTimeout: p.cfg.HeaderTimeout,
+			IdleTimeout:       p.cfg.IdleTimeout,
+			MaxHeaderBytes:    p.cfg.MaxHeaderBytes,
+			ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+			ConnContext:       withConn,
+		}
+		p.server.RegisterOnShutdown(p.transport.CloseIdleConnections)
+	}
+	return p.server
+}
+
+// Listener wraps l so that every connection has an idle deadline and counts
+// against its sandbox's connection limit.
+func (p *Proxy) Listener(l net.Listener) net.Listener { return &listener{Listener: l, p: p} }
+
 // Serve accepts proxy connections on l until Shutdown.
 func (p *Proxy) Serve(l net.Listener) error {
-	p.server = &http.Server{
-		Handler:           p,
-		ReadHeaderTimeout: p.cfg.HeaderTimeout,
-		IdleTimeout:       p.cfg.IdleTimeout,
-		MaxHeaderBytes:    p.cfg.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
-		ConnContext:       withConn,
-	}
-	err := p.server.Serve(&listener{Listener: l, p: p})
+	err := p.Server().Serve(p.Listener(l))
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -203,9 +217,5 @@ func (p *Proxy) Serve(l net.Listener) error {
 // Shutdown stops accepting connections and closes the idle upstream pool.
 // Hijacked tunnels end when their idle timeout passes or their peers close.
 func (p *Proxy) Shutdown(ctx context.Context) error {
-	defer p.transport.CloseIdleConnections()
-	if p.server == nil {
-		return nil
-	}
-	return p.server.Shutdown(ctx)
+	return p.Server().Shutdown(ctx)
 }

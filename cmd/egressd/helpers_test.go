@@ -158,7 +158,8 @@ func startServe(t *testing.T, dataDir string, env []string, args ...string) *pro
 	// A stale address file would point at a dead listener.
 	os.Remove(filepath.Join(dataDir, "admin.addr"))
 	os.Remove(filepath.Join(dataDir, "metrics.addr"))
-	all := append([]string{"serve", "--data-dir", dataDir, "--admin-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"}, args...)
+	os.Remove(filepath.Join(dataDir, "proxy.addr"))
+	all := append([]string{"serve", "--data-dir", dataDir, "--admin-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0"}, args...)
 	s := &proc{cmd: exec.Command(bin, all...), stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
 	s.cmd.Env = baseEnv(env...)
 	s.cmd.Stdout, s.cmd.Stderr = s.stdout, s.stderr

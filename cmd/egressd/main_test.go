@@ -165,7 +165,7 @@ func TestServeFirstRun(t *testing.T) {
 			t.Fatalf("log line is not JSON: %s", line)
 		}
 	}
-	for _, want := range []string{"first run", "proxy not enabled", "vault closed", "egressd stopped"} {
+	for _, want := range []string{"first run", "proxy serving", "vault closed", "egressd stopped"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log lacks %q", want)
 		}

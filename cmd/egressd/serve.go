@@ -21,7 +21,7 @@ func runServe(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.StringVar(&s.DataDir, "data-dir", config.DefaultDataDir, "data directory (master key, CA, vault)")
 	fs.StringVar(&s.AdminListen, "admin-listen", config.DefaultAdminListen, "admin API address; port 0 picks one, written to DATA/admin.addr")
-	fs.StringVar(&s.ProxyListen, "proxy-listen", config.DefaultProxyListen, "proxy address (the proxy is not enabled in this build)")
+	fs.StringVar(&s.ProxyListen, "proxy-listen", config.DefaultProxyListen, "proxy address (HTTPS_PROXY of the sandboxes); port 0 picks one, written to DATA/proxy.addr")
 	fs.StringVar(&s.MetricsListen, "metrics-listen", config.DefaultMetricsListen, "Prometheus /metrics address; port 0 picks one, written to DATA/metrics.addr")
 	fs.StringVar(&s.MasterKeyFile, "master-key-file", "", "master key file (default DATA/master.key; "+config.MasterKeyEnv+" holds the key itself instead)")
 	fs.StringVar(&s.ProxyURL, "proxy-url", "", "URL sandboxes use to reach the proxy (default http://localhost:<proxy port>)")
@@ -29,6 +29,13 @@ func runServe(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	fs.StringVar(&s.LogLevel, "log-level", config.DefaultLogLevel, "debug, info, warn or error")
 	fs.StringVar(&s.LogFormat, "log-format", config.DefaultLogFormat, "json or text")
 	fs.DurationVar(&s.ShutdownTimeout, "shutdown-timeout", config.DefaultShutdownTimeout, "how long a graceful shutdown may take")
+	fs.StringVar(&s.AllowPrivateDestinations, "allow-private-destinations", "", "comma-separated CIDRs the proxy may dial although they are private, loopback or link-local")
+	fs.StringVar(&s.MITM, "mitm", "auto", "auto: terminate TLS only for hosts where a secret may be used, tunnel the rest; all: every CONNECT")
+	fs.StringVar(&s.UpstreamCA, "upstream-ca", "", "PEM file of extra roots for verifying upstream servers (on top of the system roots)")
+	fs.Int64Var(&s.MaxBufferedBody, "max-buffered-body", 1<<20, "largest request body substituted in memory; larger ones stream chunked")
+	fs.BoolVar(&s.RedactResponses, "redact-responses", true, "mask real values echoed in text-like responses back to their placeholders")
+	fs.IntVar(&s.MaxConnsPerSandbox, "max-conns-per-sandbox", 256, "open proxy connections one sandbox may hold")
+	fs.DurationVar(&s.ProxyIdleTimeout, "proxy-idle-timeout", 5*time.Minute, "close a proxy connection (or tunnel) with no traffic for this long")
 	if code, done := parseFlags(fs, args, stderr, getenv); done {
 		return code
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -40,14 +41,40 @@ type Serve struct {
 	// MasterKeyFile is the master key file; empty means DataDir/master.key.
 	MasterKeyFile string
 	// ProxyURL is the URL sandboxes use to reach the proxy; empty means
-	// http://localhost:<port of ProxyListen>.
+	// http://localhost:<port of ProxyListen> (the bound port when it is 0).
 	ProxyURL string
+	// ProxyURLDerived is set by Check when ProxyURL was derived from
+	// ProxyListen rather than given.
+	ProxyURLDerived bool
 	// CABundlePath is where platforms place the CA bundle inside a sandbox.
 	CABundlePath string
 	// LogLevel and LogFormat configure the logger (see NewLogger).
 	LogLevel, LogFormat string
 	// ShutdownTimeout bounds the graceful shutdown; zero means 10s.
 	ShutdownTimeout time.Duration
+
+	// AllowPrivateDestinations is a comma-separated list of CIDRs the proxy
+	// may dial although the deny table refuses them; empty opens none.
+	AllowPrivateDestinations string
+	// AllowPrivate is AllowPrivateDestinations parsed by Check.
+	AllowPrivate []netip.Prefix
+	// MITM is "auto" (terminate TLS only where a secret of the sandbox may
+	// be used; tunnel the rest) or "all"; empty means auto.
+	MITM string
+	// UpstreamCA is a PEM file of extra roots to verify upstreams with, on
+	// top of the system roots; empty adds none.
+	UpstreamCA string
+	// MaxBufferedBody is the largest request body substituted in memory;
+	// zero means 1 MiB.
+	MaxBufferedBody int64
+	// RedactResponses masks values echoed in text-like responses.
+	RedactResponses bool
+	// MaxConnsPerSandbox bounds a sandbox's open proxy connections; zero
+	// means 256.
+	MaxConnsPerSandbox int
+	// ProxyIdleTimeout closes a quiet proxy connection (tunnels included);
+	// zero means 5 minutes.
+	ProxyIdleTimeout time.Duration
 }
 
 // Check fills in the defaults and refuses settings that cannot work, with
@@ -81,9 +108,9 @@ func (s *Serve) Check() error {
 			return fmt.Errorf("%s %q: %w", l.flag, l.addr, err)
 		}
 	}
-	if s.ProxyURL == "" {
+	if s.ProxyURL == "" || s.ProxyURLDerived {
 		_, port, _ := net.SplitHostPort(s.ProxyListen)
-		s.ProxyURL = "http://localhost:" + port
+		s.ProxyURL, s.ProxyURLDerived = "http://localhost:"+port, true
 	}
 	if err := checkProxyURL(s.ProxyURL); err != nil {
 		return fmt.Errorf("--proxy-url %q: %w", s.ProxyURL, err)
@@ -93,6 +120,32 @@ func (s *Serve) Check() error {
 	}
 	if _, err := NewLogger(nil, s.LogLevel, s.LogFormat); err != nil {
 		return err
+	}
+	s.AllowPrivate = nil
+	for _, c := range strings.Split(s.AllowPrivateDestinations, ",") {
+		if c = strings.TrimSpace(c); c == "" {
+			continue
+		}
+		pre, err := netip.ParsePrefix(c)
+		if err != nil {
+			if a, aerr := netip.ParseAddr(c); aerr == nil {
+				pre, err = netip.PrefixFrom(a, a.BitLen()), nil
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("--allow-private-destinations %q: want CIDRs such as 127.0.0.1/32,10.0.0.0/8", c)
+		}
+		s.AllowPrivate = append(s.AllowPrivate, pre.Masked())
+	}
+	switch s.MITM {
+	case "":
+		s.MITM = "auto"
+	case "auto", "all":
+	default:
+		return fmt.Errorf("--mitm %q: want auto or all", s.MITM)
+	}
+	if s.MaxBufferedBody < 0 || s.MaxConnsPerSandbox < 0 || s.ProxyIdleTimeout < 0 {
+		return errors.New("--max-buffered-body, --max-conns-per-sandbox and --proxy-idle-timeout must not be negative")
 	}
 	return nil
 }

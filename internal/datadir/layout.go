@@ -16,6 +16,7 @@ const (
 	MasterKeyFile   = "master.key"
 	AdminAddrFile   = "admin.addr"
 	MetricsAddrFile = "metrics.addr"
+	ProxyAddrFile   = "proxy.addr"
 )
 
 // Dir is a data directory.

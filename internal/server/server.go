@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
 
@@ -107,6 +108,15 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	proxyLn, err := bind("proxy", s.ProxyListen, dir.Path(datadir.ProxyAddrFile))
+	if err != nil {
+		return err
+	}
+	defer proxyLn.Close()
+	if s.ProxyURLDerived {
+		_, port, _ := net.SplitHostPort(proxyLn.Addr().String())
+		s.ProxyURL = "http://localhost:" + port
+	}
 	api, err := cfg.AdminAPI(Deps{
 		Store: o.Store, Resolver: res, Registerer: reg, Logger: log,
 		CACertPEM: o.CA.CertPEM(), ProxyURL: s.ProxyURL, CABundlePath: s.CABundlePath,
@@ -123,19 +133,29 @@ func Run(ctx context.Context, cfg Config) error {
 	metrics := http.NewServeMux()
 	metrics.Handle("GET /metrics", promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 
-	log.Info("proxy not enabled in this build; nothing listens on --proxy-listen yet",
-		"proxy_listen", s.ProxyListen, "proxy_url", s.ProxyURL)
-
 	g := newGroup(log, s.ShutdownTimeout)
 	defer g.removeAddrFiles()
-	if err := g.listen("admin", s.AdminListen, dir.Path(datadir.AdminAddrFile), admin); err != nil {
+	adminAddr, err := g.listen("admin", s.AdminListen, dir.Path(datadir.AdminAddrFile), admin)
+	if err != nil {
 		g.closeAll()
 		return err
 	}
-	if err := g.listen("metrics", s.MetricsListen, dir.Path(datadir.MetricsAddrFile), metrics); err != nil {
+	metricsAddr, err := g.listen("metrics", s.MetricsListen, dir.Path(datadir.MetricsAddrFile), metrics)
+	if err != nil {
 		g.closeAll()
 		return err
 	}
+	p, err := newProxy(s, o, res, reg, log, adminAddr, metricsAddr, proxyLn.Addr())
+	if err != nil {
+		g.closeAll()
+		return fmt.Errorf("proxy: %w", err)
+	}
+	if err := g.serve("proxy", proxyLn, p.Listener(proxyLn), dir.Path(datadir.ProxyAddrFile), p.Server()); err != nil {
+		g.closeAll()
+		return err
+	}
+	log.Info("proxy serving", "proxy_url", s.ProxyURL, "mitm", s.MITM, "allow_private_destinations", s.AllowPrivateDestinations,
+		"redact_responses", s.RedactResponses, "max_buffered_body", s.MaxBufferedBody)
 	h.ready.Store(true)
 	log.Info("egressd serving", "data_dir", dir, "master_key_id", o.MasterKeyID)
 

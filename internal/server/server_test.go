@@ -61,7 +61,7 @@ func start(t *testing.T, dir datadir.Dir) *running {
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	cfg := Config{
-		Serve:     config.Serve{DataDir: string(dir), AdminListen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second},
+		Serve:     config.Serve{DataDir: string(dir), AdminListen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0", ProxyListen: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second},
 		KeySource: src,
 		Logger:    slog.New(slog.NewJSONHandler(r.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Stdout:    r.stdout,
@@ -146,7 +146,7 @@ func TestRunFirstThenSecond(t *testing.T) {
 	}
 	d := <-r.deps
 	if d.Store == nil || d.Resolver == nil || d.Registerer == nil || d.Logger == nil || !bytes.Contains(d.CACertPEM, []byte("BEGIN CERTIFICATE")) ||
-		d.ProxyURL != "http://localhost:8080" || d.CABundlePath != config.DefaultCABundlePath {
+		!strings.HasPrefix(d.ProxyURL, "http://localhost:") || strings.HasSuffix(d.ProxyURL, ":0") || d.CABundlePath != config.DefaultCABundlePath {
 		t.Fatalf("deps: %+v", d)
 	}
 	if k, err := d.Store.Authenticate(creds.APIKey); err != nil || k.TenantID != creds.TenantID {
@@ -201,7 +201,7 @@ func TestRunListenerTaken(t *testing.T) {
 	dir := datadir.Dir(t.TempDir())
 	src, _ := datadir.NewKeySource(dir, "", false, "")
 	err = Run(context.Background(), Config{
-		Serve:     config.Serve{DataDir: string(dir), AdminListen: "127.0.0.1:0", MetricsListen: ln.Addr().String()},
+		Serve:     config.Serve{DataDir: string(dir), AdminListen: "127.0.0.1:0", MetricsListen: ln.Addr().String(), ProxyListen: "127.0.0.1:0"},
 		KeySource: src,
 		AdminAPI:  func(Deps) (http.Handler, error) { return http.NotFoundHandler(), nil },
 	})
