@@ -17,46 +17,96 @@ import (
 const MaxBodyBytes = 1 << 20
 
 // decode reads one JSON object from the request body into v. Unknown
-// fields, trailing data and bodies over MaxBodyBytes are refused. Its error
-// messages name fields and offsets, never the content of the body, so a
-// value sent by mistake is never echoed.
+// fields (also those differing only in case, which encoding/json would
+// take), repeated fields, trailing data and bodies over MaxBodyBytes are
+// refused. Its error messages name fields and offsets, never the content
+// of the body, so a value sent by mistake is never echoed.
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
-	dec := json.NewDecoder(body)
+	b, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	if err := checkObject(b, v); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return decodeError(err, v)
 	}
-	var extra json.RawMessage
-	switch err := dec.Decode(&extra); {
-	case err == io.EOF:
-		return nil
-	case err == nil:
-		return errorf(ErrBadRequest, "trailing data after the JSON object")
-	default:
-		if e := decodeError(err, nil); errors.Is(e, ErrTooLarge) {
-			return e
+	return nil
+}
+
+// readBody reads the whole body, at most MaxBodyBytes of it.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return nil, errorf(ErrTooLarge, "%v", err)
+	}
+	if err != nil {
+		return nil, errorf(ErrBadRequest, "reading the body: %v", err)
+	}
+	return b, nil
+}
+
+// checkObject checks the shape of a body: one JSON object whose keys are
+// v's JSON field names spelled exactly, each at most once, and nothing
+// after it.
+func checkObject(b []byte, v any) error {
+	known := fieldNames(v)
+	dec := json.NewDecoder(bytes.NewReader(b))
+	tok, err := dec.Token()
+	if err != nil {
+		return decodeError(err, v)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return errorf(ErrBadRequest, "want a JSON object")
+	}
+	seen := make(map[string]bool, len(known))
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return decodeError(midObject(err), v)
 		}
+		key, _ := tok.(string)
+		if !slices.Contains(known, key) {
+			return errorf(ErrBadRequest, "unknown field %s (known: %s)", safeField(key), knownFields(v))
+		}
+		if seen[key] {
+			return errorf(ErrBadRequest, "field %q given twice", key)
+		}
+		seen[key] = true
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return decodeError(midObject(err), v)
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return decodeError(midObject(err), v)
+	}
+	if _, err := dec.Token(); err != io.EOF {
 		return errorf(ErrBadRequest, "trailing data after the JSON object")
 	}
+	return nil
+}
+
+// midObject reads an end of input inside an object as truncation.
+func midObject(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 // emptyBody accepts a request without a body, or with an empty JSON
 // object, for endpoints that take no input.
 func emptyBody(w http.ResponseWriter, r *http.Request) error {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		return errorf(ErrTooLarge, "%v", err)
+	b, err := readBody(w, r)
+	if err != nil || len(bytes.TrimSpace(b)) == 0 {
+		return err
 	}
-	if err != nil {
-		return errorf(ErrBadRequest, "reading the body: %v", err)
-	}
-	if len(bytes.TrimSpace(b)) == 0 {
-		return nil
-	}
-	r.Body = io.NopCloser(bytes.NewReader(b))
-	return decode(w, r, &struct{}{})
+	return checkObject(b, &struct{}{})
 }
 
 // decodeError turns what encoding/json says into a message that does not
@@ -107,14 +157,14 @@ func safeField(name string) string {
 	return fmt.Sprintf("%q", name)
 }
 
-// knownFields lists the JSON fields of the struct v points to.
-func knownFields(v any) string {
+// fieldNames lists the JSON fields of the struct v points to.
+func fieldNames(v any) []string {
 	t := reflect.TypeOf(v)
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	if t == nil || t.Kind() != reflect.Struct {
-		return "none"
+		return nil
 	}
 	var names []string
 	for i := 0; i < t.NumField(); i++ {
@@ -122,7 +172,15 @@ func knownFields(v any) string {
 			names = append(names, name)
 		}
 	}
-	return strings.Join(names, ", ")
+	return names
+}
+
+// knownFields is fieldNames for a message.
+func knownFields(v any) string {
+	if names := fieldNames(v); len(names) > 0 {
+		return strings.Join(names, ", ")
+	}
+	return "none"
 }
 
 // jsonKind names a Go type the way a JSON author thinks of it.
