@@ -12,6 +12,7 @@ import (
 	"github.com/elazarl/goproxy"
 
 	"github.com/egressd/egressd/resolver"
+	"github.com/egressd/egressd/vault"
 )
 
 // onConnect authenticates a CONNECT, applies the egress policy to its
@@ -40,6 +41,9 @@ func (p *Proxy) onConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectA
 	if c := connFrom(req.Context()); c != nil && !c.claim(sbx.ID) {
 		return reject(http.StatusTooManyRequests, ReasonTooManyConnections)
 	}
+	if r := p.tenantRule(req.Context(), &sbx, hostname); r != ReasonNone {
+		return reject(http.StatusForbidden, r)
+	}
 	if r := p.precheck(req.Context(), hostname, port); r != ReasonNone {
 		return reject(http.StatusForbidden, r)
 	}
@@ -63,6 +67,18 @@ func (p *Proxy) onConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectA
 	sess.mitm = true
 	ctx.RoundTripper = goproxy.RoundTripperFunc(p.roundTrip)
 	return &goproxy.ConnectAction{Action: goproxy.ConnectMitm, TLSConfig: p.tlsConfig}, net.JoinHostPort(hostname, port)
+}
+
+// tenantRule applies the tenant's egress_allow_hosts and egress_deny_hosts.
+func (p *Proxy) tenantRule(ctx context.Context, sbx *vault.Sandbox, host string) Reason {
+	st, err := p.cfg.Resolver.Settings(ctx, sbx.TenantID)
+	if err != nil {
+		return ReasonResolveError
+	}
+	if !st.EgressAllowed(host) {
+		return ReasonHostDenied
+	}
+	return ReasonNone
 }
 
 // tlsConfig serves the MITM'd client a leaf for the CONNECT host.

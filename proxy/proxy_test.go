@@ -586,3 +586,33 @@ func TestMetricsNeverCarryIDsOrValues(t *testing.T) {
 		}
 	}
 }
+
+func TestTenantHostRules(t *testing.T) {
+	e := newEnv(t, nil)
+	sbx, token := e.sandbox(vault.SandboxInput{})
+	c := e.client(sbx.ID, token)
+	c.Transport.(*http.Transport).TLSClientConfig.RootCAs = e.up.roots
+	deny, allow := []string{"*.blocked.test"}, []string{"api.test", "x.blocked.test"}
+	if _, err := e.store.UpdateSettings(e.tenant, vault.SettingsPatch{EgressDenyHosts: &deny}); err != nil {
+		t.Fatal(err)
+	}
+	if resp := rawConnect(t, e.addr, "x.blocked.test:443", basicAuth(sbx.ID, token)); resp.StatusCode != 403 || resp.Header.Get("X-Egress-Denied") != "host_denied" {
+		t.Fatalf("deny list: %d %q", resp.StatusCode, resp.Header.Get("X-Egress-Denied"))
+	}
+	if resp, _ := do(t, c, "GET", e.url("https", "fine.test", "/"), nil, nil); resp.StatusCode != 200 {
+		t.Fatalf("unlisted host: %d", resp.StatusCode)
+	}
+	if _, err := e.store.UpdateSettings(e.tenant, vault.SettingsPatch{EgressAllowHosts: &allow}); err != nil {
+		t.Fatal(err)
+	}
+	if resp := rawConnect(t, e.addr, "fine.test:443", basicAuth(sbx.ID, token)); resp.StatusCode != 403 || resp.Header.Get("X-Egress-Denied") != "host_denied" {
+		t.Fatalf("allow list: %d", resp.StatusCode)
+	}
+	// Deny wins over allow.
+	if resp := rawConnect(t, e.addr, "x.blocked.test:443", basicAuth(sbx.ID, token)); resp.StatusCode != 403 {
+		t.Fatalf("deny over allow: %d", resp.StatusCode)
+	}
+	if resp, _ := do(t, c, "GET", e.url("https", "api.test", "/"), nil, nil); resp.StatusCode != 200 {
+		t.Fatalf("allowed host: %d", resp.StatusCode)
+	}
+}

@@ -58,6 +58,9 @@ func (p *Proxy) onRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Reque
 	if inTunnel && (host != sess.host || urlPort(req.URL) != sess.port) {
 		return p.refuse(st, req, http.StatusForbidden, ReasonHostMismatch)
 	}
+	if r := p.tenantRule(req.Context(), &sess.sbx, host); r != ReasonNone {
+		return p.refuse(st, req, http.StatusForbidden, r)
+	}
 	use, err := p.cfg.Resolver.MayUse(req.Context(), sess.sbx.ID, host)
 	if errors.Is(err, resolver.ErrUnknownSandbox) {
 		// Deleted while its connection was open.

@@ -66,8 +66,9 @@ type Resolver struct {
 	ttl   time.Duration
 	now   func() time.Time
 
-	mu   sync.RWMutex
-	gens map[string]*atomic.Uint64
+	mu       sync.RWMutex
+	gens     map[string]*atomic.Uint64
+	settings map[string]*cachedSettings
 
 	hits, misses prometheus.Counter
 }
@@ -96,7 +97,7 @@ func New(cfg Config) (*Resolver, error) {
 	}
 	r := &Resolver{
 		store: cfg.Store, cache: c, hosts: hc, ttl: cfg.TTL, now: cfg.Now,
-		gens:   map[string]*atomic.Uint64{},
+		gens: map[string]*atomic.Uint64{}, settings: map[string]*cachedSettings{},
 		hits:   prometheus.NewCounter(prometheus.CounterOpts{Name: "egressd_resolver_cache_hits_total", Help: "Resolve calls answered from the cache."}),
 		misses: prometheus.NewCounter(prometheus.CounterOpts{Name: "egressd_resolver_cache_misses_total", Help: "Resolve calls that walked the vault."}),
 	}

@@ -482,3 +482,31 @@ func TestMayUse(t *testing.T) {
 		t.Fatalf("deleted sandbox: %v", err)
 	}
 }
+
+func TestSettingsCachedUntilWrite(t *testing.T) {
+	f := newFixture(t)
+	tid := f.tenant("acme")
+	ctx := context.Background()
+	s, err := f.r.Settings(ctx, tid)
+	if err != nil || !s.AllowEndUserCredentials || !s.EgressAllowed("anything.test") {
+		t.Fatalf("%+v %v", s, err)
+	}
+	deny := []string{"*.evil.test"}
+	if _, err := f.store.UpdateSettings(tid, vault.SettingsPatch{EgressDenyHosts: &deny}); err != nil {
+		t.Fatal(err)
+	}
+	s, _ = f.r.Settings(ctx, tid)
+	if s.EgressAllowed("a.evil.test") || !s.EgressAllowed("good.test") {
+		t.Fatalf("deny list not applied: %+v", s)
+	}
+	allow := []string{"api.good.test"}
+	f.store.UpdateSettings(tid, vault.SettingsPatch{EgressAllowHosts: &allow})
+	s, _ = f.r.Settings(ctx, tid)
+	if s.EgressAllowed("other.test") || !s.EgressAllowed("api.good.test") {
+		t.Fatalf("allow list not applied: %+v", s)
+	}
+	bad := []string{"not a host"}
+	if _, err := f.store.UpdateSettings(tid, vault.SettingsPatch{EgressAllowHosts: &bad}); !errors.Is(err, vault.ErrInvalid) {
+		t.Fatalf("bad host accepted: %v", err)
+	}
+}

@@ -106,7 +106,7 @@ func ptr[T any](v T) *T { return &v }
 func (w *world) check(t *testing.T, s *Store) {
 	t.Helper()
 	tn, err := s.Tenant(w.tenant.ID)
-	if err != nil || tn.Name != "acme" || tn.Settings != w.settings {
+	if err != nil || tn.Name != "acme" || !reflect.DeepEqual(tn.Settings, w.settings) {
 		t.Errorf("tenant: %+v %v, want settings %+v", tn, err, w.settings)
 	}
 	if all, _ := s.Tenants(); len(all) != 2 {

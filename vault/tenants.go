@@ -98,8 +98,10 @@ func (s *Store) Tenants() ([]Tenant, error) {
 
 // SettingsPatch changes some of a tenant's settings; nil fields stay.
 type SettingsPatch struct {
-	AllowEndUserCredentials *bool   `json:"allow_end_user_credentials"`
-	CABundlePath            *string `json:"ca_bundle_path"`
+	AllowEndUserCredentials *bool     `json:"allow_end_user_credentials"`
+	CABundlePath            *string   `json:"ca_bundle_path"`
+	EgressAllowHosts        *[]string `json:"egress_allow_hosts"`
+	EgressDenyHosts         *[]string `json:"egress_deny_hosts"`
 }
 
 // UpdateSettings applies p and returns the new settings.
@@ -109,6 +111,19 @@ func (s *Store) UpdateSettings(tenantID string, p SettingsPatch) (Settings, erro
 		if v != "" && (!strings.HasPrefix(v, "/") || len(v) > 1024 || strings.ContainsAny(v, "\x00\n\r")) {
 			return Settings{}, invalid("ca_bundle_path", "must be an absolute path")
 		}
+	}
+	for _, f := range []struct {
+		name string
+		list *[]string
+	}{{"egress_allow_hosts", p.EgressAllowHosts}, {"egress_deny_hosts", p.EgressDenyHosts}} {
+		if f.list == nil {
+			continue
+		}
+		n, err := normalizeHosts(*f.list)
+		if err != nil {
+			return Settings{}, invalid(f.name, "%s", strings.TrimPrefix(err.Error(), "allowed_hosts: "))
+		}
+		*f.list = n
 	}
 	var t Tenant
 	err := s.update(tenantID, func(tx *bolt.Tx) error {
@@ -124,6 +139,12 @@ func (s *Store) UpdateSettings(tenantID string, p SettingsPatch) (Settings, erro
 		}
 		if p.CABundlePath != nil {
 			t.Settings.CABundlePath = *p.CABundlePath
+		}
+		if p.EgressAllowHosts != nil {
+			t.Settings.EgressAllowHosts = *p.EgressAllowHosts
+		}
+		if p.EgressDenyHosts != nil {
+			t.Settings.EgressDenyHosts = *p.EgressDenyHosts
 		}
 		t.UpdatedAt = s.stamp()
 		return putJSON(tx.Bucket(bTenants), []byte(t.ID), &t)

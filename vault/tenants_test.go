@@ -2,6 +2,7 @@ package vault
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -58,7 +59,7 @@ func TestSettings(t *testing.T) {
 	if err != nil || st.CABundlePath != "" {
 		t.Fatalf("clear: %+v %v", st, err)
 	}
-	if got, _ := s.Tenant(tn.ID); got.Settings != st {
+	if got, _ := s.Tenant(tn.ID); !reflect.DeepEqual(got.Settings, st) {
 		t.Fatalf("stored %+v, returned %+v", got.Settings, st)
 	}
 	checkRefusals(t, s, tn.ID, []refusal{

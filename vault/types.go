@@ -88,6 +88,20 @@ type Settings struct {
 	// CABundlePath is where the platform places egressd's CA bundle inside
 	// a sandbox; empty means the server's default.
 	CABundlePath string `json:"ca_bundle_path,omitempty"`
+	// EgressAllowHosts, when not empty, are the only hosts (exact names, IPs
+	// or *.suffix) this tenant's sandboxes may reach through the proxy.
+	EgressAllowHosts []string `json:"egress_allow_hosts,omitempty"`
+	// EgressDenyHosts are hosts this tenant's sandboxes may never reach; a
+	// deny wins over an allow.
+	EgressDenyHosts []string `json:"egress_deny_hosts,omitempty"`
+}
+
+// EgressAllowed reports whether the tenant's host rules let a sandbox reach host.
+func (s *Settings) EgressAllowed(host string) bool {
+	if len(s.EgressDenyHosts) > 0 && HostAllowed(s.EgressDenyHosts, host) {
+		return false
+	}
+	return len(s.EgressAllowHosts) == 0 || HostAllowed(s.EgressAllowHosts, host)
 }
 
 // DefaultSettings are the settings of a new tenant.
