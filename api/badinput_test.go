@@ -2,7 +2,6 @@ package api_test
 
 import (
 	"context"
-	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
@@ -122,18 +121,5 @@ func TestBadInput(t *testing.T) {
 	// ... and an existing one cannot be upserted either, but tenant ones can.
 	if _, err := h.admin.UpsertSecret(ctx, client.SecretInput{Name: "t", Value: "v", Scope: vault.ScopeTenant}); err != nil {
 		t.Fatalf("a tenant secret with the setting off: %v", err)
-	}
-}
-
-func checkRefusal(t *testing.T, code int, body string, status int, msg string) {
-	t.Helper()
-	var e struct {
-		Error struct{ Code, Message string }
-	}
-	if err := json.Unmarshal([]byte(body), &e); err != nil {
-		t.Fatalf("%d, not a JSON error: %.200s", code, body)
-	}
-	if code != status || !strings.Contains(e.Error.Message, msg) || e.Error.Code == "" {
-		t.Errorf("got %d %q (%s), want %d with %q", code, e.Error.Message, e.Error.Code, status, msg)
 	}
 }

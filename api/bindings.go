@@ -23,6 +23,7 @@ func (s *Server) createBinding(w http.ResponseWriter, r *http.Request, p *princi
 	if err != nil {
 		return err
 	}
+	w.Header().Set("Location", "/api/v1/egress/bindings/"+b.ID)
 	writeJSON(w, http.StatusCreated, b)
 	return nil
 }

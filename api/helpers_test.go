@@ -3,6 +3,7 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -191,3 +192,18 @@ func apiErr(err error) *client.Error {
 }
 
 func contains(hay, needle string) bool { return needle != "" && strings.Contains(hay, needle) }
+
+// checkRefusal checks a refusal: the status and a JSON error whose message
+// says what is wrong.
+func checkRefusal(t *testing.T, code int, body string, status int, msg string) {
+	t.Helper()
+	var e struct {
+		Error struct{ Code, Message string }
+	}
+	if err := json.Unmarshal([]byte(body), &e); err != nil {
+		t.Fatalf("%d, not a JSON error: %.200s", code, body)
+	}
+	if code != status || !strings.Contains(e.Error.Message, msg) || e.Error.Code == "" {
+		t.Errorf("got %d %q (%s), want %d with %q", code, e.Error.Message, e.Error.Code, status, msg)
+	}
+}

@@ -75,6 +75,11 @@ func (s *Server) createSandbox(rt vault.ResourceType) handlerFunc {
 			}
 			return err
 		}
+		base := "/api/v1/sandboxes/"
+		if rt != "" {
+			base = "/api/v1/computers/"
+		}
+		w.Header().Set("Location", base+sbx.ID)
 		writeJSON(w, http.StatusCreated, SandboxCreated{
 			ID: sbx.ID, ResourceType: sbx.ResourceType, Attribution: attributionOf(&sbx), Sandbox: sbx,
 			ProxyToken: token, ProxyURL: out.ProxyURL, CACertPEM: out.CACertPEM, CABundlePath: out.CABundlePath,

@@ -36,6 +36,7 @@ func (s *Server) upsertSecret(w http.ResponseWriter, r *http.Request, p *princip
 	status := http.StatusOK
 	if res.Created {
 		status = http.StatusCreated
+		w.Header().Set("Location", "/api/v1/egress/secrets/"+res.Secret.ID)
 	}
 	writeJSON(w, status, UpsertAnswer{Secret: res.Secret, Created: res.Created, Binding: res.Binding})
 	return nil

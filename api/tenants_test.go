@@ -1,0 +1,114 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/egressd/egressd/client"
+	"github.com/egressd/egressd/vault"
+)
+
+func TestTenantsSettingsAndBrowserTokens(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	op := h.client(h.operatorKey)
+
+	created := must[client.TenantCreated](t)(op.CreateTenant(ctx, "globex"))
+	if created.Tenant.Name != "globex" || !strings.HasPrefix(created.APIKey, "egk_") || !created.Tenant.Settings.AllowEndUserCredentials {
+		t.Fatalf("tenant: %+v", created)
+	}
+	if _, err := h.client(created.APIKey).ListSecrets(ctx, client.SecretFilter{}); err != nil {
+		t.Fatalf("the new key does not work: %v", err)
+	}
+	_, err := op.CreateTenant(ctx, "globex")
+	mustStatus(t, err, 409)
+	_, err = op.CreateTenant(ctx, "")
+	mustStatus(t, err, 400)
+	_, err = h.admin.CreateTenant(ctx, "mine")
+	mustStatus(t, err, 403)
+	_, err = op.ListSecrets(ctx, client.SecretFilter{})
+	mustStatus(t, err, 403)
+	_, err = op.GetSettings(ctx)
+	mustStatus(t, err, 403)
+
+	st := must[vault.Settings](t)(h.admin.GetSettings(ctx))
+	if !st.AllowEndUserCredentials || st.CABundlePath != "" {
+		t.Fatalf("default settings: %+v", st)
+	}
+	off := false
+	if st = must[vault.Settings](t)(h.admin.UpdateSettings(ctx, vault.SettingsPatch{AllowEndUserCredentials: &off})); st.AllowEndUserCredentials {
+		t.Fatal("patch did not apply")
+	}
+	if st = must[vault.Settings](t)(h.admin.UpdateSettings(ctx, vault.SettingsPatch{})); st.AllowEndUserCredentials {
+		t.Fatal("an empty patch changed something")
+	}
+	rel := "relative/path"
+	_, err = h.admin.UpdateSettings(ctx, vault.SettingsPatch{CABundlePath: &rel})
+	mustStatus(t, err, 400)
+
+	before := time.Now()
+	bt := must[client.BrowserToken](t)(h.admin.CreateBrowserToken(ctx, "eu1", 0))
+	if !strings.HasPrefix(bt.Token, "egb_") || bt.ExternalUserID != "eu1" || bt.ExpiresAt == nil || bt.ExpiresAt.Sub(before) > time.Hour+time.Minute || bt.ExpiresAt.Sub(before) < time.Hour-time.Minute {
+		t.Fatalf("browser token: %+v", bt)
+	}
+	bt2 := must[client.BrowserToken](t)(h.admin.CreateBrowserToken(ctx, "eu1", 24*time.Hour))
+	if bt2.ExpiresAt.Sub(before) < 23*time.Hour {
+		t.Fatalf("ttl ignored: %+v", bt2)
+	}
+	_, err = h.admin.CreateBrowserToken(ctx, "eu1", 25*time.Hour)
+	mustStatus(t, err, 400)
+	_, err = h.admin.CreateBrowserToken(ctx, "", 0)
+	mustStatus(t, err, 400)
+	for _, body := range []string{`{"external_user_id":"eu1","ttl":"soon"}`, `{"external_user_id":"eu1","ttl":"-1h"}`} {
+		if code, _ := h.do("POST", "/api/v1/browser_tokens", h.adminKey, strings.NewReader(body)); code != 400 {
+			t.Errorf("%s: %d", body, code)
+		}
+	}
+}
+
+func TestRoutingAndAuth(t *testing.T) {
+	h := newHarness(t)
+	for _, tc := range []struct {
+		method, path, token string
+		want                int
+		code                string
+	}{
+		{"GET", "/api/v1/egress/secrets", "", 401, "unauthorized"},
+		{"GET", "/api/v1/egress/secrets", "egk_wrong", 401, "unauthorized"},
+		{"GET", "/api/v1/nope", h.adminKey, 404, "not_found"},
+		{"PUT", "/api/v1/egress/secrets", h.adminKey, 405, "method_not_allowed"},
+		{"DELETE", "/api/v1/tenant/settings", h.adminKey, 405, "method_not_allowed"},
+		{"GET", "/api/v1/egress/secrets/x?verbose=1", h.adminKey, 400, "invalid_request"},
+		{"GET", "/api/v1/egress/secrets?scope=tenant&scope=user", h.adminKey, 400, "invalid_request"},
+	} {
+		code, body := h.do(tc.method, tc.path, tc.token, nil)
+		var e struct {
+			Error struct{ Code, Message string }
+		}
+		if err := json.Unmarshal([]byte(body), &e); err != nil || code != tc.want || e.Error.Code != tc.code || e.Error.Message == "" {
+			t.Errorf("%s %s: %d %s", tc.method, tc.path, code, body)
+		}
+	}
+	req, _ := http.NewRequest("GET", h.http.URL+"/api/v1/egress/secrets", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
+		t.Fatalf("401 without WWW-Authenticate: %v", resp.Header)
+	}
+	req, _ = http.NewRequest("PUT", h.http.URL+"/api/v1/egress/secrets/x", nil)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if allow := resp.Header.Get("Allow"); !strings.Contains(allow, "GET") || !strings.Contains(allow, "DELETE") {
+		t.Fatalf("405 Allow: %q", allow)
+	}
+}
