@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressd/egressd/api"
 	"github.com/egressd/egressd/client"
 	"github.com/egressd/egressd/vault"
 )
@@ -110,5 +111,77 @@ func TestRoutingAndAuth(t *testing.T) {
 	resp.Body.Close()
 	if allow := resp.Header.Get("Allow"); !strings.Contains(allow, "GET") || !strings.Contains(allow, "DELETE") {
 		t.Fatalf("405 Allow: %q", allow)
+	}
+}
+
+// TestInternalErrorsAreGeneric: a failure the caller cannot fix answers
+// 500 with a generic message; the cause goes to the log only.
+func TestInternalErrorsAreGeneric(t *testing.T) {
+	h := newHarness(t)
+	h.store.Close()
+	code, body := h.do("GET", "/api/v1/egress/secrets", h.adminKey, nil)
+	checkRefusal(t, code, body, 500, "internal error; the server log has the cause")
+	if strings.Contains(body, "database") {
+		t.Fatalf("the cause leaks to the caller: %s", body)
+	}
+	logs := h.logs.String()
+	if !strings.Contains(logs, `"level":"ERROR"`) || !strings.Contains(logs, `"error_code":"internal"`) || !strings.Contains(logs, "database not open") {
+		t.Fatalf("the cause is not logged: %s", logs)
+	}
+}
+
+// TestObservability: one log line per request with its route pattern and
+// who called, and metrics labelled by route pattern and code only.
+func TestObservability(t *testing.T) {
+	h := newHarness(t)
+	must[client.UpsertResult](t)(h.admin.UpsertSecret(context.Background(), client.SecretInput{Name: "n", Value: "v", Scope: vault.ScopeTenant}))
+	h.do("GET", "/api/v1/egress/secrets/sec_none", h.adminKey, nil)
+
+	var lines []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(h.logs.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		lines = append(lines, m)
+	}
+	if len(lines) != 3 { // create tenant, upsert, get
+		t.Fatalf("%d log lines, want 3", len(lines))
+	}
+	up, get := lines[1], lines[2]
+	if up["method"] != "POST" || up["route"] != "POST /api/v1/egress/secrets" || up["status"] != 201.0 || up["tenant_id"] != h.tenant.ID || up["key_id"] == "" || up["duration"] == nil {
+		t.Errorf("upsert line: %v", up)
+	}
+	if get["route"] != "GET /api/v1/egress/secrets/{id}" || get["status"] != 404.0 || get["error_code"] != "not_found" {
+		t.Errorf("get line: %v", get)
+	}
+	m := h.metrics()
+	for _, want := range []string{
+		`egressd_api_requests_total{code="201",route="POST /api/v1/egress/secrets"} 1`,
+		`egressd_api_requests_total{code="404",route="GET /api/v1/egress/secrets/{id}"} 1`,
+		`egressd_api_request_duration_seconds_count{route="POST /api/v1/tenants"} 1`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+func TestNewChecksConfig(t *testing.T) {
+	h := newHarness(t)
+	for name, cfg := range map[string]api.Config{
+		"no store":         {Resolver: h.resolver},
+		"no resolver":      {Store: h.store},
+		"proxy url scheme": {Store: h.store, Resolver: h.resolver, ProxyURL: "egressd:8080"},
+		"proxy url creds":  {Store: h.store, Resolver: h.resolver, ProxyURL: "http://a:b@egressd:8080"},
+		"relative bundle":  {Store: h.store, Resolver: h.resolver, CABundlePath: "ca.pem"},
+		"registry reused":  {Store: h.store, Resolver: h.resolver, Registerer: h.reg},
+	} {
+		if _, err := api.New(cfg); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if _, err := api.New(api.Config{Store: h.store, Resolver: h.resolver}); err != nil {
+		t.Errorf("zero values: %v", err)
 	}
 }
