@@ -65,8 +65,7 @@ func (p *Proxy) onConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectA
 		return &goproxy.ConnectAction{Action: goproxy.ConnectAccept}, net.JoinHostPort(hostname, port)
 	}
 	sess.mitm = true
-	ctx.RoundTripper = goproxy.RoundTripperFunc(p.roundTrip)
-	return &goproxy.ConnectAction{Action: goproxy.ConnectMitm, TLSConfig: p.tlsConfig}, net.JoinHostPort(hostname, port)
+	return &goproxy.ConnectAction{Action: goproxy.ConnectHijack, Hijack: p.hijackMITM(sess)}, net.JoinHostPort(hostname, port)
 }
 
 // tenantRule applies the tenant's egress_allow_hosts and egress_deny_hosts.

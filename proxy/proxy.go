@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"net/netip"
 	"os"
 	"time"
@@ -87,6 +88,8 @@ type Proxy struct {
 	limits    *limits
 	phs       *lru.Cache[string, vault.Placeholder]
 	server    *http.Server
+	forward   *httputil.ReverseProxy
+	tunnels   tunnelSet
 }
 
 // New builds a proxy.
@@ -173,6 +176,7 @@ func New(cfg Config) (*Proxy, error) {
 		resp := errorResponse(ctx.Req, status, reason, "upstream connection failed")
 		resp.Write(w)
 	}
+	p.forward = p.newForwarder()
 	gp.OnRequest().HandleConnectFunc(p.onConnect)
 	gp.OnRequest().DoFunc(p.onRequest)
 	gp.OnResponse().DoFunc(p.onResponse)
@@ -197,6 +201,7 @@ func (p *Proxy) Server() *http.Server {
 			ConnContext:       withConn,
 		}
 		p.server.RegisterOnShutdown(p.transport.CloseIdleConnections)
+		p.server.RegisterOnShutdown(p.tunnels.closeAll)
 	}
 	return p.server
 }

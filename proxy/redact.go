@@ -13,12 +13,14 @@ type redactor struct {
 	echoes []echo
 	hold   int // longest value - 1: bytes that may start a value still arriving
 
-	buf  []byte // undecided input
-	out  []byte // decided output
-	off  int
-	err  error
-	tmpb [32 << 10]byte
+	buf []byte // undecided input
+	out []byte // decided output
+	off int
+	err error
 }
+
+// redactRead is how much the redactor asks its source for at once.
+const redactRead = 8 << 10
 
 func newRedactor(src io.ReadCloser, echoes []echo) *redactor {
 	r := &redactor{src: src}
@@ -49,8 +51,13 @@ func (r *redactor) Read(p []byte) (int, error) {
 			}
 			return 0, r.err
 		}
-		n, err := r.src.Read(r.tmpb[:])
-		r.buf = append(r.buf, r.tmpb[:n]...)
+		if cap(r.buf)-len(r.buf) < redactRead {
+			nb := make([]byte, len(r.buf), len(r.buf)+redactRead+r.hold)
+			copy(nb, r.buf)
+			r.buf = nb
+		}
+		n, err := r.src.Read(r.buf[len(r.buf):cap(r.buf)])
+		r.buf = r.buf[:len(r.buf)+n]
 		r.err = err
 		if len(r.echoes) == 0 {
 			r.out, r.buf = append(r.out, r.buf...), r.buf[:0]

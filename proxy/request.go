@@ -18,7 +18,10 @@ import (
 
 // reqState follows one request from onRequest to onResponse.
 type reqState struct {
-	sess *session
+	sess   *session
+	method string
+	// host is the destination host, lower case.
+	host string
 	// path is the URL path as the sandbox sent it: placeholders, never values.
 	path  string
 	start time.Time
@@ -35,15 +38,24 @@ var hopHeaders = []string{
 	"Te", "Trailer", "Transfer-Encoding", "Upgrade",
 }
 
-// onRequest runs for every plain proxy request and every request inside a
-// MITM'd tunnel: identity, host check, substitution.
+// onRequest runs for every plain (not CONNECT) proxy request, which carries
+// its own credentials. Requests inside a MITM'd tunnel go through mitm.go.
 func (p *Proxy) onRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
-	st := &reqState{start: p.cfg.Now(), path: req.URL.Path}
-	sess, inTunnel := ctx.UserData.(*session)
+	ctx.RoundTripper = goproxy.RoundTripperFunc(p.roundTrip)
+	st, resp := p.prepare(req, nil, false)
 	ctx.UserData = st
+	return req, resp
+}
+
+// prepare checks one request and substitutes its placeholders: identity
+// (authenticated here when sess is nil), host, tenant rules, URL, headers,
+// body. overTLS says the request came through a MITM'd TLS tunnel. A
+// non-nil response is the refusal to send instead.
+func (p *Proxy) prepare(req *http.Request, sess *session, overTLS bool) (*reqState, *http.Response) {
+	host := strings.ToLower(strings.TrimSuffix(req.URL.Hostname(), "."))
+	st := &reqState{start: p.cfg.Now(), path: req.URL.Path, method: req.Method, host: host}
+	inTunnel := sess != nil
 	if !inTunnel {
-		// A plain-HTTP proxy request carries its own credentials.
-		ctx.RoundTripper = goproxy.RoundTripperFunc(p.roundTrip)
 		sbx, reason := p.authenticate(req)
 		if reason != ReasonNone {
 			return p.refuse(st, req, http.StatusProxyAuthRequired, reason)
@@ -54,7 +66,6 @@ func (p *Proxy) onRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Reque
 		sess = &session{sbx: sbx}
 	}
 	st.sess = sess
-	host := strings.ToLower(strings.TrimSuffix(req.URL.Hostname(), "."))
 	if inTunnel && (host != sess.host || urlPort(req.URL) != sess.port) {
 		return p.refuse(st, req, http.StatusForbidden, ReasonHostMismatch)
 	}
@@ -73,7 +84,7 @@ func (p *Proxy) onRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Reque
 	// A client's Connection: close must not close the pooled upstream connection.
 	req.Close = false
 
-	s := &subst{p: p, ctx: req.Context(), sbx: &sess.sbx, host: host, tls: inTunnel && sess.mitm && req.URL.Scheme == "https"}
+	s := &subst{p: p, ctx: req.Context(), sbx: &sess.sbx, host: host, tls: overTLS}
 	st.sub = s
 	substituteURL(req.URL, s)
 	substituteHeaders(req.Header, s)
@@ -85,12 +96,12 @@ func (p *Proxy) onRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Reque
 			return p.refuse(st, req, http.StatusBadRequest, r)
 		}
 	}
-	return req, nil
+	return st, nil
 }
 
-func (p *Proxy) refuse(st *reqState, req *http.Request, status int, r Reason) (*http.Request, *http.Response) {
+func (p *Proxy) refuse(st *reqState, req *http.Request, status int, r Reason) (*reqState, *http.Response) {
 	st.deny = r
-	return req, errorResponse(req, status, r, "")
+	return st, errorResponse(req, status, r, "")
 }
 
 func urlPort(u *url.URL) string {
@@ -185,20 +196,25 @@ func substituteBasic(v string, fn SubstFunc) string {
 	return v[:6] + base64.StdEncoding.EncodeToString(out)
 }
 
-// roundTrip sends the request upstream; a failure becomes a clear answer
-// (403 for a refused destination, 504 for a timeout, 502 otherwise)
-// instead of a dropped connection.
+// roundTrip sends a plain proxy request upstream (goproxy's path).
 func (p *Proxy) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Response, error) {
 	resp, err := p.transport.RoundTrip(req)
 	if err == nil {
 		return resp, nil
 	}
 	st, _ := ctx.UserData.(*reqState)
+	return p.upstreamError(st, req, err), nil
+}
+
+// upstreamError turns a failed round trip into a clear answer: 403 for a
+// refused destination, 504 for a timeout, 502 otherwise; never a dropped
+// connection.
+func (p *Proxy) upstreamError(st *reqState, req *http.Request, err error) *http.Response {
 	if r := denyReason(err); r != ReasonNone {
 		if st != nil {
 			st.deny = r
 		}
-		return errorResponse(req, http.StatusForbidden, r, ""), nil
+		return errorResponse(req, http.StatusForbidden, r, "")
 	}
 	if st != nil {
 		st.upstreamErr = true
@@ -209,8 +225,8 @@ func (p *Proxy) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
 		status = http.StatusGatewayTimeout
 	}
-	p.log.Debug("upstream error", "host", req.URL.Hostname(), "err", err.Error())
-	return errorResponse(req, status, ReasonNone, "upstream request failed: "+upstreamErrText(err)), nil
+	p.log.Debug("upstream error", "host", req.URL.Hostname(), "err", upstreamErrText(err))
+	return errorResponse(req, status, ReasonNone, "upstream request failed: "+upstreamErrText(err))
 }
 
 // upstreamErrText says what failed without echoing the request URL, whose

@@ -10,27 +10,32 @@ import (
 	"github.com/elazarl/goproxy"
 )
 
-// onResponse masks echoed values, then logs and records the request.
+// onResponse completes a plain proxy request (goproxy's path).
 func (p *Proxy) onResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Response {
 	st, ok := ctx.UserData.(*reqState)
 	if !ok {
 		return resp
 	}
-	req := ctx.Req
 	if resp == nil {
 		st.upstreamErr = true
-		resp = errorResponse(req, http.StatusBadGateway, ReasonNone, "no response from upstream")
+		resp = errorResponse(ctx.Req, http.StatusBadGateway, ReasonNone, "no response from upstream")
 	}
+	p.complete(st, resp)
+	return resp
+}
+
+// complete masks echoed values in the response, then logs and records the
+// request.
+func (p *Proxy) complete(st *reqState, resp *http.Response) {
 	if p.cfg.Redact && st.sub != nil && len(st.sub.echoes) > 0 && redactable(resp) {
 		resp.Body = newRedactor(resp.Body, st.sub.echoes)
 		resp.ContentLength = -1
 		resp.Header.Del("Content-Length")
 	}
-	ev := &Event{Time: st.start, Method: req.Method, Path: st.path, Status: resp.StatusCode}
+	ev := &Event{Time: st.start, Method: st.method, Path: st.path, Host: st.host, Status: resp.StatusCode}
 	if st.sess != nil {
 		stampIdentity(ev, &st.sess.sbx)
 	}
-	ev.Host = strings.ToLower(req.URL.Hostname())
 	switch {
 	case st.deny != ReasonNone:
 		ev.Outcome, ev.Reason = OutcomeDenied, st.deny.String()
@@ -52,8 +57,11 @@ func (p *Proxy) onResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Res
 			}
 		}
 	}
-	p.finish(req.Context(), ev, resp)
-	return resp
+	ctx := context.Background()
+	if resp.Request != nil {
+		ctx = resp.Request.Context()
+	}
+	p.finish(ctx, ev, resp)
 }
 
 // finish writes the decision line, the metrics and the audit event. Only
