@@ -616,3 +616,18 @@ func TestTenantHostRules(t *testing.T) {
 		t.Fatalf("allowed host: %d", resp.StatusCode)
 	}
 }
+
+// Inside a MITM'd tunnel the header size limit holds: a hostile sandbox
+// cannot make egressd buffer unbounded headers.
+func TestHeaderLimitInsideTunnel(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.MaxHeaderBytes = 8 << 10 })
+	sbx, token := e.sandbox(vault.SandboxInput{})
+	e.secret(vault.SecretInput{Name: "k", Value: "v", Scope: vault.ScopeTenant})
+	resp, _ := do(t, e.client(sbx.ID, token), "GET", e.url("https", "api.test", "/"), nil, map[string]string{"X-Big": strings.Repeat("a", 64<<10)})
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if e.up.count() != 0 {
+		t.Fatal("oversized request reached the upstream")
+	}
+}
