@@ -251,3 +251,23 @@ func TestRedactorChunking(t *testing.T) {
 		}
 	}
 }
+
+// The pass-through observer: the body is read straight into the caller's
+// buffer and scanned in place.
+func BenchmarkObserverNoPlaceholder1MiB(b *testing.B) {
+	body := chatBody(1 << 20)
+	fn := newTable().fn
+	buf := make([]byte, 32<<10)
+	src := bytes.NewReader(body)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		src.Reset(body)
+		o := observer{src: io.NopCloser(src), fn: fn}
+		for {
+			if _, err := o.Read(buf); err != nil {
+				break
+			}
+		}
+	}
+}
