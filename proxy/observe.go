@@ -23,6 +23,9 @@ type observer struct {
 	win   [winLen]byte
 	n     int   // bytes in win
 	total int64 // bytes seen
+	// scratch space, kept here so a read allocates nothing
+	tmp [winLen + coreLen - 1]byte
+	lb  [maxPrefix]byte
 }
 
 func newObserver(src io.ReadCloser, fn SubstFunc) *observer { return &observer{src: src, fn: fn} }
@@ -41,7 +44,7 @@ func (o *observer) scan(b []byte) {
 	// Positions that start in the window: the last coreLen-1 of the stream
 	// so far, undecided until their core arrives.
 	undecided := int(min(int64(coreLen-1), o.total))
-	var tmp [winLen + coreLen - 1]byte
+	tmp := &o.tmp
 	k := copy(tmp[:], o.win[:o.n])
 	k += copy(tmp[k:], b[:min(len(b), coreLen-1)])
 	for i := o.n - undecided; i < o.n && i+coreLen <= k; i++ {
@@ -60,7 +63,7 @@ func (o *observer) scan(b []byte) {
 			if i >= maxPrefix {
 				o.fn(b[i:i+coreLen], b[i-maxPrefix:i])
 			} else {
-				var lb [maxPrefix]byte
+				lb := &o.lb
 				from := max(o.n-(maxPrefix-i), 0)
 				m := copy(lb[:], o.win[from:o.n])
 				m += copy(lb[m:], b[:i])
