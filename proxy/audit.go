@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"time"
 
 	"github.com/egressd/egressd/vault"
@@ -40,6 +42,11 @@ type Use struct {
 // Event is one proxied request that carried a placeholder, or was refused.
 // It holds the full identity chain and never a value or a query string.
 type Event struct {
+	// ID names the request; the records of one request share it.
+	ID string `json:"id"`
+	// Final is false for the record written before the first value left
+	// egressd, true for the one written when the request completed.
+	Final               bool          `json:"final"`
 	Time                time.Time     `json:"time"`
 	TenantID            string        `json:"tenant_id,omitempty"`
 	SandboxID           string        `json:"sandbox_id,omitempty"`
@@ -61,6 +68,14 @@ type Event struct {
 
 // Sink receives the events. The audit log implements it; Record must not
 // keep ev after it returns.
+//
+// For a request that substitutes a value, Record is called twice with the
+// same ID and Time: first (Final false) before the first value leaves
+// egressd — the value goes out only if that record was stored; an error
+// refuses the request (fail closed) — and again (Final true) when the
+// request completes, with its status, duration and every use. With
+// Config.AuditAsync the first call is skipped. Refused requests and
+// requests whose placeholders were all left alone get only the final call.
 type Sink interface {
 	Record(ctx context.Context, ev *Event) error
 }
@@ -78,4 +93,11 @@ func stampIdentity(ev *Event, sbx *vault.Sandbox) {
 	ev.TenantID, ev.SandboxID, ev.ResourceType = sbx.TenantID, sbx.ID, string(sbx.ResourceType)
 	ev.WorkspaceID, ev.OwnerUserID = sbx.WorkspaceID, sbx.OwnerUserID
 	ev.ExternalUserID, ev.ExternalWorkspaceID, ev.ExternalProjectID = sbx.ExternalUserID, sbx.ExternalWorkspaceID, sbx.ExternalProjectID
+}
+
+// newEventID returns a random id for one request's records.
+func newEventID() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return "req_" + hex.EncodeToString(b[:])
 }

@@ -16,7 +16,7 @@ import (
 // never panic, never put the value anywhere the placeholder was not, and
 // substitute every placeholder that was there.
 func FuzzHeaderAndURLSubstitution(f *testing.F) {
-	e := newEnv(f, nil)
+	e := newEnv(f, func(c *Config) { c.Sink = nil })
 	sbx, _ := e.sandbox(vault.SandboxInput{})
 	e.secret(vault.SecretInput{Name: "k", Value: "the-real-value", Scope: vault.ScopeTenant, PlaceholderPrefix: "sk-"})
 	ph := e.placeholder(sbx, "k")
@@ -31,7 +31,7 @@ func FuzzHeaderAndURLSubstitution(f *testing.F) {
 		h["X-Key"] = []string{hv}
 		h["Authorization"] = []string{"Basic " + base64.StdEncoding.EncodeToString([]byte(basic))}
 		u := &url.URL{Scheme: "https", Host: "api.test", Path: path, RawQuery: query}
-		s := &subst{p: e.proxy, ctx: context.Background(), sbx: &sbx, host: "api.test", tls: true}
+		s := &subst{p: e.proxy, st: &reqState{}, ctx: context.Background(), sbx: &sbx, host: "api.test", tls: true}
 		substituteURL(u, s)
 		substituteHeaders(h, s)
 		if !strings.Contains(hv, ph) && strings.Contains(h.Get("X-Key"), "the-real-value") && !strings.Contains(hv, "the-real-value") {

@@ -38,8 +38,12 @@ type Config struct {
 	// Registerer receives the proxy metrics; nil registers nothing.
 	Registerer prometheus.Registerer
 	// Sink receives one event per request that carried a placeholder or was
-	// refused; nil drops them.
+	// refused (see Sink for when); nil drops them.
 	Sink Sink
+	// AuditAsync forwards a substituted request without waiting for its
+	// record to be stored first: lower latency, but a crash may lose the
+	// records of requests that went out.
+	AuditAsync bool
 	// AllowPrivate opens destination ranges that the deny table refuses
 	// (tests open 127.0.0.0/8). Nil opens none.
 	AllowPrivate []netip.Prefix

@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -630,4 +631,55 @@ func TestHeaderLimitInsideTunnel(t *testing.T) {
 	if e.up.count() != 0 {
 		t.Fatal("oversized request reached the upstream")
 	}
+}
+
+// Sync audit: the record is stored before the value leaves, and a sink that
+// fails refuses the request (fail closed) with nothing sent upstream.
+func TestAuditBeforeForwardAndFailClosed(t *testing.T) {
+	var fail bool
+	var order []string
+	var mu sync.Mutex
+	e := newEnv(t, func(c *Config) {
+		c.Sink = SinkFunc(func(_ context.Context, ev *Event) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if !ev.Final && fail {
+				return fmt.Errorf("disk full")
+			}
+			order = append(order, fmt.Sprintf("record final=%v", ev.Final))
+			return nil
+		})
+	})
+	e.up.reply = func(w http.ResponseWriter, r *http.Request, _ []byte) {
+		mu.Lock()
+		order = append(order, "upstream")
+		mu.Unlock()
+		io.WriteString(w, "ok")
+	}
+	sbx, token := e.sandbox(vault.SandboxInput{})
+	e.secret(vault.SecretInput{Name: "k", Value: "audited-value", Scope: vault.ScopeTenant, SubstituteIn: []vault.Location{vault.InHeader, vault.InBody}})
+	ph := e.placeholder(sbx, "k")
+	c := e.client(sbx.ID, token)
+	do(t, c, "GET", e.url("https", "api.test", "/"), nil, map[string]string{"X-Key": ph})
+	mu.Lock()
+	got := strings.Join(order, ", ")
+	mu.Unlock()
+	if got != "record final=false, upstream, record final=true" {
+		t.Fatalf("order: %s", got)
+	}
+	mu.Lock()
+	fail = true
+	mu.Unlock()
+	before := e.up.count()
+	resp, _ := do(t, c, "GET", e.url("https", "api.test", "/"), nil, map[string]string{"X-Key": ph})
+	if resp.StatusCode != 503 || resp.Header.Get("X-Egress-Denied") != "audit_unavailable" || e.up.count() != before {
+		t.Fatalf("failing sink: status %d %q, upstream %d→%d", resp.StatusCode, resp.Header.Get("X-Egress-Denied"), before, e.up.count())
+	}
+	// A streamed body: the value is never sent, the placeholder goes as is.
+	big := strings.Repeat("x", 2<<20) + ph
+	resp, _ = do(t, c, "POST", e.url("https", "api.test", "/"), strings.NewReader(big), nil)
+	if e.up.count() > before && strings.Contains(string(e.up.last(t).Body), "audited-value") {
+		t.Fatal("a value went out without its record")
+	}
+	_ = resp
 }

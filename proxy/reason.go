@@ -38,12 +38,15 @@ const (
 	ReasonBadRequest
 	// ReasonResolveError: the vault failed while resolving a placeholder.
 	ReasonResolveError
+	// ReasonAuditUnavailable: the audit record could not be stored, so no
+	// value may leave (fail closed).
+	ReasonAuditUnavailable
 )
 
 var reasonNames = [...]string{
 	"", "no_credentials", "bad_credentials", "private_address", "own_listener", "host_denied",
 	"unresolvable_host", "host_not_allowed", "location_not_allowed", "plain_http", "host_mismatch",
-	"too_many_connections", "invalid_value", "bad_request", "resolve_error",
+	"too_many_connections", "invalid_value", "bad_request", "resolve_error", "audit_unavailable",
 }
 
 // String is the reason's wire name.
@@ -85,8 +88,27 @@ func (r Reason) Message() string {
 		return "the request could not be read"
 	case ReasonResolveError:
 		return "the secret could not be read"
+	case ReasonAuditUnavailable:
+		return "the audit log cannot be written, so no credential may be sent"
 	}
 	return ""
+}
+
+// Status is the HTTP status a request refused for r answers.
+func (r Reason) Status() int {
+	switch r {
+	case ReasonNoCredentials, ReasonBadCredentials:
+		return 407
+	case ReasonTooManyConnections:
+		return 429
+	case ReasonBadRequest:
+		return 400
+	case ReasonResolveError:
+		return 502
+	case ReasonAuditUnavailable:
+		return 503
+	}
+	return 403
 }
 
 // Outcome is how a proxied request ended.

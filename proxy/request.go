@@ -18,6 +18,7 @@ import (
 
 // reqState follows one request from onRequest to onResponse.
 type reqState struct {
+	id     string
 	sess   *session
 	method string
 	// host is the destination host, lower case.
@@ -53,7 +54,7 @@ func (p *Proxy) onRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Reque
 // non-nil response is the refusal to send instead.
 func (p *Proxy) prepare(req *http.Request, sess *session, overTLS bool) (*reqState, *http.Response) {
 	host := strings.ToLower(strings.TrimSuffix(req.URL.Hostname(), "."))
-	st := &reqState{start: p.cfg.Now(), path: req.URL.Path, method: req.Method, host: host}
+	st := &reqState{id: newEventID(), start: p.cfg.Now(), path: req.URL.Path, method: req.Method, host: host}
 	inTunnel := sess != nil
 	if !inTunnel {
 		sbx, reason := p.authenticate(req)
@@ -84,16 +85,16 @@ func (p *Proxy) prepare(req *http.Request, sess *session, overTLS bool) (*reqSta
 	// A client's Connection: close must not close the pooled upstream connection.
 	req.Close = false
 
-	s := &subst{p: p, ctx: req.Context(), sbx: &sess.sbx, host: host, tls: overTLS}
+	s := &subst{p: p, st: st, ctx: req.Context(), sbx: &sess.sbx, host: host, tls: overTLS}
 	st.sub = s
 	substituteURL(req.URL, s)
 	substituteHeaders(req.Header, s)
 	if r := s.denied(); r != ReasonNone {
-		return p.refuse(st, req, http.StatusForbidden, r)
+		return p.refuse(st, req, r.Status(), r)
 	}
 	if req.Body != nil && req.Body != http.NoBody {
 		if r := p.substituteBody(req, s, use.Body && s.tls); r != ReasonNone {
-			return p.refuse(st, req, http.StatusBadRequest, r)
+			return p.refuse(st, req, r.Status(), r)
 		}
 	}
 	return st, nil

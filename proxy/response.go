@@ -32,10 +32,8 @@ func (p *Proxy) complete(st *reqState, resp *http.Response) {
 		resp.ContentLength = -1
 		resp.Header.Del("Content-Length")
 	}
-	ev := &Event{Time: st.start, Method: st.method, Path: st.path, Host: st.host, Status: resp.StatusCode}
-	if st.sess != nil {
-		stampIdentity(ev, &st.sess.sbx)
-	}
+	ev := p.event(st)
+	ev.Final, ev.Status = true, resp.StatusCode
 	switch {
 	case st.deny != ReasonNone:
 		ev.Outcome, ev.Reason = OutcomeDenied, st.deny.String()
@@ -62,6 +60,18 @@ func (p *Proxy) complete(st *reqState, resp *http.Response) {
 		ctx = resp.Request.Context()
 	}
 	p.finish(ctx, ev, resp)
+}
+
+// event starts the record of a request from what prepare learned.
+func (p *Proxy) event(st *reqState) *Event {
+	if st == nil {
+		return &Event{ID: newEventID(), Time: p.cfg.Now()}
+	}
+	ev := &Event{ID: st.id, Time: st.start, Method: st.method, Path: st.path, Host: st.host}
+	if st.sess != nil {
+		stampIdentity(ev, &st.sess.sbx)
+	}
+	return ev
 }
 
 // finish writes the decision line, the metrics and the audit event. Only
@@ -94,6 +104,10 @@ func (p *Proxy) finish(ctx context.Context, ev *Event, _ *http.Response) {
 		slog.Int("status", ev.Status), slog.String("outcome", string(ev.Outcome)), slog.String("reason", ev.Reason),
 		slog.Int("substituted", substituted), slog.Int("left", left), slog.Int("leaks", leaks),
 		slog.Duration("duration", ev.Duration))
+	if ev.ID == "" {
+		ev.ID = newEventID()
+	}
+	ev.Final = true
 	if p.cfg.Sink != nil && (len(ev.Uses) > 0 || ev.Outcome == OutcomeDenied) {
 		if err := p.cfg.Sink.Record(ctx, ev); err != nil {
 			p.log.Error("audit sink", "err", err.Error())

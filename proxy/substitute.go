@@ -20,15 +20,17 @@ import (
 // streamed bodies, from the transport's body writer: guard with mu.
 type subst struct {
 	p    *Proxy
+	st   *reqState
 	ctx  context.Context
 	sbx  *vault.Sandbox
 	host string
 	tls  bool
 
-	mu     sync.Mutex
-	deny   Reason
-	uses   []Use
-	echoes []echo // values sent, for response redaction
+	mu        sync.Mutex
+	committed bool // the pre-forward audit record is stored
+	deny      Reason
+	uses      []Use
+	echoes    []echo // values sent, for response redaction
 }
 
 // echo pairs a value that went out with the placeholder it replaced.
@@ -106,16 +108,43 @@ func (s *subst) decide(loc vault.Location, core, lookback []byte, observe bool) 
 		s.uses = append(s.uses, use)
 		return 0, nil, false
 	}
+	use.Action = ActionSubstituted
+	if err := s.commit(use); err != nil {
+		// No record, no value: the placeholder stays (fail closed).
+		use.Action, use.Reason = ActionLeft, ReasonAuditUnavailable.String()
+		if loc != vault.InBody {
+			use.Action = ActionDenied
+			s.refuse(ReasonAuditUnavailable)
+		}
+		s.uses = append(s.uses, use)
+		return 0, nil, false
+	}
 	switch loc {
 	case vault.InQuery:
 		value = []byte(url.QueryEscape(string(value)))
 	case vault.InPath:
 		value = []byte(url.PathEscape(string(value)))
 	}
-	use.Action = ActionSubstituted
 	s.uses = append(s.uses, use)
 	s.echoes = append(s.echoes, echo{value: res.Value.Reveal(), placeholder: []byte(ph.Text)})
 	return len(prefix), value, true
+}
+
+// commit stores the request's record before its first value leaves, once
+// per request (sync audit mode). Called with mu held.
+func (s *subst) commit(next Use) error {
+	if s.committed || s.p.cfg.Sink == nil || s.p.cfg.AuditAsync {
+		return nil
+	}
+	ev := s.p.event(s.st)
+	ev.Outcome = OutcomeSubstituted
+	ev.Uses = append(append(ev.Uses, s.uses...), next)
+	if err := s.p.cfg.Sink.Record(s.ctx, ev); err != nil {
+		s.p.log.Error("audit record failed; refusing to send a value", "sandbox", s.sbx.ID, "err", err.Error())
+		return err
+	}
+	s.committed = true
+	return nil
 }
 
 // refuse keeps the first reason a header or URL placeholder was refused.
