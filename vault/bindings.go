@@ -36,7 +36,8 @@ func (s *Store) CreateBinding(tenantID string, in BindingInput) (Binding, error)
 	}
 	var b Binding
 	err := s.update(tenantID, func(tx *bolt.Tx) error {
-		if _, err := txSecret(tx, tenantID, in.SecretID); err != nil {
+		sec, err := txSecret(tx, tenantID, in.SecretID)
+		if err != nil {
 			return err
 		}
 		sbx, err := txSandbox(tx, tenantID, in.ResourceID)
@@ -46,8 +47,10 @@ func (s *Store) CreateBinding(tenantID string, in BindingInput) (Binding, error)
 		if sbx.ResourceType != in.ResourceType {
 			return invalid("resource_type", "%q is a %s, not a %s", in.ResourceID, sbx.ResourceType, in.ResourceType)
 		}
-		b, err = s.txBind(tx, tenantID, in.SecretID, in.ResourceID, in.ResourceType, in.ExposeAsEnv)
-		return err
+		if b, err = s.txBind(tx, tenantID, in.SecretID, in.ResourceID, in.ResourceType, in.ExposeAsEnv); err != nil {
+			return err
+		}
+		return s.txAudit(tx, ActionBindingCreated, bindingAudit(&b, &sec.Secret, &sbx))
 	})
 	return b, err
 }
@@ -78,25 +81,41 @@ func (s *Store) txBind(tx *bolt.Tx, tenantID, secretID, resourceID string, rt Re
 
 // DeleteBinding removes one binding.
 func (s *Store) DeleteBinding(tenantID, id string) error {
-	return s.update(tenantID, func(tx *bolt.Tx) error { return txDeleteBinding(tx, tenantID, id) })
+	return s.update(tenantID, func(tx *bolt.Tx) error {
+		b, err := txDeleteBinding(tx, tenantID, id)
+		if err != nil || s.audit.actor.Kind == "" {
+			return err
+		}
+		// The secret and the sandbox outlive their binding.
+		sec, err := txSecret(tx, tenantID, b.SecretID)
+		if err != nil {
+			return err
+		}
+		sbx, err := txSandbox(tx, tenantID, b.ResourceID)
+		if err != nil {
+			return err
+		}
+		return s.txAudit(tx, ActionBindingDeleted, bindingAudit(&b, &sec.Secret, &sbx))
+	})
 }
 
-func txDeleteBinding(tx *bolt.Tx, tenantID, id string) error {
+// txDeleteBinding deletes a binding and returns what it was.
+func txDeleteBinding(tx *bolt.Tx, tenantID, id string) (Binding, error) {
 	var b Binding
 	ok, err := getJSON(tx.Bucket(bBindings), key(tenantID, id), &b)
 	if err != nil {
-		return err
+		return b, err
 	}
 	if !ok || b.TenantID != tenantID {
-		return fmt.Errorf("binding %q: %w", id, ErrNotFound)
+		return b, fmt.Errorf("binding %q: %w", id, ErrNotFound)
 	}
 	if err := tx.Bucket(bBindByRes).Delete(key(tenantID, b.ResourceID, b.ID)); err != nil {
-		return err
+		return b, err
 	}
 	if err := tx.Bucket(bBindBySecret).Delete(key(tenantID, b.SecretID, b.ID)); err != nil {
-		return err
+		return b, err
 	}
-	return tx.Bucket(bBindings).Delete(key(tenantID, b.ID))
+	return b, tx.Bucket(bBindings).Delete(key(tenantID, b.ID))
 }
 
 // Binding returns one binding.

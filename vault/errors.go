@@ -27,6 +27,9 @@ var ErrWrongMasterKey = errors.New("master key does not open this vault")
 // ErrLocked is returned by Open when another process holds the vault file.
 var ErrLocked = errors.New("vault file is locked by another process (is egressd serve running? stop it first)")
 
+// ErrClosed is returned by AppendAudit once the store is closed.
+var ErrClosed = errors.New("vault is closed")
+
 // ErrUnauthenticated is returned when a token matches no live key.
 var ErrUnauthenticated = errors.New("unknown or expired token")
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/subtle"
 	"fmt"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -64,7 +65,10 @@ func (s *Store) CreateSandbox(tenantID string, in SandboxInput) (Sandbox, string
 		if err := putJSON(tx.Bucket(bSandboxes), key(tenantID, row.ID), &row); err != nil {
 			return err
 		}
-		return tx.Bucket(bSandboxOwner).Put([]byte(row.ID), []byte(tenantID))
+		if err := tx.Bucket(bSandboxOwner).Put([]byte(row.ID), []byte(tenantID)); err != nil {
+			return err
+		}
+		return s.txAudit(tx, ActionSandboxCreated, sandboxAudit(&row.Sandbox))
 	})
 	if err != nil {
 		return Sandbox{}, "", err
@@ -131,15 +135,17 @@ func (s *Store) DeleteSandbox(tenantID, id string) error {
 		if err != nil {
 			return err
 		}
+		var deleted []string // secrets scoped to the sandbox
 		for _, b := range bs {
 			row, err := txSecret(tx, tenantID, b.SecretID)
 			if err != nil {
 				return err
 			}
 			if row.Scope == ScopeResource && row.ResourceID == id {
-				err = txDeleteSecret(tx, row)
+				_, err = txDeleteSecret(tx, row)
+				deleted = append(deleted, row.ID)
 			} else {
-				err = txDeleteBinding(tx, tenantID, b.ID)
+				_, err = txDeleteBinding(tx, tenantID, b.ID)
 			}
 			if err != nil {
 				return err
@@ -158,9 +164,10 @@ func (s *Store) DeleteSandbox(tenantID, id string) error {
 			if err != nil {
 				return err
 			}
-			if err := txDeleteSecret(tx, row); err != nil {
+			if _, err := txDeleteSecret(tx, row); err != nil {
 				return err
 			}
+			deleted = append(deleted, row.ID)
 		}
 		p := prefix(id)
 		var keys [][]byte
@@ -181,7 +188,16 @@ func (s *Store) DeleteSandbox(tenantID, id string) error {
 		if err := tx.Bucket(bSandboxOwner).Delete([]byte(sbx.ID)); err != nil {
 			return err
 		}
-		return tx.Bucket(bSandboxes).Delete(key(tenantID, sbx.ID))
+		if err := tx.Bucket(bSandboxes).Delete(key(tenantID, sbx.ID)); err != nil {
+			return err
+		}
+		// One row for the sandbox and all that went with it.
+		ar := sandboxAudit(&sbx)
+		ar.Details["bindings_deleted"] = itoa(len(bs))
+		if len(deleted) > 0 {
+			ar.Details["secrets_deleted"] = strings.Join(deleted, ",")
+		}
+		return s.txAudit(tx, ActionSandboxDeleted, ar)
 	})
 }
 

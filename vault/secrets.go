@@ -177,14 +177,20 @@ func (s *Store) UpsertSecret(tenantID string, in SecretInput) (UpsertResult, err
 			return err
 		}
 		res.Secret = row.Secret
+		ar := secretAudit(sec)
 		if bind {
 			b, err := s.txBind(tx, tenantID, sec.ID, in.ResourceID, in.ResourceType, in.ExposeAsEnv)
 			if err != nil {
 				return err
 			}
 			res.Binding = &b
+			ar.Details["binding_id"], ar.Details["resource_id"] = b.ID, b.ResourceID
 		}
-		return nil
+		action := ActionSecretUpdated
+		if res.Created {
+			action = ActionSecretCreated
+		}
+		return s.txAudit(tx, action, ar)
 	})
 	return res, err
 }
@@ -232,7 +238,7 @@ func (s *Store) RotateSecret(tenantID, id string, in RotateInput) (Secret, error
 	if len(in.Value) > MaxValueLen || len(in.RefreshToken) > MaxValueLen {
 		return Secret{}, invalid("value", "at most %d bytes", MaxValueLen)
 	}
-	return s.modifySecret(tenantID, id, func(row *storedSecret) error {
+	return s.modifySecret(tenantID, id, ActionSecretRotated, func(row *storedSecret) error {
 		refresh := []byte(in.RefreshToken)
 		if len(refresh) == 0 && row.Refresh != nil {
 			old, err := s.key.open(row.Refresh, valueAD(row.TenantID, row.ID, row.Version, "refresh_token"))
@@ -251,13 +257,17 @@ func (s *Store) RotateSecret(tenantID, id string, in RotateInput) (Secret, error
 // SetDisabled revokes (true) or restores (false) a secret. A disabled secret
 // counts as absent in the resolver's walk.
 func (s *Store) SetDisabled(tenantID, id string, disabled bool) (Secret, error) {
-	return s.modifySecret(tenantID, id, func(row *storedSecret) error {
+	action := ActionSecretEnabled
+	if disabled {
+		action = ActionSecretDisabled
+	}
+	return s.modifySecret(tenantID, id, action, func(row *storedSecret) error {
 		row.Disabled = disabled
 		return nil
 	})
 }
 
-func (s *Store) modifySecret(tenantID, id string, fn func(*storedSecret) error) (Secret, error) {
+func (s *Store) modifySecret(tenantID, id, action string, fn func(*storedSecret) error) (Secret, error) {
 	var out Secret
 	err := s.update(tenantID, func(tx *bolt.Tx) error {
 		row, err := txSecret(tx, tenantID, id)
@@ -269,7 +279,10 @@ func (s *Store) modifySecret(tenantID, id string, fn func(*storedSecret) error) 
 		}
 		row.UpdatedAt = s.stamp()
 		out = row.Secret
-		return putJSON(tx.Bucket(bSecrets), key(tenantID, id), row)
+		if err := putJSON(tx.Bucket(bSecrets), key(tenantID, id), row); err != nil {
+			return err
+		}
+		return s.txAudit(tx, action, secretAudit(&row.Secret))
 	})
 	return out, err
 }
@@ -281,11 +294,19 @@ func (s *Store) DeleteSecret(tenantID, id string) error {
 		if err != nil {
 			return err
 		}
-		return txDeleteSecret(tx, row)
+		n, err := txDeleteSecret(tx, row)
+		if err != nil {
+			return err
+		}
+		ar := secretAudit(&row.Secret)
+		ar.Details["bindings_deleted"] = itoa(n)
+		return s.txAudit(tx, ActionSecretDeleted, ar)
 	})
 }
 
-func txDeleteSecret(tx *bolt.Tx, row *storedSecret) error {
+// txDeleteSecret deletes a secret and its bindings, and says how many
+// bindings went with it.
+func txDeleteSecret(tx *bolt.Tx, row *storedSecret) (int, error) {
 	tid := row.TenantID
 	var bids []string
 	p := prefix(tid, row.ID)
@@ -294,14 +315,14 @@ func txDeleteSecret(tx *bolt.Tx, row *storedSecret) error {
 		bids = append(bids, string(k[len(p):]))
 	}
 	for _, bid := range bids {
-		if err := txDeleteBinding(tx, tid, bid); err != nil {
-			return err
+		if _, err := txDeleteBinding(tx, tid, bid); err != nil {
+			return 0, err
 		}
 	}
 	if err := tx.Bucket(bSecretIdx).Delete(key(tid, string(row.Scope), row.ScopeOwner(), row.Name)); err != nil {
-		return err
+		return 0, err
 	}
-	return tx.Bucket(bSecrets).Delete(key(tid, row.ID))
+	return len(bids), tx.Bucket(bSecrets).Delete(key(tid, row.ID))
 }
 
 // Secret returns one secret's metadata.

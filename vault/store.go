@@ -1,6 +1,6 @@
 // Package vault owns egressd's persistent state: a bbolt file holding
 // tenants, API keys, secrets, bindings, sandboxes, placeholders and tenant
-// settings. Secret values are sealed with envelope encryption: a random
+// settings, and the audit log. Secret values are sealed with envelope encryption: a random
 // XChaCha20-Poly1305 data key per secret version, wrapped by the master key,
 // with associated data binding each ciphertext to its tenant, secret id and
 // version. No read path of this package returns a value except OpenValue.
@@ -35,7 +35,10 @@ var (
 	bPlaceholders = []byte("placeholders")  // placeholder core → Placeholder
 	bSandboxPH    = []byte("sandbox_ph")    // sandbox id \0 name → placeholder text
 
-	allBuckets = [][]byte{bMeta, bTenants, bTenantNames, bKeys, bSecrets, bSecretIdx, bBindings, bBindByRes, bBindBySecret, bSandboxes, bSandboxOwner, bPlaceholders, bSandboxPH}
+	// The audit log (audit.go): rows, and one index per filterable id.
+	bAudit = []byte("audit") // tenant \0 time \0 row id → AuditRow
+
+	allBuckets = append([][]byte{bMeta, bTenants, bTenantNames, bKeys, bSecrets, bSecretIdx, bBindings, bBindByRes, bBindBySecret, bSandboxes, bSandboxOwner, bPlaceholders, bSandboxPH, bAudit}, auditIndexBuckets()...)
 
 	metaCanary = []byte("canary")
 	metaSchema = []byte("schema")
@@ -59,13 +62,27 @@ type Config struct {
 }
 
 // Store is an open vault. Its methods are safe for concurrent use.
+//
+// A Store returned by As (or WithAudit) shares the open file with the one
+// it came from and differs only in who its writes are recorded as; closing
+// any of them closes the file.
 type Store struct {
+	*core
+	// audit says who acts through this Store; zero means its writes
+	// record no audit row.
+	audit adminAudit
+}
+
+// core is the open file and what every Store sharing it shares.
+type core struct {
 	db  *bolt.DB
 	key *MasterKey
 	now func() time.Time
 
 	mu        sync.RWMutex
 	listeners []func(tenantID string)
+
+	log *auditLog
 }
 
 // Open opens (creating if absent) the vault file and checks that the master
@@ -93,11 +110,12 @@ func Open(cfg Config) (*Store, error) {
 		}
 		return nil, fmt.Errorf("vault: open %s: %w", cfg.Path, err)
 	}
-	s := &Store{db: db, key: cfg.MasterKey, now: cfg.Now}
+	s := &Store{core: &core{db: db, key: cfg.MasterKey, now: cfg.Now}}
 	if err := s.init(); err != nil {
 		db.Close()
 		return nil, err
 	}
+	s.log = newAuditLog(db)
 	return s, nil
 }
 
@@ -143,8 +161,12 @@ func checkCanary(raw []byte, k *MasterKey) error {
 	return nil
 }
 
-// Close closes the file.
-func (s *Store) Close() error { return s.db.Close() }
+// Close waits for the audit rows being committed, then closes the file.
+// A second Close does nothing.
+func (s *Store) Close() error {
+	s.log.close()
+	return s.db.Close()
+}
 
 // Path is the file's path.
 func (s *Store) Path() string { return s.db.Path() }

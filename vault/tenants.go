@@ -134,6 +134,7 @@ func (s *Store) UpdateSettings(tenantID string, p SettingsPatch) (Settings, erro
 		if !ok {
 			return fmt.Errorf("tenant: %w", ErrNotFound)
 		}
+		old := t.Settings
 		if p.AllowEndUserCredentials != nil {
 			t.Settings.AllowEndUserCredentials = *p.AllowEndUserCredentials
 		}
@@ -147,7 +148,11 @@ func (s *Store) UpdateSettings(tenantID string, p SettingsPatch) (Settings, erro
 			t.Settings.EgressDenyHosts = *p.EgressDenyHosts
 		}
 		t.UpdatedAt = s.stamp()
-		return putJSON(tx.Bucket(bTenants), []byte(t.ID), &t)
+		if err := putJSON(tx.Bucket(bTenants), []byte(t.ID), &t); err != nil {
+			return err
+		}
+		// The names of the settings that changed; never their values.
+		return s.txAudit(tx, ActionSettingsChanged, AuditRow{TenantID: t.ID, Details: map[string]string{"changed": changedSettings(old, t.Settings)}})
 	})
 	return t.Settings, err
 }
@@ -169,8 +174,14 @@ func (s *Store) CreateAPIKey(tenantID string, kind KeyKind, externalUserID strin
 			return fmt.Errorf("tenant: %w", ErrNotFound)
 		}
 		var err error
-		token, k, err = s.putKey(tx, tenantID, kind, externalUserID, ttl)
-		return err
+		if token, k, err = s.putKey(tx, tenantID, kind, externalUserID, ttl); err != nil || kind != KeyBrowser {
+			return err
+		}
+		d := map[string]string{"key_id": k.ID}
+		if k.ExpiresAt != nil {
+			d["expires_at"] = k.ExpiresAt.Format(time.RFC3339)
+		}
+		return s.txAudit(tx, ActionBrowserTokenIssued, AuditRow{TenantID: tenantID, ExternalUserID: externalUserID, Details: d})
 	})
 	return token, k, err
 }

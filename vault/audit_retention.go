@@ -1,0 +1,210 @@
+package vault
+
+import (
+	"bytes"
+	"container/heap"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// DefaultAuditPruneBatch is the batch PruneAudit uses when given none.
+const DefaultAuditPruneBatch = 1000
+
+// auditExportBatch is how many rows ExportAudit reads in one read
+// transaction before it hands them to its callback.
+const auditExportBatch = 512
+
+// PruneAudit deletes every audit row (of every tenant) older than before,
+// with its index entries. It works in write transactions of at most batch
+// rows each (zero means DefaultAuditPruneBatch), so request rows waiting
+// for their group commit wait for one small transaction at a time, and
+// loops until no old row is left. It returns how many rows it deleted,
+// also when a later transaction fails.
+func (s *Store) PruneAudit(before time.Time, batch int) (deleted int, err error) {
+	if batch < 0 {
+		return 0, invalid("batch", "must not be negative")
+	}
+	if batch == 0 {
+		batch = DefaultAuditPruneBatch
+	}
+	if before.Year() < 1970 {
+		return 0, nil
+	}
+	if before.Year() > 2200 {
+		return 0, invalid("before", "out of range")
+	}
+	limit := auditTime(before)
+	for {
+		n := 0
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			n = 0
+			b := txAuditBuckets(tx)
+			type victim struct {
+				k []byte
+				r AuditRow
+			}
+			var vs []victim
+			c := b.rows.Cursor()
+			for k, v := c.First(); k != nil && len(vs) < batch; {
+				i := bytes.IndexByte(k, 0)
+				if i < 0 || len(k) < i+1+auditTimeLen {
+					k, v = c.Next()
+					continue
+				}
+				if bytes.Compare(k[i+1:i+1+auditTimeLen], limit) < 0 {
+					var r AuditRow
+					if err := unmarshal(v, &r); err != nil {
+						return err
+					}
+					vs = append(vs, victim{bytes.Clone(k), r})
+					k, v = c.Next()
+					continue
+				}
+				// This tenant's other rows are newer: on to the next tenant.
+				k, v = c.Seek(append(bytes.Clone(k[:i]), 1))
+			}
+			for i := range vs {
+				if err := b.delete(vs[i].k, &vs[i].r); err != nil {
+					return err
+				}
+			}
+			n = len(vs)
+			return nil
+		})
+		if err != nil {
+			return deleted, err
+		}
+		deleted += n
+		if n < batch {
+			return deleted, nil
+		}
+	}
+}
+
+// ExportAudit calls fn with every audit row of the tenant (of every
+// tenant when tenantID is empty) from since on (zero: from the first),
+// oldest first; rows of several tenants are merged in time order. It
+// reads the log in short read transactions of a few hundred rows and
+// calls fn outside them, so a slow consumer holds no transaction. Rows
+// appended while it runs are included if they are newer than those
+// already given. An error from fn stops the export and is returned.
+func (s *Store) ExportAudit(tenantID string, since time.Time, fn func(AuditRow) error) error {
+	if since.Year() > 2200 {
+		return invalid("since", "out of range")
+	}
+	var start []byte
+	if since.Year() >= 1970 {
+		start = auditTime(since)
+	}
+	// pos holds, per tenant, the key suffix (time \0 id) of the last row
+	// given to fn.
+	pos := map[string][]byte{}
+	for {
+		var rows []AuditRow
+		err := s.view(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bAudit)
+			tenants := []string{tenantID}
+			if tenantID == "" {
+				tenants = auditTenants(b)
+			}
+			var h exportHeap
+			for _, t := range tenants {
+				e := &exportHead{tenant: t, p: append([]byte(t), 0), c: b.Cursor()}
+				var k, v []byte
+				if last := pos[t]; last != nil {
+					seek := append(bytes.Clone(e.p), last...)
+					if k, v = e.c.Seek(seek); bytes.Equal(k, seek) {
+						k, v = e.c.Next()
+					}
+				} else {
+					k, v = e.c.Seek(append(bytes.Clone(e.p), start...))
+				}
+				if e.set(k, v) {
+					h = append(h, e)
+				}
+			}
+			heap.Init(&h)
+			for len(h) > 0 && len(rows) < auditExportBatch {
+				e := h[0]
+				var r AuditRow
+				if err := unmarshal(e.v, &r); err != nil {
+					return err
+				}
+				rows = append(rows, r)
+				pos[e.tenant] = bytes.Clone(e.k[len(e.p):])
+				if e.set(e.c.Next()) {
+					heap.Fix(&h, 0)
+				} else {
+					heap.Pop(&h)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, r := range rows {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		if len(rows) < auditExportBatch {
+			return nil
+		}
+	}
+}
+
+// auditTenants lists the tenants that have audit rows, by skipping from
+// each tenant's first key to the next tenant's.
+func auditTenants(b *bolt.Bucket) []string {
+	var out []string
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil; {
+		i := bytes.IndexByte(k, 0)
+		if i < 0 {
+			k, _ = c.Next()
+			continue
+		}
+		out = append(out, string(k[:i]))
+		k, _ = c.Seek(append(bytes.Clone(k[:i]), 1))
+	}
+	return out
+}
+
+// exportHead is a tenant's next row in a merge of several tenants.
+type exportHead struct {
+	tenant string
+	p      []byte // tenant \0
+	c      *bolt.Cursor
+	k, v   []byte
+}
+
+// set makes k, v the head and reports whether it is a row of the tenant.
+func (e *exportHead) set(k, v []byte) bool {
+	e.k, e.v = k, v
+	if k == nil || !bytes.HasPrefix(k, e.p) {
+		return false
+	}
+	_, _, ok := splitAuditPos(k, e.p)
+	return ok
+}
+
+// exportHeap orders heads by time, then id, then tenant.
+type exportHeap []*exportHead
+
+func (h exportHeap) Len() int { return len(h) }
+func (h exportHeap) Less(i, j int) bool {
+	if c := bytes.Compare(h[i].k[len(h[i].p):], h[j].k[len(h[j].p):]); c != 0 {
+		return c < 0
+	}
+	return h[i].tenant < h[j].tenant
+}
+func (h exportHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *exportHeap) Push(x any)   { *h = append(*h, x.(*exportHead)) }
+func (h *exportHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}

@@ -1,0 +1,353 @@
+package vault
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// allRows exports every row of the file, oldest first.
+func allRows(tb testing.TB, s *Store) []AuditRow {
+	tb.Helper()
+	var out []AuditRow
+	if err := s.ExportAudit("", time.Time{}, func(r AuditRow) error { out = append(out, r); return nil }); err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+func requestRow(tenantID string, t time.Time, i int) AuditRow {
+	return AuditRow{
+		ID: NewAuditID(t), Time: t, Kind: AuditKindRequest, TenantID: tenantID,
+		WorkspaceID: "w1", OwnerUserID: "u1", ExternalUserID: fmt.Sprintf("eu%d", i%3), ExternalWorkspaceID: "ew1",
+		ExternalProjectID: "p1", SandboxID: fmt.Sprintf("sbx_%d", i%5),
+		SecretID: "sec_a", SecretName: "openai", SecretVersion: 2, Level: "tenant",
+		Host: "api.openai.com", Method: "POST", Path: "/v1/chat/completions", Status: 200, Outcome: "substituted",
+		DurationMS: 12.5, Uses: []AuditUse{{Name: "openai", SecretID: "sec_a", Version: 2, Level: "tenant", Location: "header", Action: "substituted"}},
+	}
+}
+
+func TestAppendAuditValidates(t *testing.T) {
+	s := openTest(t)
+	now := time.Now()
+	ok := requestRow("ten_a", now, 0)
+	for _, c := range []struct {
+		name string
+		edit func(*AuditRow)
+	}{
+		{"no kind", func(r *AuditRow) { r.Kind = "" }},
+		{"unknown kind", func(r *AuditRow) { r.Kind = "debug" }},
+		{"no tenant", func(r *AuditRow) { r.TenantID = "" }},
+		{"NUL in tenant", func(r *AuditRow) { r.TenantID = "a\x00b" }},
+		{"NUL in an indexed id", func(r *AuditRow) { r.ExternalUserID = "eu\x00" }},
+		{"NUL in a use", func(r *AuditRow) { r.Uses[0].SecretID = "\x00" }},
+		{"bad id", func(r *AuditRow) { r.ID = "a b" }},
+		{"long id", func(r *AuditRow) { r.ID = strings.Repeat("a", 65) }},
+		{"time before 1970", func(r *AuditRow) { r.Time = time.Date(1969, 1, 1, 0, 0, 0, 0, time.UTC) }},
+		{"huge id", func(r *AuditRow) { r.SandboxID = strings.Repeat("s", maxAuditField+1) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			bad := ok
+			bad.Uses = append([]AuditUse(nil), ok.Uses...)
+			c.edit(&bad)
+			// The good row in the same call is not written either.
+			if err := s.AppendAudit(ok, bad); !errors.Is(err, ErrInvalid) {
+				t.Fatalf("err %v, want ErrInvalid", err)
+			}
+			if rows := allRows(t, s); len(rows) != 0 {
+				t.Fatalf("%d rows written", len(rows))
+			}
+		})
+	}
+}
+
+// TestAppendAuditFills checks the fields AppendAudit fills in or cuts,
+// and that it leaves the caller's rows alone.
+func TestAppendAuditFills(t *testing.T) {
+	clock := newTestClock()
+	s := openTest(t, func(c *Config) { c.Now = clock.Now })
+	in := []AuditRow{
+		{Kind: AuditKindRequest, TenantID: "ten_a", Path: "/v1/x?key=SECRET#frag"},
+		{Kind: AuditKindRequest, TenantID: "ten_a", Path: "/" + strings.Repeat("é", maxAuditPath), Time: clock.Now().In(time.FixedZone("X", 3600)).Add(time.Second)},
+	}
+	keep := fmt.Sprint(in)
+	if err := s.AppendAudit(in...); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(in) != keep {
+		t.Errorf("AppendAudit changed its argument")
+	}
+	rows := allRows(t, s)
+	if len(rows) != 2 {
+		t.Fatalf("%d rows", len(rows))
+	}
+	if r := rows[0]; !validAuditID(r.ID) || !strings.HasPrefix(r.ID, auditIDPrefix) || !r.Time.Equal(clock.Now()) || r.Path != "/v1/x" {
+		t.Errorf("first row %+v", r)
+	}
+	if r := rows[1]; r.Time.Location() != time.UTC || len(r.Path) > maxAuditPath || !strings.HasPrefix(r.Path, "/éé") || !utf8Valid(r.Path) {
+		t.Errorf("second row: time %v, path of %d bytes", r.Time, len(r.Path))
+	}
+	// Ids sort by time.
+	if !(rows[0].ID < rows[1].ID) || NewAuditID(clock.Now()) >= NewAuditID(clock.Now().Add(time.Nanosecond)) {
+		t.Errorf("ids do not sort by time")
+	}
+}
+
+func utf8Valid(s string) bool { return strings.ToValidUTF8(s, "\uFFFD") == s }
+
+// TestAppendAuditDurable writes in sync mode, closes, reopens and reads
+// every row back as it was given; rewriting rows with their ids does not
+// duplicate them.
+func TestAppendAuditDurable(t *testing.T) {
+	s := openTest(t, func(c *Config) { c.NoSync = false })
+	key := s.key
+	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	var want []AuditRow
+	for i := range 50 {
+		r := requestRow("ten_a", base.Add(time.Duration(i)*time.Millisecond), i)
+		want = append(want, r)
+		if err := s.AppendAudit(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.AppendAudit(want[:10]...); err != nil {
+		t.Fatal(err)
+	}
+	s = reopen(t, s, key)
+	if got := allRows(t, s); !reflect.DeepEqual(got, want) {
+		t.Fatalf("after reopen: %d rows, want %d equal ones", len(got), len(want))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendAudit(want[0]); !errors.Is(err, ErrClosed) {
+		t.Errorf("append after close: %v, want ErrClosed", err)
+	}
+}
+
+// TestAppendAuditConcurrent appends from 64 goroutines at once, one and
+// several rows a call: every row is there once.
+func TestAppendAuditConcurrent(t *testing.T) {
+	s := openTest(t)
+	const writers, perWriter = 64, 60
+	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < perWriter; {
+				n := 1 + (w+i)%3
+				var rows []AuditRow
+				for j := 0; j < n && i < perWriter; j++ {
+					// Equal times across writers.
+					r := requestRow(fmt.Sprintf("ten_%d", w%2), base.Add(time.Duration(i)*time.Millisecond), w)
+					r.ID = fmt.Sprintf("w%d-%d", w, i)
+					rows = append(rows, r)
+					i++
+				}
+				if err := s.AppendAudit(rows...); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	rows := allRows(t, s)
+	seen := map[string]bool{}
+	for _, r := range rows {
+		if seen[r.ID] {
+			t.Fatalf("row %s twice", r.ID)
+		}
+		seen[r.ID] = true
+	}
+	if len(seen) != writers*perWriter {
+		t.Fatalf("%d rows, want %d", len(seen), writers*perWriter)
+	}
+	for w := range writers {
+		for i := range perWriter {
+			if !seen[fmt.Sprintf("w%d-%d", w, i)] {
+				t.Fatalf("row w%d-%d lost", w, i)
+			}
+		}
+	}
+}
+
+// TestAuditHoldsNoValue stores secrets, rotates them, runs every audited
+// write and appends request rows, then looks for every value and refresh
+// token in every row and in the raw file.
+func TestAuditHoldsNoValue(t *testing.T) {
+	s := openTest(t)
+	tn := mustTenant(t, s, "acme")
+	a := s.As(Actor{Kind: ActorAPIKey, ID: "key_1"})
+	sbx, proxyToken, err := a.CreateSandbox(tn.ID, SandboxInput{ExternalUserID: "eu1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	values := []string{"sk-PLAINTEXT-aaaa-0001", "rt-PLAINTEXT-bbbb-0002", "sk-PLAINTEXT-cccc-0003", "PLAINTEXT-dddd-0004", proxyToken}
+	r1, err := a.UpsertSecret(tn.ID, SecretInput{Name: "openai", Value: values[0], RefreshToken: values[1], Scope: ScopeTenant, ResourceID: sbx.ID, ExposeAsEnv: "OPENAI"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.RotateSecret(tn.ID, r1.Secret.ID, RotateInput{Value: values[2]}); err != nil {
+		t.Fatal(err)
+	}
+	r2, err := a.UpsertSecret(tn.ID, SecretInput{Name: "res", Value: values[3], Scope: ScopeResource, ResourceID: sbx.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	browserToken, _, err := a.CreateAPIKey(tn.ID, KeyBrowser, "eu1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	values = append(values, browserToken)
+	if _, err := a.SetDisabled(tn.ID, r2.Secret.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.UpdateSettings(tn.ID, SettingsPatch{CABundlePath: ptr("/ca.pem")}); err != nil {
+		t.Fatal(err)
+	}
+	row := requestRow(tn.ID, time.Now(), 1)
+	row.Path = "/v1/models?api_key=" + values[2]
+	if err := s.AppendAudit(row); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.DeleteSandbox(tn.ID, sbx.ID); err != nil {
+		t.Fatal(err)
+	}
+	rows := allRows(t, s)
+	if len(rows) < 8 {
+		t.Fatalf("only %d rows", len(rows))
+	}
+	text, err := json.Marshal(rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := s.Path()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range values {
+		if bytes.Contains(text, []byte(v)) {
+			t.Errorf("an audit row holds %q", v)
+		}
+		if bytes.Contains(raw, []byte(v)) {
+			t.Errorf("the file holds %q", v)
+		}
+	}
+}
+
+// TestAppendAuditCrash kills a child process that appends rows in sync
+// mode with SIGKILL mid-load: every row it was told was committed is in
+// the file after the restart.
+func TestAppendAuditCrash(t *testing.T) {
+	if path := os.Getenv("EGRESSD_AUDIT_CRASH_CHILD"); path != "" {
+		crashChild(path)
+		return
+	}
+	if testing.Short() {
+		t.Skip("spawns a child process")
+	}
+	dir := t.TempDir()
+	path, keyPath := filepath.Join(dir, "vault.db"), filepath.Join(dir, "master.key")
+	key := NewMasterKey()
+	if err := WriteMasterKeyFile(keyPath, key); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(Config{Path: path, MasterKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestAppendAuditCrash$")
+	cmd.Env = append(os.Environ(), "EGRESSD_AUDIT_CRASH_CHILD="+path, "EGRESSD_AUDIT_CRASH_KEY="+keyPath)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var acked []string
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if id, ok := strings.CutPrefix(sc.Text(), "ack "); ok {
+			acked = append(acked, id)
+			if len(acked) == 2000 {
+				cmd.Process.Kill()
+				break
+			}
+		}
+	}
+	cmd.Wait()
+	if len(acked) < 2000 {
+		t.Fatalf("child acknowledged %d rows before it ended", len(acked))
+	}
+	s, err = Open(Config{Path: path, MasterKey: key, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	have := map[string]bool{}
+	for _, r := range allRows(t, s) {
+		have[r.ID] = true
+	}
+	for _, id := range acked {
+		if !have[id] {
+			t.Fatalf("row %s was acknowledged but is lost (%d of %d rows in the file)", id, len(have), len(acked))
+		}
+	}
+	t.Logf("%d rows acknowledged, %d in the file", len(acked), len(have))
+}
+
+// crashChild appends rows from 16 goroutines until it is killed, printing
+// each id once AppendAudit returned.
+func crashChild(path string) {
+	key, err := LoadMasterKeyFile(os.Getenv("EGRESSD_AUDIT_CRASH_KEY"))
+	if err != nil {
+		panic(err)
+	}
+	s, err := Open(Config{Path: path, MasterKey: key})
+	if err != nil {
+		panic(err)
+	}
+	var mu sync.Mutex
+	w := bufio.NewWriter(os.Stdout)
+	for g := range 16 {
+		go func() {
+			for i := 0; ; i++ {
+				r := requestRow("ten_a", time.Now(), rand.IntN(10))
+				r.ID = fmt.Sprintf("g%d-%d", g, i)
+				if err := s.AppendAudit(r); err != nil {
+					panic(err)
+				}
+				mu.Lock()
+				fmt.Fprintf(w, "ack %s\n", r.ID)
+				w.Flush()
+				mu.Unlock()
+			}
+		}()
+	}
+	select {}
+}
