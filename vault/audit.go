@@ -79,8 +79,10 @@ type AuditUse struct {
 	// Action is what the proxy did: substituted, left, denied.
 	Action string `json:"action,omitempty"`
 	Reason string `json:"reason,omitempty"`
-	// Leak is set when the placeholder was issued to another sandbox.
-	Leak bool `json:"leak,omitempty"`
+	// Leak is set when the placeholder was issued to another sandbox:
+	// LeakSandboxID, when that sandbox is of the same tenant.
+	Leak          bool   `json:"leak,omitempty"`
+	LeakSandboxID string `json:"leak_sandbox_id,omitempty"`
 }
 
 // The kinds of audit rows.
@@ -326,8 +328,19 @@ func txAuditBuckets(tx *bolt.Tx) auditBuckets {
 	return b
 }
 
-// put writes e. Writing the same entry twice leaves one row.
+// put writes e. A row written again (same tenant, time and id: the
+// proxy's provisional row replaced by its final one) replaces the old one
+// and its index entries.
 func (b *auditBuckets) put(e *auditEntry) error {
+	if old := b.rows.Get(e.key); old != nil {
+		var r AuditRow
+		if err := unmarshal(old, &r); err != nil {
+			return err
+		}
+		if err := b.delete(e.key, &r); err != nil {
+			return err
+		}
+	}
 	if err := b.rows.Put(e.key, e.val); err != nil {
 		return err
 	}

@@ -1,0 +1,236 @@
+package vault
+
+import (
+	"bytes"
+	"encoding/base64"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// AuditFilter narrows QueryAudit; empty fields match everything.
+type AuditFilter struct {
+	// Since (inclusive) and Until (exclusive) bound the rows' Time; zero
+	// means unbounded.
+	Since, Until time.Time
+	// ExternalUserID, ExternalWorkspaceID, SandboxID and SecretID each
+	// have an index; SecretID also matches a request that used the
+	// secret in any of its Uses.
+	ExternalUserID      string
+	ExternalWorkspaceID string
+	SandboxID           string
+	SecretID            string
+	// Outcome and Kind are checked on each row the scan reads.
+	Outcome string
+	Kind    string
+	// Limit is the most rows of a page: zero means DefaultAuditLimit; at
+	// most MaxAuditLimit.
+	Limit int
+	// Cursor is the nextCursor of the previous page; empty starts at the
+	// newest row.
+	Cursor string
+}
+
+// Limits of QueryAudit.
+const (
+	DefaultAuditLimit = 100
+	MaxAuditLimit     = 1000
+)
+
+// auditScanRows bounds the index entries or rows one QueryAudit reads,
+// so a filter that matches few rows of a long stretch of the log does not
+// hold a read transaction over all of it: the page then ends early, with
+// a cursor to go on from.
+const auditScanRows = 20000
+
+// cursorVersion is the first byte of a cursor.
+const cursorVersion = 1
+
+// QueryAudit returns a page of the tenant's audit rows that match f,
+// newest first, and the cursor of the next page ("" after the last).
+//
+// Pages are exact: following the cursors returns every matching row once,
+// in order, however many rows share a timestamp. A cursor is a position
+// in the log (a row's time and id), valid with any filter. A page may
+// hold fewer than Limit rows while more follow, when its scan reached
+// its bound (auditScanRows entries read); only an empty cursor means the
+// end.
+//
+// The scan walks the index of the most selective id filter set (sandbox,
+// external user, secret, external workspace, in that order), or the
+// tenant's rows when none is, and checks the other filters on each row.
+func (s *Store) QueryAudit(tenantID string, f AuditFilter) (rows []AuditRow, nextCursor string, err error) {
+	return s.queryAudit(tenantID, f, auditScanRows)
+}
+
+func (s *Store) queryAudit(tenantID string, f AuditFilter, budget int) ([]AuditRow, string, error) {
+	if err := f.check(tenantID); err != nil {
+		return nil, "", err
+	}
+	if f.Limit == 0 {
+		f.Limit = DefaultAuditLimit
+	}
+	// The upper bound (exclusive) of the scan, as a key suffix: the
+	// cursor's position, or Until.
+	var upper []byte
+	if f.Cursor != "" {
+		tb, id, err := parseCursor(f.Cursor)
+		if err != nil {
+			return nil, "", err
+		}
+		upper = append(append(bytes.Clone(tb), 0), id...)
+	}
+	if !f.Until.IsZero() {
+		if u := auditTime(f.Until); upper == nil || bytes.Compare(u, upper) < 0 {
+			upper = u
+		}
+	}
+	var lower []byte // inclusive
+	if !f.Since.IsZero() {
+		lower = auditTime(f.Since)
+	}
+
+	bucket, pre, viaIndex := bAudit, tenantID, false
+	for i, ix := range auditIndexes {
+		if v := f.indexed(i); v != "" {
+			bucket, pre, viaIndex = ix.bucket, tenantID+"\x00"+v, true
+			break
+		}
+	}
+	p := append([]byte(pre), 0)
+
+	out := []AuditRow{}
+	var next string
+	err := s.view(func(tx *bolt.Tx) error {
+		rowsB := tx.Bucket(bAudit)
+		c := tx.Bucket(bucket).Cursor()
+		var k, v []byte
+		if upper == nil {
+			// Past the prefix's last key: p with its \0 raised to 1.
+			k, v = seekBefore(c, append([]byte(pre), 1))
+		} else {
+			k, v = seekBefore(c, append(bytes.Clone(p), upper...))
+		}
+		// The positions of the last entry read and of the last row kept.
+		var readTB, readID, keptTB, keptID []byte
+		for read := 0; k != nil && bytes.HasPrefix(k, p); k, v = c.Prev() {
+			tb, id, ok := splitAuditPos(k, p)
+			if !ok {
+				continue
+			}
+			if lower != nil && bytes.Compare(tb, lower) < 0 {
+				return nil
+			}
+			if read == budget {
+				// Read enough: the next page goes on below the last
+				// entry read.
+				next = encodeCursor(readTB, readID)
+				return nil
+			}
+			read++
+			readTB, readID = tb, id
+			if viaIndex {
+				if v = rowsB.Get(auditKey(tenantID, tb, string(id))); v == nil {
+					continue
+				}
+			}
+			var r AuditRow
+			if err := unmarshal(v, &r); err != nil {
+				return err
+			}
+			if !f.match(&r) {
+				continue
+			}
+			if len(out) == f.Limit {
+				// One more row matches: the page ends at the last one kept.
+				next = encodeCursor(keptTB, keptID)
+				return nil
+			}
+			out = append(out, r)
+			keptTB, keptID = tb, id
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return out, next, nil
+}
+
+// seekBefore moves c to the last key below k.
+func seekBefore(c *bolt.Cursor, k []byte) ([]byte, []byte) {
+	if at, _ := c.Seek(k); at == nil {
+		return c.Last()
+	}
+	return c.Prev()
+}
+
+func (f *AuditFilter) check(tenantID string) error {
+	if tenantID == "" {
+		return invalid("tenant_id", "required")
+	}
+	if f.Limit < 0 || f.Limit > MaxAuditLimit {
+		return invalid("limit", "1 to %d", MaxAuditLimit)
+	}
+	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until) {
+		return invalid("until", "must be after since")
+	}
+	for _, t := range []time.Time{f.Since, f.Until} {
+		if y := t.Year(); !t.IsZero() && (y < 1970 || y > 2200) {
+			return invalid("since", "out of range")
+		}
+	}
+	if f.Kind != "" && f.Kind != AuditKindRequest && f.Kind != AuditKindAdmin {
+		return invalid("kind", "must be %q or %q", AuditKindRequest, AuditKindAdmin)
+	}
+	for field, v := range map[string]string{"external_user_id": f.ExternalUserID, "external_workspace_id": f.ExternalWorkspaceID, "sandbox_id": f.SandboxID, "secret_id": f.SecretID, "outcome": f.Outcome} {
+		if len(v) > maxAuditField || strings.IndexByte(v, 0) >= 0 {
+			return invalid(field, "at most %d bytes, no NUL", maxAuditField)
+		}
+	}
+	return nil
+}
+
+// indexed is the filter's value for auditIndexes[i].
+func (f *AuditFilter) indexed(i int) string {
+	switch string(auditIndexes[i].bucket) {
+	case string(bAuditBySandbox):
+		return f.SandboxID
+	case string(bAuditByExtUser):
+		return f.ExternalUserID
+	case string(bAuditBySecret):
+		return f.SecretID
+	case string(bAuditByExtWorkspace):
+		return f.ExternalWorkspaceID
+	}
+	return ""
+}
+
+func (f *AuditFilter) match(r *AuditRow) bool {
+	return (f.ExternalUserID == "" || r.ExternalUserID == f.ExternalUserID) &&
+		(f.ExternalWorkspaceID == "" || r.ExternalWorkspaceID == f.ExternalWorkspaceID) &&
+		(f.SandboxID == "" || r.SandboxID == f.SandboxID) &&
+		(f.SecretID == "" || contains(r.secretIDs(), f.SecretID)) &&
+		(f.Outcome == "" || r.Outcome == f.Outcome) &&
+		(f.Kind == "" || r.Kind == f.Kind) &&
+		(f.Since.IsZero() || !r.Time.Before(f.Since)) &&
+		(f.Until.IsZero() || r.Time.Before(f.Until))
+}
+
+// encodeCursor makes the opaque cursor of position (tb, id): a version
+// byte, the time's 8 bytes and the id, in unpadded base64url.
+func encodeCursor(tb, id []byte) string {
+	b := make([]byte, 0, 1+len(tb)+len(id))
+	b = append(b, cursorVersion)
+	b = append(b, tb...)
+	return base64.RawURLEncoding.EncodeToString(append(b, id...))
+}
+
+func parseCursor(c string) (tb, id []byte, err error) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil || len(b) < 1+auditTimeLen+1 || b[0] != cursorVersion || !validAuditID(string(b[1+auditTimeLen:])) {
+		return nil, nil, invalid("cursor", "not a cursor of this log")
+	}
+	return b[1 : 1+auditTimeLen], b[1+auditTimeLen:], nil
+}

@@ -1,0 +1,236 @@
+package vault
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// oldestFirst sorts rows as ExportAudit gives them.
+func oldestFirst(rows []AuditRow) []AuditRow {
+	out := slices.Clone(rows)
+	slices.SortFunc(out, func(a, b AuditRow) int {
+		if c := a.Time.Compare(b.Time); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.ID, b.ID); c != 0 {
+			return c
+		}
+		return strings.Compare(a.TenantID, b.TenantID)
+	})
+	return out
+}
+
+// indexKeys lists every key of the audit index buckets, and the keys
+// that rows should have there, built independently of the store's code.
+func indexKeys(tb testing.TB, s *Store, rows []AuditRow) (have, want []string) {
+	tb.Helper()
+	err := s.db.View(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bAuditByExtUser, bAuditByExtWorkspace, bAuditBySandbox, bAuditBySecret} {
+			tx.Bucket(name).ForEach(func(k, _ []byte) error {
+				have = append(have, fmt.Sprintf("%s/%q", name, k))
+				return nil
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, r := range rows {
+		add := func(bucket, v string) {
+			if v != "" {
+				k := r.TenantID + "\x00" + v + "\x00" + string(auditTime(r.Time)) + "\x00" + r.ID
+				if e := fmt.Sprintf("%s/%q", bucket, k); !slices.Contains(want, e) {
+					want = append(want, e)
+				}
+			}
+		}
+		add("audit_ext_user", r.ExternalUserID)
+		add("audit_ext_workspace", r.ExternalWorkspaceID)
+		add("audit_sandbox", r.SandboxID)
+		add("audit_secret", r.SecretID)
+		for _, u := range r.Uses {
+			add("audit_secret", u.SecretID)
+		}
+	}
+	slices.Sort(have)
+	slices.Sort(want)
+	return have, want
+}
+
+func TestPruneAudit(t *testing.T) {
+	s := openTest(t)
+	rows := auditFixture(t, s, 2000)
+	if have, want := indexKeys(t, s, rows); !slices.Equal(have, want) {
+		t.Fatalf("before: %d index keys, want %d", len(have), len(want))
+	}
+	cut := auditBase.Add(120 * time.Second)
+	var old, keep []AuditRow
+	for _, r := range rows {
+		if r.Time.Before(cut) {
+			old = append(old, r)
+		} else {
+			keep = append(keep, r)
+		}
+	}
+	if len(old) < 500 || len(keep) < 500 {
+		t.Fatalf("fixture: %d old, %d kept", len(old), len(keep))
+	}
+	n, err := s.PruneAudit(cut, 7)
+	if err != nil || n != len(old) {
+		t.Fatalf("pruned %d (%v), want %d", n, err, len(old))
+	}
+	if got := allRows(t, s); !reflect.DeepEqual(got, oldestFirst(keep)) {
+		t.Fatalf("%d rows left, want %d", len(got), len(keep))
+	}
+	if have, want := indexKeys(t, s, keep); !slices.Equal(have, want) {
+		t.Fatalf("after: %d index keys, want %d", len(have), len(want))
+	}
+	// Queries through an index agree.
+	got, _ := pages(t, func(f AuditFilter) ([]AuditRow, string, error) { return s.QueryAudit("ten_a", f) }, AuditFilter{ExternalUserID: "eu2"})
+	if want := bruteAudit(keep, "ten_a", AuditFilter{ExternalUserID: "eu2"}); !reflect.DeepEqual(got, want) {
+		t.Fatalf("query after prune: %d rows, want %d", len(got), len(want))
+	}
+	if n, err := s.PruneAudit(cut, 0); err != nil || n != 0 {
+		t.Fatalf("second prune: %d, %v", n, err)
+	}
+	if n, err := s.PruneAudit(time.Time{}, 10); err != nil || n != 0 {
+		t.Fatalf("prune before the zero time: %d, %v", n, err)
+	}
+	if _, err := s.PruneAudit(cut, -1); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("negative batch: %v", err)
+	}
+	// Everything.
+	if n, err := s.PruneAudit(auditBase.Add(time.Hour), 1000); err != nil || n != len(keep) {
+		t.Fatalf("prune all: %d (%v), want %d", n, err, len(keep))
+	}
+	if have, _ := indexKeys(t, s, nil); len(have) != 0 {
+		t.Fatalf("%d index keys left", len(have))
+	}
+}
+
+// TestPruneAuditBounded checks that one transaction deletes at most batch
+// rows: a reader running beside the prune sees it part done, and always
+// by whole batches.
+func TestPruneAuditBounded(t *testing.T) {
+	s := openTest(t)
+	rows := auditFixture(t, s, 3000)
+	var counts []int
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			s.db.View(func(tx *bolt.Tx) error {
+				counts = append(counts, tx.Bucket(bAudit).Stats().KeyN)
+				return nil
+			})
+		}
+	}()
+	n, err := s.PruneAudit(auditBase.Add(time.Hour), 10)
+	close(stop)
+	<-done
+	if err != nil || n != len(rows) {
+		t.Fatalf("pruned %d (%v)", n, err)
+	}
+	partial := 0
+	for _, c := range counts {
+		if c%10 != 0 {
+			t.Fatalf("a reader saw %d rows: not whole batches", c)
+		}
+		if c > 0 && c < len(rows) {
+			partial++
+		}
+	}
+	if partial == 0 {
+		t.Fatalf("no reader saw a partial prune (%d reads): one transaction?", len(counts))
+	}
+}
+
+func TestExportAudit(t *testing.T) {
+	s := openTest(t)
+	rows := auditFixture(t, s, 1400)
+	// A third tenant, interleaved in time with the others.
+	for i := range 300 {
+		tm := auditBase.Add(time.Duration(i%170) * time.Second)
+		r := AuditRow{ID: NewAuditID(tm), Time: tm, Kind: AuditKindRequest, TenantID: "ten_c", Path: "/c"}
+		rows = append(rows, r)
+		if err := s.AppendAudit(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	since := auditBase.Add(40 * time.Second)
+	for _, tenant := range []string{"", "ten_a", "ten_c", "ten_none"} {
+		t.Run("tenant="+tenant, func(t *testing.T) {
+			for _, from := range []time.Time{{}, since} {
+				var want []AuditRow
+				for _, r := range rows {
+					if (tenant == "" || r.TenantID == tenant) && !r.Time.Before(from) {
+						want = append(want, r)
+					}
+				}
+				want = oldestFirst(want)
+				var got []AuditRow
+				if err := s.ExportAudit(tenant, from, func(r AuditRow) error { got = append(got, r); return nil }); err != nil {
+					t.Fatal(err)
+				}
+				if len(want) == 0 && len(got) == 0 {
+					continue
+				}
+				if !reflect.DeepEqual(got, want) {
+					t.Fatalf("since %v: %d rows, want %d%s", from, len(got), len(want), firstDiff(got, want))
+				}
+			}
+		})
+	}
+	stop := errors.New("stop")
+	n := 0
+	err := s.ExportAudit("", time.Time{}, func(AuditRow) error {
+		if n++; n == 600 {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) || n != 600 {
+		t.Fatalf("fn's error: %v after %d rows", err, n)
+	}
+}
+
+// TestAuditRowReplaced writes a request's provisional row and then its
+// final one (same id and time, as the proxy does): one row is left, the
+// final one, with the index entries of the final one only.
+func TestAuditRowReplaced(t *testing.T) {
+	s := openTest(t)
+	tm := auditBase.Add(time.Minute)
+	first := AuditRow{ID: "req_0123", Time: tm, Kind: AuditKindRequest, TenantID: "ten_a", SandboxID: "sbx_1", ExternalUserID: "eu1",
+		Uses: []AuditUse{{Name: "a", SecretID: "sec_a", Action: "substituted"}}}
+	final := first
+	final.Status, final.Outcome, final.DurationMS = 200, "substituted", 3.5
+	final.Uses = []AuditUse{{Name: "b", SecretID: "sec_b", Action: "substituted"}}
+	if err := s.AppendAudit(first); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendAudit(final); err != nil {
+		t.Fatal(err)
+	}
+	if got := allRows(t, s); !reflect.DeepEqual(got, []AuditRow{final}) {
+		t.Fatalf("rows %+v", got)
+	}
+	if have, want := indexKeys(t, s, []AuditRow{final}); !slices.Equal(have, want) {
+		t.Fatalf("index keys %q, want %q", have, want)
+	}
+	if rows, _, _ := s.QueryAudit("ten_a", AuditFilter{SecretID: "sec_a"}); len(rows) != 0 {
+		t.Fatalf("found by the provisional row's secret")
+	}
+}
