@@ -3,6 +3,7 @@ package vault
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"strings"
 	"time"
 
@@ -99,6 +100,16 @@ func (s *Store) queryAudit(tenantID string, f AuditFilter, budget int) ([]AuditR
 		}
 	}
 	p := append([]byte(pre), 0)
+	// A row that matches Outcome and Kind holds them as these bytes
+	// (string values escape their quotes, so only a field can): the
+	// others are skipped without decoding them.
+	var needles [][]byte
+	if f.Outcome != "" {
+		needles = append(needles, jsonField("outcome", f.Outcome))
+	}
+	if f.Kind != "" {
+		needles = append(needles, jsonField("kind", f.Kind))
+	}
 
 	out := []AuditRow{}
 	var next string
@@ -135,6 +146,9 @@ func (s *Store) queryAudit(tenantID string, f AuditFilter, budget int) ([]AuditR
 					continue
 				}
 			}
+			if !containsAll(v, needles) {
+				continue
+			}
 			var r AuditRow
 			if err := unmarshal(v, &r); err != nil {
 				return err
@@ -156,6 +170,20 @@ func (s *Store) queryAudit(tenantID string, f AuditFilter, budget int) ([]AuditR
 		return nil, "", err
 	}
 	return out, next, nil
+}
+
+func jsonField(name, v string) []byte {
+	b, _ := json.Marshal(v)
+	return append([]byte(`"`+name+`":`), b...)
+}
+
+func containsAll(v []byte, needles [][]byte) bool {
+	for _, n := range needles {
+		if !bytes.Contains(v, n) {
+			return false
+		}
+	}
+	return true
 }
 
 // seekBefore moves c to the last key below k.

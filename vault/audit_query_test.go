@@ -34,6 +34,11 @@ func auditFixture(tb testing.TB, s *Store, n int) []AuditRow {
 		}
 		if rng.IntN(10) == 0 {
 			r.Kind, r.Action, r.Outcome = AuditKindAdmin, ActionSecretRotated, ""
+			r.Details = map[string]string{"outcome": "denied", "kind": "request"}
+		}
+		if rng.IntN(20) == 0 {
+			// Filters that look at the raw row must not see these.
+			r.Path = `/q"outcome":"denied","kind":"admin"`
 		}
 		rows = append(rows, r)
 	}
