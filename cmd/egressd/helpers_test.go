@@ -149,7 +149,30 @@ func serve(t *testing.T, dataDir string, env []string, args ...string) *proc {
 	s := startServe(t, dataDir, env, args...)
 	s.admin = s.waitAddr(t, filepath.Join(dataDir, "admin.addr"))
 	s.metrics = s.waitAddr(t, filepath.Join(dataDir, "metrics.addr"))
+	s.waitReady(t)
 	return s
+}
+
+// waitReady polls /readyz until the server says it is ready (every
+// listener up), with a deadline.
+func (s *proc) waitReady(t *testing.T) {
+	t.Helper()
+	c := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := c.Get("http://" + s.admin + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case <-s.exited:
+			t.Fatalf("serve exited before it was ready; stderr:\n%s", s.stderr.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	t.Fatal("serve did not become ready")
 }
 
 // startServe starts egressd serve without waiting for it.

@@ -23,8 +23,9 @@ Usage:
 
 Commands:
   init          create the data dir (master key, CA, vault), a tenant and an admin key
-  serve         run the admin API and metrics (creates a "default" tenant on first run)
+  serve         run the proxy, the admin API and metrics (creates a "default" tenant on first run)
   vault rekey   re-wrap every secret under a new master key (server stopped)
+  audit export  write audit rows as JSON lines (server stopped)
   version       print the version
   help          print this help
 
@@ -51,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		return runServe(rest, stdout, stderr, getenv)
 	case "vault":
 		return runVault(rest, stdout, stderr, getenv)
+	case "audit":
+		return runAudit(rest, stdout, stderr, getenv)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return 0

@@ -36,6 +36,8 @@ func runServe(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	fs.BoolVar(&s.RedactResponses, "redact-responses", true, "mask real values echoed in text-like responses back to their placeholders")
 	fs.IntVar(&s.MaxConnsPerSandbox, "max-conns-per-sandbox", 256, "open proxy connections one sandbox may hold")
 	fs.DurationVar(&s.ProxyIdleTimeout, "proxy-idle-timeout", 5*time.Minute, "close a proxy connection (or tunnel) with no traffic for this long")
+	fs.StringVar(&s.Audit, "audit", "sync", "sync: a substituted request goes out only after its audit row is committed (fail closed); async: rows are queued (faster; a crash may lose some)")
+	fs.DurationVar(&s.AuditRetention, "audit-retention", 90*24*time.Hour, "how long audit rows are kept; older ones are pruned in the background")
 	if code, done := parseFlags(fs, args, stderr, getenv); done {
 		return code
 	}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestEnvName(t *testing.T) {
@@ -119,5 +120,29 @@ func TestAnnotateEnv(t *testing.T) {
 	AnnotateEnv(fs)
 	if u := fs.Lookup("data-dir").Usage; u != "data (env EGRESSD_DATA_DIR)" {
 		t.Fatalf("usage %q", u)
+	}
+}
+
+func TestParseSince(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		in   string
+		want time.Time
+		bad  bool
+	}{
+		{"", time.Time{}, false},
+		{"7d", now.Add(-7 * 24 * time.Hour), false},
+		{"30d", now.Add(-30 * 24 * time.Hour), false},
+		{"90m", now.Add(-90 * time.Minute), false},
+		{"2026-11-01T00:00:00Z", time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), false},
+		{"-5d", time.Time{}, true},
+		{"-1h", time.Time{}, true},
+		{"yesterday", time.Time{}, true},
+		{"7x", time.Time{}, true},
+	} {
+		got, err := ParseSince(c.in, now)
+		if (err != nil) != c.bad || !got.Equal(c.want) {
+			t.Errorf("ParseSince(%q) = %v, %v", c.in, got, err)
+		}
 	}
 }

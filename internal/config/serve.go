@@ -75,6 +75,12 @@ type Serve struct {
 	// ProxyIdleTimeout closes a quiet proxy connection (tunnels included);
 	// zero means 5 minutes.
 	ProxyIdleTimeout time.Duration
+	// Audit is "sync" (a substituted request is forwarded only after its
+	// audit row is committed; a failing log refuses it) or "async" (rows
+	// are queued: lower latency, a crash may lose some); empty means sync.
+	Audit string
+	// AuditRetention is how long audit rows are kept; zero means 90 days.
+	AuditRetention time.Duration
 }
 
 // Check fills in the defaults and refuses settings that cannot work, with
@@ -136,6 +142,19 @@ func (s *Serve) Check() error {
 			return fmt.Errorf("--allow-private-destinations %q: want CIDRs such as 127.0.0.1/32,10.0.0.0/8", c)
 		}
 		s.AllowPrivate = append(s.AllowPrivate, pre.Masked())
+	}
+	switch s.Audit {
+	case "":
+		s.Audit = "sync"
+	case "sync", "async":
+	default:
+		return fmt.Errorf("--audit %q: want sync or async", s.Audit)
+	}
+	if s.AuditRetention == 0 {
+		s.AuditRetention = 90 * 24 * time.Hour
+	}
+	if s.AuditRetention < time.Hour {
+		return errors.New("--audit-retention must be at least 1h")
 	}
 	switch s.MITM {
 	case "":
