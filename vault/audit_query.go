@@ -100,9 +100,9 @@ func (s *Store) queryAudit(tenantID string, f AuditFilter, budget int) ([]AuditR
 		}
 	}
 	p := append([]byte(pre), 0)
-	// A row that matches Outcome and Kind holds them as these bytes
-	// (string values escape their quotes, so only a field can): the
-	// others are skipped without decoding them.
+	// A row that matches Outcome and Kind holds these bytes; rows that
+	// do not are skipped without decoding them (those that do are still
+	// checked: a Details key may hold them too).
 	var needles [][]byte
 	if f.Outcome != "" {
 		needles = append(needles, jsonField("outcome", f.Outcome))

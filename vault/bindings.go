@@ -86,14 +86,15 @@ func (s *Store) DeleteBinding(tenantID, id string) error {
 		if err != nil || s.audit.actor.Kind == "" {
 			return err
 		}
-		// The secret and the sandbox outlive their binding.
-		sec, err := txSecret(tx, tenantID, b.SecretID)
-		if err != nil {
-			return err
+		// The secret and the sandbox outlive their binding; should either
+		// be gone, the row names it by id alone.
+		sec := &storedSecret{Secret: Secret{ID: b.SecretID, TenantID: tenantID}}
+		if row, err := txSecret(tx, tenantID, b.SecretID); err == nil {
+			sec = row
 		}
 		sbx, err := txSandbox(tx, tenantID, b.ResourceID)
 		if err != nil {
-			return err
+			sbx = Sandbox{ID: b.ResourceID, TenantID: tenantID, ResourceType: b.ResourceType}
 		}
 		return s.txAudit(tx, ActionBindingDeleted, bindingAudit(&b, &sec.Secret, &sbx))
 	})
