@@ -37,6 +37,14 @@ func (p *principal) browser() bool { return p.key.Kind == vault.KeyBrowser }
 // externalUser is the external user a browser token is scoped to.
 func (p *principal) externalUser() string { return p.key.ExternalUserID }
 
+// writer is the store every admin write of p goes through: each audited
+// write appends its admin row, naming p's key (API key, operator key or
+// browser token, by id) as the actor, in the write's own transaction. A
+// refused write leaves neither the change nor a row.
+func (s *Server) writer(p *principal) *vault.Store {
+	return s.store.As(vault.ActorOf(p.key))
+}
+
 // authenticate reads the bearer token and finds its key.
 func (s *Server) authenticate(r *http.Request) (*principal, error) {
 	h := r.Header.Get("Authorization")

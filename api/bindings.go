@@ -19,7 +19,7 @@ func (s *Server) createBinding(w http.ResponseWriter, r *http.Request, p *princi
 	if err := decode(w, r, &in); err != nil {
 		return err
 	}
-	b, err := s.store.CreateBinding(p.tenant(), in)
+	b, err := s.writer(p).CreateBinding(p.tenant(), in)
 	if err != nil {
 		return err
 	}
@@ -75,7 +75,7 @@ func (s *Server) getBinding(w http.ResponseWriter, r *http.Request, p *principal
 }
 
 func (s *Server) deleteBinding(w http.ResponseWriter, r *http.Request, p *principal) error {
-	if err := s.store.DeleteBinding(p.tenant(), r.PathValue("id")); err != nil {
+	if err := s.writer(p).DeleteBinding(p.tenant(), r.PathValue("id")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -62,15 +62,17 @@ func (s *Server) createSandbox(rt vault.ResourceType) handlerFunc {
 			}
 			in.ResourceType = rt
 		}
-		sbx, token, err := s.store.CreateSandbox(p.tenant(), in)
+		sbx, token, err := s.writer(p).CreateSandbox(p.tenant(), in)
 		if err != nil {
 			return err
 		}
 		out, err := s.envOf(r, p, &sbx, token)
 		if err != nil {
 			// The token is lost with this answer: take the sandbox back so
-			// that the failed request leaves nothing behind.
-			if derr := s.store.DeleteSandbox(p.tenant(), sbx.ID); derr != nil {
+			// that the failed request leaves nothing behind. The log keeps
+			// both rows, the deletion marked as this rollback.
+			undo := s.writer(p).WithAudit("", map[string]string{"rollback": "sandbox.created"})
+			if derr := undo.DeleteSandbox(p.tenant(), sbx.ID); derr != nil {
 				err = fmt.Errorf("%w (and removing the half-created sandbox failed: %v)", err, derr)
 			}
 			return err
@@ -160,7 +162,7 @@ func (s *Server) deleteSandbox(rt vault.ResourceType) handlerFunc {
 				return err
 			}
 		}
-		if err := s.store.DeleteSandbox(p.tenant(), id); err != nil {
+		if err := s.writer(p).DeleteSandbox(p.tenant(), id); err != nil {
 			return err
 		}
 		w.WriteHeader(http.StatusNoContent)

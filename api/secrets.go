@@ -29,7 +29,7 @@ func (s *Server) upsertSecret(w http.ResponseWriter, r *http.Request, p *princip
 	if err := decode(w, r, &in); err != nil {
 		return redact(err, in.Value, in.RefreshToken)
 	}
-	res, err := s.store.UpsertSecret(p.tenant(), in)
+	res, err := s.writer(p).UpsertSecret(p.tenant(), in)
 	if err != nil {
 		return redact(err, in.Value, in.RefreshToken)
 	}
@@ -114,7 +114,7 @@ func (s *Server) rotateSecret(w http.ResponseWriter, r *http.Request, p *princip
 	if err := decode(w, r, &in); err != nil {
 		return redact(err, in.Value, in.RefreshToken)
 	}
-	sec, err := s.store.RotateSecret(p.tenant(), r.PathValue("id"), in)
+	sec, err := s.writer(p).RotateSecret(p.tenant(), r.PathValue("id"), in)
 	if err != nil {
 		return redact(err, in.Value, in.RefreshToken)
 	}
@@ -129,7 +129,7 @@ func (s *Server) setDisabled(disabled bool) handlerFunc {
 		if err := emptyBody(w, r); err != nil {
 			return err
 		}
-		sec, err := s.store.SetDisabled(p.tenant(), r.PathValue("id"), disabled)
+		sec, err := s.writer(p).SetDisabled(p.tenant(), r.PathValue("id"), disabled)
 		if err != nil {
 			return err
 		}
@@ -140,7 +140,7 @@ func (s *Server) setDisabled(disabled bool) handlerFunc {
 
 // deleteSecret deletes a secret and its bindings.
 func (s *Server) deleteSecret(w http.ResponseWriter, r *http.Request, p *principal) error {
-	if err := s.store.DeleteSecret(p.tenant(), r.PathValue("id")); err != nil {
+	if err := s.writer(p).DeleteSecret(p.tenant(), r.PathValue("id")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
