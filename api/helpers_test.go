@@ -63,6 +63,13 @@ type harness struct {
 
 func newHarness(t testing.TB) *harness {
 	t.Helper()
+	return newHarnessWith(t, nil)
+}
+
+// newHarnessWith is newHarness with cfg changed by edit (if not nil)
+// before api.New, such as a fixed Now.
+func newHarnessWith(t testing.TB, edit func(*api.Config)) *harness {
+	t.Helper()
 	h := &harness{t: t, path: filepath.Join(t.TempDir(), "egressd.db"), logs: &syncBuffer{}, reg: prometheus.NewRegistry()}
 	var err error
 	h.store, err = vault.Open(vault.Config{Path: h.path, MasterKey: vault.NewMasterKey(), NoSync: true})
@@ -74,14 +81,18 @@ func newHarness(t testing.TB) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.server, err = api.New(api.Config{
+	cfg := api.Config{
 		Store:      h.store,
 		Resolver:   h.resolver,
 		Logger:     slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Registerer: h.reg,
 		CACertPEM:  []byte(testCAPEM),
 		ProxyURL:   "http://egressd:8080",
-	})
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	h.server, err = api.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

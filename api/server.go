@@ -2,9 +2,10 @@
 // listener, authenticated with tenant API keys (Authorization: Bearer),
 // read-only browser tokens scoped to one external user, and the operator
 // key that creates tenants. It manages secrets, bindings, sandboxes and
-// computers, tenant settings and browser tokens on top of the vault, and
-// explains the resolver's walk. No answer, log line or metric ever carries
-// a stored value.
+// computers, tenant settings and browser tokens on top of the vault,
+// explains the resolver's walk, and answers the audit log. Every write is
+// made as the calling key (vault.Store.As), so its audit row commits with
+// it. No answer, log line or metric ever carries a stored value.
 package api
 
 import (
@@ -147,6 +148,8 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/tenant/settings", adminAccess, nil, s.getSettings},
 		{"PATCH", "/api/v1/tenant/settings", adminAccess, nil, s.patchSettings},
 		{"POST", "/api/v1/browser_tokens", adminAccess, nil, s.createBrowserToken},
+
+		{"GET", "/api/v1/audit", readAccess, auditParams, s.listAudit},
 	}
 	// Sandboxes and computers are one model; /computers only ever shows
 	// and creates computers.

@@ -1,0 +1,278 @@
+package api_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/egressd/egressd/client"
+	"github.com/egressd/egressd/vault"
+)
+
+// auditRows reads every row of a tenant's log straight from the vault,
+// keyed by id.
+func (h *harness) auditRows(tenantID string, f vault.AuditFilter) map[string]vault.AuditRow {
+	h.t.Helper()
+	out := map[string]vault.AuditRow{}
+	f.Limit = vault.MaxAuditLimit
+	for {
+		rows, next, err := h.store.QueryAudit(tenantID, f)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		for _, r := range rows {
+			out[r.ID] = r
+		}
+		if next == "" {
+			return out
+		}
+		f.Cursor = next
+	}
+}
+
+// identity is the identity chain of a row, for comparing.
+type identity struct {
+	Kind, Action, TenantID, WorkspaceID, OwnerUserID, ExternalUserID, ExternalWorkspaceID, ExternalProjectID string
+	SandboxID, SecretID, ActorKind, ActorID                                                                string
+}
+
+func identityOf(r vault.AuditRow) identity {
+	return identity{r.Kind, r.Action, r.TenantID, r.WorkspaceID, r.OwnerUserID, r.ExternalUserID, r.ExternalWorkspaceID, r.ExternalProjectID,
+		r.SandboxID, r.SecretID, r.ActorKind, r.ActorID}
+}
+
+// TestAuditAdminRows makes every admin write through the API: each leaves
+// exactly one admin row of its action, naming the API key that acted and
+// the full identity chain of what it changed.
+func TestAuditAdminRows(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	c := h.admin
+	key := must[vault.APIKey](t)(h.store.Authenticate(h.adminKey))
+	tid := h.tenant.ID
+	if n := len(h.auditRows(tid, vault.AuditFilter{})); n != 0 {
+		t.Fatalf("a new tenant has %d rows", n)
+	}
+	// want is the identity of an admin row of this tenant by this key.
+	want := func(action string, id identity) identity {
+		id.Kind, id.Action, id.TenantID, id.ActorKind, id.ActorID = vault.AuditKindAdmin, action, tid, vault.ActorAPIKey, key.ID
+		return id
+	}
+
+	var (
+		sbx, cmp           client.SandboxCreated
+		userSec, tenantSec client.UpsertResult
+		bnd                vault.Binding
+		bt                 client.BrowserToken
+		off                = false
+	)
+	steps := []struct {
+		name    string
+		do      func() error
+		want    func() identity
+		details map[string]string // entries the row's details must hold
+	}{
+		{"create sandbox", func() (err error) {
+			sbx, err = c.CreateSandbox(ctx, client.SandboxInput{WorkspaceID: "w1", OwnerUserID: "u1", ExternalUserID: "eu1", ExternalWorkspaceID: "ew1", ExternalProjectID: "ep1"})
+			return err
+		}, func() identity {
+			return want(vault.ActionSandboxCreated, identity{WorkspaceID: "w1", OwnerUserID: "u1", ExternalUserID: "eu1", ExternalWorkspaceID: "ew1", ExternalProjectID: "ep1", SandboxID: sbx.ID})
+		}, map[string]string{"resource_type": "sandbox"}},
+		{"create computer", func() (err error) {
+			cmp, err = c.CreateComputer(ctx, client.SandboxInput{ExternalUserID: "eu1", ExternalWorkspaceID: "ew1"})
+			return err
+		}, func() identity {
+			return want(vault.ActionSandboxCreated, identity{ExternalUserID: "eu1", ExternalWorkspaceID: "ew1", SandboxID: cmp.ID})
+		}, map[string]string{"resource_type": "computer"}},
+		{"create secret with binding", func() (err error) {
+			userSec, err = c.UpsertSecret(ctx, client.SecretInput{Name: "gh", Value: "v1", Scope: vault.ScopeExternalUser, ExternalUserID: "eu1", ExposeAsEnv: "GH_TOKEN", ResourceID: sbx.ID})
+			return err
+		}, func() identity {
+			return want(vault.ActionSecretCreated, identity{ExternalUserID: "eu1", SecretID: userSec.Secret.ID})
+		}, map[string]string{"scope": "external_user"}},
+		{"update secret", func() error {
+			_, err := c.UpsertSecret(ctx, client.SecretInput{Name: "gh", Value: "v2", Scope: vault.ScopeExternalUser, ExternalUserID: "eu1"})
+			return err
+		}, func() identity {
+			return want(vault.ActionSecretUpdated, identity{ExternalUserID: "eu1", SecretID: userSec.Secret.ID})
+		}, nil},
+		{"rotate secret", func() error {
+			_, err := c.RotateSecret(ctx, userSec.Secret.ID, client.RotateInput{Value: "v3"})
+			return err
+		}, func() identity {
+			return want(vault.ActionSecretRotated, identity{ExternalUserID: "eu1", SecretID: userSec.Secret.ID})
+		}, nil},
+		{"disable secret", func() error { return second(c.DisableSecret(ctx, userSec.Secret.ID)) }, func() identity {
+			return want(vault.ActionSecretDisabled, identity{ExternalUserID: "eu1", SecretID: userSec.Secret.ID})
+		}, nil},
+		{"enable secret", func() error { return second(c.EnableSecret(ctx, userSec.Secret.ID)) }, func() identity {
+			return want(vault.ActionSecretEnabled, identity{ExternalUserID: "eu1", SecretID: userSec.Secret.ID})
+		}, nil},
+		{"create tenant secret", func() (err error) {
+			tenantSec, err = c.UpsertSecret(ctx, client.SecretInput{Name: "shared", Value: "vs", Scope: vault.ScopeTenant})
+			return err
+		}, func() identity { return want(vault.ActionSecretCreated, identity{SecretID: tenantSec.Secret.ID}) }, map[string]string{"scope": "tenant"}},
+		{"create binding", func() (err error) {
+			bnd, err = c.CreateBinding(ctx, client.BindingInput{SecretID: tenantSec.Secret.ID, ResourceID: cmp.ID, ResourceType: vault.ResourceComputer, ExposeAsEnv: "SHARED"})
+			return err
+		}, func() identity {
+			return want(vault.ActionBindingCreated, identity{ExternalUserID: "eu1", ExternalWorkspaceID: "ew1", SandboxID: cmp.ID, SecretID: tenantSec.Secret.ID})
+		}, map[string]string{"expose_as_env": "SHARED"}},
+		{"delete binding", func() error { return c.DeleteBinding(ctx, bnd.ID) }, func() identity {
+			return want(vault.ActionBindingDeleted, identity{ExternalUserID: "eu1", ExternalWorkspaceID: "ew1", SandboxID: cmp.ID, SecretID: tenantSec.Secret.ID})
+		}, nil},
+		{"change settings", func() error {
+			_, err := c.UpdateSettings(ctx, vault.SettingsPatch{AllowEndUserCredentials: &off})
+			return err
+		}, func() identity { return want(vault.ActionSettingsChanged, identity{}) }, map[string]string{"changed": "allow_end_user_credentials"}},
+		{"issue browser token", func() (err error) {
+			bt, err = c.CreateBrowserToken(ctx, "eu1", time.Hour)
+			return err
+		}, func() identity { return want(vault.ActionBrowserTokenIssued, identity{ExternalUserID: "eu1"}) }, nil},
+		{"delete secret", func() error { return c.DeleteSecret(ctx, userSec.Secret.ID) }, func() identity {
+			return want(vault.ActionSecretDeleted, identity{ExternalUserID: "eu1", SecretID: userSec.Secret.ID})
+		}, map[string]string{"bindings_deleted": "1"}},
+		{"delete computer", func() error {
+			code, body := h.do("DELETE", "/api/v1/computers/"+cmp.ID, h.adminKey, nil)
+			if code != 204 {
+				t.Fatalf("%d %s", code, body)
+			}
+			return nil
+		}, func() identity {
+			return want(vault.ActionSandboxDeleted, identity{ExternalUserID: "eu1", ExternalWorkspaceID: "ew1", SandboxID: cmp.ID})
+		}, nil},
+		{"delete sandbox", func() error { return c.DeleteSandbox(ctx, sbx.ID) }, func() identity {
+			return want(vault.ActionSandboxDeleted, identity{WorkspaceID: "w1", OwnerUserID: "u1", ExternalUserID: "eu1", ExternalWorkspaceID: "ew1", ExternalProjectID: "ep1", SandboxID: sbx.ID})
+		}, nil},
+	}
+	before := h.auditRows(tid, vault.AuditFilter{})
+	for _, st := range steps {
+		if err := st.do(); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		after := h.auditRows(tid, vault.AuditFilter{})
+		var added []vault.AuditRow
+		for id, r := range after {
+			if _, ok := before[id]; !ok {
+				added = append(added, r)
+			}
+		}
+		before = after
+		if len(added) != 1 {
+			t.Errorf("%s: %d new rows, want 1: %+v", st.name, len(added), added)
+			continue
+		}
+		r := added[0]
+		if got, w := identityOf(r), st.want(); got != w {
+			t.Errorf("%s: row\n%+v\nwant\n%+v", st.name, got, w)
+		}
+		for k, v := range st.details {
+			if r.Details[k] != v {
+				t.Errorf("%s: details[%s] = %q, want %q (%v)", st.name, k, r.Details[k], v, r.Details)
+			}
+		}
+		if r.Time.IsZero() || r.Outcome != "" || r.Host != "" {
+			t.Errorf("%s: row %+v", st.name, r)
+		}
+		switch st.name {
+		case "issue browser token":
+			if r.Details["key_id"] != bt.KeyID {
+				t.Errorf("browser token row names key %q, want %q", r.Details["key_id"], bt.KeyID)
+			}
+		case "create secret with binding":
+			if r.Details["binding_id"] != userSec.Binding.ID {
+				t.Errorf("upsert row names binding %q, want %q", r.Details["binding_id"], userSec.Binding.ID)
+			}
+		}
+	}
+
+	// The API answers the same rows, newest first.
+	var viaAPI []vault.AuditRow
+	if err := c.AuditAll(ctx, client.AuditFilter{Kind: vault.AuditKindAdmin, Limit: 4}, func(r vault.AuditRow) error {
+		viaAPI = append(viaAPI, r)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(viaAPI) != len(steps) || len(viaAPI) != len(before) {
+		t.Fatalf("API answers %d rows, want %d", len(viaAPI), len(steps))
+	}
+	for i, r := range viaAPI {
+		if _, ok := before[r.ID]; !ok {
+			t.Errorf("API row %s is not in the log", r.ID)
+		}
+		if w := steps[len(steps)-1-i].want().Action; r.Action != w {
+			t.Errorf("API row %d: %s, want %s", i, r.Action, w)
+		}
+	}
+}
+
+// TestAuditRefusedWritesAndReads checks that a write the API or the vault
+// refuses leaves no row, and that no read, by any kind of key, writes one.
+func TestAuditRefusedWritesAndReads(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	a := seedTenantA(t, h)
+	c := h.admin
+	bt := must[client.BrowserToken](t)(c.CreateBrowserToken(ctx, "eu1", 0))
+	br := h.client(bt.Token)
+	_, _, other := h.newTenant("other")
+	off := false
+	must[vault.Settings](t)(c.UpdateSettings(ctx, vault.SettingsPatch{AllowEndUserCredentials: &off}))
+	count := func() int { return len(h.auditRows(h.tenant.ID, vault.AuditFilter{})) }
+	start := count()
+
+	refused := map[string]error{}
+	// Refused by the vault, inside the write's transaction.
+	_, refused["end-user secret with the setting off"] = c.UpsertSecret(ctx, client.SecretInput{Name: "x", Value: "v", Scope: vault.ScopeExternalUser, ExternalUserID: "eu9"})
+	_, refused["upsert bound to a missing sandbox"] = c.UpsertSecret(ctx, client.SecretInput{Name: "x", Value: "v", Scope: vault.ScopeTenant, ExposeAsEnv: "X", ResourceID: "sbx_missing", ResourceType: vault.ResourceSandbox})
+	_, refused["rotate a missing secret"] = c.RotateSecret(ctx, "sec_missing", client.RotateInput{Value: "v"})
+	_, refused["disable a missing secret"] = c.DisableSecret(ctx, "sec_missing")
+	refused["delete a missing secret"] = c.DeleteSecret(ctx, "sec_missing")
+	_, refused["bind to a missing sandbox"] = c.CreateBinding(ctx, client.BindingInput{SecretID: a.tenantSecret.ID, ResourceID: "sbx_missing", ResourceType: vault.ResourceSandbox})
+	refused["delete a missing binding"] = c.DeleteBinding(ctx, "bnd_missing")
+	refused["delete a missing sandbox"] = c.DeleteSandbox(ctx, "sbx_missing")
+	_, refused["bad settings"] = c.UpdateSettings(ctx, vault.SettingsPatch{CABundlePath: ptr("relative/path")})
+	_, refused["bad attribution"] = c.CreateSandbox(ctx, client.SandboxInput{ExternalUserID: strings.Repeat("x", 5000)})
+	_, refused["browser token without a user"] = c.CreateBrowserToken(ctx, "", 0)
+	// Refused by the API before the vault.
+	_, refused["rotate without a value"] = c.RotateSecret(ctx, a.userSecret.ID, client.RotateInput{})
+	_, refused["browser token ttl"] = c.CreateBrowserToken(ctx, "eu1", 48*time.Hour)
+	_, refused["browser token writes"] = br.DisableSecret(ctx, a.userSecret.ID)
+	refused["another tenant's binding"] = other.DeleteBinding(ctx, a.binding.ID)
+	refused["another tenant's sandbox"] = other.DeleteSandbox(ctx, a.sbx.ID)
+	for name, err := range refused {
+		if s := client.StatusOf(err); s < 400 || s >= 500 {
+			t.Errorf("%s: %v, want a 4xx", name, err)
+		}
+	}
+	if n := count(); n != start {
+		t.Errorf("refused writes added %d rows", n-start)
+	}
+
+	for _, rc := range []*client.Client{c, br} {
+		for name, err := range map[string]error{
+			"list secrets":   second(rc.ListSecrets(ctx, client.SecretFilter{})),
+			"get secret":     second(rc.GetSecret(ctx, a.userSecret.ID)),
+			"list bindings":  second(rc.ListBindings(ctx, client.BindingFilter{})),
+			"list sandboxes": second(rc.ListSandboxes(ctx, client.SandboxFilter{})),
+			"get sandbox":    second(rc.GetSandbox(ctx, a.sbx.ID)),
+			"env":            second(rc.SandboxEnv(ctx, a.sbx.ID)),
+			"explain":        second(rc.Explain(ctx, a.sbx.ID, "gh", "")),
+			"audit":          second(rc.Audit(ctx, client.AuditFilter{})),
+		} {
+			if err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+		}
+	}
+	if _, err := c.GetSettings(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != start {
+		t.Errorf("reads added %d rows", n-start)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
