@@ -34,7 +34,7 @@ func (h *harness) auditRows(tenantID string, f vault.AuditFilter) map[string]vau
 // identity is the identity chain of a row, for comparing.
 type identity struct {
 	Kind, Action, TenantID, WorkspaceID, OwnerUserID, ExternalUserID, ExternalWorkspaceID, ExternalProjectID string
-	SandboxID, SecretID, ActorKind, ActorID                                                                string
+	SandboxID, SecretID, ActorKind, ActorID                                                                  string
 }
 
 func identityOf(r vault.AuditRow) identity {
