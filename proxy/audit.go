@@ -2,8 +2,6 @@ package proxy
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"time"
 
 	"github.com/egressd/egressd/vault"
@@ -64,6 +62,8 @@ type Event struct {
 	Reason              string        `json:"reason,omitempty"`
 	Duration            time.Duration `json:"duration_ns"`
 	Uses                []Use         `json:"uses,omitempty"`
+	// UsesDropped counts uses beyond the first 100, which are not listed.
+	UsesDropped int `json:"uses_dropped,omitempty"`
 }
 
 // Sink receives the events. The audit log implements it; Record must not
@@ -95,9 +95,5 @@ func stampIdentity(ev *Event, sbx *vault.Sandbox) {
 	ev.ExternalUserID, ev.ExternalWorkspaceID, ev.ExternalProjectID = sbx.ExternalUserID, sbx.ExternalWorkspaceID, sbx.ExternalProjectID
 }
 
-// newEventID returns a random id for one request's records.
-func newEventID() string {
-	var b [12]byte
-	rand.Read(b[:])
-	return "req_" + hex.EncodeToString(b[:])
-}
+// newEventID returns an id for one request's records that sorts by time.
+func newEventID(t time.Time) string { return vault.NewAuditID(t) }

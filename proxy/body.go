@@ -3,6 +3,8 @@ package proxy
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
+	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -27,9 +29,9 @@ func (p *Proxy) substituteBody(req *http.Request, s *subst, substitute bool) Rea
 	fn := s.fn(vault.InBody, false)
 	switch enc := strings.ToLower(strings.TrimSpace(req.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
-		return p.plainBody(req, fn)
+		return p.plainBody(req, s, fn)
 	case "gzip", "x-gzip":
-		return p.gzipBody(req, fn)
+		return p.gzipBody(req, s, fn)
 	default:
 		// An encoding we cannot decode: pass it through, noting nothing.
 		return ReasonNone
@@ -37,17 +39,20 @@ func (p *Proxy) substituteBody(req *http.Request, s *subst, substitute bool) Rea
 }
 
 // readUpTo reads at most limit+1 bytes: whole reports whether that was all.
+// The buffer grows as data arrives (n, the declared length, only sizes the
+// first allocation), so a short body never costs the whole limit.
 func readUpTo(r io.Reader, n int64, limit int64) (buf []byte, whole bool, err error) {
-	size := limit + 1
+	first := int64(32 << 10)
 	if n >= 0 && n <= limit {
-		size = n + 1
+		first = n + 1
 	}
-	buf = make([]byte, 0, size)
+	buf = make([]byte, 0, min(first, limit+1))
 	for int64(len(buf)) <= limit {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
 		}
-		m, err := r.Read(buf[len(buf):cap(buf)])
+		room := buf[len(buf):min(cap(buf), int(limit+1))]
+		m, err := r.Read(room)
 		buf = buf[:len(buf)+m]
 		if err == io.EOF {
 			return buf, true, nil
@@ -59,7 +64,7 @@ func readUpTo(r io.Reader, n int64, limit int64) (buf []byte, whole bool, err er
 	return buf, false, nil
 }
 
-func (p *Proxy) plainBody(req *http.Request, fn SubstFunc) Reason {
+func (p *Proxy) plainBody(req *http.Request, s *subst, fn SubstFunc) Reason {
 	buf, whole, err := readUpTo(req.Body, req.ContentLength, p.cfg.MaxBufferedBody)
 	if err != nil {
 		return ReasonBadRequest
@@ -70,14 +75,18 @@ func (p *Proxy) plainBody(req *http.Request, fn SubstFunc) Reason {
 		setBody(req, out)
 		return ReasonNone
 	}
-	// Too large to buffer: stream it, chunked.
+	// Too large to buffer: stream it, chunked. Values may now be substituted
+	// after the response has begun: the redactor must keep looking.
+	s.mu.Lock()
+	s.bodyLive = true
+	s.mu.Unlock()
 	rest := req.Body
 	req.Body = readCloser{NewReader(io.MultiReader(bytes.NewReader(buf), rest), fn), rest}
 	setStreamed(req)
 	return ReasonNone
 }
 
-func (p *Proxy) gzipBody(req *http.Request, fn SubstFunc) Reason {
+func (p *Proxy) gzipBody(req *http.Request, s *subst, fn SubstFunc) Reason {
 	buf, whole, err := readUpTo(req.Body, req.ContentLength, p.cfg.MaxBufferedBody)
 	if err != nil {
 		return ReasonBadRequest
@@ -110,24 +119,71 @@ func (p *Proxy) gzipBody(req *http.Request, fn SubstFunc) Reason {
 		req.Body = readCloser{io.MultiReader(bytes.NewReader(buf), req.Body), req.Body}
 	}
 	// Stream: decode, substitute, encode, through a pipe.
+	s.mu.Lock()
+	s.bodyLive = true
+	s.mu.Unlock()
 	src := req.Body
-	zr, err := gzip.NewReader(src)
+	counted := &countingReader{r: src}
+	zr, err := gzip.NewReader(counted)
 	if err != nil {
 		return ReasonBadRequest
 	}
 	pr, pw := io.Pipe()
+	ctx := req.Context()
 	go func() {
+		// Stop when the request is over, however it ended: a reader that
+		// never comes back would otherwise hold this goroutine for good.
+		stop := context.AfterFunc(ctx, func() { pr.CloseWithError(ctx.Err()) })
+		defer stop()
 		zw := gzip.NewWriter(pw)
-		_, err := io.Copy(zw, NewReader(zr, fn))
+		_, err := io.Copy(zw, NewReader(&inflateGuard{r: zr, in: counted}, fn))
 		if err == nil {
 			err = zw.Close()
 		}
 		src.Close()
 		pw.CloseWithError(err)
 	}()
-	req.Body = pr
+	req.Body = pipeBody{pr}
 	setStreamed(req)
 	return ReasonNone
+}
+
+// pipeBody closes its pipe on Close, which ends the encoding goroutine
+// when the transport gives up on the body.
+type pipeBody struct{ *io.PipeReader }
+
+func (b pipeBody) Close() error { return b.CloseWithError(errBodyClosed) }
+
+var errBodyClosed = errors.New("request body closed")
+
+// errInflate is a gzip body that inflates far beyond its size.
+var errInflate = errors.New("gzip body inflates more than 100 times its size")
+
+// inflateGuard refuses a decompression bomb in a streamed gzip body.
+type inflateGuard struct {
+	r   io.Reader
+	in  *countingReader
+	out int64
+}
+
+func (g *inflateGuard) Read(p []byte) (int, error) {
+	n, err := g.r.Read(p)
+	g.out += int64(n)
+	if g.out > 1<<20 && g.out > 100*g.in.n {
+		return n, errInflate
+	}
+	return n, err
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 func setBody(req *http.Request, b []byte) {

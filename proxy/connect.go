@@ -29,7 +29,7 @@ func (p *Proxy) onConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectA
 	ev := &Event{Time: start, Host: hostname, Method: http.MethodConnect}
 	reject := func(status int, reason Reason) (*goproxy.ConnectAction, string) {
 		ctx.Resp = errorResponse(req, status, reason, "")
-		ev.ID = newEventID()
+		ev.ID = newEventID(start)
 		ev.Status, ev.Outcome, ev.Reason = status, OutcomeDenied, reason.String()
 		p.finish(req.Context(), ev, nil)
 		return goproxy.RejectConnect, host

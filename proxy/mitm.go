@@ -82,13 +82,20 @@ func (h *mitmHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Host == "" {
 		r.URL.Host = r.Host
 	}
+	// The request body and the response stream at once: an upstream that
+	// answers before it has read the whole body must not cut the body short.
+	http.NewResponseController(w).EnableFullDuplex()
 	st, refusal := h.p.prepare(r, h.sess, h.overTLS)
+	defer h.p.finalize(st)
 	if refusal != nil {
-		h.p.complete(st, refusal)
+		h.p.respond(st, refusal)
 		writeResponse(w, refusal)
 		return
 	}
 	h.p.forward.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+	// ReverseProxy does not close the body it was given; a streamed body
+	// (a pipe, a substituting reader) must stop here.
+	r.Body.Close()
 }
 
 func stateFrom(ctx context.Context) *reqState {
@@ -108,11 +115,19 @@ func (p *Proxy) newForwarder() *httputil.ReverseProxy {
 				}
 			}
 			pr.Out.Host = pr.In.Host
+			// The query goes out byte for byte as the sandbox sent it (after
+			// substitution), not re-encoded.
+			pr.Out.URL.RawQuery = pr.In.URL.RawQuery
+			if p.cfg.Redact {
+				// Let the transport negotiate and decode compression, so an
+				// echoed value can be found and masked in the response.
+				pr.Out.Header.Del("Accept-Encoding")
+			}
 		},
 		Transport: p.transport,
 		ModifyResponse: func(resp *http.Response) error {
 			if st := stateFrom(resp.Request.Context()); st != nil {
-				p.complete(st, resp)
+				p.respond(st, resp)
 			}
 			return nil
 		},
@@ -121,7 +136,7 @@ func (p *Proxy) newForwarder() *httputil.ReverseProxy {
 			resp := p.upstreamError(st, r, err)
 			resp.Request = r
 			if st != nil {
-				p.complete(st, resp)
+				p.respond(st, resp)
 			}
 			writeResponse(w, resp)
 		},

@@ -89,6 +89,11 @@ func (p *policy) isOwn(o netip.AddrPort, addr netip.Addr) bool {
 // check classifies one address that is about to be dialed.
 func (p *policy) check(ap netip.AddrPort) Reason {
 	addr := ap.Addr().Unmap().WithZone("")
+	// Connecting to the unspecified address reaches this host itself,
+	// whatever AllowPrivate opens.
+	if addr.IsUnspecified() {
+		return ReasonPrivateAddress
+	}
 	for _, o := range p.own {
 		if o.Port() == ap.Port() && p.isOwn(o, addr) {
 			return ReasonOwnListener

@@ -91,6 +91,7 @@ type Proxy struct {
 	metrics   *metrics
 	limits    *limits
 	phs       *lru.Cache[string, vault.Placeholder]
+	phMiss    *lru.Cache[string, struct{}]
 	server    *http.Server
 	forward   *httputil.ReverseProxy
 	tunnels   tunnelSet
@@ -139,8 +140,12 @@ func New(cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
+	phMiss, err := lru.New[string, struct{}](1 << 14)
+	if err != nil {
+		return nil, err
+	}
 	p := &Proxy{
-		cfg: cfg, log: cfg.Logger, metrics: m, phs: phs,
+		cfg: cfg, log: cfg.Logger, metrics: m, phs: phs, phMiss: phMiss,
 		limits: &limits{max: cfg.MaxConnsPerSandbox, n: map[string]int{}},
 		dialer: &dialer{policy: &policy{allow: cfg.AllowPrivate, own: cfg.OwnListeners, local: localAddrs()}, lookup: cfg.Lookup, timeout: cfg.DialTimeout},
 	}
@@ -185,6 +190,16 @@ func New(cfg Config) (*Proxy, error) {
 	gp.OnRequest().DoFunc(p.onRequest)
 	gp.OnResponse().DoFunc(p.onResponse)
 	p.gp = gp
+	p.server = &http.Server{
+		Handler:           p,
+		ReadHeaderTimeout: cfg.HeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+		ConnContext:       withConn,
+	}
+	p.server.RegisterOnShutdown(p.transport.CloseIdleConnections)
+	p.server.RegisterOnShutdown(p.tunnels.closeAll)
 	return p, nil
 }
 
@@ -194,21 +209,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.gp.ServeHT
 // Server returns the http.Server for the proxy listener, with the header
 // and idle timeouts and the header size limit of the Config. Serve it on
 // Listener(l), not on l itself.
-func (p *Proxy) Server() *http.Server {
-	if p.server == nil {
-		p.server = &http.Server{
-			Handler:           p,
-			ReadHeaderTimeout: p.cfg.HeaderTimeout,
-			IdleTimeout:       p.cfg.IdleTimeout,
-			MaxHeaderBytes:    p.cfg.MaxHeaderBytes,
-			ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
-			ConnContext:       withConn,
-		}
-		p.server.RegisterOnShutdown(p.transport.CloseIdleConnections)
-		p.server.RegisterOnShutdown(p.tunnels.closeAll)
-	}
-	return p.server
-}
+func (p *Proxy) Server() *http.Server { return p.server }
 
 // Listener wraps l so that every connection has an idle deadline and counts
 // against its sandbox's connection limit.

@@ -683,3 +683,36 @@ func TestAuditBeforeForwardAndFailClosed(t *testing.T) {
 	}
 	_ = resp
 }
+
+// An upstream that compresses unasked (the transport did not negotiate,
+// e.g. because of a Range header) is decoded and scanned; an encoding
+// egressd cannot read is refused rather than passed unchecked.
+func TestRedactionOfUnaskedEncodings(t *testing.T) {
+	e := newEnv(t, nil)
+	sbx, token := e.sandbox(vault.SandboxInput{})
+	e.secret(vault.SecretInput{Name: "k", Value: "unasked-echo-value", Scope: vault.ScopeTenant})
+	ph := e.placeholder(sbx, "k")
+	enc := "gzip"
+	e.up.reply = func(w http.ResponseWriter, r *http.Request, _ []byte) {
+		w.Header().Set("Content-Encoding", enc)
+		w.Header().Set("Content-Type", "application/json")
+		if enc == "gzip" {
+			zw := gzip.NewWriter(w)
+			fmt.Fprintf(zw, `{"echo":%q}`, r.Header.Get("X-Key"))
+			zw.Close()
+			return
+		}
+		fmt.Fprintf(w, `opaque %s`, r.Header.Get("X-Key"))
+	}
+	c := e.client(sbx.ID, token)
+	hdr := map[string]string{"X-Key": ph, "Range": "bytes=0-"}
+	resp, body := do(t, c, "GET", e.url("https", "api.test", "/"), nil, hdr)
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Encoding") != "" || string(body) != `{"echo":"`+ph+`"}` {
+		t.Fatalf("gzip: %d %q %q", resp.StatusCode, resp.Header.Get("Content-Encoding"), body)
+	}
+	enc = "br"
+	resp, body = do(t, c, "GET", e.url("https", "api.test", "/"), nil, hdr)
+	if resp.StatusCode != 502 || strings.Contains(string(body), "unasked-echo-value") {
+		t.Fatalf("br: %d %q", resp.StatusCode, body)
+	}
+}

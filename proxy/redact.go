@@ -3,15 +3,19 @@ package proxy
 import (
 	"bytes"
 	"io"
+	"net/http"
+	"strings"
 )
 
-// redactor replaces, in a response stream, every real value that went out
-// in the request with the placeholder it stood for, so an upstream that
-// echoes a credential never shows it to the sandbox.
+// redactor replaces, in a response stream, every form of a real value that
+// went out in the request with the placeholder it stood for, so an upstream
+// that echoes a credential never shows it to the sandbox. It reads the
+// request's echoes live: a streamed request body may still be substituting
+// values while the response flows. At the end it masks the trailers too.
 type redactor struct {
-	src    io.ReadCloser
-	echoes []echo
-	hold   int // longest value - 1: bytes that may start a value still arriving
+	src  io.ReadCloser
+	sub  *subst
+	resp *http.Response
 
 	buf []byte // undecided input
 	out []byte // decided output
@@ -22,16 +26,8 @@ type redactor struct {
 // redactRead is how much the redactor asks its source for at once.
 const redactRead = 8 << 10
 
-func newRedactor(src io.ReadCloser, echoes []echo) *redactor {
-	r := &redactor{src: src}
-	for _, e := range echoes {
-		if len(e.value) < 4 { // too short to mask without mangling ordinary text
-			continue
-		}
-		r.echoes = append(r.echoes, e)
-		r.hold = max(r.hold, len(e.value)-1)
-	}
-	return r
+func newRedactor(src io.ReadCloser, sub *subst, resp *http.Response) *redactor {
+	return &redactor{src: src, sub: sub, resp: resp}
 }
 
 func (r *redactor) Close() error { return r.src.Close() }
@@ -44,39 +40,43 @@ func (r *redactor) Read(p []byte) (int, error) {
 			return n, nil
 		}
 		r.out, r.off = r.out[:0], 0
+		echoes, _ := r.sub.snapshot()
 		if r.err != nil {
 			if len(r.buf) > 0 {
-				r.decide(len(r.buf))
+				r.decide(echoes, len(r.buf))
 				continue
+			}
+			if r.err == io.EOF && r.resp != nil {
+				redactHeader(r.resp.Trailer, echoes)
 			}
 			return 0, r.err
 		}
+		hold := 0
+		for _, e := range echoes {
+			hold = max(hold, len(e.value)-1)
+		}
 		if cap(r.buf)-len(r.buf) < redactRead {
-			nb := make([]byte, len(r.buf), len(r.buf)+redactRead+r.hold)
+			nb := make([]byte, len(r.buf), len(r.buf)+redactRead+hold)
 			copy(nb, r.buf)
 			r.buf = nb
 		}
 		n, err := r.src.Read(r.buf[len(r.buf):cap(r.buf)])
 		r.buf = r.buf[:len(r.buf)+n]
 		r.err = err
-		if len(r.echoes) == 0 {
-			r.out, r.buf = append(r.out, r.buf...), r.buf[:0]
-			continue
-		}
-		if safe := len(r.buf) - r.hold; safe > 0 && err == nil {
-			r.decide(safe)
+		if safe := len(r.buf) - hold; safe > 0 && err == nil {
+			r.decide(echoes, safe)
 		}
 	}
 }
 
 // decide moves buf[:upto] (and any value that starts before upto) to out,
 // masking values.
-func (r *redactor) decide(upto int) {
+func (r *redactor) decide(echoes []echo, upto int) {
 	i := 0
 	for i < upto {
 		at, which := -1, -1
-		for k, e := range r.echoes {
-			if j := bytes.Index(r.buf[i:], e.value); j >= 0 && (at < 0 || j < at || j == at && len(e.value) > len(r.echoes[which].value)) {
+		for k, e := range echoes {
+			if j := bytes.Index(r.buf[i:], e.value); j >= 0 && (at < 0 || j < at || j == at && len(e.value) > len(echoes[which].value)) {
 				at, which = j, k
 			}
 		}
@@ -84,8 +84,8 @@ func (r *redactor) decide(upto int) {
 			break
 		}
 		r.out = append(r.out, r.buf[i:i+at]...)
-		r.out = append(r.out, r.echoes[which].placeholder...)
-		i += at + len(r.echoes[which].value)
+		r.out = append(r.out, echoes[which].placeholder...)
+		i += at + len(echoes[which].value)
 	}
 	if i < upto {
 		r.out = append(r.out, r.buf[i:upto]...)
@@ -93,4 +93,21 @@ func (r *redactor) decide(upto int) {
 	}
 	n := copy(r.buf, r.buf[i:])
 	r.buf = r.buf[:n]
+}
+
+// redactHeader masks every echo in every value of h.
+func redactHeader(h http.Header, echoes []echo) {
+	if len(echoes) == 0 {
+		return
+	}
+	for _, vs := range h {
+		for i, v := range vs {
+			for _, e := range echoes {
+				if strings.Contains(v, string(e.value)) {
+					v = strings.ReplaceAll(v, string(e.value), string(e.placeholder))
+				}
+			}
+			vs[i] = v
+		}
+	}
 }

@@ -2,12 +2,15 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/elazarl/goproxy"
@@ -30,6 +33,10 @@ type reqState struct {
 	deny  Reason
 	// upstreamErr is set when the round trip failed.
 	upstreamErr bool
+	// status is the answer's status code; done is set once recorded.
+	status int
+	done   bool
+	ctx    context.Context
 }
 
 // hopHeaders are removed before forwarding (RFC 9110 7.6.1), as
@@ -54,7 +61,8 @@ func (p *Proxy) onRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Reque
 // non-nil response is the refusal to send instead.
 func (p *Proxy) prepare(req *http.Request, sess *session, overTLS bool) (*reqState, *http.Response) {
 	host := strings.ToLower(strings.TrimSuffix(req.URL.Hostname(), "."))
-	st := &reqState{id: newEventID(), start: p.cfg.Now(), path: req.URL.Path, method: req.Method, host: host}
+	now := p.cfg.Now()
+	st := &reqState{id: newEventID(now), start: now, path: req.URL.Path, method: req.Method, host: host, ctx: req.Context()}
 	inTunnel := sess != nil
 	if !inTunnel {
 		sbx, reason := p.authenticate(req)
@@ -172,6 +180,12 @@ func substituteHeaders(h http.Header, s *subst) {
 		for i, v := range vs {
 			if (name == "Authorization" || name == "Proxy-Authorization") && len(v) > 6 && strings.EqualFold(v[:6], "basic ") {
 				vs[i] = substituteBasic(v, fn)
+				if vs[i] != v {
+					// The re-encoded credentials are a form of the value too.
+					s.mu.Lock()
+					s.addEcho([]byte(strings.TrimSpace(vs[i][6:])), []byte(strings.TrimSpace(v[6:])))
+					s.mu.Unlock()
+				}
 				continue
 			}
 			if strings.Contains(v, marker) {
@@ -230,12 +244,30 @@ func (p *Proxy) upstreamError(st *reqState, req *http.Request, err error) *http.
 	return errorResponse(req, status, ReasonNone, "upstream request failed: "+upstreamErrText(err))
 }
 
-// upstreamErrText says what failed without echoing the request URL, whose
-// query may hold a value after substitution.
+// upstreamErrText says what failed in words of egressd's own: the error's
+// text may carry bytes the upstream sent, or the request URL, whose query
+// holds a value after substitution.
 func upstreamErrText(err error) string {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
+	var ne net.Error
+	var ce *tls.CertificateVerificationError
+	var re tls.RecordHeaderError
+	var dnsErr *net.DNSError
+	var opErr *net.OpError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
+		return "timed out"
+	case errors.As(err, &ce):
+		return "the upstream's TLS certificate did not verify"
+	case errors.As(err, &re):
+		return "the upstream did not speak TLS"
+	case errors.As(err, &dnsErr):
+		return "the upstream host name did not resolve"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return "the upstream closed the connection"
+	case errors.As(err, &opErr) && opErr.Op == "dial":
+		return "could not connect"
 	}
-	return err.Error()
+	return "the upstream's answer could not be read"
 }

@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"compress/gzip"
+	"compress/zlib"
 	"context"
+	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"strings"
 
@@ -20,20 +22,82 @@ func (p *Proxy) onResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Res
 		st.upstreamErr = true
 		resp = errorResponse(ctx.Req, http.StatusBadGateway, ReasonNone, "no response from upstream")
 	}
-	p.complete(st, resp)
+	p.respond(st, resp)
+	p.finalize(st)
 	return resp
 }
 
-// complete masks echoed values in the response, then logs and records the
-// request.
-func (p *Proxy) complete(st *reqState, resp *http.Response) {
-	if p.cfg.Redact && st.sub != nil && len(st.sub.echoes) > 0 && redactable(resp) {
-		resp.Body = newRedactor(resp.Body, st.sub.echoes)
+// respond masks echoed values in the response's headers and body and notes
+// its status. The request is recorded later, by finalize.
+func (p *Proxy) respond(st *reqState, resp *http.Response) {
+	st.status = resp.StatusCode
+	if !p.cfg.Redact || st.sub == nil {
+		return
+	}
+	echoes, live := st.sub.snapshot()
+	if len(echoes) == 0 && !live {
+		return
+	}
+	redactHeader(resp.Header, echoes)
+	if !decodeForRedaction(resp) {
+		// An encoding egressd cannot read could carry a value back: refuse
+		// the body rather than pass it unchecked (fail closed).
+		resp.Body.Close()
+		*resp = *errorResponse(resp.Request, http.StatusBadGateway, ReasonNone,
+			"the upstream's answer uses a content encoding egressd cannot check for echoed credentials")
+		st.upstreamErr = true
+		return
+	}
+	if redactable(resp) {
+		resp.Body = newRedactor(resp.Body, st.sub, resp)
 		resp.ContentLength = -1
 		resp.Header.Del("Content-Length")
 	}
+}
+
+// decodeForRedaction undoes a gzip or deflate Content-Encoding the
+// transport did not (an upstream may compress unasked), so the body can be
+// scanned. It reports false for an encoding it cannot read.
+func decodeForRedaction(resp *http.Response) bool {
+	if resp.Body == nil || resp.Body == http.NoBody || resp.StatusCode == http.StatusSwitchingProtocols {
+		return true
+	}
+	var dec io.Reader
+	switch strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding"))) {
+	case "", "identity":
+		return true
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(resp.Body)
+		if err != nil {
+			return false
+		}
+		dec = zr
+	case "deflate":
+		zr, err := zlib.NewReader(resp.Body)
+		if err != nil {
+			return false
+		}
+		dec = zr
+	default:
+		return false
+	}
+	resp.Body = readCloser{dec, resp.Body}
+	resp.Header.Del("Content-Encoding")
+	resp.Header.Del("Content-Length")
+	resp.ContentLength = -1
+	resp.Uncompressed = true
+	return true
+}
+
+// finalize logs and records the request, once, after everything about it
+// is known: a streamed body may substitute values after the response began.
+func (p *Proxy) finalize(st *reqState) {
+	if st.done {
+		return
+	}
+	st.done = true
 	ev := p.event(st)
-	ev.Final, ev.Status = true, resp.StatusCode
+	ev.Final, ev.Status = true, st.status
 	switch {
 	case st.deny != ReasonNone:
 		ev.Outcome, ev.Reason = OutcomeDenied, st.deny.String()
@@ -45,6 +109,7 @@ func (p *Proxy) complete(st *reqState, resp *http.Response) {
 	if st.sub != nil {
 		st.sub.mu.Lock()
 		ev.Uses = append(ev.Uses, st.sub.uses...)
+		ev.UsesDropped = st.sub.dropped
 		st.sub.mu.Unlock()
 		for _, u := range ev.Uses {
 			if u.Action == ActionSubstituted {
@@ -55,17 +120,14 @@ func (p *Proxy) complete(st *reqState, resp *http.Response) {
 			}
 		}
 	}
-	ctx := context.Background()
-	if resp.Request != nil {
-		ctx = resp.Request.Context()
-	}
-	p.finish(ctx, ev, resp)
+	p.finish(st.ctx, ev, nil)
 }
 
 // event starts the record of a request from what prepare learned.
 func (p *Proxy) event(st *reqState) *Event {
 	if st == nil {
-		return &Event{ID: newEventID(), Time: p.cfg.Now()}
+		now := p.cfg.Now()
+		return &Event{ID: newEventID(now), Time: now}
 	}
 	ev := &Event{ID: st.id, Time: st.start, Method: st.method, Path: st.path, Host: st.host}
 	if st.sess != nil {
@@ -105,7 +167,7 @@ func (p *Proxy) finish(ctx context.Context, ev *Event, _ *http.Response) {
 		slog.Int("substituted", substituted), slog.Int("left", left), slog.Int("leaks", leaks),
 		slog.Duration("duration", ev.Duration))
 	if ev.ID == "" {
-		ev.ID = newEventID()
+		ev.ID = newEventID(ev.Time)
 	}
 	ev.Final = true
 	if p.cfg.Sink != nil && (len(ev.Uses) > 0 || ev.Outcome == OutcomeDenied) {
@@ -115,19 +177,15 @@ func (p *Proxy) finish(ctx context.Context, ev *Event, _ *http.Response) {
 	}
 }
 
-// redactable: a text-like, unencoded response.
+// redactable: a response body that can be scanned: not a protocol switch,
+// and not compressed in a way the transport did not undo (with redaction on
+// the proxy lets the transport negotiate compression, so this is rare).
+// Every content type is scanned: a value echoed in a binary or untyped body
+// is masked too.
 func redactable(resp *http.Response) bool {
 	if resp.Body == nil || resp.Body == http.NoBody || resp.StatusCode == http.StatusSwitchingProtocols {
 		return false
 	}
-	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
-		return false
-	}
-	mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	if err != nil {
-		return false
-	}
-	return strings.HasPrefix(mt, "text/") || strings.HasSuffix(mt, "json") || strings.HasSuffix(mt, "+xml") ||
-		mt == "application/xml" || mt == "application/javascript" || mt == "application/x-www-form-urlencoded" ||
-		mt == "application/x-ndjson"
+	ce := resp.Header.Get("Content-Encoding")
+	return ce == "" || strings.EqualFold(ce, "identity")
 }

@@ -1,8 +1,9 @@
 package proxy
 
-// Review: the per-sandbox connection count is released on every path a
-// connection can end by (refused CONNECT, byte tunnel, MITM'd tunnel, plain
-// request). Passes on the reviewed code; kept as a regression test.
+// Regression test from the security review: the per-sandbox connection
+// count is released on every path a connection can end by (refused CONNECT,
+// byte tunnel, MITM'd tunnel, plain request). It passed on the reviewed
+// code too.
 
 import (
 	"bufio"

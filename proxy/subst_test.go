@@ -244,7 +244,7 @@ func TestRedactorChunking(t *testing.T) {
 	in := "a secret-value-1 b secret-value-12 c secret-value-1secret-value-1 secret-valu"
 	want := "a EGP_one b EGP_two c EGP_oneEGP_one secret-valu"
 	for _, sizes := range [][]int{{1}, {2, 3}, {7}, {100}, {13, 1, 5}} {
-		r := newRedactor(io.NopCloser(&chunker{data: []byte(in), sizes: sizes}), echoes)
+		r := newRedactor(io.NopCloser(&chunker{data: []byte(in), sizes: sizes}), &subst{echoes: echoes}, nil)
 		got, err := io.ReadAll(r)
 		if err != nil || string(got) != want {
 			t.Fatalf("sizes %v: %q %v", sizes, got, err)

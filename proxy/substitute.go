@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net/url"
 	"slices"
@@ -30,11 +31,62 @@ type subst struct {
 	committed bool // the pre-forward audit record is stored
 	deny      Reason
 	uses      []Use
-	echoes    []echo // values sent, for response redaction
+	dropped   int    // uses beyond maxUses, counted only
+	echoes    []echo // forms of the values sent, for response redaction
+	// bodyLive is set while a streamed body may still substitute values
+	// after the response has begun.
+	bodyLive bool
 }
 
-// echo pairs a value that went out with the placeholder it replaced.
+// maxUses bounds the uses recorded for one request; the rest are counted.
+const maxUses = 100
+
+// echo pairs a form of a value that went out with the placeholder form it
+// replaced.
 type echo struct{ value, placeholder []byte }
+
+// record keeps a use (with mu held), up to maxUses.
+func (s *subst) record(u Use) {
+	if len(s.uses) >= maxUses {
+		s.dropped++
+		return
+	}
+	s.uses = append(s.uses, u)
+}
+
+// addEcho remembers a form of a value that went out (with mu held), once.
+func (s *subst) addEcho(value, placeholder []byte) {
+	if len(value) < 4 || bytes.Equal(value, placeholder) {
+		return // too short to mask without mangling ordinary text
+	}
+	for _, e := range s.echoes {
+		if bytes.Equal(e.value, value) {
+			return
+		}
+	}
+	s.echoes = append(s.echoes, echo{value: bytes.Clone(value), placeholder: bytes.Clone(placeholder)})
+}
+
+// echoForms records the raw value and the forms it is sent or echoed in:
+// URL-escaped, and JSON-escaped (also with the "\/" that some encoders write).
+func (s *subst) echoForms(value []byte, placeholder string) {
+	ph := []byte(placeholder)
+	s.addEcho(value, ph)
+	s.addEcho([]byte(url.QueryEscape(string(value))), ph)
+	s.addEcho([]byte(url.PathEscape(string(value))), ph)
+	if j, err := json.Marshal(string(value)); err == nil {
+		js := j[1 : len(j)-1]
+		s.addEcho(js, ph)
+		s.addEcho(bytes.ReplaceAll(js, []byte("/"), []byte(`\/`)), ph)
+	}
+}
+
+// snapshot returns the echoes so far and whether more may come.
+func (s *subst) snapshot() ([]echo, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.echoes[:len(s.echoes):len(s.echoes)], s.bodyLive
+}
 
 // fn returns the SubstFunc for one location. With observe set it only
 // records (the body is passing through untouched).
@@ -52,7 +104,7 @@ func (s *subst) decide(loc vault.Location, core, lookback []byte, observe bool) 
 	use := Use{Location: loc, Action: ActionLeft}
 	if !found {
 		use.Reason = "unknown_placeholder"
-		s.uses = append(s.uses, use)
+		s.record(use)
 		return 0, nil, false
 	}
 	use.Name = ph.Name
@@ -64,13 +116,13 @@ func (s *subst) decide(loc vault.Location, core, lookback []byte, observe bool) 
 			use.Name = ""
 		}
 		s.p.metrics.leaks.Inc()
-		s.uses = append(s.uses, use)
+		s.record(use)
 		return 0, nil, false
 	}
 	prefix := ph.Text[:len(ph.Text)-coreLen]
 	if !bytes.HasSuffix(lookback, []byte(prefix)) {
 		use.Reason = "prefix_missing"
-		s.uses = append(s.uses, use)
+		s.record(use)
 		return 0, nil, false
 	}
 	res, err := s.p.cfg.Resolver.Resolve(s.ctx, s.sbx.ID, ph.Name)
@@ -83,7 +135,7 @@ func (s *subst) decide(loc vault.Location, core, lookback []byte, observe bool) 
 				s.refuse(ReasonResolveError)
 			}
 		}
-		s.uses = append(s.uses, use)
+		s.record(use)
 		return 0, nil, false
 	}
 	use.SecretID, use.Version, use.Level = res.Secret.ID, res.Secret.Version, res.Level.String()
@@ -105,7 +157,7 @@ func (s *subst) decide(loc vault.Location, core, lookback []byte, observe bool) 
 			use.Action = ActionDenied
 			s.refuse(reason)
 		}
-		s.uses = append(s.uses, use)
+		s.record(use)
 		return 0, nil, false
 	}
 	use.Action = ActionSubstituted
@@ -116,7 +168,7 @@ func (s *subst) decide(loc vault.Location, core, lookback []byte, observe bool) 
 			use.Action = ActionDenied
 			s.refuse(ReasonAuditUnavailable)
 		}
-		s.uses = append(s.uses, use)
+		s.record(use)
 		return 0, nil, false
 	}
 	switch loc {
@@ -125,8 +177,8 @@ func (s *subst) decide(loc vault.Location, core, lookback []byte, observe bool) 
 	case vault.InPath:
 		value = []byte(url.PathEscape(string(value)))
 	}
-	s.uses = append(s.uses, use)
-	s.echoes = append(s.echoes, echo{value: res.Value.Reveal(), placeholder: []byte(ph.Text)})
+	s.record(use)
+	s.echoForms(res.Value.Reveal(), ph.Text)
 	return len(prefix), value, true
 }
 
@@ -167,8 +219,14 @@ func (p *Proxy) placeholder(core string) (vault.Placeholder, bool) {
 	if ph, ok := p.phs.Get(core); ok {
 		return ph, true
 	}
+	if p.phMiss.Contains(core) {
+		return vault.Placeholder{}, false
+	}
 	ph, err := p.cfg.Store.LookupPlaceholder(core)
 	if err != nil {
+		// Cores are random: one unknown now is not issued later, so a miss
+		// can be remembered and a flood of made-up ones costs no reads.
+		p.phMiss.Add(core, struct{}{})
 		return vault.Placeholder{}, false
 	}
 	p.phs.Add(core, ph)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/egressd/egressd/internal/config"
 	"github.com/egressd/egressd/internal/datadir"
+	"github.com/egressd/egressd/proxy"
 	"github.com/egressd/egressd/resolver"
 	"github.com/egressd/egressd/vault"
 )
@@ -145,7 +146,17 @@ func Run(ctx context.Context, cfg Config) error {
 		g.closeAll()
 		return err
 	}
-	p, err := newProxy(s, o, res, reg, log, adminAddr, metricsAddr, proxyLn.Addr())
+	sink, err := proxy.NewVaultSink(o.Store, proxy.SinkConfig{Async: s.Audit == "async", Logger: log.With("component", "audit"), Registerer: reg})
+	if err != nil {
+		g.closeAll()
+		return fmt.Errorf("audit: %w", err)
+	}
+	// Stopped after the servers, before the vault closes (defers run last
+	// first): queued rows are written.
+	defer sink.Close()
+	stopPrune := startRetention(o.Store, s.AuditRetention, log.With("component", "audit"))
+	defer stopPrune()
+	p, err := newProxy(s, o, res, reg, log, sink, adminAddr, metricsAddr, proxyLn.Addr())
 	if err != nil {
 		g.closeAll()
 		return fmt.Errorf("proxy: %w", err)

@@ -1,0 +1,177 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/egressd/egressd/vault"
+)
+
+// VaultSink stores the proxy's events as rows of the vault's audit log.
+// In sync mode Record returns once the row is committed (many concurrent
+// requests share one transaction and one fsync: the vault's group commit).
+// In async mode rows wait in a bounded queue for a background writer; a
+// full queue drops the row and counts it.
+type VaultSink struct {
+	store *vault.Store
+	log   *slog.Logger
+	async bool
+
+	queue   chan vault.AuditRow
+	wg      sync.WaitGroup
+	once    sync.Once
+	depth   prometheus.GaugeFunc
+	dropped prometheus.Counter
+	failed  prometheus.Counter
+}
+
+// SinkConfig configures NewVaultSink.
+type SinkConfig struct {
+	// Async queues rows instead of committing them before Record returns.
+	Async bool
+	// QueueSize bounds the async queue; zero means 65536.
+	QueueSize int
+	// Logger gets write failures; nil discards.
+	Logger *slog.Logger
+	// Registerer receives the queue metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+}
+
+// NewVaultSink starts a sink over store. Close it before closing the store.
+func NewVaultSink(store *vault.Store, cfg SinkConfig) (*VaultSink, error) {
+	if cfg.QueueSize == 0 {
+		cfg.QueueSize = 1 << 16
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &VaultSink{store: store, log: cfg.Logger, async: cfg.Async, queue: make(chan vault.AuditRow, cfg.QueueSize)}
+	s.depth = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "egressd_audit_queue_depth", Help: "Audit rows waiting to be written (async mode).",
+	}, func() float64 { return float64(len(s.queue)) })
+	s.dropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "egressd_audit_rows_dropped_total", Help: "Audit rows dropped because the async queue was full.",
+	})
+	s.failed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "egressd_audit_write_errors_total", Help: "Audit writes that failed.",
+	})
+	if cfg.Registerer != nil {
+		for _, c := range []prometheus.Collector{s.depth, s.dropped, s.failed} {
+			if err := cfg.Registerer.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if s.async {
+		s.wg.Add(1)
+		go s.drain()
+	}
+	return s, nil
+}
+
+// Record stores ev as an audit row. Events without a tenant (a CONNECT
+// refused before the sandbox was known) are not rows of any tenant's log;
+// the decision line has them.
+func (s *VaultSink) Record(_ context.Context, ev *Event) error {
+	if ev.TenantID == "" {
+		return nil
+	}
+	row := rowOf(ev)
+	if s.async {
+		select {
+		case s.queue <- row:
+		default:
+			s.dropped.Inc()
+		}
+		return nil
+	}
+	if err := s.store.AppendAudit(row); err != nil {
+		s.failed.Inc()
+		return err
+	}
+	return nil
+}
+
+// drain writes queued rows in batches.
+func (s *VaultSink) drain() {
+	defer s.wg.Done()
+	batch := make([]vault.AuditRow, 0, 256)
+	for row := range s.queue {
+		batch = append(batch[:0], row)
+	fill:
+		for len(batch) < cap(batch) {
+			select {
+			case r, ok := <-s.queue:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		for attempt := 0; ; attempt++ {
+			err := s.store.AppendAudit(batch...)
+			if err == nil {
+				break
+			}
+			s.failed.Inc()
+			if errors.Is(err, vault.ErrInvalid) || errors.Is(err, vault.ErrClosed) || attempt == 3 {
+				s.log.Error("audit rows lost", "rows", len(batch), "err", err.Error())
+				break
+			}
+			time.Sleep(time.Duration(attempt+1) * 50 * time.Millisecond)
+		}
+	}
+}
+
+// Close stops accepting rows and, in async mode, writes the queued ones.
+func (s *VaultSink) Close() {
+	s.once.Do(func() {
+		if s.async {
+			close(s.queue)
+			s.wg.Wait()
+		}
+	})
+}
+
+// rowOf turns an event into an audit row: the identity chain, the request
+// (path without query), and every use. Never a value.
+func rowOf(ev *Event) vault.AuditRow {
+	r := vault.AuditRow{
+		ID: ev.ID, Time: ev.Time, Kind: vault.AuditKindRequest,
+		TenantID: ev.TenantID, WorkspaceID: ev.WorkspaceID, OwnerUserID: ev.OwnerUserID,
+		ExternalUserID: ev.ExternalUserID, ExternalWorkspaceID: ev.ExternalWorkspaceID,
+		ExternalProjectID: ev.ExternalProjectID, SandboxID: ev.SandboxID,
+		Host: ev.Host, Method: ev.Method, Path: ev.Path, Status: ev.Status,
+		Outcome: string(ev.Outcome), Reason: ev.Reason,
+		DurationMS: float64(ev.Duration.Microseconds()) / 1000,
+	}
+	for _, u := range ev.Uses {
+		if r.SecretID == "" && u.SecretID != "" && u.Action == ActionSubstituted {
+			r.SecretID, r.SecretName, r.SecretVersion, r.Level = u.SecretID, u.Name, u.Version, u.Level
+		}
+		r.Uses = append(r.Uses, vault.AuditUse{
+			Name: u.Name, SecretID: u.SecretID, Version: u.Version, Level: u.Level,
+			Location: string(u.Location), Action: string(u.Action), Reason: u.Reason, Leak: u.Leak, LeakSandboxID: u.LeakSandboxID,
+		})
+	}
+	if r.SecretID == "" {
+		for _, u := range ev.Uses {
+			if u.SecretID != "" {
+				r.SecretID, r.SecretName, r.SecretVersion, r.Level = u.SecretID, u.Name, u.Version, u.Level
+				break
+			}
+		}
+	}
+	if ev.UsesDropped > 0 {
+		r.Details = map[string]string{"uses_dropped": strconv.Itoa(ev.UsesDropped)}
+	}
+	return r
+}

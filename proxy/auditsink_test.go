@@ -1,0 +1,62 @@
+package proxy
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/egressd/egressd/vault"
+)
+
+// The vault sink leaves exactly one row per request: the record written
+// before the value left is replaced by the final one, with the full
+// identity chain and never the value.
+func TestVaultSinkOneRowPerRequest(t *testing.T) {
+	for _, async := range []bool{false, true} {
+		name := "sync"
+		if async {
+			name = "async"
+		}
+		t.Run(name, func(t *testing.T) {
+			var sink *VaultSink
+			e := newEnv(t, func(c *Config) { c.AuditAsync = async })
+			var err error
+			sink, err = NewVaultSink(e.store, SinkConfig{Async: async})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.proxy.cfg.Sink = sink
+			sbx, token := e.sandbox(vault.SandboxInput{OwnerUserID: "u1", WorkspaceID: "w1", ExternalUserID: "eu1", ExternalWorkspaceID: "ew1", ExternalProjectID: "p1"})
+			sec := e.secret(vault.SecretInput{Name: "k", Value: "row-secret-value", Scope: vault.ScopeExternalUser, ExternalUserID: "eu1"})
+			ph := e.placeholder(sbx, "k")
+			do(t, e.client(sbx.ID, token), "GET", e.url("https", "api.test", "/v1/x?q="+ph), nil, map[string]string{"X-Key": ph})
+			var rows []vault.AuditRow
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				rows, _, err = e.store.QueryAudit(e.tenant, vault.AuditFilter{Kind: vault.AuditKindRequest})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(rows) == 1 && rows[0].Status != 0 || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			if len(rows) != 1 {
+				t.Fatalf("%d rows", len(rows))
+			}
+			r := rows[0]
+			if r.Status != 200 || r.Outcome != "substituted" || r.SandboxID != sbx.ID || r.ExternalUserID != "eu1" ||
+				r.ExternalWorkspaceID != "ew1" || r.ExternalProjectID != "p1" || r.OwnerUserID != "u1" || r.WorkspaceID != "w1" ||
+				r.SecretID != sec.ID || r.Level != "external_user" || r.Path != "/v1/x" || len(r.Uses) != 2 {
+				t.Fatalf("row %+v", r)
+			}
+			sink.Close()
+			var all strings.Builder
+			e.store.ExportAudit("", time.Time{}, func(r vault.AuditRow) error { all.WriteString(r.Path + r.Host + r.Reason); return nil })
+			if strings.Contains(all.String(), "row-secret-value") {
+				t.Fatal("value in the audit log")
+			}
+		})
+	}
+}
