@@ -80,7 +80,29 @@ func start(t *testing.T, dir datadir.Dir) *running {
 	t.Cleanup(func() { r.stop(t) })
 	r.admin = waitAddr(t, dir.Path(datadir.AdminAddrFile), r.done)
 	r.metrics = waitAddr(t, dir.Path(datadir.MetricsAddrFile), r.done)
+	waitAddr(t, dir.Path(datadir.ProxyAddrFile), r.done)
+	waitReady(t, "http://"+r.admin+"/readyz", r.done)
 	return r
+}
+
+// waitReady polls readyz until it answers 200 (every listener up).
+func waitReady(t *testing.T, url string, done chan error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("Run returned before it was ready: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	t.Fatal("not ready within the deadline")
 }
 
 func (r *running) stop(t *testing.T) {
