@@ -29,17 +29,9 @@ func (r *Resolver) Env(ctx context.Context, tenantID, sandboxID string) ([]EnvEn
 	}
 	var entries []EnvEntry
 	prefixes := map[string]string{}
-	err := r.store.Read(func(rd *vault.Reader) error {
-		sbx, err := rd.Sandbox(tenantID, sandboxID)
-		if err != nil {
-			return err
-		}
-		t, err := rd.Tenant(tenantID)
-		if err != nil {
-			return err
-		}
-		for name := range candidateNames(rd, &sbx) {
-			win, level, binding, _, err := walk(rd, &t, &sbx, name, false)
+	err := r.readSandbox(tenantID, sandboxID, func(rd *vault.Reader, sbx *vault.Sandbox, t *vault.Tenant) error {
+		for name := range candidateNames(rd, sbx) {
+			win, level, binding, _, err := walk(rd, t, sbx, name, false)
 			if err != nil {
 				return err
 			}
@@ -58,9 +50,6 @@ func (r *Resolver) Env(ctx context.Context, tenantID, sandboxID string) ([]EnvEn
 		}
 		return nil
 	})
-	if errors.Is(err, vault.ErrNotFound) {
-		return nil, ErrUnknownSandbox
-	}
 	if err != nil {
 		return nil, err
 	}

@@ -2,7 +2,6 @@ package resolver
 
 import (
 	"context"
-	"errors"
 
 	"github.com/egressd/egressd/vault"
 )
@@ -33,17 +32,9 @@ func (r *Resolver) Explain(ctx context.Context, tenantID, sandboxID, name, host 
 	if err := ctx.Err(); err != nil {
 		return ex, err
 	}
-	err := r.store.Read(func(rd *vault.Reader) error {
-		sbx, err := rd.Sandbox(tenantID, sandboxID)
-		if err != nil {
-			return err
-		}
-		t, err := rd.Tenant(tenantID)
-		if err != nil {
-			return err
-		}
+	err := r.readSandbox(tenantID, sandboxID, func(rd *vault.Reader, sbx *vault.Sandbox, t *vault.Tenant) error {
 		ex.AllowEndUserCredentials = t.Settings.AllowEndUserCredentials
-		win, level, _, steps, err := walk(rd, &t, &sbx, name, true)
+		win, level, _, steps, err := walk(rd, t, sbx, name, true)
 		if err != nil {
 			return err
 		}
@@ -60,9 +51,6 @@ func (r *Resolver) Explain(ctx context.Context, tenantID, sandboxID, name, host 
 		}
 		return nil
 	})
-	if errors.Is(err, vault.ErrNotFound) {
-		return ex, ErrUnknownSandbox
-	}
 	return ex, err
 }
 

@@ -2,7 +2,6 @@ package resolver
 
 import (
 	"context"
-	"errors"
 	"slices"
 
 	"github.com/egressd/egressd/vault"
@@ -52,44 +51,24 @@ func (r *Resolver) MayUse(ctx context.Context, sandboxID, host string) (HostUse,
 	if err := ctx.Err(); err != nil {
 		return HostUse{}, err
 	}
-	var tenantID string
-	err := r.store.Read(func(rd *vault.Reader) error {
-		var err error
-		tenantID, err = rd.SandboxTenant(sandboxID)
-		return err
-	})
-	if errors.Is(err, vault.ErrNotFound) {
-		return HostUse{}, ErrUnknownSandbox
-	}
+	tenantID, err := r.tenantOf(sandboxID)
 	if err != nil {
 		return HostUse{}, err
 	}
 	tg := r.gen(tenantID)
 	sum := &hostSummary{gen: tg.Load(), tgen: tg}
-	err = r.store.Read(func(rd *vault.Reader) error {
-		sbx, err := rd.Sandbox(tenantID, sandboxID)
-		if err != nil {
-			return err
-		}
-		t, err := rd.Tenant(tenantID)
-		if err != nil {
-			return err
-		}
-		for name := range candidateNames(rd, &sbx) {
-			win, _, _, _, err := walk(rd, &t, &sbx, name, false)
+	err = r.readSandbox(tenantID, sandboxID, func(rd *vault.Reader, sbx *vault.Sandbox, t *vault.Tenant) error {
+		for name := range candidateNames(rd, sbx) {
+			win, _, _, _, err := walk(rd, t, sbx, name, false)
 			if err != nil {
 				return err
 			}
-			if win == nil {
-				continue
+			if win != nil {
+				sum.secrets = append(sum.secrets, hostRule{patterns: win.AllowedHosts, body: slices.Contains(win.SubstituteIn, vault.InBody)})
 			}
-			sum.secrets = append(sum.secrets, hostRule{patterns: win.AllowedHosts, body: slices.Contains(win.SubstituteIn, vault.InBody)})
 		}
 		return nil
 	})
-	if errors.Is(err, vault.ErrNotFound) {
-		return HostUse{}, ErrUnknownSandbox
-	}
 	if err != nil {
 		return HostUse{}, err
 	}

@@ -152,31 +152,15 @@ func (r *Resolver) Resolve(ctx context.Context, sandboxID, name string) (*Result
 	// The generation is read before the snapshot is taken: a write that
 	// commits after this point bumps it, and the entry stored below is then
 	// already stale, never wrongly fresh.
-	var tenantID string
-	err := r.store.Read(func(rd *vault.Reader) error {
-		var err error
-		tenantID, err = rd.SandboxTenant(sandboxID)
-		return err
-	})
-	if errors.Is(err, vault.ErrNotFound) {
-		return nil, ErrUnknownSandbox
-	}
+	tenantID, err := r.tenantOf(sandboxID)
 	if err != nil {
 		return nil, err
 	}
 	tg := r.gen(tenantID)
 	before := tg.Load()
 	var res *Result
-	err = r.store.Read(func(rd *vault.Reader) error {
-		sbx, err := rd.Sandbox(tenantID, sandboxID)
-		if err != nil {
-			return err
-		}
-		t, err := rd.Tenant(tenantID)
-		if err != nil {
-			return err
-		}
-		win, level, binding, _, err := walk(rd, &t, &sbx, name, false)
+	err = r.readSandbox(tenantID, sandboxID, func(rd *vault.Reader, sbx *vault.Sandbox, t *vault.Tenant) error {
+		win, level, binding, _, err := walk(rd, t, sbx, name, false)
 		if err != nil || win == nil {
 			return err
 		}
@@ -191,9 +175,6 @@ func (r *Resolver) Resolve(ctx context.Context, sandboxID, name string) (*Result
 		}
 		return nil
 	})
-	if errors.Is(err, vault.ErrNotFound) {
-		return nil, ErrUnknownSandbox
-	}
 	if err != nil {
 		return nil, err
 	}
@@ -202,6 +183,40 @@ func (r *Resolver) Resolve(ctx context.Context, sandboxID, name string) (*Result
 		return nil, ErrNoSecret
 	}
 	return res, nil
+}
+
+// tenantOf finds the tenant of a sandbox; ErrUnknownSandbox if none.
+func (r *Resolver) tenantOf(sandboxID string) (string, error) {
+	var tenantID string
+	err := r.store.Read(func(rd *vault.Reader) error {
+		var err error
+		tenantID, err = rd.SandboxTenant(sandboxID)
+		return err
+	})
+	if errors.Is(err, vault.ErrNotFound) {
+		return "", ErrUnknownSandbox
+	}
+	return tenantID, err
+}
+
+// readSandbox runs fn over one snapshot holding the sandbox and its
+// tenant; a sandbox that is not there is ErrUnknownSandbox.
+func (r *Resolver) readSandbox(tenantID, sandboxID string, fn func(rd *vault.Reader, sbx *vault.Sandbox, t *vault.Tenant) error) error {
+	err := r.store.Read(func(rd *vault.Reader) error {
+		sbx, err := rd.Sandbox(tenantID, sandboxID)
+		if err != nil {
+			return err
+		}
+		t, err := rd.Tenant(tenantID)
+		if err != nil {
+			return err
+		}
+		return fn(rd, &sbx, &t)
+	})
+	if errors.Is(err, vault.ErrNotFound) {
+		return ErrUnknownSandbox
+	}
+	return err
 }
 
 // Len is the number of cached entries.
