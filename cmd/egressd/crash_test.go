@@ -147,3 +147,16 @@ func TestCrashKeepsEveryAuditRow(t *testing.T) {
 		t.Fatal("the export holds the value")
 	}
 }
+
+func TestHealthcheckVerb(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "data")
+	s := serve(t, dir, nil)
+	if res := egressd(t, nil, "healthcheck", "--url", "http://"+s.admin+"/healthz"); res.code != 0 || !strings.Contains(res.stdout, "ok") {
+		t.Fatalf("healthcheck of a running server: %d %s %s", res.code, res.stdout, res.stderr)
+	}
+	s.stop(t)
+	if res := egressd(t, nil, "healthcheck", "--url", "http://"+s.admin+"/healthz", "--timeout", "1s"); res.code == 0 {
+		t.Fatal("healthcheck of a stopped server succeeded")
+	}
+}
