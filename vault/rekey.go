@@ -100,7 +100,7 @@ func Rekey(path string, oldKey, newKey *MasterKey, timeout time.Duration) (Rekey
 			}
 		}
 		res.Secrets = len(updates)
-		return nil
+		return rekeyOAuth(tx, oldKey, newKey)
 	})
 	return res, err
 }

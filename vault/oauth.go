@@ -1,0 +1,272 @@
+package vault
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// OAuth connect state: flows (one per connect, found by their state) and
+// per-tenant white-label overrides (oauth_overrides.go).
+var (
+	bOAuthFlows     = []byte("oauth_flows")     // tenant \0 flow id → storedFlow
+	bOAuthStates    = []byte("oauth_states")    // sha256(state) → tenant \0 flow id
+	bOAuthOverrides = []byte("oauth_overrides") // tenant \0 provider → storedOverride
+)
+
+func init() {
+	allBuckets = append(allBuckets, bOAuthFlows, bOAuthStates, bOAuthOverrides)
+}
+
+// The statuses of an OAuth flow.
+const (
+	FlowPending   = "pending"
+	FlowCompleted = "completed"
+	FlowFailed    = "failed"
+	FlowExpired   = "expired"
+)
+
+// ErrStateUsed is a state that was already presented once: a state is
+// single use.
+var ErrStateUsed = errors.New("oauth state already used")
+
+// ErrStateExpired is a state presented after its flow expired.
+var ErrStateExpired = errors.New("oauth state expired")
+
+// ErrUnknownState is a state that belongs to no flow.
+var ErrUnknownState = errors.New("unknown oauth state")
+
+// OAuthFlow is one connect flow: what it will stamp on the secret it
+// stores, and how it ended. It never holds a token, the state or the PKCE
+// verifier.
+type OAuthFlow struct {
+	ID                  string       `json:"id"`
+	TenantID            string       `json:"tenant_id"`
+	Provider            string       `json:"provider"`
+	Status              string       `json:"status"`
+	SecretID            string       `json:"secret_id,omitempty"`
+	Error               string       `json:"error,omitempty"`
+	SecretName          string       `json:"secret_name"`
+	Scope               Scope        `json:"scope"`
+	Scopes              []string     `json:"scopes,omitempty"`
+	ExposeAsEnv         string       `json:"expose_as_env,omitempty"`
+	OwnerUserID         string       `json:"owner_user_id,omitempty"`
+	WorkspaceID         string       `json:"workspace_id,omitempty"`
+	ExternalUserID      string       `json:"external_user_id,omitempty"`
+	ExternalWorkspaceID string       `json:"external_workspace_id,omitempty"`
+	ResourceID          string       `json:"resource_id,omitempty"`
+	ResourceType        ResourceType `json:"resource_type,omitempty"`
+	RedirectURI         string       `json:"redirect_uri"`
+	ClientID            string       `json:"client_id"`
+	// Override is set when the tenant's white-label app started the flow.
+	Override bool `json:"override"`
+	// Actor started the flow; the secret is stored in its name.
+	Actor     Actor      `json:"actor"`
+	CreatedAt time.Time  `json:"created_at"`
+	ExpiresAt time.Time  `json:"expires_at"`
+	DoneAt    *time.Time `json:"done_at,omitempty"`
+}
+
+type storedFlow struct {
+	OAuthFlow
+	StateUsed bool    `json:"state_used"`
+	Verifier  *sealed `json:"verifier,omitempty"`
+}
+
+// OAuthFlowInput starts a flow. State and Verifier are secrets of the
+// flow: the state is stored only as a hash, the verifier sealed.
+type OAuthFlowInput struct {
+	Flow     OAuthFlow
+	State    string
+	Verifier string
+}
+
+func flowAD(tenantID, flowID string) []byte {
+	return []byte("egressd/oauth-flow/v1\x00" + tenantID + "\x00" + flowID + "\x00verifier")
+}
+
+func stateKey(state string) []byte {
+	sum := sha256.Sum256([]byte("egressd/oauth-state/v1\x00" + state))
+	return sum[:]
+}
+
+// CreateOAuthFlow stores a new pending flow. It sets ID, TenantID, Status
+// and CreatedAt; ExpiresAt must be set.
+func (s *Store) CreateOAuthFlow(tenantID string, in OAuthFlowInput) (OAuthFlow, error) {
+	if len(in.State) < 16 {
+		return OAuthFlow{}, invalid("state", "at least 16 characters")
+	}
+	f := in.Flow
+	if f.ExpiresAt.IsZero() {
+		return OAuthFlow{}, invalid("expires_at", "required")
+	}
+	f.ID, f.TenantID, f.Status, f.CreatedAt, f.SecretID, f.Error, f.DoneAt = newID("oaf"), tenantID, FlowPending, s.stamp(), "", "", nil
+	row := storedFlow{OAuthFlow: f}
+	if in.Verifier != "" {
+		v, err := s.key.seal([]byte(in.Verifier), flowAD(tenantID, f.ID))
+		if err != nil {
+			return OAuthFlow{}, err
+		}
+		row.Verifier = v
+	}
+	err := s.update("", func(tx *bolt.Tx) error {
+		if _, err := txTenant(tx, tenantID); err != nil {
+			return err
+		}
+		if tx.Bucket(bOAuthStates).Get(stateKey(in.State)) != nil {
+			return fmt.Errorf("%w: state collision", ErrConflict)
+		}
+		if err := putJSON(tx.Bucket(bOAuthFlows), key(tenantID, f.ID), &row); err != nil {
+			return err
+		}
+		return tx.Bucket(bOAuthStates).Put(stateKey(in.State), key(tenantID, f.ID))
+	})
+	return f, err
+}
+
+// OAuthFlow returns one flow of the tenant.
+func (s *Store) OAuthFlow(tenantID, id string) (OAuthFlow, error) {
+	var row storedFlow
+	err := s.view(func(tx *bolt.Tx) error {
+		ok, err := getJSON(tx.Bucket(bOAuthFlows), key(tenantID, id), &row)
+		if err == nil && !ok {
+			err = notFound("id", "no oauth flow %q", id)
+		}
+		return err
+	})
+	return row.OAuthFlow, err
+}
+
+// ClaimOAuthState consumes a state: the first call for a pending, live
+// flow marks the state used and returns the flow with its PKCE verifier
+// (zero Value without PKCE). A state seen before answers ErrStateUsed (the
+// flow is left as it is); one past its flow's expiry marks the flow
+// expired and answers ErrStateExpired; an unknown one ErrUnknownState.
+func (s *Store) ClaimOAuthState(state string) (OAuthFlow, Value, error) {
+	var row storedFlow
+	var verifier Value
+	var claimErr error
+	now := s.now()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		row, verifier, claimErr = storedFlow{}, Value{}, nil
+		k := tx.Bucket(bOAuthStates).Get(stateKey(state))
+		if k == nil {
+			claimErr = ErrUnknownState
+			return nil
+		}
+		fk := bytes.Clone(k)
+		if ok, err := getJSON(tx.Bucket(bOAuthFlows), fk, &row); err != nil || !ok {
+			claimErr = ErrUnknownState
+			return err
+		}
+		switch {
+		case row.StateUsed || row.Status != FlowPending:
+			claimErr = ErrStateUsed
+			return nil
+		case !now.Before(row.ExpiresAt):
+			row.StateUsed, row.Status, row.Error = true, FlowExpired, "the state expired before the provider redirected back"
+			t := s.stamp()
+			row.DoneAt = &t
+			claimErr = ErrStateExpired
+			return putJSON(tx.Bucket(bOAuthFlows), fk, &row)
+		}
+		row.StateUsed = true
+		if row.Verifier != nil {
+			v, err := s.key.open(row.Verifier, flowAD(row.TenantID, row.ID))
+			if err != nil {
+				return err
+			}
+			verifier = NewValue(v)
+		}
+		return putJSON(tx.Bucket(bOAuthFlows), fk, &row)
+	})
+	if err == nil {
+		err = claimErr
+	}
+	return row.OAuthFlow, verifier, err
+}
+
+// FinishOAuthFlow records how a claimed flow ended: completed with the
+// secret it stored, or failed (or expired) with a message for the caller.
+func (s *Store) FinishOAuthFlow(tenantID, id, status, secretID, msg string) (OAuthFlow, error) {
+	var row storedFlow
+	err := s.update("", func(tx *bolt.Tx) error {
+		ok, err := getJSON(tx.Bucket(bOAuthFlows), key(tenantID, id), &row)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return notFound("id", "no oauth flow %q", id)
+		}
+		if row.Status != FlowPending {
+			return fmt.Errorf("%w: flow %s is %s", ErrConflict, id, row.Status)
+		}
+		t := s.stamp()
+		row.Status, row.SecretID, row.Error, row.DoneAt, row.StateUsed, row.Verifier = status, secretID, msg, &t, true, nil
+		return putJSON(tx.Bucket(bOAuthFlows), key(tenantID, id), &row)
+	})
+	return row.OAuthFlow, err
+}
+
+// ExpireOAuthFlow marks a pending flow past its expiry as expired and
+// returns it; any other flow is returned as it is.
+func (s *Store) ExpireOAuthFlow(tenantID, id string) (OAuthFlow, error) {
+	f, err := s.OAuthFlow(tenantID, id)
+	if err != nil || f.Status != FlowPending || s.now().Before(f.ExpiresAt) {
+		return f, err
+	}
+	f2, err := s.FinishOAuthFlow(tenantID, id, FlowExpired, "", "the flow expired before it completed")
+	if errors.Is(err, ErrConflict) {
+		return s.OAuthFlow(tenantID, id)
+	}
+	return f2, err
+}
+
+// PruneOAuthFlows deletes flows (and their states) created before t.
+func (s *Store) PruneOAuthFlows(before time.Time) (int, error) {
+	n := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		n = 0
+		var dead [][]byte
+		b := tx.Bucket(bOAuthFlows)
+		if err := b.ForEach(func(k, v []byte) error {
+			var row storedFlow
+			if err := unmarshal(v, &row); err != nil {
+				return err
+			}
+			if row.CreatedAt.Before(before) {
+				dead = append(dead, bytes.Clone(k))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		set := map[string]bool{}
+		for _, k := range dead {
+			set[string(k)] = true
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		sb := tx.Bucket(bOAuthStates)
+		var states [][]byte
+		sb.ForEach(func(k, v []byte) error {
+			if set[string(v)] {
+				states = append(states, bytes.Clone(k))
+			}
+			return nil
+		})
+		for _, k := range states {
+			if err := sb.Delete(k); err != nil {
+				return err
+			}
+		}
+		n = len(dead)
+		return nil
+	})
+	return n, err
+}

@@ -1,0 +1,93 @@
+package vault
+
+import (
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func openOAuthTest(t *testing.T, now *time.Time) (*Store, string) {
+	t.Helper()
+	s, err := Open(Config{Path: filepath.Join(t.TempDir(), "v.db"), MasterKey: NewMasterKey(), NoSync: true, Now: func() time.Time { return *now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	tn, _, err := s.EnsureTenant("acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, tn.ID
+}
+
+func TestOAuthStateSingleUseAndExpiry(t *testing.T) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	s, tid := openOAuthTest(t, &now)
+	f, err := s.CreateOAuthFlow(tid, OAuthFlowInput{Flow: OAuthFlow{Provider: "x", ExpiresAt: now.Add(10 * time.Minute)}, State: "state-aaaaaaaaaaaaaaaa", Verifier: "verifier-1234"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, v, err := s.ClaimOAuthState("state-aaaaaaaaaaaaaaaa")
+	if err != nil || got.ID != f.ID || string(v.Reveal()) != "verifier-1234" {
+		t.Fatalf("claim: %v %v", got, err)
+	}
+	if _, _, err := s.ClaimOAuthState("state-aaaaaaaaaaaaaaaa"); !errors.Is(err, ErrStateUsed) {
+		t.Fatalf("reuse: %v", err)
+	}
+	if _, _, err := s.ClaimOAuthState("state-unknownnnnnnnnnn"); !errors.Is(err, ErrUnknownState) {
+		t.Fatalf("unknown: %v", err)
+	}
+	f2, _ := s.CreateOAuthFlow(tid, OAuthFlowInput{Flow: OAuthFlow{Provider: "x", ExpiresAt: now.Add(10 * time.Minute)}, State: "state-bbbbbbbbbbbbbbbb"})
+	now = now.Add(11 * time.Minute)
+	if _, _, err := s.ClaimOAuthState("state-bbbbbbbbbbbbbbbb"); !errors.Is(err, ErrStateExpired) {
+		t.Fatalf("expired: %v", err)
+	}
+	if g, _ := s.OAuthFlow(tid, f2.ID); g.Status != FlowExpired {
+		t.Fatalf("status %s", g.Status)
+	}
+	raw, _ := s.OAuthFlow(tid, f.ID)
+	if strings.Contains(raw.Error, "verifier") {
+		t.Fatal(raw)
+	}
+}
+
+func TestOAuthOverrideSealedAndRekeyed(t *testing.T) {
+	now := time.Now()
+	s, tid := openOAuthTest(t, &now)
+	o, err := s.PutOAuthOverride(tid, "github", OAuthOverrideInput{ClientID: "cid", ClientSecret: "very-secret-value", DisplayName: "Acme GitHub"})
+	if err != nil || !o.HasClientSecret {
+		t.Fatalf("%v %v", o, err)
+	}
+	// An update without a secret keeps it.
+	if o, err = s.PutOAuthOverride(tid, "github", OAuthOverrideInput{ClientID: "cid2"}); err != nil || !o.HasClientSecret {
+		t.Fatalf("%v %v", o, err)
+	}
+	v, err := s.OAuthOverrideSecret(tid, "github")
+	if err != nil || string(v.Reveal()) != "very-secret-value" {
+		t.Fatal(err)
+	}
+	path := s.Path()
+	old := s.key
+	s.Close()
+	nk := NewMasterKey()
+	if _, err := Rekey(path, old, nk, 0); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(Config{Path: path, MasterKey: nk, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	v, err = s2.OAuthOverrideSecret(tid, "github")
+	if err != nil || string(v.Reveal()) != "very-secret-value" {
+		t.Fatalf("after rekey: %v", err)
+	}
+	if err := s2.DeleteOAuthOverride(tid, "github"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s2.OAuthOverride(tid, "github"); !errors.Is(err, ErrNotFound) {
+		t.Fatal(err)
+	}
+}
