@@ -1,0 +1,69 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary serve as a proxy child, as the command does.
+func TestMain(m *testing.M) {
+	if spec, ok := childSpecFromEnv(); ok {
+		os.Exit(runChild(spec))
+	}
+	os.Exit(m.Run())
+}
+
+// A one-second, four-client run of every phase: each answers requests, none
+// fails (the upstream refuses a request whose real value did not arrive),
+// and the table has a row per phase.
+func TestSmokeEveryPhase(t *testing.T) {
+	cfg := config{Clients: 4, Duration: time.Second, Warmup: 200 * time.Millisecond, Audit: "sync",
+		ProxyLog: "json", BodySize: 64 << 10, Phases: phaseNames()}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var progress bytes.Buffer
+	results, err := bench(ctx, cfg, &progress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	report(&out, cfg, results)
+	t.Log("\n" + out.String())
+	if len(results) != len(allPhases) {
+		t.Fatalf("%d results for %d phases", len(results), len(allPhases))
+	}
+	for _, r := range results {
+		if r.Requests == 0 || r.Errors != 0 {
+			t.Errorf("%s: %d requests, %d errors (first: %s)", r.Phase.Name, r.Requests, r.Errors, r.FirstErr)
+		}
+		if r.Phase.Proxy != proxyNone && (r.CPU <= 0 || r.HWMKiB <= 0) {
+			t.Errorf("%s: proxy CPU %s, peak RSS %d KiB: the child's stats are missing", r.Phase.Name, r.CPU, r.HWMKiB)
+		}
+		if !strings.Contains(out.String(), "| "+r.Phase.Name+" |") {
+			t.Errorf("no row for %s in the table", r.Phase.Name)
+		}
+	}
+	if !strings.Contains(progress.String(), "req/s") {
+		t.Errorf("no progress line: %q", progress.String())
+	}
+}
+
+func TestHistQuantiles(t *testing.T) {
+	var h hist
+	for i := 1; i <= 1000; i++ {
+		h.add(time.Duration(i) * time.Microsecond)
+	}
+	for _, c := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 500 * time.Microsecond}, {0.99, 990 * time.Microsecond}, {1, time.Millisecond}} {
+		got := h.quantile(c.q)
+		if d := got - c.want; d < -c.want/50 || d > c.want/50 {
+			t.Errorf("q%.2f = %s, want %s ± 2%%", c.q, got, c.want)
+		}
+	}
+}

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"crypto/x509"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/egressd/egressd/certs"
+	"github.com/egressd/egressd/proxy"
+	"github.com/egressd/egressd/resolver"
+	"github.com/egressd/egressd/vault"
+)
+
+// serveEgressd runs egressd's proxy on l, wired as `egressd serve` wires it
+// (vault audit sink, metrics registry, redaction on, MITM only where a
+// secret may be used), with the benchmark's names resolving to 127.0.0.1
+// and 127.0.0.0/8 opened as a destination.
+func serveEgressd(spec childSpec, l net.Listener) (served, error) {
+	key, err := vault.LoadMasterKeyFile(filepath.Join(spec.Dir, masterKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	store, err := vault.Open(vault.Config{Path: filepath.Join(spec.Dir, vaultFile), MasterKey: key, NoSync: spec.NoSync})
+	if err != nil {
+		return nil, err
+	}
+	closeStore := func() { store.Close() }
+	reg := prometheus.NewRegistry()
+	res, err := resolver.New(resolver.Config{Store: store, Registerer: reg})
+	if err != nil {
+		closeStore()
+		return nil, err
+	}
+	ca, _, err := certs.LoadOrCreateCA(filepath.Join(spec.Dir, egressdCADir))
+	if err != nil {
+		closeStore()
+		return nil, err
+	}
+	leafs, err := certs.NewLeafCache(ca, certs.LeafConfig{})
+	if err != nil {
+		closeStore()
+		return nil, err
+	}
+	roots, err := loadPool(caPEMPath(spec.Dir, upstreamCADir))
+	if err != nil {
+		closeStore()
+		return nil, err
+	}
+	logger := slog.New(slog.DiscardHandler)
+	if spec.ProxyLog == "json" {
+		// Encoded as serve encodes them, then dropped: the cost of the
+		// decision line without the cost of a terminal.
+		logger = slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	sink, err := proxy.NewVaultSink(store, proxy.SinkConfig{Async: spec.Audit == "async", Logger: logger, Registerer: reg})
+	if err != nil {
+		closeStore()
+		return nil, err
+	}
+	own, err := netip.ParseAddrPort(l.Addr().String())
+	if err != nil {
+		closeStore()
+		return nil, err
+	}
+	p, err := proxy.New(proxy.Config{
+		Store: store, Resolver: res, Leafs: leafs, Logger: logger, Registerer: reg,
+		Sink: sink, AuditAsync: spec.Audit == "async",
+		AllowPrivate:  []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		OwnListeners:  []netip.AddrPort{own},
+		UpstreamRoots: roots,
+		Redact:        true,
+		Lookup:        benchLookup{},
+	})
+	if err != nil {
+		sink.Close()
+		closeStore()
+		return nil, err
+	}
+	h := &httpServed{srv: p.Server(), done: make(chan struct{}), also: []func(){sink.Close, closeStore}}
+	go func() {
+		defer close(h.done)
+		if err := p.Serve(l); err != nil {
+			fmt.Fprintln(os.Stderr, "egress-bench child: serve:", err)
+		}
+	}()
+	return h, nil
+}
+
+func loadPool(pemFile string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(pemFile)
+	if err != nil {
+		return nil, err
+	}
+	p := x509.NewCertPool()
+	if !p.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s: no PEM certificate", pemFile)
+	}
+	return p, nil
+}

@@ -1,0 +1,43 @@
+// Command egress-bench is egressd's load benchmark. It starts an HTTPS
+// upstream on loopback, runs each proxy under test in a child process (a
+// re-exec of this binary) so that the CPU time and peak RSS it reports are
+// the proxy's own, drives concurrent keep-alive clients through every
+// phase, and prints one table. Everything listens on 127.0.0.1 and every
+// phase stops by itself.
+//
+//	go run ./cmd/egress-bench [-c 50] [-d 10s] [-audit sync|async] [-cpuprofile cpu.prof]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	if spec, ok := childSpecFromEnv(); ok {
+		os.Exit(runChild(spec))
+	}
+	var cfg config
+	flag.IntVar(&cfg.Clients, "c", 50, "concurrent keep-alive clients (one connection each)")
+	flag.DurationVar(&cfg.Duration, "d", defaultDuration, "measured duration of each phase")
+	flag.DurationVar(&cfg.Warmup, "warmup", defaultWarmup, "load before each phase's measurement starts (connections, TLS, caches)")
+	flag.StringVar(&cfg.Audit, "audit", "sync", "egressd audit mode: sync (a row is committed, with fsync, before the value leaves) or async")
+	flag.BoolVar(&cfg.NoSync, "nosync", false, "open the vault without fsync (not a production setting)")
+	flag.StringVar(&cfg.ProxyLog, "proxy-log", "json", "egressd decision lines: json (encoded, then discarded) or none")
+	flag.IntVar(&cfg.BodySize, "body", 64<<10, "request body size of the body phases, in bytes")
+	flag.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write each proxy child's CPU profile of its measured window to FILE with the phase name inserted (cpu.prof -> cpu.mitm-header.prof)")
+	phases := flag.String("phases", strings.Join(phaseNames(), ","), "comma-separated phases to run")
+	flag.Parse()
+	cfg.Phases = strings.Split(*phases, ",")
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "egress-bench:", err)
+		os.Exit(1)
+	}
+}

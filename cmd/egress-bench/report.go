@@ -1,0 +1,84 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"time"
+)
+
+// Targets of issue 6 for egressd's MITM with header substitution.
+const (
+	targetRateVsGoproxy = 0.8
+	targetAddedP99      = 2 * time.Millisecond
+)
+
+// report writes the table (Markdown) and the verdict on the targets.
+func report(out io.Writer, cfg config, results []*result) {
+	byName := map[string]*result{}
+	for _, r := range results {
+		byName[r.Phase.Name] = r
+	}
+	fmt.Fprintf(out, "\n%d clients, %s per phase after %s warm-up, audit %s, %d-byte bodies, GOMAXPROCS %d, %s\n\n",
+		cfg.Clients, cfg.Duration, cfg.Warmup, cfg.Audit, cfg.BodySize, runtime.GOMAXPROCS(0), runtime.Version())
+	fmt.Fprintln(out, "| phase | req/s | ×direct | p50 | ×direct | p99 | ×direct | p99 added | errors | proxy CPU s | CPU µs/req | proxy peak RSS |")
+	fmt.Fprintln(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	for _, r := range results {
+		base := byName[r.Phase.Baseline]
+		ratio := func(a, b float64) string {
+			if base == nil || b == 0 {
+				return "—"
+			}
+			return fmt.Sprintf("%.2f", a/b)
+		}
+		added := "—"
+		if base != nil && base != r {
+			added = fmtDur(r.P99 - base.P99)
+		}
+		cpu, perReq, rss := "—", "—", "—"
+		if r.Phase.Proxy != proxyNone {
+			cpu = fmt.Sprintf("%.2f", r.CPU.Seconds())
+			if r.Requests > 0 {
+				perReq = fmt.Sprintf("%.0f", float64(r.CPU.Microseconds())/float64(r.Requests))
+			}
+			rss = fmt.Sprintf("%.0f MiB", float64(r.HWMKiB)/1024)
+		}
+		var br, b50, b99 float64
+		if base != nil {
+			br, b50, b99 = base.rate(), float64(base.P50), float64(base.P99)
+		}
+		fmt.Fprintf(out, "| %s | %.0f | %s | %s | %s | %s | %s | %s | %d | %s | %s | %s |\n",
+			r.Phase.Name, r.rate(), ratio(r.rate(), br), fmtDur(r.P50), ratio(float64(r.P50), b50),
+			fmtDur(r.P99), ratio(float64(r.P99), b99), added, r.Errors, cpu, perReq, rss)
+	}
+	fmt.Fprintln(out)
+	for _, r := range results {
+		if r.FirstErr != "" {
+			fmt.Fprintf(out, "first error in %s: %s\n", r.Phase.Name, r.FirstErr)
+		}
+	}
+	mitm, gp, direct := byName["mitm-header"], byName["goproxy-header"], byName["direct"]
+	if mitm != nil && gp != nil && gp.rate() > 0 {
+		x := mitm.rate() / gp.rate()
+		fmt.Fprintf(out, "target: mitm-header req/s = %.2f× goproxy-header (want ≥ %.1f×): %s\n", x, targetRateVsGoproxy, verdict(x >= targetRateVsGoproxy))
+	}
+	if mitm != nil && direct != nil {
+		added := mitm.P99 - direct.P99
+		fmt.Fprintf(out, "target: mitm-header p99 added latency = %s (want < %s): %s\n", fmtDur(added), fmtDur(targetAddedP99), verdict(added < targetAddedP99))
+	}
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "MISSED"
+}
+
+// fmtDur prints a latency in ms with two decimals (µs below 0.1 ms).
+func fmtDur(d time.Duration) string {
+	if d > -100*time.Microsecond && d < 100*time.Microsecond {
+		return fmt.Sprintf("%d µs", d.Microseconds())
+	}
+	return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+}
