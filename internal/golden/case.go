@@ -209,7 +209,7 @@ func parseRequest(s string) (*Request, error) {
 		return nil, fmt.Errorf("request: no \"# sandbox:\" line")
 	}
 	r.Head, r.Body, _ = splitHeadBody(s)
-	if len(r.Head) == 0 || len(strings.Fields(r.Head[0])) != 3 {
+	if len(r.Head) == 0 || !strings.Contains(r.Head[0], " ") || !strings.HasPrefix(r.Head[0][strings.LastIndexByte(r.Head[0], ' ')+1:], "HTTP/1.") {
 		return nil, fmt.Errorf("request: first line must be METHOD TARGET HTTP/1.1")
 	}
 	return r, nil
@@ -224,11 +224,11 @@ func parseUpstream(s string) (*UpstreamExpect, error) {
 	if len(head) == 0 {
 		return nil, fmt.Errorf("upstream: first line must be METHOD REQUEST-URI, or none")
 	}
-	f := strings.Fields(head[0])
-	if len(f) != 2 {
+	m, uri, ok := strings.Cut(head[0], " ")
+	if !ok || m == "" || uri == "" {
 		return nil, fmt.Errorf("upstream: first line must be METHOD REQUEST-URI, not %q", head[0])
 	}
-	u.Method, u.URI = f[0], f[1]
+	u.Method, u.URI = m, uri
 	for _, line := range head[1:] {
 		k, v, ok := strings.Cut(line, ":")
 		if !ok {

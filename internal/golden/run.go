@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -118,6 +119,8 @@ func (r *runner) setup() error {
 				tok = "{{value " + sec.label() + "}}"
 			}
 			r.z.Add(v, tok)
+			r.z.Add(url.QueryEscape(v), strings.TrimSuffix(tok, "}}")+" query}}")
+			r.z.Add(url.PathEscape(v), strings.TrimSuffix(tok, "}}")+" path}}")
 		}
 	}
 	for _, b := range s.Bindings {

@@ -3,6 +3,7 @@ package golden
 import (
 	"encoding/base64"
 	"fmt"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -26,6 +27,7 @@ type Tokens interface {
 //	{{placeholder SBX NAME}}            the placeholder of NAME issued to SBX
 //	{{placeholder SBX NAME split=N}}    the same, with a chunk boundary after N bytes
 //	{{value LABEL}}, {{value LABEL vN}} a secret's current value, or its version N
+//	{{value LABEL query}}, … path       the same, URL-escaped for a query or a path
 //	{{base64 TEXT}}                     TEXT (tokens expanded) in standard base64
 //	{{repeat N TEXT}}                   TEXT N times
 //	{{chunk}}                           a chunk boundary (request bodies only)
@@ -97,18 +99,32 @@ func call(inner string, tk Tokens) (string, error) {
 		return ph, nil
 	case "value":
 		f := strings.Fields(arg)
-		if len(f) < 1 || len(f) > 2 {
-			return "", fmt.Errorf("want value LABEL [vN]")
+		if len(f) < 1 || len(f) > 3 {
+			return "", fmt.Errorf("want value LABEL [vN] [query|path]")
 		}
-		v := 0
-		if len(f) == 2 {
-			n, err := strconv.Atoi(strings.TrimPrefix(f[1], "v"))
-			if err != nil || n < 1 {
-				return "", fmt.Errorf("bad version %q", f[1])
+		v, escape := 0, ""
+		for _, m := range f[1:] {
+			if m == "query" || m == "path" {
+				escape = m
+				continue
+			}
+			n, err := strconv.Atoi(strings.TrimPrefix(m, "v"))
+			if err != nil || n < 1 || !strings.HasPrefix(m, "v") {
+				return "", fmt.Errorf("bad version or escape %q", m)
 			}
 			v = n
 		}
-		return tk.Value(f[0], v)
+		val, err := tk.Value(f[0], v)
+		if err != nil {
+			return "", err
+		}
+		switch escape {
+		case "query":
+			val = url.QueryEscape(val)
+		case "path":
+			val = url.PathEscape(val)
+		}
+		return val, nil
 	case "base64":
 		return base64.StdEncoding.EncodeToString([]byte(arg)), nil
 	case "repeat":
