@@ -79,6 +79,20 @@ type Config struct {
 	MaxConnsPerSandbox int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Refresher renews an oauth_token secret whose access token expires
+	// within RefreshWindow before it is used; nil sends tokens as stored.
+	Refresher Refresher
+}
+
+// RefreshWindow is how close to its expiry an oauth_token is refreshed
+// before it is sent.
+const RefreshWindow = 60 * time.Second
+
+// Refresher renews OAuth access tokens (the oauth package implements it).
+// Refresh returns the secret's metadata as stored after the refresh and
+// the live token; it runs one refresh per secret at a time.
+type Refresher interface {
+	Refresh(ctx context.Context, sec vault.Secret) (vault.Secret, vault.Value, error)
 }
 
 // Proxy is the forward proxy. It is an http.Handler for the proxy listener.

@@ -41,12 +41,16 @@ const (
 	// ReasonAuditUnavailable: the audit record could not be stored, so no
 	// value may leave (fail closed).
 	ReasonAuditUnavailable
+	// ReasonOAuthRefreshFailed: an OAuth token was about to expire and could
+	// not be refreshed, so no stale token is sent.
+	ReasonOAuthRefreshFailed
 )
 
 var reasonNames = [...]string{
 	"", "no_credentials", "bad_credentials", "private_address", "own_listener", "host_denied",
 	"unresolvable_host", "host_not_allowed", "location_not_allowed", "plain_http", "host_mismatch",
 	"too_many_connections", "invalid_value", "bad_request", "resolve_error", "audit_unavailable",
+	"oauth_refresh_failed",
 }
 
 // String is the reason's wire name.
@@ -90,6 +94,8 @@ func (r Reason) Message() string {
 		return "the secret could not be read"
 	case ReasonAuditUnavailable:
 		return "the audit log cannot be written, so no credential may be sent"
+	case ReasonOAuthRefreshFailed:
+		return "the OAuth token expired and could not be refreshed; connect the account again"
 	}
 	return ""
 }
@@ -103,7 +109,7 @@ func (r Reason) Status() int {
 		return 429
 	case ReasonBadRequest:
 		return 400
-	case ReasonResolveError:
+	case ReasonResolveError, ReasonOAuthRefreshFailed:
 		return 502
 	case ReasonAuditUnavailable:
 		return 503

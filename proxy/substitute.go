@@ -140,7 +140,6 @@ func (s *subst) decide(loc vault.Location, core, lookback []byte, observe bool) 
 	}
 	use.SecretID, use.Version, use.Level = res.Secret.ID, res.Secret.Version, res.Level.String()
 	reason := ReasonNone
-	value := res.Value.Reveal()
 	switch {
 	case !s.tls:
 		reason = ReasonPlainHTTP
@@ -148,8 +147,18 @@ func (s *subst) decide(loc vault.Location, core, lookback []byte, observe bool) 
 		reason = ReasonHostNotAllowed
 	case !slices.Contains(res.Secret.SubstituteIn, loc) || observe:
 		reason = ReasonLocationNotAllowed
-	case loc == vault.InHeader && !httpguts.ValidHeaderFieldValue(string(value)):
-		reason = ReasonInvalidValue
+	}
+	if reason == ReasonNone && s.needsRefresh(res) {
+		if res, reason = s.refresh(res); reason == ReasonNone {
+			use.Version = res.Secret.Version
+		}
+	}
+	var value []byte
+	if reason == ReasonNone {
+		value = res.Value.Reveal()
+		if loc == vault.InHeader && !httpguts.ValidHeaderFieldValue(string(value)) {
+			reason = ReasonInvalidValue
+		}
 	}
 	if reason != ReasonNone {
 		use.Reason = reason.String()
@@ -180,6 +189,29 @@ func (s *subst) decide(loc vault.Location, core, lookback []byte, observe bool) 
 	s.record(use)
 	s.echoForms(res.Value.Reveal(), ph.Text)
 	return len(prefix), value, true
+}
+
+// needsRefresh reports whether res is an OAuth token that expires within
+// RefreshWindow and a Refresher is configured.
+func (s *subst) needsRefresh(res *resolver.Result) bool {
+	sec := &res.Secret
+	return s.p.cfg.Refresher != nil && sec.Type == "oauth_token" && sec.ExpiresAt != nil &&
+		sec.ExpiresAt.Before(s.p.cfg.Now().Add(RefreshWindow))
+}
+
+// refresh renews an expiring OAuth token before it is sent (one refresh
+// per secret at a time, shared by concurrent requests). A failure refuses
+// the placeholder: an expired token is never sent, and the upstream's 401
+// is never retried.
+func (s *subst) refresh(res *resolver.Result) (*resolver.Result, Reason) {
+	sec, v, err := s.p.cfg.Refresher.Refresh(s.ctx, res.Secret)
+	if err != nil {
+		s.p.log.Warn("oauth refresh failed; placeholder refused", "sandbox", s.sbx.ID, "secret", res.Secret.ID, "err", err.Error())
+		return res, ReasonOAuthRefreshFailed
+	}
+	out := *res
+	out.Value, out.Secret = v, sec
+	return &out, ReasonNone
 }
 
 // commit stores the request's record before its first value leaves, once

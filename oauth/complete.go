@@ -1,0 +1,174 @@
+package oauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"golang.org/x/oauth2"
+
+	"github.com/egressd/egressd/vault"
+)
+
+// CompleteError is a completion that failed: Flow is the flow it failed
+// (zero for an unknown state), Err the reason (ErrExchange,
+// vault.ErrStateUsed, vault.ErrStateExpired, vault.ErrUnknownState, ...).
+type CompleteError struct {
+	Flow vault.OAuthFlow
+	Err  error
+}
+
+func (e *CompleteError) Error() string { return e.Err.Error() }
+func (e *CompleteError) Unwrap() error { return e.Err }
+
+// ProviderError is what a provider's redirect says when the user denied
+// access or the provider failed (error, error_description).
+type ProviderError struct{ Code, Description string }
+
+func (e ProviderError) Error() string {
+	if e.Description == "" {
+		return "the provider answered " + e.Code
+	}
+	return "the provider answered " + e.Code + ": " + e.Description
+}
+
+// Complete finishes the flow that state belongs to: it consumes the state
+// (single use), exchanges code at the provider (with the flow's PKCE
+// verifier) and stores the tokens as one oauth_token secret with the
+// flow's scope and attribution (connecting again replaces it), in the name
+// of the flow's actor with an oauth.completed audit row. The flow is then
+// completed with the secret id. A reused, expired or unknown state or a
+// provider error fails (reuse: refuses) and stores nothing. With provErr
+// set (the provider redirected with an error), the flow fails with it.
+func (s *Service) Complete(ctx context.Context, code, state string, provErr *ProviderError) (vault.OAuthFlow, error) {
+	if state == "" {
+		return vault.OAuthFlow{}, &CompleteError{Err: fmt.Errorf("%w: state: required", ErrInvalid)}
+	}
+	f, verifier, err := s.store.ClaimOAuthState(state)
+	if err != nil {
+		if errors.Is(err, vault.ErrStateExpired) {
+			s.notify(f.ID)
+		}
+		s.log.Warn("oauth completion refused", "flow", f.ID, "err", err.Error())
+		return f, &CompleteError{Flow: f, Err: err}
+	}
+	fail := func(cause error, msg string) (vault.OAuthFlow, error) {
+		nf, ferr := s.store.FinishOAuthFlow(f.TenantID, f.ID, vault.FlowFailed, "", msg)
+		if ferr == nil {
+			f = nf
+		}
+		s.notify(f.ID)
+		s.log.Warn("oauth flow failed", "tenant", f.TenantID, "flow", f.ID, "provider", f.Provider, "reason", msg)
+		return f, &CompleteError{Flow: f, Err: fmt.Errorf("%w: %s", cause, msg)}
+	}
+	if provErr != nil {
+		return fail(ErrExchange, provErr.Error())
+	}
+	if code == "" {
+		return fail(ErrInvalid, "code: required")
+	}
+	p, err := s.cat.Get(f.Provider)
+	if err != nil {
+		return fail(ErrUnknownProvider, fmt.Sprintf("provider %q is no longer configured", f.Provider))
+	}
+	a, err := s.flowApp(f, p)
+	if err != nil {
+		return fail(ErrNotConfigured, err.Error())
+	}
+	opts := []oauth2.AuthCodeOption{}
+	if !verifier.IsZero() {
+		opts = append(opts, oauth2.VerifierOption(string(verifier.Reveal())))
+	}
+	xctx, cancel := context.WithTimeout(context.WithValue(ctx, oauth2.HTTPClient, s.cfg.HTTPClient), defaultHTTPTime)
+	defer cancel()
+	tok, err := s.config(p, a, f.RedirectURI).Exchange(xctx, code, opts...)
+	if err != nil {
+		return fail(ErrExchange, exchangeMessage(err))
+	}
+	if tok.AccessToken == "" {
+		return fail(ErrExchange, "the provider answered no access token")
+	}
+	in := vault.SecretInput{
+		Name: f.SecretName, Value: tok.AccessToken, Type: SecretType, Scope: f.Scope,
+		OwnerUserID: f.OwnerUserID, WorkspaceID: f.WorkspaceID, ExternalUserID: f.ExternalUserID,
+		ExternalWorkspaceID: f.ExternalWorkspaceID, ExposeAsEnv: f.ExposeAsEnv,
+		AllowedHosts: p.AllowedHosts, PlaceholderPrefix: p.PlaceholderPrefix,
+		Metadata:   map[string]string{MetadataKey: p.Name},
+		ResourceID: f.ResourceID, ResourceType: f.ResourceType, RefreshToken: tok.RefreshToken,
+	}
+	if !tok.Expiry.IsZero() {
+		exp := tok.Expiry.UTC()
+		in.ExpiresAt = &exp
+	}
+	res, err := s.store.As(f.Actor).WithAudit(vault.ActionOAuthCompleted, map[string]string{"provider": p.Name, "flow_id": f.ID}).UpsertSecret(f.TenantID, in)
+	if err != nil {
+		return fail(err, "the token could not be stored: "+redactTokens(err.Error(), tok))
+	}
+	nf, err := s.store.FinishOAuthFlow(f.TenantID, f.ID, vault.FlowCompleted, res.Secret.ID, "")
+	if err != nil {
+		return f, err
+	}
+	s.notify(f.ID)
+	s.log.Info("oauth flow completed", "tenant", f.TenantID, "flow", f.ID, "provider", p.Name, "secret", res.Secret.ID,
+		"has_refresh_token", res.Secret.HasRefreshToken)
+	return nf, nil
+}
+
+// flowApp is the client a flow was started with.
+func (s *Service) flowApp(f vault.OAuthFlow, p *Provider) (app, error) {
+	if f.Override {
+		o, err := s.store.OAuthOverride(f.TenantID, p.Name)
+		if err != nil {
+			return app{}, fmt.Errorf("the tenant override for %q was removed during the flow", p.Name)
+		}
+		sec, err := s.store.OAuthOverrideSecret(f.TenantID, p.Name)
+		if err != nil {
+			return app{}, err
+		}
+		return app{clientID: o.ClientID, secret: sec, override: true}, nil
+	}
+	if p.clientID == "" {
+		return app{}, fmt.Errorf("%q has no client_id configured", p.Name)
+	}
+	return app{clientID: p.clientID, secret: p.clientSecret}, nil
+}
+
+// exchangeMessage says why a token request failed, in the provider's
+// error code and description only (never the body, which could hold a
+// token).
+func exchangeMessage(err error) string {
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		msg := fmt.Sprintf("the provider refused the token request (HTTP %d)", re.Response.StatusCode)
+		if re.ErrorCode != "" {
+			msg += ": " + re.ErrorCode
+			if re.ErrorDescription != "" {
+				msg += " (" + truncate(re.ErrorDescription, 200) + ")"
+			}
+		}
+		return msg
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "the provider's token endpoint did not answer in time"
+	}
+	return "the provider's token endpoint could not be reached"
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
+
+// redactTokens cuts the token values out of a message.
+func redactTokens(msg string, tok *oauth2.Token) string {
+	for _, v := range []string{tok.AccessToken, tok.RefreshToken} {
+		if len(v) >= 4 {
+			msg = strings.ReplaceAll(msg, v, "[redacted]")
+		}
+	}
+	return msg
+}
+

@@ -1,0 +1,345 @@
+package oauth
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/egressd/egressd/vault"
+)
+
+// Defaults of Config.
+const (
+	DefaultFlowTTL  = 10 * time.Minute
+	CallbackPath    = "/api/v1/egress/oauth/callback"
+	MetadataKey     = "oauth_provider"
+	SecretType      = "oauth_token"
+	defaultHTTPTime = 30 * time.Second
+)
+
+// Config configures New.
+type Config struct {
+	// Store holds flows, overrides and the secrets. Required.
+	Store *vault.Store
+	// Catalogue is the providers; nil means the built-in ones only.
+	Catalogue *Catalogue
+	// PublicURL is the base URL the provider redirects browsers to
+	// (PublicURL + CallbackPath), such as "https://egressd.example.com".
+	// Empty means flows need a redirect_uri or an override callback_url.
+	PublicURL string
+	// HTTPClient talks to the providers' token endpoints; nil means a
+	// client with a 30 s timeout.
+	HTTPClient *http.Client
+	// FlowTTL is how long a flow's state is good; zero means 10 minutes.
+	FlowTTL time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Logger receives a line per flow outcome and refresh; nil discards.
+	// Never a token.
+	Logger *slog.Logger
+}
+
+// Service runs connect flows and refreshes tokens. It is safe for
+// concurrent use.
+type Service struct {
+	cfg   Config
+	store *vault.Store
+	cat   *Catalogue
+	log   *slog.Logger
+	sf    singleflight.Group
+
+	mu      sync.Mutex
+	waiters map[string]chan struct{}
+}
+
+// New checks cfg and builds the service.
+func New(cfg Config) (*Service, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("oauth: no store")
+	}
+	if cfg.Catalogue == nil {
+		c, err := NewCatalogue("")
+		if err != nil {
+			return nil, err
+		}
+		cfg.Catalogue = c
+	}
+	if cfg.PublicURL != "" {
+		u, err := url.Parse(cfg.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("oauth: PublicURL %q: want http(s)://host[:port]", cfg.PublicURL)
+		}
+		cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: defaultHTTPTime}
+	}
+	if cfg.FlowTTL == 0 {
+		cfg.FlowTTL = DefaultFlowTTL
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Service{cfg: cfg, store: cfg.Store, cat: cfg.Catalogue, log: cfg.Logger, waiters: map[string]chan struct{}{}}, nil
+}
+
+// Catalogue is the service's providers.
+func (s *Service) Catalogue() *Catalogue { return s.cat }
+
+// StartInput is what a connect asks for: the provider, and what the
+// secret it stores will be (name, scope and its owner ids, env var,
+// binding).
+type StartInput struct {
+	Provider            string             `json:"provider"`
+	Name                string             `json:"name"`
+	ExposeAsEnv         string             `json:"expose_as_env"`
+	Scope               vault.Scope        `json:"scope"`
+	Scopes              []string           `json:"scopes"`
+	OwnerUserID         string             `json:"owner_user_id"`
+	WorkspaceID         string             `json:"workspace_id"`
+	ExternalUserID      string             `json:"external_user_id"`
+	ExternalWorkspaceID string             `json:"external_workspace_id"`
+	ResourceID          string             `json:"resource_id"`
+	ResourceType        vault.ResourceType `json:"resource_type"`
+	RedirectURI         string             `json:"redirect_uri"`
+}
+
+// Started is a new flow and the URL to send the user's browser to.
+type Started struct {
+	Flow         vault.OAuthFlow
+	AuthorizeURL string
+	State        string
+}
+
+// app is the client a flow or refresh uses: the tenant's override or the
+// operator's default.
+type app struct {
+	clientID, callback string
+	secret             vault.Value
+	override           bool
+}
+
+func (s *Service) app(tenantID string, p *Provider) (app, error) {
+	o, err := s.store.OAuthOverride(tenantID, p.Name)
+	switch {
+	case err == nil:
+		sec, err := s.store.OAuthOverrideSecret(tenantID, p.Name)
+		if err != nil {
+			return app{}, err
+		}
+		return app{clientID: o.ClientID, callback: o.CallbackURL, secret: sec, override: true}, nil
+	case !errors.Is(err, vault.ErrNotFound):
+		return app{}, err
+	}
+	if p.clientID == "" {
+		return app{}, fmt.Errorf("%w: %q has no client_id: set one in the providers file (--oauth-providers) or a tenant override", ErrNotConfigured, p.Name)
+	}
+	return app{clientID: p.clientID, secret: p.clientSecret}, nil
+}
+
+func (s *Service) config(p *Provider, a app, redirect string) *oauth2.Config {
+	return &oauth2.Config{ClientID: a.clientID, ClientSecret: string(a.secret.Reveal()), Endpoint: p.endpoint(), RedirectURL: redirect}
+}
+
+// Start begins a flow for the tenant, in the name of actor (who the stored
+// secret's audit row will name).
+func (s *Service) Start(ctx context.Context, actor vault.Actor, tenantID string, in StartInput) (Started, error) {
+	p, err := s.cat.Get(in.Provider)
+	if err != nil {
+		return Started{}, err
+	}
+	if err := s.checkStart(p, &in); err != nil {
+		return Started{}, err
+	}
+	a, err := s.app(tenantID, p)
+	if err != nil {
+		return Started{}, err
+	}
+	redirect := in.RedirectURI
+	if redirect == "" && a.override {
+		redirect = a.callback
+	}
+	if redirect == "" {
+		if s.cfg.PublicURL == "" {
+			return Started{}, fmt.Errorf("%w: redirect_uri: required (this server has no public URL)", ErrInvalid)
+		}
+		redirect = s.cfg.PublicURL + CallbackPath
+	}
+	if u, err := url.Parse(redirect); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Fragment != "" {
+		return Started{}, fmt.Errorf("%w: redirect_uri: want an absolute http(s) URL", ErrInvalid)
+	}
+	scopes := in.Scopes
+	if len(scopes) == 0 {
+		scopes = p.Scopes
+	}
+	state := randomString(32)
+	verifier := ""
+	if p.PKCE {
+		verifier = oauth2.GenerateVerifier()
+	}
+	f, err := s.store.CreateOAuthFlow(tenantID, vault.OAuthFlowInput{State: state, Verifier: verifier, Flow: vault.OAuthFlow{
+		Provider: p.Name, SecretName: in.Name, Scope: in.Scope, Scopes: scopes, ExposeAsEnv: in.ExposeAsEnv,
+		OwnerUserID: in.OwnerUserID, WorkspaceID: in.WorkspaceID, ExternalUserID: in.ExternalUserID,
+		ExternalWorkspaceID: in.ExternalWorkspaceID, ResourceID: in.ResourceID, ResourceType: in.ResourceType,
+		RedirectURI: redirect, ClientID: a.clientID, Override: a.override, Actor: actor,
+		ExpiresAt: s.cfg.Now().Add(s.cfg.FlowTTL).UTC(),
+	}})
+	if err != nil {
+		return Started{}, err
+	}
+	opts := []oauth2.AuthCodeOption{}
+	if len(scopes) > 0 {
+		opts = append(opts, oauth2.SetAuthURLParam("scope", joinScopes(p, scopes)))
+	}
+	for k, v := range p.AuthParams {
+		opts = append(opts, oauth2.SetAuthURLParam(k, v))
+	}
+	if verifier != "" {
+		opts = append(opts, oauth2.S256ChallengeOption(verifier))
+	}
+	u := s.config(p, app{clientID: a.clientID}, redirect).AuthCodeURL(state, opts...)
+	s.log.Info("oauth flow started", "tenant", tenantID, "flow", f.ID, "provider", p.Name, "override", a.override)
+	return Started{Flow: f, AuthorizeURL: u, State: state}, nil
+}
+
+// checkStart fills in the defaults of a connect and refuses what the
+// secret could not be stored as.
+func (s *Service) checkStart(p *Provider, in *StartInput) error {
+	if in.ResourceID != "" && in.ResourceType == "" {
+		in.ResourceType = vault.ResourceSandbox
+	}
+	if in.Scope == "" {
+		switch {
+		case in.ExternalUserID != "":
+			in.Scope = vault.ScopeExternalUser
+		case in.OwnerUserID != "":
+			in.Scope = vault.ScopeUser
+		case in.ExternalWorkspaceID != "":
+			in.Scope = vault.ScopeExternalWorkspace
+		case in.WorkspaceID != "":
+			in.Scope = vault.ScopeWorkspace
+		case in.ResourceID != "":
+			in.Scope = vault.ScopeResource
+		default:
+			in.Scope = vault.ScopeTenant
+		}
+	}
+	if !in.Scope.Valid() {
+		return fmt.Errorf("%w: scope: unknown scope %q (want one of %v)", ErrInvalid, in.Scope, vault.Scopes)
+	}
+	owner := map[vault.Scope]struct{ field, v string }{
+		vault.ScopeUser: {"owner_user_id", in.OwnerUserID}, vault.ScopeExternalUser: {"external_user_id", in.ExternalUserID},
+		vault.ScopeExternalWorkspace: {"external_workspace_id", in.ExternalWorkspaceID}, vault.ScopeWorkspace: {"workspace_id", in.WorkspaceID},
+		vault.ScopeResource: {"resource_id", in.ResourceID},
+	}
+	if o, ok := owner[in.Scope]; ok && o.v == "" {
+		return fmt.Errorf("%w: %s: required for scope %s", ErrInvalid, o.field, in.Scope)
+	}
+	if in.ExposeAsEnv == "" {
+		in.ExposeAsEnv = strings.ToUpper(strings.NewReplacer("-", "_", ".", "_").Replace(p.Name)) + "_TOKEN"
+		if !vault.ValidEnvName(in.ExposeAsEnv) {
+			in.ExposeAsEnv = "OAUTH_TOKEN"
+		}
+	}
+	if !vault.ValidEnvName(in.ExposeAsEnv) {
+		return fmt.Errorf("%w: expose_as_env: must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)", ErrInvalid)
+	}
+	if in.Name == "" {
+		in.Name = in.ExposeAsEnv
+	}
+	if !vault.ValidName(in.Name) {
+		return fmt.Errorf("%w: name: must match [A-Za-z0-9_.-]{1,128}", ErrInvalid)
+	}
+	if len(in.Scopes) > 64 {
+		return fmt.Errorf("%w: scopes: at most 64", ErrInvalid)
+	}
+	for _, sc := range in.Scopes {
+		if sc == "" || len(sc) > 256 || strings.ContainsAny(sc, " \t\r\n") {
+			return fmt.Errorf("%w: scopes: each 1 to 256 characters without spaces", ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// Flow returns one flow of the tenant; a pending one past its expiry is
+// marked expired first.
+func (s *Service) Flow(tenantID, id string) (vault.OAuthFlow, error) {
+	before, err := s.store.OAuthFlow(tenantID, id)
+	if err != nil {
+		return before, err
+	}
+	f, err := s.store.ExpireOAuthFlow(tenantID, id)
+	if err == nil && f.Status != before.Status {
+		s.notify(id)
+	}
+	return f, err
+}
+
+// Wait returns the flow once it is no longer pending, or when d (or ctx)
+// ends, whichever is first; a pending flow is then returned as it is.
+func (s *Service) Wait(ctx context.Context, tenantID, id string, d time.Duration) (vault.OAuthFlow, error) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		ch := s.watch(id)
+		f, err := s.Flow(tenantID, id)
+		if err != nil || f.Status != vault.FlowPending || d <= 0 {
+			return f, err
+		}
+		// Wake at the flow's expiry too, to report it.
+		exp := time.NewTimer(max(f.ExpiresAt.Sub(s.cfg.Now())+10*time.Millisecond, 10*time.Millisecond))
+		select {
+		case <-ch:
+		case <-exp.C:
+		case <-timer.C:
+			exp.Stop()
+			return s.Flow(tenantID, id)
+		case <-ctx.Done():
+			exp.Stop()
+			return f, nil
+		}
+		exp.Stop()
+	}
+}
+
+// watch returns a channel closed at the flow's next change.
+func (s *Service) watch(id string) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch, ok := s.waiters[id]
+	if !ok {
+		ch = make(chan struct{})
+		s.waiters[id] = ch
+	}
+	return ch
+}
+
+// notify wakes the waiters of a flow.
+func (s *Service) notify(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ch, ok := s.waiters[id]; ok {
+		close(ch)
+		delete(s.waiters, id)
+	}
+}
+
+func randomString(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
