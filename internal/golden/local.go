@@ -38,6 +38,7 @@ type Seen struct {
 type Upstream struct {
 	TLS, Plain *httptest.Server
 	Roots      *x509.CertPool
+	CA         *certs.CA
 	mu         sync.Mutex
 	got        []Seen
 	echo       []string
@@ -53,7 +54,7 @@ func NewUpstream(caDir string) (*Upstream, error) {
 	if err != nil {
 		return nil, err
 	}
-	u := &Upstream{Roots: x509.NewCertPool()}
+	u := &Upstream{Roots: x509.NewCertPool(), CA: ca}
 	u.Roots.AddCert(ca.Certificate())
 	u.TLS = httptest.NewUnstartedServer(u)
 	u.TLS.TLS = &tls.Config{GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {

@@ -66,9 +66,6 @@ func Run(c *Case, dir string, update bool) (*Result, error) {
 func (r *runner) setup() error {
 	st, s := r.l.Store, r.c.Setup
 	tn := r.l.TenantID
-	if _, err := st.UpdateSettings(tn, s.Tenant); err != nil {
-		return fmt.Errorf("setup: tenant: %w", err)
-	}
 	names := make([]string, 0, len(s.Sandboxes))
 	for n := range s.Sandboxes {
 		names = append(names, n)
@@ -128,6 +125,11 @@ func (r *runner) setup() error {
 			return fmt.Errorf("setup: binding %s to %s: %w", b.Secret, b.Sandbox, err)
 		}
 	}
+	// Settings last: a tenant may turn allow_end_user_credentials off
+	// after its end users stored secrets.
+	if _, err := st.UpdateSettings(tn, s.Tenant); err != nil {
+		return fmt.Errorf("setup: tenant: %w", err)
+	}
 	// Issue every placeholder that resolves now, so that any of them shows
 	// as a token wherever it turns up.
 	for _, n := range names {
@@ -138,6 +140,7 @@ func (r *runner) setup() error {
 		for _, e := range env {
 			r.phs[[2]string{n, e.Name}] = e.Placeholder
 			r.z.Add(e.Placeholder, "{{placeholder "+n+" "+e.Name+"}}")
+			r.z.Add(vault.PlaceholderCore(e.Placeholder), "{{placeholder "+n+" "+e.Name+" core}}")
 		}
 	}
 	return nil
@@ -166,6 +169,7 @@ func (r *runner) Placeholder(sbx, name string) (string, error) {
 	}
 	r.phs[[2]string{sbx, name}] = out[name]
 	r.z.Add(out[name], "{{placeholder "+sbx+" "+name+"}}")
+	r.z.Add(vault.PlaceholderCore(out[name]), "{{placeholder "+sbx+" "+name+" core}}")
 	return out[name], nil
 }
 
@@ -324,6 +328,7 @@ func (r *runner) replay() (*Result, error) {
 		}
 		roots := x509.NewCertPool()
 		roots.AddCert(r.l.CA.Certificate())
+		roots.AddCert(r.l.Up.CA.Certificate()) // a tunnelled host answers with its own certificate
 		tc := tls.Client(conn, &tls.Config{ServerName: w.host, RootCAs: roots, NextProtos: []string{"http/1.1"}})
 		if err := tc.Handshake(); err != nil {
 			return nil, fmt.Errorf("TLS to egressd: %w", err)

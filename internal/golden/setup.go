@@ -12,7 +12,7 @@ import (
 // request is sent.
 type Setup struct {
 	// Tenant patches the tenant's settings (allow_end_user_credentials,
-	// egress_allow_hosts, egress_deny_hosts).
+	// egress_allow_hosts, egress_deny_hosts), after the secrets are stored.
 	Tenant vault.SettingsPatch `json:"tenant"`
 	// Sandboxes by local name, with their attribution.
 	Sandboxes map[string]vault.SandboxInput `json:"sandboxes"`

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/egressd/egressd/vault"
 )
 
 // chunkMark is what {{chunk}} expands to: where the runner ends one write
@@ -26,6 +28,7 @@ type Tokens interface {
 //
 //	{{placeholder SBX NAME}}            the placeholder of NAME issued to SBX
 //	{{placeholder SBX NAME split=N}}    the same, with a chunk boundary after N bytes
+//	{{placeholder SBX NAME core}}       the same without its placeholder_prefix
 //	{{value LABEL}}, {{value LABEL vN}} a secret's current value, or its version N
 //	{{value LABEL query}}, … path       the same, URL-escaped for a query or a path
 //	{{base64 TEXT}}                     TEXT (tokens expanded) in standard base64
@@ -83,11 +86,14 @@ func call(inner string, tk Tokens) (string, error) {
 	case "placeholder":
 		f := strings.Fields(arg)
 		if len(f) < 2 || len(f) > 3 {
-			return "", fmt.Errorf("want placeholder SANDBOX NAME [split=N]")
+			return "", fmt.Errorf("want placeholder SANDBOX NAME [split=N|core]")
 		}
 		ph, err := tk.Placeholder(f[0], f[1])
 		if err != nil {
 			return "", err
+		}
+		if len(f) == 3 && f[2] == "core" {
+			return vault.PlaceholderCore(ph), nil
 		}
 		if len(f) == 3 {
 			n, err := strconv.Atoi(strings.TrimPrefix(f[2], "split="))
