@@ -21,6 +21,10 @@ const (
 	adminAccess
 	// operatorAccess admits the operator key only.
 	operatorAccess
+	// publicAccess takes no bearer token: the request authenticates
+	// itself (the OAuth callback, by its state). The handler gets a nil
+	// principal and checks its own query.
+	publicAccess
 )
 
 // principal is who is calling: the key that authenticated the request.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/egressd/egressd/oauth"
 	"github.com/egressd/egressd/resolver"
 	"github.com/egressd/egressd/vault"
 )
@@ -33,6 +34,10 @@ var ErrMethodNotAllowed = errors.New("method not allowed")
 
 // ErrTooLarge is a request body over MaxBodyBytes.
 var ErrTooLarge = errors.New("request body too large")
+
+// ErrNotImplemented is an endpoint this server was built without (the
+// OAuth endpoints when no OAuth service is configured).
+var ErrNotImplemented = errors.New("not implemented")
 
 // ErrInternal is anything the caller cannot fix. Its answer carries a
 // generic message; the cause goes to the log only.
@@ -61,6 +66,22 @@ func classify(err error) (status int, code string) {
 		return http.StatusForbidden, "forbidden"
 	case errors.Is(err, ErrNotFound), errors.Is(err, vault.ErrNotFound), errors.Is(err, resolver.ErrUnknownSandbox):
 		return http.StatusNotFound, "not_found"
+	case errors.Is(err, ErrNotImplemented):
+		return http.StatusNotImplemented, "not_implemented"
+	case errors.Is(err, oauth.ErrUnknownProvider):
+		return http.StatusNotFound, "unknown_provider"
+	case errors.Is(err, oauth.ErrNotConfigured):
+		return http.StatusConflict, "provider_not_configured"
+	case errors.Is(err, vault.ErrStateUsed):
+		return http.StatusConflict, "oauth_state_used"
+	case errors.Is(err, vault.ErrStateExpired):
+		return http.StatusBadRequest, "oauth_state_expired"
+	case errors.Is(err, vault.ErrUnknownState):
+		return http.StatusBadRequest, "oauth_unknown_state"
+	case errors.Is(err, oauth.ErrExchange):
+		return http.StatusBadGateway, "oauth_exchange_failed"
+	case errors.Is(err, oauth.ErrInvalid):
+		return http.StatusBadRequest, "invalid_request"
 	case errors.Is(err, ErrMethodNotAllowed):
 		return http.StatusMethodNotAllowed, "method_not_allowed"
 	case errors.Is(err, vault.ErrConflict):
@@ -82,6 +103,8 @@ func message(err error, status int) string {
 		return fmt.Sprintf("request body exceeds %d bytes", MaxBodyBytes)
 	case status == http.StatusServiceUnavailable:
 		return "request canceled"
+	case status == http.StatusNotImplemented, status == http.StatusBadGateway:
+		return err.Error()
 	case status >= 500:
 		return "internal error; the server log has the cause"
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/egressd/egressd/oauth"
 	"github.com/egressd/egressd/resolver"
 	"github.com/egressd/egressd/vault"
 )
@@ -54,6 +55,9 @@ type Config struct {
 	CABundlePath string
 	// Now is the clock that times requests; nil means time.Now.
 	Now func() time.Time
+	// OAuth runs the /api/v1/egress/oauth/* endpoints; nil answers them
+	// 501 (OAuth not configured on this server).
+	OAuth *oauth.Service
 }
 
 // Server is the admin API. It is an http.Handler, safe for concurrent use.
@@ -67,6 +71,7 @@ type Server struct {
 	caPath   string
 	now      func() time.Time
 	mux      *http.ServeMux
+	oauth    *oauth.Service
 }
 
 // handlerFunc is an endpoint: it writes its answer on success, or returns
@@ -116,7 +121,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		store: cfg.Store, resolver: cfg.Resolver, log: cfg.Logger, metrics: m,
 		caPEM: string(cfg.CACertPEM), proxy: proxy, caPath: cfg.CABundlePath, now: cfg.Now,
-		mux: http.NewServeMux(),
+		mux: http.NewServeMux(), oauth: cfg.OAuth,
 	}
 	s.register(s.routes())
 	return s, nil
@@ -151,6 +156,7 @@ func (s *Server) routes() []route {
 
 		{"GET", "/api/v1/audit", readAccess, auditParams, s.listAudit},
 	}
+	rs = append(rs, s.oauthRoutes()...)
 	// Sandboxes and computers are one model; /computers only ever shows
 	// and creates computers.
 	for _, kind := range []struct {
@@ -215,6 +221,9 @@ func (s *Server) wrap(pattern string, a access, params []string, h handlerFunc) 
 			s.observe(r, pattern, rec, p, start)
 		}()
 		err := func() error {
+			if a == publicAccess {
+				return h(rec, r, nil)
+			}
 			var err error
 			if p, err = s.authenticate(r); err != nil {
 				return err

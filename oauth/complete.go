@@ -41,11 +41,13 @@ func (e ProviderError) Error() string {
 // completed with the secret id. A reused, expired or unknown state or a
 // provider error fails (reuse: refuses) and stores nothing. With provErr
 // set (the provider redirected with an error), the flow fails with it.
-func (s *Service) Complete(ctx context.Context, code, state string, provErr *ProviderError) (vault.OAuthFlow, error) {
+// With tenantID set (a tenant forwarding code and state), a state of
+// another tenant is unknown.
+func (s *Service) Complete(ctx context.Context, tenantID, code, state string, provErr *ProviderError) (vault.OAuthFlow, error) {
 	if state == "" {
 		return vault.OAuthFlow{}, &CompleteError{Err: fmt.Errorf("%w: state: required", ErrInvalid)}
 	}
-	f, verifier, err := s.store.ClaimOAuthState(state)
+	f, verifier, err := s.store.ClaimOAuthState(state, tenantID)
 	if err != nil {
 		if errors.Is(err, vault.ErrStateExpired) {
 			s.notify(f.ID)
@@ -171,4 +173,3 @@ func redactTokens(msg string, tok *oauth2.Token) string {
 	}
 	return msg
 }
-

@@ -110,4 +110,3 @@ func (s *Service) refresh(ctx context.Context, tenantID, id string) (vault.Secre
 func NeedsRefresh(sec vault.Secret, now time.Time) bool {
 	return sec.Type == SecretType && sec.ExpiresAt != nil && sec.ExpiresAt.Before(now.Add(RefreshWindow))
 }
-

@@ -146,7 +146,9 @@ func (s *Store) OAuthFlow(tenantID, id string) (OAuthFlow, error) {
 // (zero Value without PKCE). A state seen before answers ErrStateUsed (the
 // flow is left as it is); one past its flow's expiry marks the flow
 // expired and answers ErrStateExpired; an unknown one ErrUnknownState.
-func (s *Store) ClaimOAuthState(state string) (OAuthFlow, Value, error) {
+// With tenantID set, a state of another tenant's flow is unknown (and
+// left unclaimed).
+func (s *Store) ClaimOAuthState(state, tenantID string) (OAuthFlow, Value, error) {
 	var row storedFlow
 	var verifier Value
 	var claimErr error
@@ -159,7 +161,8 @@ func (s *Store) ClaimOAuthState(state string) (OAuthFlow, Value, error) {
 			return nil
 		}
 		fk := bytes.Clone(k)
-		if ok, err := getJSON(tx.Bucket(bOAuthFlows), fk, &row); err != nil || !ok {
+		if ok, err := getJSON(tx.Bucket(bOAuthFlows), fk, &row); err != nil || !ok || (tenantID != "" && row.TenantID != tenantID) {
+			row = storedFlow{}
 			claimErr = ErrUnknownState
 			return err
 		}

@@ -29,19 +29,22 @@ func TestOAuthStateSingleUseAndExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, v, err := s.ClaimOAuthState("state-aaaaaaaaaaaaaaaa")
+	if _, _, err := s.ClaimOAuthState("state-aaaaaaaaaaaaaaaa", "other-tenant"); !errors.Is(err, ErrUnknownState) {
+		t.Fatalf("other tenant: %v", err)
+	}
+	got, v, err := s.ClaimOAuthState("state-aaaaaaaaaaaaaaaa", "")
 	if err != nil || got.ID != f.ID || string(v.Reveal()) != "verifier-1234" {
 		t.Fatalf("claim: %v %v", got, err)
 	}
-	if _, _, err := s.ClaimOAuthState("state-aaaaaaaaaaaaaaaa"); !errors.Is(err, ErrStateUsed) {
+	if _, _, err := s.ClaimOAuthState("state-aaaaaaaaaaaaaaaa", ""); !errors.Is(err, ErrStateUsed) {
 		t.Fatalf("reuse: %v", err)
 	}
-	if _, _, err := s.ClaimOAuthState("state-unknownnnnnnnnnn"); !errors.Is(err, ErrUnknownState) {
+	if _, _, err := s.ClaimOAuthState("state-unknownnnnnnnnnn", ""); !errors.Is(err, ErrUnknownState) {
 		t.Fatalf("unknown: %v", err)
 	}
 	f2, _ := s.CreateOAuthFlow(tid, OAuthFlowInput{Flow: OAuthFlow{Provider: "x", ExpiresAt: now.Add(10 * time.Minute)}, State: "state-bbbbbbbbbbbbbbbb"})
 	now = now.Add(11 * time.Minute)
-	if _, _, err := s.ClaimOAuthState("state-bbbbbbbbbbbbbbbb"); !errors.Is(err, ErrStateExpired) {
+	if _, _, err := s.ClaimOAuthState("state-bbbbbbbbbbbbbbbb", ""); !errors.Is(err, ErrStateExpired) {
 		t.Fatalf("expired: %v", err)
 	}
 	if g, _ := s.OAuthFlow(tid, f2.ID); g.Status != FlowExpired {

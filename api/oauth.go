@@ -1,0 +1,272 @@
+package api
+
+import (
+	"errors"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/egressd/egressd/oauth"
+	"github.com/egressd/egressd/vault"
+)
+
+// MaxFlowWait caps ?wait= of GET /api/v1/egress/oauth/flows/{id}; it stays
+// under the admin listener's write timeout.
+const MaxFlowWait = 50 * time.Second
+
+func (s *Server) oauthRoutes() []route {
+	return []route{
+		{"GET", "/api/v1/egress/oauth/providers", adminAccess, nil, s.needOAuth(s.oauthProviders)},
+		{"POST", "/api/v1/egress/oauth/connect", adminAccess, nil, s.needOAuth(s.oauthConnect)},
+		{"GET", "/api/v1/egress/oauth/flows/{id}", adminAccess, []string{"wait"}, s.needOAuth(s.oauthFlow)},
+		{"GET", "/api/v1/egress/oauth/callback", publicAccess, nil, s.needOAuth(s.oauthCallback)},
+		{"POST", "/api/v1/egress/oauth/complete", adminAccess, nil, s.needOAuth(s.oauthComplete)},
+		{"PUT", "/api/v1/egress/oauth/overrides/{provider}", adminAccess, nil, s.needOAuth(s.putOverride)},
+		{"GET", "/api/v1/egress/oauth/overrides/{provider}", adminAccess, nil, s.needOAuth(s.getOverride)},
+		{"DELETE", "/api/v1/egress/oauth/overrides/{provider}", adminAccess, nil, s.needOAuth(s.deleteOverride)},
+	}
+}
+
+// needOAuth answers 501 when the server has no OAuth service.
+func (s *Server) needOAuth(h handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, p *principal) error {
+		if s.oauth == nil {
+			return errorf(ErrNotImplemented, "OAuth is not configured on this server (start egressd serve with --oauth-providers and --public-url)")
+		}
+		return h(w, r, p)
+	}
+}
+
+// ProviderInfo is one provider in GET /api/v1/egress/oauth/providers:
+// what the catalogue says, and which app is in force for this tenant.
+type ProviderInfo struct {
+	oauth.Provider
+	// InForce is "override" (the tenant's white-label app), "operator"
+	// (the operator's default app) or "none" (cannot connect).
+	InForce  string               `json:"in_force"`
+	Override *vault.OAuthOverride `json:"override,omitempty"`
+}
+
+// ProviderList is the answer of GET /api/v1/egress/oauth/providers.
+type ProviderList struct {
+	Providers []ProviderInfo `json:"providers"`
+}
+
+func (s *Server) oauthProviders(w http.ResponseWriter, _ *http.Request, p *principal) error {
+	overrides, err := s.store.ListOAuthOverrides(p.tenant())
+	if err != nil {
+		return err
+	}
+	byName := map[string]*vault.OAuthOverride{}
+	for i := range overrides {
+		byName[overrides[i].Provider] = &overrides[i]
+	}
+	out := ProviderList{Providers: []ProviderInfo{}}
+	for _, pr := range s.oauth.Catalogue().List() {
+		info := ProviderInfo{Provider: pr, InForce: "none", Override: byName[pr.Name]}
+		switch {
+		case info.Override != nil:
+			info.InForce = "override"
+		case pr.ClientID() != "":
+			info.InForce = "operator"
+		}
+		out.Providers = append(out.Providers, info)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// ConnectAnswer is the answer of POST /api/v1/egress/oauth/connect.
+type ConnectAnswer struct {
+	ID           string    `json:"id"`
+	AuthorizeURL string    `json:"authorize_url"`
+	State        string    `json:"state"`
+	Status       string    `json:"status"`
+	Provider     string    `json:"provider"`
+	ExpiresAt    time.Time `json:"expires_at"`
+}
+
+func (s *Server) oauthConnect(w http.ResponseWriter, r *http.Request, p *principal) error {
+	var in oauth.StartInput
+	if err := decode(w, r, &in); err != nil {
+		return err
+	}
+	if in.Provider == "" {
+		return errorf(ErrBadRequest, "provider: required")
+	}
+	st, err := s.oauth.Start(r.Context(), vault.ActorOf(p.key), p.tenant(), in)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/api/v1/egress/oauth/flows/"+st.Flow.ID)
+	writeJSON(w, http.StatusCreated, ConnectAnswer{ID: st.Flow.ID, AuthorizeURL: st.AuthorizeURL, State: st.State,
+		Status: st.Flow.Status, Provider: st.Flow.Provider, ExpiresAt: st.Flow.ExpiresAt})
+	return nil
+}
+
+func (s *Server) oauthFlow(w http.ResponseWriter, r *http.Request, p *principal) error {
+	var wait time.Duration
+	if v := r.URL.Query().Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			n, nerr := strconv.Atoi(v)
+			if nerr != nil {
+				return errorf(ErrBadRequest, "wait: want a duration such as 30s")
+			}
+			d = time.Duration(n) * time.Second
+		}
+		if d < 0 {
+			return errorf(ErrBadRequest, "wait: must not be negative")
+		}
+		wait = min(d, MaxFlowWait)
+	}
+	f, err := s.oauth.Wait(r.Context(), p.tenant(), r.PathValue("id"), wait)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, f)
+	return nil
+}
+
+// CompleteInput is the body of POST /api/v1/egress/oauth/complete: what
+// the provider's redirect to the tenant's own callback carried.
+type CompleteInput struct {
+	Code             string `json:"code"`
+	State            string `json:"state"`
+	Error            string `json:"error"`
+	ErrorDescription string `json:"error_description"`
+}
+
+func (s *Server) oauthComplete(w http.ResponseWriter, r *http.Request, p *principal) error {
+	var in CompleteInput
+	if err := decode(w, r, &in); err != nil {
+		return err
+	}
+	var pe *oauth.ProviderError
+	if in.Error != "" {
+		pe = &oauth.ProviderError{Code: in.Error, Description: in.ErrorDescription}
+	}
+	f, err := s.oauth.Complete(r.Context(), p.tenant(), in.Code, in.State, pe)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, f)
+	return nil
+}
+
+var callbackPage = template.Must(template.New("cb").Parse(`<!doctype html>
+<html><head><meta charset="utf-8"><title>{{.Title}}</title></head>
+<body style="font-family: sans-serif; margin: 3em;"><h1>{{.Title}}</h1><p>{{.Message}}</p></body></html>
+`))
+
+// CallbackAnswer is the JSON answer of the callback (Accept: application/json).
+type CallbackAnswer struct {
+	Status  string `json:"status"`
+	FlowID  string `json:"flow_id,omitempty"`
+	Message string `json:"message"`
+}
+
+// oauthCallback is where the provider sends the browser back. The state
+// authenticates it; it answers a small page (or JSON) saying how it went.
+func (s *Server) oauthCallback(w http.ResponseWriter, r *http.Request, _ *principal) error {
+	q := r.URL.Query()
+	var pe *oauth.ProviderError
+	if e := q.Get("error"); e != "" {
+		pe = &oauth.ProviderError{Code: e, Description: q.Get("error_description")}
+	}
+	f, err := s.oauth.Complete(r.Context(), "", q.Get("code"), q.Get("state"), pe)
+	ans := CallbackAnswer{Status: f.Status, FlowID: f.ID, Message: "Connected. You can close this window."}
+	status := http.StatusOK
+	if err != nil {
+		status, _ = classify(err)
+		ans.Message = "The connection failed: " + message(err, status)
+		var ce *oauth.CompleteError
+		if errors.As(err, &ce) && errors.Is(err, vault.ErrUnknownState) {
+			ans.Status = "failed"
+		}
+		if ans.Status == "" || ans.Status == vault.FlowPending {
+			ans.Status = "failed"
+		}
+		if rec, ok := w.(*recorder); ok {
+			_, rec.errCode = classify(err)
+		}
+	}
+	if strings.Contains(r.Header.Get("Accept"), "application/json") {
+		writeJSON(w, status, ans)
+		return nil
+	}
+	title := "Connected"
+	if err != nil {
+		title = "Connection failed"
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	return callbackPage.Execute(w, struct{ Title, Message string }{title, ans.Message})
+}
+
+// OverrideInput is the body of PUT /api/v1/egress/oauth/overrides/{provider}.
+type OverrideInput = vault.OAuthOverrideInput
+
+func (s *Server) provider(r *http.Request) (string, error) {
+	name := r.PathValue("provider")
+	if _, err := s.oauth.Catalogue().Get(name); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+func (s *Server) putOverride(w http.ResponseWriter, r *http.Request, p *principal) error {
+	name, err := s.provider(r)
+	if err != nil {
+		return err
+	}
+	var in OverrideInput
+	if err := decode(w, r, &in); err != nil {
+		return redact(err, in.ClientSecret)
+	}
+	if in.CallbackURL != "" && !absoluteHTTP(in.CallbackURL) {
+		return errorf(ErrBadRequest, "callback_url: want an absolute http(s) URL")
+	}
+	o, err := s.writer(p).PutOAuthOverride(p.tenant(), name, in)
+	if err != nil {
+		return redact(err, in.ClientSecret)
+	}
+	writeJSON(w, http.StatusOK, o)
+	return nil
+}
+
+func (s *Server) getOverride(w http.ResponseWriter, r *http.Request, p *principal) error {
+	name, err := s.provider(r)
+	if err != nil {
+		return err
+	}
+	o, err := s.store.OAuthOverride(p.tenant(), name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, o)
+	return nil
+}
+
+func (s *Server) deleteOverride(w http.ResponseWriter, r *http.Request, p *principal) error {
+	name, err := s.provider(r)
+	if err != nil {
+		return err
+	}
+	if err := s.writer(p).DeleteOAuthOverride(p.tenant(), name); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func absoluteHTTP(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.Fragment == ""
+}
