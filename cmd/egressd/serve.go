@@ -38,6 +38,8 @@ func runServe(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	fs.DurationVar(&s.ProxyIdleTimeout, "proxy-idle-timeout", 5*time.Minute, "close a proxy connection (or tunnel) with no traffic for this long")
 	fs.StringVar(&s.Audit, "audit", "sync", "sync: a substituted request goes out only after its audit row is committed (fail closed); async: rows are queued (faster; a crash may lose some)")
 	fs.DurationVar(&s.AuditRetention, "audit-retention", 90*24*time.Hour, "how long audit rows are kept; older ones are pruned in the background")
+	fs.StringVar(&s.OAuthProviders, "oauth-providers", "", "JSON file of OAuth providers: custom ones and the operator's client_id/client_secret per provider")
+	fs.StringVar(&s.PublicURL, "public-url", "", "URL browsers reach the admin listener at, for the OAuth callback (default http://<admin listen address>)")
 	if code, done := parseFlags(fs, args, stderr, getenv); done {
 		return code
 	}
@@ -69,6 +71,7 @@ func runServe(args []string, stdout, stderr io.Writer, getenv func(string) strin
 			return api.New(api.Config{
 				Store: d.Store, Resolver: d.Resolver, Logger: d.Logger, Registerer: d.Registerer,
 				CACertPEM: d.CACertPEM, ProxyURL: d.ProxyURL, CABundlePath: d.CABundlePath, Now: time.Now,
+				OAuth: d.OAuth,
 			})
 		},
 	})

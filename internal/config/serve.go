@@ -81,6 +81,13 @@ type Serve struct {
 	Audit string
 	// AuditRetention is how long audit rows are kept; zero means 90 days.
 	AuditRetention time.Duration
+	// OAuthProviders is the OAuth providers file (custom providers and the
+	// operator's client id and secret per provider); empty means the
+	// built-in providers without configured apps.
+	OAuthProviders string
+	// PublicURL is the base URL browsers reach the admin listener at, for
+	// the OAuth callback; empty means http://<admin listener address>.
+	PublicURL string
 }
 
 // Check fills in the defaults and refuses settings that cannot work, with
@@ -162,6 +169,11 @@ func (s *Serve) Check() error {
 	case "auto", "all":
 	default:
 		return fmt.Errorf("--mitm %q: want auto or all", s.MITM)
+	}
+	if s.PublicURL != "" {
+		if err := checkProxyURL(s.PublicURL); err != nil {
+			return fmt.Errorf("--public-url %q: %w", s.PublicURL, err)
+		}
 	}
 	if s.MaxBufferedBody < 0 || s.MaxConnsPerSandbox < 0 || s.ProxyIdleTimeout < 0 {
 		return errors.New("--max-buffered-body, --max-conns-per-sandbox and --proxy-idle-timeout must not be negative")

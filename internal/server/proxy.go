@@ -13,13 +13,14 @@ import (
 	"github.com/egressd/egressd/certs"
 	"github.com/egressd/egressd/internal/config"
 	"github.com/egressd/egressd/internal/datadir"
+	"github.com/egressd/egressd/oauth"
 	"github.com/egressd/egressd/proxy"
 	"github.com/egressd/egressd/resolver"
 )
 
 // newProxy builds the proxy from the serve settings. Every listener of this
 // egressd is passed as a destination the proxy must never dial.
-func newProxy(s config.Serve, o *datadir.Opened, res *resolver.Resolver, reg prometheus.Registerer, log *slog.Logger, sink proxy.Sink, own ...net.Addr) (*proxy.Proxy, error) {
+func newProxy(s config.Serve, o *datadir.Opened, res *resolver.Resolver, reg prometheus.Registerer, log *slog.Logger, sink proxy.Sink, oa *oauth.Service, own ...net.Addr) (*proxy.Proxy, error) {
 	leafs, err := certs.NewLeafCache(o.CA, certs.LeafConfig{})
 	if err != nil {
 		return nil, err
@@ -43,7 +44,7 @@ func newProxy(s config.Serve, o *datadir.Opened, res *resolver.Resolver, reg pro
 		MITMAll: s.MITM == "all", UpstreamRoots: roots,
 		MaxBufferedBody: s.MaxBufferedBody, Redact: s.RedactResponses,
 		MaxConnsPerSandbox: s.MaxConnsPerSandbox, IdleTimeout: s.ProxyIdleTimeout,
-		Sink: sink, AuditAsync: s.Audit == "async",
+		Sink: sink, AuditAsync: s.Audit == "async", Refresher: oa,
 	})
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/egressd/egressd/internal/config"
 	"github.com/egressd/egressd/internal/datadir"
+	"github.com/egressd/egressd/oauth"
 	"github.com/egressd/egressd/proxy"
 	"github.com/egressd/egressd/resolver"
 	"github.com/egressd/egressd/vault"
@@ -36,6 +37,9 @@ type Deps struct {
 	ProxyURL   string
 	// CABundlePath is where sandboxes find the CA bundle.
 	CABundlePath string
+	// OAuth runs the OAuth connect flows; the proxy refreshes tokens
+	// through it.
+	OAuth *oauth.Service
 }
 
 // Config configures Run.
@@ -118,9 +122,18 @@ func Run(ctx context.Context, cfg Config) error {
 		_, port, _ := net.SplitHostPort(proxyLn.Addr().String())
 		s.ProxyURL = "http://localhost:" + port
 	}
+	adminLn, err := bind("admin", s.AdminListen, dir.Path(datadir.AdminAddrFile))
+	if err != nil {
+		return err
+	}
+	defer adminLn.Close()
+	oa, err := newOAuth(s, o.Store, adminLn.Addr(), log)
+	if err != nil {
+		return err
+	}
 	api, err := cfg.AdminAPI(Deps{
 		Store: o.Store, Resolver: res, Registerer: reg, Logger: log,
-		CACertPEM: o.CA.CertPEM(), ProxyURL: s.ProxyURL, CABundlePath: s.CABundlePath,
+		CACertPEM: o.CA.CertPEM(), ProxyURL: s.ProxyURL, CABundlePath: s.CABundlePath, OAuth: oa,
 	})
 	if err != nil {
 		return fmt.Errorf("admin API: %w", err)
@@ -136,8 +149,8 @@ func Run(ctx context.Context, cfg Config) error {
 
 	g := newGroup(log, s.ShutdownTimeout)
 	defer g.removeAddrFiles()
-	adminAddr, err := g.listen("admin", s.AdminListen, dir.Path(datadir.AdminAddrFile), admin)
-	if err != nil {
+	adminAddr := adminLn.Addr()
+	if err := g.serve("admin", adminLn, adminLn, dir.Path(datadir.AdminAddrFile), httpServer(admin, log.With("listener", "admin"))); err != nil {
 		g.closeAll()
 		return err
 	}
@@ -156,7 +169,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer sink.Close()
 	stopPrune := startRetention(o.Store, s.AuditRetention, log.With("component", "audit"))
 	defer stopPrune()
-	p, err := newProxy(s, o, res, reg, log, sink, adminAddr, metricsAddr, proxyLn.Addr())
+	p, err := newProxy(s, o, res, reg, log, sink, oa, adminAddr, metricsAddr, proxyLn.Addr())
 	if err != nil {
 		g.closeAll()
 		return fmt.Errorf("proxy: %w", err)
