@@ -1,0 +1,47 @@
+package oauth
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestCatalogueFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(s string) string {
+		p := filepath.Join(dir, "p.json")
+		os.WriteFile(p, []byte(s), 0o600)
+		return p
+	}
+	c, err := NewCatalogue(write(`{"providers":[{"name":"github","client_id":"gh-id","client_secret":"gh-secret-value"},
+		{"name":"acme","auth_url":"https://id.acme.test/a","token_url":"https://id.acme.test/t","allowed_hosts":["api.acme.test"]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gh, _ := c.Get("github")
+	if gh.ClientID() != "gh-id" || !gh.Builtin || gh.TokenURL == "" || len(gh.AllowedHosts) == 0 {
+		t.Fatalf("%+v", gh)
+	}
+	b, _ := json.Marshal(c.List())
+	if strings.Contains(string(b), "gh-secret-value") {
+		t.Fatal("the operator's client secret marshals")
+	}
+	if a, err := c.Get("acme"); err != nil || a.Builtin || a.DisplayName != "acme" {
+		t.Fatalf("%+v %v", a, err)
+	}
+	if _, err := c.Get("nope"); !errors.Is(err, ErrUnknownProvider) {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{`[`, `{"providers":[{"name":"x","auth_url":"ftp://a","token_url":"https://b","allowed_hosts":["a.test"]}]}`,
+		`{"providers":[{"name":"x","auth_url":"https://a","token_url":"https://b"}]}`} {
+		if _, err := NewCatalogue(write(bad)); !errors.Is(err, ErrBadProvidersFile) {
+			t.Fatalf("%s: %v", bad, err)
+		}
+	}
+	if len(Builtins()) < 7 {
+		t.Fatal("catalogue too small")
+	}
+}
