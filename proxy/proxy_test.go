@@ -624,9 +624,18 @@ func TestHeaderLimitInsideTunnel(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.MaxHeaderBytes = 8 << 10 })
 	sbx, token := e.sandbox(vault.SandboxInput{})
 	e.secret(vault.SecretInput{Name: "k", Value: "v", Scope: vault.ScopeTenant})
-	resp, _ := do(t, e.client(sbx.ID, token), "GET", e.url("https", "api.test", "/"), nil, map[string]string{"X-Big": strings.Repeat("a", 64<<10)})
-	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
-		t.Fatalf("status %d", resp.StatusCode)
+	req, _ := http.NewRequest("GET", e.url("https", "api.test", "/"), nil)
+	req.Header.Set("X-Big", strings.Repeat("a", 64<<10))
+	resp, err := e.client(sbx.ID, token).Do(req)
+	// The server answers 431 and closes; a client still writing its headers
+	// may see the reset before the answer. Either way nothing goes upstream.
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	} else if !strings.Contains(err.Error(), "reset") && !strings.Contains(err.Error(), "broken pipe") && !strings.Contains(err.Error(), "EOF") {
+		t.Fatalf("unexpected error: %v", err)
 	}
 	if e.up.count() != 0 {
 		t.Fatal("oversized request reached the upstream")
