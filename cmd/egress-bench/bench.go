@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -62,16 +63,52 @@ func bench(ctx context.Context, cfg config, progress io.Writer) ([]*result, erro
 		return nil, fmt.Errorf("upstream: %w", err)
 	}
 	defer up.close()
-	var results []*result
-	for _, name := range cfg.Phases {
-		ph, _ := phaseByName(name)
-		r, err := runPhase(ctx, cfg, w, up, ph, progress)
-		if err != nil {
-			return nil, fmt.Errorf("phase %s: %w", name, err)
+	rounds := make([][]*result, len(cfg.Phases))
+	for round := range cfg.Rounds {
+		for i, name := range cfg.Phases {
+			ph, _ := phaseByName(name)
+			if cfg.Rounds > 1 {
+				fmt.Fprintf(progress, "egress-bench: round %d/%d\n", round+1, cfg.Rounds)
+			}
+			r, err := runPhase(ctx, cfg, w, up, ph, progress)
+			if err != nil {
+				return nil, fmt.Errorf("phase %s: %w", name, err)
+			}
+			rounds[i] = append(rounds[i], r)
 		}
-		results = append(results, r)
+	}
+	results := make([]*result, len(cfg.Phases))
+	for i, rs := range rounds {
+		results[i] = median(rs)
 	}
 	return results, nil
+}
+
+// median folds the rounds of one phase: the median of each figure
+// (requests, latencies, CPU), the sum of errors, the highest peak RSS.
+func median(rs []*result) *result {
+	m := *rs[0]
+	mid := func(get func(*result) int64) int64 {
+		v := make([]int64, len(rs))
+		for i, r := range rs {
+			v[i] = get(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	m.Requests = uint64(mid(func(r *result) int64 { return int64(r.Requests) }))
+	m.P50 = time.Duration(mid(func(r *result) int64 { return int64(r.P50) }))
+	m.P99 = time.Duration(mid(func(r *result) int64 { return int64(r.P99) }))
+	m.CPU = time.Duration(mid(func(r *result) int64 { return int64(r.CPU) }))
+	m.Errors, m.HWMKiB = 0, 0
+	for _, r := range rs {
+		m.Errors += r.Errors
+		m.HWMKiB = max(m.HWMKiB, r.HWMKiB)
+		if m.FirstErr == "" {
+			m.FirstErr = r.FirstErr
+		}
+	}
+	return &m
 }
 
 // targetFor is what the clients of ph send, through the proxy at proxyAddr.
@@ -118,7 +155,7 @@ func profilePath(path, phase string) string {
 func runPhase(ctx context.Context, cfg config, w *world, up *upstream, ph phase, progress io.Writer) (*result, error) {
 	var ch *child
 	if ph.Proxy != proxyNone {
-		spec := childSpec{Proxy: ph.Proxy, Dir: w.Dir, Audit: cfg.Audit, NoSync: cfg.NoSync, ProxyLog: cfg.ProxyLog,
+		spec := childSpec{Proxy: ph.Proxy, Dir: w.Dir, Audit: cfg.Audit, NoSync: cfg.NoSync, Redact: cfg.Redact, ProxyLog: cfg.ProxyLog,
 			CPUProfile: profilePath(cfg.CPUProfile, ph.Name)}
 		var err error
 		if ch, err = startChild(ctx, spec); err != nil {

@@ -26,6 +26,7 @@ type childSpec struct {
 	Dir        string `json:"dir"`
 	Audit      string `json:"audit"`
 	NoSync     bool   `json:"nosync"`
+	Redact     bool   `json:"redact"`
 	ProxyLog   string `json:"proxy_log"`
 	CPUProfile string `json:"cpuprofile"` // "" for none
 }

@@ -21,8 +21,10 @@ type config struct {
 	Clients    int
 	Duration   time.Duration
 	Warmup     time.Duration
+	Rounds     int
 	Audit      string
 	NoSync     bool
+	Redact     bool
 	ProxyLog   string
 	BodySize   int
 	CPUProfile string
@@ -35,6 +37,8 @@ func (c *config) check() error {
 		return fmt.Errorf("-c %d: want 1 to 10000 clients", c.Clients)
 	case c.Duration <= 0 || c.Duration > time.Hour:
 		return fmt.Errorf("-d %s: want more than 0 and at most 1h", c.Duration)
+	case c.Rounds < 1 || c.Rounds > 100:
+		return fmt.Errorf("-rounds %d: want 1 to 100", c.Rounds)
 	case c.Warmup < 0 || c.Warmup > 10*time.Minute:
 		return fmt.Errorf("-warmup %s: want 0 to 10m", c.Warmup)
 	case c.Audit != "sync" && c.Audit != "async":

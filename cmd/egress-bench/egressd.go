@@ -75,7 +75,7 @@ func serveEgressd(spec childSpec, l net.Listener) (served, error) {
 		AllowPrivate:  []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
 		OwnListeners:  []netip.AddrPort{own},
 		UpstreamRoots: roots,
-		Redact:        true,
+		Redact:        spec.Redact,
 		Lookup:        benchLookup{},
 	})
 	if err != nil {

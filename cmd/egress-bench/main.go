@@ -25,9 +25,11 @@ func main() {
 	var cfg config
 	flag.IntVar(&cfg.Clients, "c", 50, "concurrent keep-alive clients (one connection each)")
 	flag.DurationVar(&cfg.Duration, "d", defaultDuration, "measured duration of each phase")
+	flag.IntVar(&cfg.Rounds, "rounds", 1, "run every phase this many times, interleaved, and report each figure's median (steadier on a shared machine)")
 	flag.DurationVar(&cfg.Warmup, "warmup", defaultWarmup, "load before each phase's measurement starts (connections, TLS, caches)")
 	flag.StringVar(&cfg.Audit, "audit", "sync", "egressd audit mode: sync (a row is committed, with fsync, before the value leaves) or async")
 	flag.BoolVar(&cfg.NoSync, "nosync", false, "open the vault without fsync (not a production setting)")
+	flag.BoolVar(&cfg.Redact, "redact", true, "egressd masks echoed values in responses (serve's --redact-responses default)")
 	flag.StringVar(&cfg.ProxyLog, "proxy-log", "json", "egressd decision lines: json (encoded, then discarded) or none")
 	flag.IntVar(&cfg.BodySize, "body", 64<<10, "request body size of the body phases, in bytes")
 	flag.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write each proxy child's CPU profile of its measured window to FILE with the phase name inserted (cpu.prof -> cpu.mitm-header.prof)")

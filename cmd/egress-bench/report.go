@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"runtime"
+	"strings"
 	"time"
 )
 
@@ -19,8 +21,8 @@ func report(out io.Writer, cfg config, results []*result) {
 	for _, r := range results {
 		byName[r.Phase.Name] = r
 	}
-	fmt.Fprintf(out, "\n%d clients, %s per phase after %s warm-up, audit %s, %d-byte bodies, GOMAXPROCS %d, %s\n\n",
-		cfg.Clients, cfg.Duration, cfg.Warmup, cfg.Audit, cfg.BodySize, runtime.GOMAXPROCS(0), runtime.Version())
+	fmt.Fprintf(out, "\n%d clients, %s per phase after %s warm-up, median of %d round(s), audit %s, redact %t, %d-byte bodies, GOMAXPROCS %d, %s, load average %s\n\n",
+		cfg.Clients, cfg.Duration, cfg.Warmup, cfg.Rounds, cfg.Audit, cfg.Redact, cfg.BodySize, runtime.GOMAXPROCS(0), runtime.Version(), loadAverage())
 	fmt.Fprintln(out, "| phase | req/s | ×direct | p50 | ×direct | p99 | ×direct | p99 added | errors | proxy CPU s | CPU µs/req | proxy peak RSS |")
 	fmt.Fprintln(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, r := range results {
@@ -81,4 +83,18 @@ func fmtDur(d time.Duration) string {
 		return fmt.Sprintf("%d µs", d.Microseconds())
 	}
 	return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+}
+
+// loadAverage is the machine's 1, 5 and 15 minute load average at the end
+// of the run: other work on the machine shows in every figure.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
