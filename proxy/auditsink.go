@@ -14,10 +14,12 @@ import (
 )
 
 // VaultSink stores the proxy's events as rows of the vault's audit log.
-// In sync mode Record returns once the row is committed (many concurrent
-// requests share one transaction and one fsync: the vault's group commit).
-// In async mode rows wait in a bounded queue for a background writer; a
-// full queue drops the row and counts it.
+// In sync mode the record written before a value leaves is committed before
+// Record returns (many concurrent requests share one transaction and one
+// fsync: the vault's group commit); the final record, which completes that
+// row with status and duration, and the rows of refused requests go through
+// a bounded queue to a background writer, off the request's path. In async
+// mode every row is queued. A full queue drops the row and counts it.
 type VaultSink struct {
 	store *vault.Store
 	log   *slog.Logger
@@ -26,6 +28,8 @@ type VaultSink struct {
 	queue   chan vault.AuditRow
 	wg      sync.WaitGroup
 	once    sync.Once
+	mu      sync.RWMutex // guards closed against sends on the closed queue
+	closed  bool
 	depth   prometheus.GaugeFunc
 	dropped prometheus.Counter
 	failed  prometheus.Counter
@@ -52,6 +56,8 @@ func NewVaultSink(store *vault.Store, cfg SinkConfig) (*VaultSink, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &VaultSink{store: store, log: cfg.Logger, async: cfg.Async, queue: make(chan vault.AuditRow, cfg.QueueSize)}
+	s.wg.Add(1)
+	go s.drain()
 	s.depth = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "egressd_audit_queue_depth", Help: "Audit rows waiting to be written (async mode).",
 	}, func() float64 { return float64(len(s.queue)) })
@@ -68,10 +74,6 @@ func NewVaultSink(store *vault.Store, cfg SinkConfig) (*VaultSink, error) {
 			}
 		}
 	}
-	if s.async {
-		s.wg.Add(1)
-		go s.drain()
-	}
 	return s, nil
 }
 
@@ -83,7 +85,13 @@ func (s *VaultSink) Record(_ context.Context, ev *Event) error {
 		return nil
 	}
 	row := rowOf(ev)
-	if s.async {
+	if s.async || ev.Final {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		if s.closed {
+			s.dropped.Inc()
+			return vault.ErrClosed
+		}
 		select {
 		case s.queue <- row:
 		default:
@@ -131,13 +139,14 @@ func (s *VaultSink) drain() {
 	}
 }
 
-// Close stops accepting rows and, in async mode, writes the queued ones.
+// Close stops accepting rows and writes the queued ones.
 func (s *VaultSink) Close() {
 	s.once.Do(func() {
-		if s.async {
-			close(s.queue)
-			s.wg.Wait()
-		}
+		s.mu.Lock()
+		s.closed = true
+		close(s.queue)
+		s.mu.Unlock()
+		s.wg.Wait()
 	})
 }
 

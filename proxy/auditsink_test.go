@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -58,5 +59,18 @@ func TestVaultSinkOneRowPerRequest(t *testing.T) {
 				t.Fatal("value in the audit log")
 			}
 		})
+	}
+}
+
+// A request finishing after shutdown closed the sink is dropped, not a panic.
+func TestVaultSinkRecordAfterClose(t *testing.T) {
+	e := newEnv(t, nil)
+	sink, err := NewVaultSink(e.store, SinkConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink.Close()
+	if err := sink.Record(context.Background(), &Event{ID: "aud_x", Final: true, TenantID: e.tenant, Time: time.Now()}); err == nil {
+		t.Fatal("record after close accepted")
 	}
 }

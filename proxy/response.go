@@ -1,12 +1,14 @@
 package proxy
 
 import (
+	"bytes"
 	"compress/gzip"
 	"compress/zlib"
 	"context"
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/elazarl/goproxy"
@@ -48,11 +50,28 @@ func (p *Proxy) respond(st *reqState, resp *http.Response) {
 		st.upstreamErr = true
 		return
 	}
-	if redactable(resp) {
-		resp.Body = newRedactor(resp.Body, st.sub, resp)
-		resp.ContentLength = -1
-		resp.Header.Del("Content-Length")
+	if !redactable(resp) {
+		return
 	}
+	if !live && resp.ContentLength >= 0 && resp.ContentLength <= p.cfg.MaxBufferedBody {
+		// A body of known, bufferable size is masked whole and keeps an exact
+		// Content-Length: no chunking, no flush after every write.
+		body, err := io.ReadAll(io.LimitReader(resp.Body, resp.ContentLength+1))
+		resp.Body.Close()
+		if err != nil || int64(len(body)) != resp.ContentLength {
+			*resp = *errorResponse(resp.Request, http.StatusBadGateway, ReasonNone, "the upstream's answer was cut short")
+			st.upstreamErr = true
+			return
+		}
+		out := maskAll(body, echoes)
+		resp.Body = io.NopCloser(bytes.NewReader(out))
+		resp.ContentLength = int64(len(out))
+		resp.Header.Set("Content-Length", strconv.Itoa(len(out)))
+		return
+	}
+	resp.Body = newRedactor(resp.Body, st.sub, resp)
+	resp.ContentLength = -1
+	resp.Header.Del("Content-Length")
 }
 
 // decodeForRedaction undoes a gzip or deflate Content-Encoding the

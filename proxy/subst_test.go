@@ -243,6 +243,9 @@ func TestRedactorChunking(t *testing.T) {
 	echoes := []echo{{value: []byte("secret-value-1"), placeholder: []byte("EGP_one")}, {value: []byte("secret-value-12"), placeholder: []byte("EGP_two")}}
 	in := "a secret-value-1 b secret-value-12 c secret-value-1secret-value-1 secret-valu"
 	want := "a EGP_one b EGP_two c EGP_oneEGP_one secret-valu"
+	if got := maskAll([]byte(in), echoes); string(got) != want {
+		t.Fatalf("maskAll: %q", got)
+	}
 	for _, sizes := range [][]int{{1}, {2, 3}, {7}, {100}, {13, 1, 5}} {
 		r := newRedactor(io.NopCloser(&chunker{data: []byte(in), sizes: sizes}), &subst{echoes: echoes}, nil)
 		got, err := io.ReadAll(r)
