@@ -39,7 +39,10 @@ type Config struct {
 	// Empty means flows need a redirect_uri or an override callback_url.
 	PublicURL string
 	// HTTPClient talks to the providers' token endpoints; nil means a
-	// client with a 30 s timeout.
+	// client with a 30 s timeout, a dedicated transport that ignores the
+	// environment's proxy settings (HTTPS_PROXY) and no redirects followed
+	// (a token request's client_secret, code and verifier are never
+	// replayed to another URL).
 	HTTPClient *http.Client
 	// FlowTTL is how long a flow's state is good; zero means 10 minutes.
 	FlowTTL time.Duration
@@ -83,7 +86,7 @@ func New(cfg Config) (*Service, error) {
 		cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: defaultHTTPTime}
+		cfg.HTTPClient = newTokenClient()
 	}
 	if cfg.FlowTTL == 0 {
 		cfg.FlowTTL = DefaultFlowTTL
@@ -335,6 +338,21 @@ func (s *Service) notify(id string) {
 	if ch, ok := s.waiters[id]; ok {
 		close(ch)
 		delete(s.waiters, id)
+	}
+}
+
+// newTokenClient is the default client of the token endpoints: its own
+// transport (no proxy from the environment) and a redirect answered as
+// it is, not followed.
+func newTokenClient() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil
+	return &http.Client{
+		Timeout:   defaultHTTPTime,
+		Transport: tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
 	}
 }
 
