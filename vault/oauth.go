@@ -89,6 +89,21 @@ func flowAD(tenantID, flowID string) []byte {
 	return []byte("egressd/oauth-flow/v1\x00" + tenantID + "\x00" + flowID + "\x00verifier")
 }
 
+// validState reports whether state has the form of a state this store
+// hands out: 16 to 256 characters of the URL-safe base64 alphabet.
+func validState(state string) bool {
+	if len(state) < 16 || len(state) > 256 {
+		return false
+	}
+	for i := 0; i < len(state); i++ {
+		c := state[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
 func stateKey(state string) []byte {
 	sum := sha256.Sum256([]byte("egressd/oauth-state/v1\x00" + state))
 	return sum[:]
@@ -97,8 +112,8 @@ func stateKey(state string) []byte {
 // CreateOAuthFlow stores a new pending flow. It sets ID, TenantID, Status
 // and CreatedAt; ExpiresAt must be set.
 func (s *Store) CreateOAuthFlow(tenantID string, in OAuthFlowInput) (OAuthFlow, error) {
-	if len(in.State) < 16 {
-		return OAuthFlow{}, invalid("state", "at least 16 characters")
+	if !validState(in.State) {
+		return OAuthFlow{}, invalid("state", "16 to 256 characters of [A-Za-z0-9_-]")
 	}
 	f := in.Flow
 	if f.ExpiresAt.IsZero() {
@@ -147,13 +162,40 @@ func (s *Store) OAuthFlow(tenantID, id string) (OAuthFlow, error) {
 // flow is left as it is); one past its flow's expiry marks the flow
 // expired and answers ErrStateExpired; an unknown one ErrUnknownState.
 // With tenantID set, a state of another tenant's flow is unknown (and
-// left unclaimed).
+// left unclaimed). The state's form is checked and the state looked up
+// read-only first: only a state of a live flow opens a write transaction
+// (the public callback is unauthenticated).
 func (s *Store) ClaimOAuthState(state, tenantID string) (OAuthFlow, Value, error) {
+	if !validState(state) {
+		return OAuthFlow{}, Value{}, ErrUnknownState
+	}
 	var row storedFlow
 	var verifier Value
 	var claimErr error
+	err := s.db.View(func(tx *bolt.Tx) error {
+		k := tx.Bucket(bOAuthStates).Get(stateKey(state))
+		if k == nil {
+			claimErr = ErrUnknownState
+			return nil
+		}
+		if ok, err := getJSON(tx.Bucket(bOAuthFlows), k, &row); err != nil || !ok || (tenantID != "" && row.TenantID != tenantID) {
+			row = storedFlow{}
+			claimErr = ErrUnknownState
+			return err
+		}
+		if row.StateUsed || row.Status != FlowPending {
+			claimErr = ErrStateUsed
+		}
+		return nil
+	})
+	if err != nil || claimErr != nil {
+		if err == nil {
+			err = claimErr
+		}
+		return row.OAuthFlow, Value{}, err
+	}
 	now := s.now()
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err = s.db.Update(func(tx *bolt.Tx) error {
 		row, verifier, claimErr = storedFlow{}, Value{}, nil
 		k := tx.Bucket(bOAuthStates).Get(stateKey(state))
 		if k == nil {

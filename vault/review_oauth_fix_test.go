@@ -1,0 +1,52 @@
+package vault
+
+import (
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// Regression: an unknown state (the unauthenticated callback), a state of
+// the wrong form and a state already used never open a write transaction.
+func TestReviewOAuthFixUnknownStateNoWrites(t *testing.T) {
+	s, err := Open(Config{Path: filepath.Join(t.TempDir(), "v.db"), MasterKey: NewMasterKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	tn, _, err := s.CreateTenant("acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := s.CreateOAuthFlow(tn.ID, OAuthFlowInput{Flow: OAuthFlow{Provider: "x", ExpiresAt: time.Now().Add(10 * time.Minute)}, State: "state-cccccccccccccccc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.ClaimOAuthState("state-cccccccccccccccc", ""); err != nil {
+		t.Fatalf("first claim of a live state: %v", err)
+	}
+	before := s.db.Stats()
+	for range 200 {
+		if _, _, err := s.ClaimOAuthState("not-a-state-of-anyone-xxxxxxxx", ""); !errors.Is(err, ErrUnknownState) {
+			t.Fatalf("unknown state: %v", err)
+		}
+		if _, _, err := s.ClaimOAuthState("bad state\x00 with spaces and more", ""); !errors.Is(err, ErrUnknownState) {
+			t.Fatalf("malformed state: %v", err)
+		}
+		if _, _, err := s.ClaimOAuthState("short", ""); !errors.Is(err, ErrUnknownState) {
+			t.Fatalf("short state: %v", err)
+		}
+		if got, _, err := s.ClaimOAuthState("state-cccccccccccccccc", ""); !errors.Is(err, ErrStateUsed) || got.ID != f.ID {
+			t.Fatalf("used state: %v (flow %q)", err, got.ID)
+		}
+		if _, _, err := s.ClaimOAuthState("state-cccccccccccccccc", "ten_other"); !errors.Is(err, ErrUnknownState) {
+			t.Fatalf("another tenant's state: %v", err)
+		}
+	}
+	after := s.db.Stats()
+	diff := after.Sub(&before)
+	if diff.TxStats.GetWrite() > 0 {
+		t.Errorf("unknown, malformed or used states wrote %d pages", diff.TxStats.GetWrite())
+	}
+}
