@@ -258,17 +258,41 @@ func (s *Store) FinishOAuthFlow(tenantID, id, status, secretID, msg string) (OAu
 }
 
 // ExpireOAuthFlow marks a pending flow past its expiry as expired and
-// returns it; any other flow is returned as it is.
+// returns it; any other flow is returned as it is. A flow whose state was
+// already claimed (its code exchange is under way) is left pending: the
+// exchange finishes it, completed or failed, so a stored token never
+// belongs to a flow that says expired.
 func (s *Store) ExpireOAuthFlow(tenantID, id string) (OAuthFlow, error) {
-	f, err := s.OAuthFlow(tenantID, id)
-	if err != nil || f.Status != FlowPending || s.now().Before(f.ExpiresAt) {
-		return f, err
+	var row storedFlow
+	expire := func(tx *bolt.Tx) (bool, error) {
+		ok, err := getJSON(tx.Bucket(bOAuthFlows), key(tenantID, id), &row)
+		if err != nil {
+			return false, err
+		}
+		if !ok {
+			return false, notFound("id", "no oauth flow %q", id)
+		}
+		return row.Status == FlowPending && !row.StateUsed && !s.now().Before(row.ExpiresAt), nil
 	}
-	f2, err := s.FinishOAuthFlow(tenantID, id, FlowExpired, "", "the flow expired before it completed")
-	if errors.Is(err, ErrConflict) {
-		return s.OAuthFlow(tenantID, id)
+	var due bool
+	err := s.view(func(tx *bolt.Tx) error {
+		var err error
+		due, err = expire(tx)
+		return err
+	})
+	if err != nil || !due {
+		return row.OAuthFlow, err
 	}
-	return f2, err
+	err = s.update("", func(tx *bolt.Tx) error {
+		due, err := expire(tx)
+		if err != nil || !due {
+			return err
+		}
+		t := s.stamp()
+		row.Status, row.Error, row.DoneAt, row.StateUsed, row.Verifier = FlowExpired, "the flow expired before it completed", &t, true, nil
+		return putJSON(tx.Bucket(bOAuthFlows), key(tenantID, id), &row)
+	})
+	return row.OAuthFlow, err
 }
 
 // PruneOAuthFlows deletes flows (and their states) created before t.
