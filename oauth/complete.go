@@ -50,7 +50,7 @@ func (s *Service) Complete(ctx context.Context, tenantID, code, state string, pr
 	f, verifier, err := s.store.ClaimOAuthState(state, tenantID)
 	if err != nil {
 		if errors.Is(err, vault.ErrStateExpired) {
-			s.notify(f.ID)
+			s.notify(f.TenantID, f.ID)
 		}
 		s.log.Warn("oauth completion refused", "flow", f.ID, "err", err.Error())
 		return f, &CompleteError{Flow: f, Err: err}
@@ -60,7 +60,7 @@ func (s *Service) Complete(ctx context.Context, tenantID, code, state string, pr
 		if ferr == nil {
 			f = nf
 		}
-		s.notify(f.ID)
+		s.notify(f.TenantID, f.ID)
 		s.log.Warn("oauth flow failed", "tenant", f.TenantID, "flow", f.ID, "provider", f.Provider, "reason", msg)
 		return f, &CompleteError{Flow: f, Err: fmt.Errorf("%w: %s", cause, msg)}
 	}
@@ -111,7 +111,7 @@ func (s *Service) Complete(ctx context.Context, tenantID, code, state string, pr
 	if err != nil {
 		return f, err
 	}
-	s.notify(f.ID)
+	s.notify(f.TenantID, f.ID)
 	s.log.Info("oauth flow completed", "tenant", f.TenantID, "flow", f.ID, "provider", p.Name, "secret", res.Secret.ID,
 		"has_refresh_token", res.Secret.HasRefreshToken)
 	return nf, nil

@@ -24,3 +24,7 @@ var ErrRefresh = errors.New("oauth token refresh failed")
 
 // ErrBadProvidersFile is a providers file that cannot be used.
 var ErrBadProvidersFile = errors.New("bad oauth providers file")
+
+// ErrTooManyWaiters is a flow long-poll refused because MaxWaiters polls
+// are waiting already; the caller retries later.
+var ErrTooManyWaiters = errors.New("too many oauth flow polls waiting")

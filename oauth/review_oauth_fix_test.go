@@ -3,6 +3,8 @@ package oauth
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -172,5 +174,80 @@ func TestReviewOAuthFixClaimedFlowNotExpired(t *testing.T) {
 	e.now.Store(&t2)
 	if f3, err := e.svc.Flow(e.tenant, st2.Flow.ID); err != nil || f3.Status != vault.FlowExpired {
 		t.Errorf("unclaimed flow past its expiry: %s, %v (want expired)", f3.Status, err)
+	}
+}
+
+// Regression: polls of unknown (or another tenant's, or finished) flows
+// leave no waiter behind; the waiters of a pending flow go when the last
+// one leaves; past MaxWaiters a poll is refused.
+func TestReviewOAuthFixWaitersBounded(t *testing.T) {
+	e := newFixEnv(t, false)
+	for i := range 1000 {
+		if _, err := e.svc.Wait(context.Background(), e.tenant, fmt.Sprintf("oaf_does_not_exist_%d", i), time.Second); err == nil {
+			t.Fatal("unknown flow: no error")
+		}
+	}
+	other, _, err := e.store.CreateTenant("other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.svc.Start(context.Background(), vault.Actor{Kind: vault.ActorOperator, ID: "x"}, e.tenant, StartInput{Provider: "fake", ExternalUserID: "u1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Wait(context.Background(), other.ID, st.Flow.ID, time.Second); err == nil {
+		t.Error("another tenant's flow: no error")
+	}
+	waiters := func() (int, int) {
+		e.svc.mu.Lock()
+		defer e.svc.mu.Unlock()
+		return len(e.svc.waiters), e.svc.nwait
+	}
+	if n, _ := waiters(); n != 0 {
+		t.Fatalf("waiters after polls of unknown or foreign ids: %d (want 0)", n)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range 5 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.svc.Wait(ctx, e.tenant, st.Flow.ID, time.Minute)
+		}()
+	}
+	for {
+		if _, nw := waiters(); nw == 5 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n, _ := waiters(); n != 1 {
+		t.Errorf("five polls of one flow: %d entries (want 1)", n)
+	}
+	// The cap: fill it and the next poll is refused.
+	e.svc.mu.Lock()
+	e.svc.nwait += MaxWaiters
+	e.svc.mu.Unlock()
+	if _, err := e.svc.Wait(context.Background(), e.tenant, st.Flow.ID, time.Second); !errors.Is(err, ErrTooManyWaiters) {
+		t.Errorf("poll past MaxWaiters: %v (want ErrTooManyWaiters)", err)
+	}
+	e.svc.mu.Lock()
+	e.svc.nwait -= MaxWaiters
+	e.svc.mu.Unlock()
+	// Completing the flow wakes them all; their entry goes with them.
+	if _, err := e.svc.Complete(context.Background(), "", "code", st.State, nil); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	cancel()
+	if n, nw := waiters(); n != 0 || nw != 0 {
+		t.Errorf("after the polls ended: %d entries, %d counted (want 0, 0)", n, nw)
+	}
+	// A finished flow answers at once and leaves nothing.
+	if f, err := e.svc.Wait(context.Background(), e.tenant, st.Flow.ID, time.Minute); err != nil || f.Status != vault.FlowCompleted {
+		t.Errorf("poll of a completed flow: %s, %v", f.Status, err)
+	}
+	if n, _ := waiters(); n != 0 {
+		t.Errorf("after a poll of a finished flow: %d entries", n)
 	}
 }

@@ -63,8 +63,20 @@ type Service struct {
 	sf    singleflight.Group
 
 	mu      sync.Mutex
-	waiters map[string]chan struct{}
+	waiters map[string]*waiter // tenant \0 flow id → its long-polls
+	nwait   int                // long-polls under way, all flows
 }
+
+// waiter is the long-polls of one flow: ch is closed at the flow's next
+// change, n counts the polls (the entry goes when the last one leaves).
+type waiter struct {
+	ch chan struct{}
+	n  int
+}
+
+// MaxWaiters caps the long-polls (GET /flows/{id}?wait=) under way at
+// once, over all tenants; one more is refused with ErrTooManyWaiters.
+const MaxWaiters = 1000
 
 // New checks cfg and builds the service.
 func New(cfg Config) (*Service, error) {
@@ -97,7 +109,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{cfg: cfg, store: cfg.Store, cat: cfg.Catalogue, log: cfg.Logger, waiters: map[string]chan struct{}{}}, nil
+	return &Service{cfg: cfg, store: cfg.Store, cat: cfg.Catalogue, log: cfg.Logger, waiters: map[string]*waiter{}}, nil
 }
 
 // Catalogue is the service's providers.
@@ -287,57 +299,103 @@ func (s *Service) Flow(tenantID, id string) (vault.OAuthFlow, error) {
 	}
 	f, err := s.store.ExpireOAuthFlow(tenantID, id)
 	if err == nil && f.Status != before.Status {
-		s.notify(id)
+		s.notify(tenantID, id)
 	}
 	return f, err
 }
 
 // Wait returns the flow once it is no longer pending, or when d (or ctx)
 // ends, whichever is first; a pending flow is then returned as it is.
+// Only a pending flow of the tenant is waited for (an unknown or finished
+// one answers at once), and at most MaxWaiters polls wait at a time: one
+// more answers ErrTooManyWaiters.
 func (s *Service) Wait(ctx context.Context, tenantID, id string, d time.Duration) (vault.OAuthFlow, error) {
+	f, err := s.Flow(tenantID, id)
+	if err != nil || f.Status != vault.FlowPending || d <= 0 {
+		return f, err
+	}
+	wk := waitKey(tenantID, id)
+	if err := s.join(wk); err != nil {
+		return f, err
+	}
+	defer s.leave(wk)
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	for {
-		ch := s.watch(id)
+		ch := s.watch(wk)
 		f, err := s.Flow(tenantID, id)
-		if err != nil || f.Status != vault.FlowPending || d <= 0 {
+		if err != nil || f.Status != vault.FlowPending {
 			return f, err
 		}
-		// Wake at the flow's expiry too, to report it.
-		exp := time.NewTimer(max(f.ExpiresAt.Sub(s.cfg.Now())+10*time.Millisecond, 10*time.Millisecond))
+		// Wake at the flow's expiry too, to report it. A flow still
+		// pending past it has its state claimed: its exchange notifies.
+		var expC <-chan time.Time
+		if left := f.ExpiresAt.Sub(s.cfg.Now()); left > 0 {
+			exp := time.NewTimer(left + 10*time.Millisecond)
+			defer exp.Stop()
+			expC = exp.C
+		}
 		select {
 		case <-ch:
-		case <-exp.C:
+		case <-expC:
 		case <-timer.C:
-			exp.Stop()
 			return s.Flow(tenantID, id)
 		case <-ctx.Done():
-			exp.Stop()
 			return f, nil
 		}
-		exp.Stop()
 	}
 }
 
-// watch returns a channel closed at the flow's next change.
-func (s *Service) watch(id string) <-chan struct{} {
+func waitKey(tenantID, id string) string { return tenantID + "\x00" + id }
+
+// join counts a long-poll of the flow wk, or refuses it past MaxWaiters.
+func (s *Service) join(wk string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ch, ok := s.waiters[id]
-	if !ok {
-		ch = make(chan struct{})
-		s.waiters[id] = ch
+	if s.nwait >= MaxWaiters {
+		return fmt.Errorf("%w: %d flow polls are waiting already; retry later", ErrTooManyWaiters, MaxWaiters)
 	}
-	return ch
+	s.nwait++
+	w, ok := s.waiters[wk]
+	if !ok {
+		w = &waiter{ch: make(chan struct{})}
+		s.waiters[wk] = w
+	}
+	w.n++
+	return nil
+}
+
+// leave ends a long-poll joined with join; the flow's entry goes with the
+// last one.
+func (s *Service) leave(wk string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nwait--
+	if w, ok := s.waiters[wk]; ok {
+		if w.n--; w.n <= 0 {
+			delete(s.waiters, wk)
+		}
+	}
+}
+
+// watch returns a channel closed at the flow's next change; wk must have
+// been joined.
+func (s *Service) watch(wk string) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w, ok := s.waiters[wk]; ok {
+		return w.ch
+	}
+	return nil // not joined: never closed
 }
 
 // notify wakes the waiters of a flow.
-func (s *Service) notify(id string) {
+func (s *Service) notify(tenantID, id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if ch, ok := s.waiters[id]; ok {
-		close(ch)
-		delete(s.waiters, id)
+	if w, ok := s.waiters[waitKey(tenantID, id)]; ok {
+		close(w.ch)
+		w.ch = make(chan struct{})
 	}
 }
 
