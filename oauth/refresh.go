@@ -13,6 +13,18 @@ import (
 // RefreshWindow is how close to its expiry a token is refreshed before use.
 const RefreshWindow = 60 * time.Second
 
+// ShortRefreshWindow replaces RefreshWindow for a token whose lifetime
+// (from its version's store to its expiry) is RefreshWindow or less:
+// such a token is used until it is within ShortRefreshWindow of expiry,
+// so a provider issuing very short tokens does not make every request
+// refresh.
+const ShortRefreshWindow = 5 * time.Second
+
+// DefaultLifetime is the expiry given to a refreshed token when the
+// provider's answer has none (no expires_in): the token is refreshed
+// again after it, neither never nor at every request.
+const DefaultLifetime = time.Hour
+
 // refreshActor is who refreshes are recorded as in the audit log.
 var refreshActor = vault.Actor{Kind: vault.ActorOperator, ID: "egressd-oauth-refresh"}
 
@@ -93,10 +105,11 @@ func (s *Service) refresh(ctx context.Context, tenantID, id string) (vault.Secre
 	if tok.RefreshToken != "" && !rt.Equal([]byte(tok.RefreshToken)) {
 		in.RefreshToken = tok.RefreshToken
 	}
+	exp := s.cfg.Now().Add(DefaultLifetime).UTC()
 	if !tok.Expiry.IsZero() {
-		exp := tok.Expiry.UTC()
-		in.ExpiresAt = &exp
+		exp = tok.Expiry.UTC()
 	}
+	in.ExpiresAt = &exp
 	out, err := s.store.As(refreshActor).WithAudit(vault.ActionOAuthRefreshed, map[string]string{"provider": p.Name}).RotateSecret(tenantID, id, in)
 	if err != nil {
 		return vault.Secret{}, vault.Value{}, fmt.Errorf("%w: storing the new token: %s", ErrRefresh, redactTokens(err.Error(), tok))
@@ -106,7 +119,16 @@ func (s *Service) refresh(ctx context.Context, tenantID, id string) (vault.Secre
 }
 
 // NeedsRefresh reports whether sec is an oauth_token whose access token
-// expires within RefreshWindow of now.
+// expires within RefreshWindow of now; for a token whose lifetime (from
+// the secret's last update, when this version was stored, to its expiry)
+// is RefreshWindow or less, within ShortRefreshWindow.
 func NeedsRefresh(sec vault.Secret, now time.Time) bool {
-	return sec.Type == SecretType && sec.ExpiresAt != nil && sec.ExpiresAt.Before(now.Add(RefreshWindow))
+	if sec.Type != SecretType || sec.ExpiresAt == nil {
+		return false
+	}
+	window := RefreshWindow
+	if !sec.UpdatedAt.IsZero() && sec.ExpiresAt.Sub(sec.UpdatedAt) <= RefreshWindow {
+		window = ShortRefreshWindow
+	}
+	return sec.ExpiresAt.Before(now.Add(window))
 }

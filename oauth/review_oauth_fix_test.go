@@ -71,6 +71,9 @@ type fixEnv struct {
 	hits   atomic.Int32
 	mu     sync.Mutex
 	seenID []string // client_id of each token request
+	// expiresIn is the token answer's expires_in: 0 means 3600, negative
+	// none.
+	expiresIn atomic.Int64
 }
 
 func (e *fixEnv) clock() time.Time {
@@ -101,7 +104,14 @@ func newFixEnv(t *testing.T, block bool) *fixEnv {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{"access_token": "at-value-123456", "refresh_token": "rt-good", "token_type": "Bearer", "expires_in": 3600})
+		ans := map[string]any{"access_token": "at-value-123456", "refresh_token": "rt-good", "token_type": "Bearer", "expires_in": 3600}
+		switch n := e.expiresIn.Load(); {
+		case n < 0:
+			delete(ans, "expires_in")
+		case n > 0:
+			ans["expires_in"] = n
+		}
+		json.NewEncoder(w).Encode(ans)
 	}))
 	t.Cleanup(srv.Close)
 	dir := t.TempDir()
@@ -249,5 +259,69 @@ func TestReviewOAuthFixWaitersBounded(t *testing.T) {
 	}
 	if n, _ := waiters(); n != 0 {
 		t.Errorf("after a poll of a finished flow: %d entries", n)
+	}
+}
+
+// Regression: a refresh answer without expires_in gives the token
+// DefaultLifetime (not "never expires"); a lifetime under RefreshWindow is
+// used until ShortRefreshWindow before it ends, not refreshed per request.
+func TestReviewOAuthFixRefreshExpiry(t *testing.T) {
+	e := newFixEnv(t, false)
+	t0 := time.Now()
+	e.now.Store(&t0)
+	st, err := e.svc.Start(context.Background(), vault.Actor{Kind: vault.ActorOperator, ID: "x"}, e.tenant, StartInput{Provider: "fake", ExternalUserID: "u1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := e.svc.Complete(context.Background(), "", "code", st.State, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := e.store.Secret(e.tenant, f.SecretID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No expires_in on refresh.
+	e.expiresIn.Store(-1)
+	t1 := t0.Add(2 * time.Hour)
+	e.now.Store(&t1)
+	out, _, err := e.svc.Refresh(context.Background(), sec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.ExpiresAt == nil || !out.ExpiresAt.Equal(t1.Add(DefaultLifetime).UTC()) {
+		t.Fatalf("refresh without expires_in: expires_at %v (want now+%v)", out.ExpiresAt, DefaultLifetime)
+	}
+	// A 20 s lifetime (the token library dates it by the real clock): used
+	// as it is until 5 s before it ends.
+	e.expiresIn.Store(20)
+	e.now.Store(nil)
+	past := time.Now().Add(-time.Minute)
+	if out, err = e.store.RotateSecret(e.tenant, out.ID, vault.RotateInput{Value: "old", ExpiresAt: &past}); err != nil {
+		t.Fatal(err)
+	}
+	hits := e.hits.Load()
+	if out, _, err = e.svc.Refresh(context.Background(), out); err != nil {
+		t.Fatal(err)
+	}
+	if e.hits.Load() != hits+1 || out.ExpiresAt == nil || out.ExpiresAt.Sub(out.UpdatedAt) > 21*time.Second {
+		t.Fatalf("refresh to a 20 s token: %d calls, expires_at %v, updated_at %v", e.hits.Load()-hits, out.ExpiresAt, out.UpdatedAt)
+	}
+	exp := *out.ExpiresAt
+	for _, d := range []time.Duration{19 * time.Second, 15 * time.Second, 10 * time.Second, 6 * time.Second} {
+		now := exp.Add(-d)
+		e.now.Store(&now)
+		if NeedsRefresh(out, now) {
+			t.Errorf("a 20 s token %v before its expiry needs a refresh", d)
+		}
+		if _, _, err := e.svc.Refresh(context.Background(), out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := e.hits.Load() - hits; n != 1 {
+		t.Errorf("a 20 s token used until 6 s before its expiry: %d token requests (want 1)", n)
+	}
+	if !NeedsRefresh(out, exp.Add(-4*time.Second)) {
+		t.Error("a 20 s token 4 s before its expiry does not need a refresh")
 	}
 }
