@@ -184,18 +184,9 @@ func (s *Service) Start(ctx context.Context, actor vault.Actor, tenantID string,
 	if err != nil {
 		return Started{}, err
 	}
-	redirect := in.RedirectURI
-	if redirect == "" && a.override {
-		redirect = a.callback
-	}
-	if redirect == "" {
-		if s.cfg.PublicURL == "" {
-			return Started{}, fmt.Errorf("%w: redirect_uri: required (this server has no public URL)", ErrInvalid)
-		}
-		redirect = s.cfg.PublicURL + CallbackPath
-	}
-	if u, err := url.Parse(redirect); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Fragment != "" {
-		return Started{}, fmt.Errorf("%w: redirect_uri: want an absolute http(s) URL", ErrInvalid)
+	redirect, err := s.redirect(a, in.RedirectURI)
+	if err != nil {
+		return Started{}, err
 	}
 	scopes := in.Scopes
 	if len(scopes) == 0 {
@@ -229,6 +220,51 @@ func (s *Service) Start(ctx context.Context, actor vault.Actor, tenantID string,
 	u := s.config(p, app{clientID: a.clientID}, redirect).AuthCodeURL(state, opts...)
 	s.log.Info("oauth flow started", "tenant", tenantID, "flow", f.ID, "provider", p.Name, "override", a.override)
 	return Started{Flow: f, AuthorizeURL: u, State: state}, nil
+}
+
+// redirect is the redirect URI of a flow with app a: asked for (given) or
+// the default (the override's callback_url, else egressd's own callback).
+// With the operator's app only egressd's own callback is allowed; with a
+// tenant override, the override's callback_url or egressd's own. Any but
+// egressd's own (operator-configured) must be https, or http on a
+// loopback host (127.0.0.1, ::1, localhost).
+func (s *Service) redirect(a app, given string) (string, error) {
+	own := ""
+	if s.cfg.PublicURL != "" {
+		own = s.cfg.PublicURL + CallbackPath
+	}
+	redirect := given
+	if redirect == "" && a.override {
+		redirect = a.callback
+	}
+	if redirect == "" {
+		if own == "" {
+			return "", fmt.Errorf("%w: redirect_uri: required (this server has no public URL)", ErrInvalid)
+		}
+		return own, nil
+	}
+	u, err := url.Parse(redirect)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Fragment != "" || u.User != nil {
+		return "", fmt.Errorf("%w: redirect_uri: want an absolute http(s) URL", ErrInvalid)
+	}
+	if redirect == own {
+		return redirect, nil
+	}
+	if !a.override || redirect != a.callback {
+		if a.override {
+			return "", fmt.Errorf("%w: redirect_uri: with the tenant's app only its callback_url or egressd's own callback is allowed", ErrInvalid)
+		}
+		return "", fmt.Errorf("%w: redirect_uri: with the operator's app only egressd's own callback is allowed (%s)", ErrInvalid, own)
+	}
+	if u.Scheme != "https" && !loopback(u.Hostname()) {
+		return "", fmt.Errorf("%w: redirect_uri: must be https (http only on a loopback host)", ErrInvalid)
+	}
+	return redirect, nil
+}
+
+// loopback reports whether host is 127.0.0.1, ::1 or localhost.
+func loopback(host string) bool {
+	return host == "127.0.0.1" || host == "::1" || strings.EqualFold(host, "localhost")
 }
 
 // checkStart fills in the defaults of a connect and refuses what the

@@ -1,0 +1,62 @@
+package api_test
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"testing"
+
+	"github.com/egressd/egressd/client"
+)
+
+// Regression: redirect_uri is refused at connect (400) unless it is
+// egressd's own callback, or with a tenant override its callback_url; a
+// tenant callback must be https (http only on loopback).
+func TestReviewOAuthFixRedirectURI(t *testing.T) {
+	e := newOAuthEnv(t)
+	ctx := context.Background()
+	refused := func(in client.ConnectInput) {
+		t.Helper()
+		c, err := e.admin.Connect(ctx, in)
+		var ce *client.Error
+		if !errors.As(err, &ce) || ce.Status != 400 {
+			t.Errorf("connect with redirect_uri %q: %+v, %v (want 400)", in.RedirectURI, c, err)
+		}
+	}
+	own := e.apiURL + "/api/v1/egress/oauth/callback"
+	for _, r := range []string{"http://attacker.example/steal", "https://attacker.example/steal", own + "/x"} {
+		refused(client.ConnectInput{Provider: "fake", ExternalUserID: "u1", RedirectURI: r})
+	}
+	c, err := e.admin.Connect(ctx, client.ConnectInput{Provider: "fake", ExternalUserID: "u1", RedirectURI: own})
+	if err != nil {
+		t.Fatalf("connect with egressd's own callback: %v", err)
+	}
+	if u, _ := url.Parse(c.AuthorizeURL); u.Query().Get("redirect_uri") != own {
+		t.Errorf("authorize URL %s", c.AuthorizeURL)
+	}
+	// With a tenant override: its callback_url or egressd's own.
+	if _, err := e.admin.PutOverride(ctx, "fake", client.OverrideInput{ClientID: "tenant-client-id", ClientSecret: "tenant-client-secret-value",
+		CallbackURL: "https://app.acme.test/oauth/cb"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []string{"https://app.acme.test/oauth/cb", own, ""} {
+		if _, err := e.admin.Connect(ctx, client.ConnectInput{Provider: "fake", ExternalUserID: "u1", RedirectURI: r}); err != nil {
+			t.Errorf("override, redirect_uri %q: %v", r, err)
+		}
+	}
+	for _, r := range []string{"https://attacker.example/steal", "http://app.acme.test/oauth/cb"} {
+		refused(client.ConnectInput{Provider: "fake", ExternalUserID: "u1", RedirectURI: r})
+	}
+	// A plain-http override callback is refused unless on loopback.
+	if _, err := e.admin.PutOverride(ctx, "fake", client.OverrideInput{ClientID: "tenant-client-id", ClientSecret: "tenant-client-secret-value",
+		CallbackURL: "http://app.acme.test/oauth/cb"}); err == nil {
+		refused(client.ConnectInput{Provider: "fake", ExternalUserID: "u1"})
+	}
+	if _, err := e.admin.PutOverride(ctx, "fake", client.OverrideInput{ClientID: "tenant-client-id", ClientSecret: "tenant-client-secret-value",
+		CallbackURL: "http://localhost:3000/oauth/cb"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.admin.Connect(ctx, client.ConnectInput{Provider: "fake", ExternalUserID: "u1"}); err != nil {
+		t.Errorf("override with a loopback http callback: %v", err)
+	}
+}
