@@ -60,3 +60,25 @@ func TestReviewOAuthFixRedirectURI(t *testing.T) {
 		t.Errorf("override with a loopback http callback: %v", err)
 	}
 }
+
+// Regression: connect refuses (4xx, before any consent) attribution the
+// secret could not be stored with.
+func TestReviewOAuthFixEarlyValidation(t *testing.T) {
+	e := newOAuthEnv(t)
+	ctx := context.Background()
+	for _, in := range []client.ConnectInput{
+		{Provider: "fake", ExternalUserID: "bad\x01id"},
+		{Provider: "fake", ExternalUserID: string(make([]byte, 5000))},
+		{Provider: "fake", ResourceID: "sbx_does_not_exist"},
+		{Provider: "fake", ExternalUserID: "u1", ResourceType: "bogus"},
+	} {
+		c, err := e.admin.Connect(ctx, in)
+		var ce *client.Error
+		if !errors.As(err, &ce) || ce.Status < 400 || ce.Status >= 500 {
+			t.Errorf("connect %q/%q/%q: %+v, %v (want refused with a 4xx)", in.ExternalUserID[:min(len(in.ExternalUserID), 10)], in.ResourceID, in.ResourceType, c, err)
+		}
+	}
+	if got := e.fake.latest(); got != "real-access-token-0-xyz" {
+		t.Errorf("provider tokens issued: latest %s", got)
+	}
+}

@@ -91,14 +91,9 @@ func (s *Service) Complete(ctx context.Context, tenantID, code, state string, pr
 	if tok.AccessToken == "" {
 		return fail(ErrExchange, "the provider answered no access token")
 	}
-	in := vault.SecretInput{
-		Name: f.SecretName, Value: tok.AccessToken, Type: SecretType, Scope: f.Scope,
-		OwnerUserID: f.OwnerUserID, WorkspaceID: f.WorkspaceID, ExternalUserID: f.ExternalUserID,
-		ExternalWorkspaceID: f.ExternalWorkspaceID, ExposeAsEnv: f.ExposeAsEnv,
-		AllowedHosts: p.AllowedHosts, PlaceholderPrefix: p.PlaceholderPrefix,
-		Metadata:   map[string]string{MetadataKey: p.Name},
-		ResourceID: f.ResourceID, ResourceType: f.ResourceType, RefreshToken: tok.RefreshToken,
-	}
+	in := secretInput(p, f.SecretName, f.Scope, f.ExposeAsEnv, f.OwnerUserID, f.WorkspaceID, f.ExternalUserID,
+		f.ExternalWorkspaceID, f.ResourceID, f.ResourceType)
+	in.Value, in.RefreshToken = tok.AccessToken, tok.RefreshToken
 	if !tok.Expiry.IsZero() {
 		exp := tok.Expiry.UTC()
 		in.ExpiresAt = &exp
@@ -115,6 +110,20 @@ func (s *Service) Complete(ctx context.Context, tenantID, code, state string, pr
 	s.log.Info("oauth flow completed", "tenant", f.TenantID, "flow", f.ID, "provider", p.Name, "secret", res.Secret.ID,
 		"has_refresh_token", res.Secret.HasRefreshToken)
 	return nf, nil
+}
+
+// secretInput is the secret a flow of provider p stores, without its
+// tokens and expiry.
+func secretInput(p *Provider, name string, scope vault.Scope, env, ownerUserID, workspaceID, externalUserID,
+	externalWorkspaceID, resourceID string, resourceType vault.ResourceType) vault.SecretInput {
+	return vault.SecretInput{
+		Name: name, Type: SecretType, Scope: scope,
+		OwnerUserID: ownerUserID, WorkspaceID: workspaceID, ExternalUserID: externalUserID,
+		ExternalWorkspaceID: externalWorkspaceID, ExposeAsEnv: env,
+		AllowedHosts: p.AllowedHosts, PlaceholderPrefix: p.PlaceholderPrefix,
+		Metadata:   map[string]string{MetadataKey: p.Name},
+		ResourceID: resourceID, ResourceType: resourceType,
+	}
 }
 
 // flowApp is the client a flow was started with.

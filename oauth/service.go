@@ -180,6 +180,11 @@ func (s *Service) Start(ctx context.Context, actor vault.Actor, tenantID string,
 	if err := s.checkStart(p, &in); err != nil {
 		return Started{}, err
 	}
+	// What Complete will store, checked now rather than after consent.
+	if err := s.store.CheckSecretInput(tenantID, secretInput(p, in.Name, in.Scope, in.ExposeAsEnv, in.OwnerUserID, in.WorkspaceID,
+		in.ExternalUserID, in.ExternalWorkspaceID, in.ResourceID, in.ResourceType)); err != nil {
+		return Started{}, err
+	}
 	a, err := s.app(tenantID, p)
 	if err != nil {
 		return Started{}, err

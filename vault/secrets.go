@@ -114,6 +114,44 @@ func (in *SecretInput) check() error {
 	return checkMetadata("metadata", in.Metadata)
 }
 
+// txCheckSecretTarget checks what a checked input refers to in the
+// tenant: the tenant allows its scope, its resource exists and is of its
+// type.
+func txCheckSecretTarget(tx *bolt.Tx, tenantID string, in *SecretInput) error {
+	t, err := txTenant(tx, tenantID)
+	if err != nil {
+		return err
+	}
+	if in.Scope == ScopeExternalUser && !t.Settings.AllowEndUserCredentials {
+		return forbidden("scope", "this tenant does not allow end-user credentials (allow_end_user_credentials is off)")
+	}
+	if in.ResourceID != "" {
+		sbx, err := txSandbox(tx, tenantID, in.ResourceID)
+		if err != nil {
+			// Not found, as for any other id of another tenant: ids do not leak.
+			return notFound("resource_id", "no %s %q in this tenant", in.ResourceType, in.ResourceID)
+		}
+		if sbx.ResourceType != in.ResourceType {
+			return invalid("resource_type", "%q is a %s, not a %s", in.ResourceID, sbx.ResourceType, in.ResourceType)
+		}
+	}
+	return nil
+}
+
+// CheckSecretInput answers what UpsertSecret would refuse in (fields,
+// the tenant's settings, its resource), without storing anything: for a
+// caller that stores the secret later (an OAuth connect, stored after the
+// user's consent). An empty Value counts as given.
+func (s *Store) CheckSecretInput(tenantID string, in SecretInput) error {
+	if in.Value == "" {
+		in.Value = "-"
+	}
+	if err := in.check(); err != nil {
+		return err
+	}
+	return s.view(func(tx *bolt.Tx) error { return txCheckSecretTarget(tx, tenantID, &in) })
+}
+
 // UpsertSecret creates the secret, or replaces value and metadata of the one
 // with the same (scope, scope owner, name), raising its version. A disabled
 // secret stays disabled. With a resource_id and expose_as_env (or with scope
@@ -125,24 +163,10 @@ func (s *Store) UpsertSecret(tenantID string, in SecretInput) (UpsertResult, err
 	var res UpsertResult
 	err := s.update(tenantID, func(tx *bolt.Tx) error {
 		res = UpsertResult{}
-		t, err := txTenant(tx, tenantID)
-		if err != nil {
+		if err := txCheckSecretTarget(tx, tenantID, &in); err != nil {
 			return err
 		}
-		if in.Scope == ScopeExternalUser && !t.Settings.AllowEndUserCredentials {
-			return forbidden("scope", "this tenant does not allow end-user credentials (allow_end_user_credentials is off)")
-		}
 		bind := in.ResourceID != "" && (in.ExposeAsEnv != "" || in.Scope == ScopeResource)
-		if in.ResourceID != "" {
-			sbx, err := txSandbox(tx, tenantID, in.ResourceID)
-			if err != nil {
-				// Not found, as for any other id of another tenant: ids do not leak.
-				return notFound("resource_id", "no %s %q in this tenant", in.ResourceType, in.ResourceID)
-			}
-			if sbx.ResourceType != in.ResourceType {
-				return invalid("resource_type", "%q is a %s, not a %s", in.ResourceID, sbx.ResourceType, in.ResourceType)
-			}
-		}
 		now := s.stamp()
 		owner := scopeOwner(in.Scope, in.OwnerUserID, in.ExternalUserID, in.ExternalWorkspaceID, in.WorkspaceID, in.ResourceType, in.ResourceID)
 		idxKey := key(tenantID, string(in.Scope), owner, in.Name)
