@@ -82,3 +82,22 @@ func TestReviewOAuthFixEarlyValidation(t *testing.T) {
 		t.Errorf("provider tokens issued: latest %s", got)
 	}
 }
+
+// Regression: the secrets API refuses metadata keys starting with
+// "oauth_" (the marks only a completed connect sets).
+func TestReviewOAuthFixReservedMetadata(t *testing.T) {
+	e := newOAuthEnv(t)
+	ctx := context.Background()
+	for _, k := range []string{"oauth_client", "oauth_provider", "OAuth_Client"} {
+		_, err := e.admin.UpsertSecret(ctx, client.SecretInput{Name: "X", Value: "v", Type: "oauth_token", Scope: "tenant",
+			AllowedHosts: []string{"api.fake.test"}, Metadata: map[string]string{k: "operator:operator-client-id"}})
+		var ce *client.Error
+		if !errors.As(err, &ce) || ce.Status != 400 {
+			t.Errorf("metadata key %q: %v (want 400)", k, err)
+		}
+	}
+	if _, err := e.admin.UpsertSecret(ctx, client.SecretInput{Name: "Y", Value: "v", Scope: "tenant",
+		AllowedHosts: []string{"api.fake.test"}, Metadata: map[string]string{"team": "a"}}); err != nil {
+		t.Errorf("ordinary metadata: %v", err)
+	}
+}

@@ -94,6 +94,7 @@ func (s *Service) Complete(ctx context.Context, tenantID, code, state string, pr
 	in := secretInput(p, f.SecretName, f.Scope, f.ExposeAsEnv, f.OwnerUserID, f.WorkspaceID, f.ExternalUserID,
 		f.ExternalWorkspaceID, f.ResourceID, f.ResourceType)
 	in.Value, in.RefreshToken = tok.AccessToken, tok.RefreshToken
+	in.Metadata[ClientMetadataKey] = a.marker()
 	if !tok.Expiry.IsZero() {
 		exp := tok.Expiry.UTC()
 		in.ExpiresAt = &exp
@@ -124,6 +125,42 @@ func secretInput(p *Provider, name string, scope vault.Scope, env, ownerUserID, 
 		Metadata:   map[string]string{MetadataKey: p.Name},
 		ResourceID: resourceID, ResourceType: resourceType,
 	}
+}
+
+// marker is what ClientMetadataKey says of a.
+func (a app) marker() string {
+	if a.override {
+		return "override:" + a.clientID
+	}
+	return "operator:" + a.clientID
+}
+
+// issuingApp is the app that issued the token of a secret marked m (its
+// ClientMetadataKey): the tenant's override or the operator's app, as
+// long as it still has the client id that issued the token.
+func (s *Service) issuingApp(tenantID string, p *Provider, m string) (app, error) {
+	kind, clientID, _ := strings.Cut(m, ":")
+	switch kind {
+	case "override":
+		o, err := s.store.OAuthOverride(tenantID, p.Name)
+		if errors.Is(err, vault.ErrNotFound) || (err == nil && o.ClientID != clientID) {
+			return app{}, fmt.Errorf("the tenant's %q app that issued this token (client %q) is no longer configured; connect again", p.Name, clientID)
+		}
+		if err != nil {
+			return app{}, err
+		}
+		sec, err := s.store.OAuthOverrideSecret(tenantID, p.Name)
+		if err != nil {
+			return app{}, err
+		}
+		return app{clientID: o.ClientID, secret: sec, override: true}, nil
+	case "operator":
+		if p.clientID == "" || p.clientID != clientID {
+			return app{}, fmt.Errorf("the operator's %q app that issued this token (client %q) is no longer configured; connect again", p.Name, clientID)
+		}
+		return app{clientID: p.clientID, secret: p.clientSecret}, nil
+	}
+	return app{}, fmt.Errorf("the secret's %s %q names no app", ClientMetadataKey, m)
 }
 
 // flowApp is the client a flow was started with.

@@ -88,7 +88,12 @@ func (s *Service) refresh(ctx context.Context, tenantID, id string) (vault.Secre
 	if rt.IsZero() {
 		return vault.Secret{}, vault.Value{}, fmt.Errorf("%w: the secret has no refresh token; connect again", ErrRefresh)
 	}
-	a, err := s.app(tenantID, p)
+	var a app
+	if m, ok := cur.Metadata[ClientMetadataKey]; ok {
+		a, err = s.issuingApp(tenantID, p, m)
+	} else {
+		a, err = s.app(tenantID, p)
+	}
 	if err != nil {
 		return vault.Secret{}, vault.Value{}, fmt.Errorf("%w: %v", ErrRefresh, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -323,5 +324,64 @@ func TestReviewOAuthFixRefreshExpiry(t *testing.T) {
 	}
 	if !NeedsRefresh(out, exp.Add(-4*time.Second)) {
 		t.Error("a 20 s token 4 s before its expiry does not need a refresh")
+	}
+}
+
+// Regression: a token is refreshed with the app that issued it (marked on
+// the secret at completion), not the one in force now; when that app is
+// gone the refresh fails with a clear reason.
+func TestReviewOAuthFixRefreshIssuingApp(t *testing.T) {
+	e := newFixEnv(t, false)
+	st, err := e.svc.Start(context.Background(), vault.Actor{Kind: vault.ActorOperator, ID: "x"}, e.tenant, StartInput{Provider: "fake", ExternalUserID: "u1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := e.svc.Complete(context.Background(), "", "code", st.State, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.PutOAuthOverride(e.tenant, "fake", vault.OAuthOverrideInput{ClientID: "tenant-id", ClientSecret: "tenant-secret", CallbackURL: "https://t.example/cb"}); err != nil {
+		t.Fatal(err)
+	}
+	sec, _ := e.store.Secret(e.tenant, f.SecretID)
+	if sec.Metadata[ClientMetadataKey] != "operator:op-id" {
+		t.Fatalf("issuing app marker %q", sec.Metadata[ClientMetadataKey])
+	}
+	later := time.Now().Add(2 * time.Hour)
+	e.now.Store(&later)
+	if _, _, err := e.svc.Refresh(context.Background(), sec); err != nil {
+		t.Fatal(err)
+	}
+	e.mu.Lock()
+	last := e.seenID[len(e.seenID)-1]
+	e.mu.Unlock()
+	if last != "op-id" {
+		t.Errorf("the token issued to op-id was refreshed with client_id %q", last)
+	}
+	// Connected with the override, which is then removed: refused, clearly.
+	st2, err := e.svc.Start(context.Background(), vault.Actor{Kind: vault.ActorOperator, ID: "x"}, e.tenant, StartInput{Provider: "fake", ExternalUserID: "u2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f2, err := e.svc.Complete(context.Background(), "", "code", st2.State, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec2, _ := e.store.Secret(e.tenant, f2.SecretID)
+	if sec2.Metadata[ClientMetadataKey] != "override:tenant-id" {
+		t.Fatalf("issuing app marker %q", sec2.Metadata[ClientMetadataKey])
+	}
+	if err := e.store.DeleteOAuthOverride(e.tenant, "fake"); err != nil {
+		t.Fatal(err)
+	}
+	hits := e.hits.Load()
+	later2 := later.Add(2 * time.Hour)
+	e.now.Store(&later2)
+	_, _, err = e.svc.Refresh(context.Background(), sec2)
+	if !errors.Is(err, ErrRefresh) || !strings.Contains(err.Error(), "no longer configured") {
+		t.Errorf("refresh after the issuing override was removed: %v", err)
+	}
+	if e.hits.Load() != hits {
+		t.Error("the provider was called with another app's credentials")
 	}
 }

@@ -21,11 +21,18 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultFlowTTL  = 10 * time.Minute
-	CallbackPath    = "/api/v1/egress/oauth/callback"
-	MetadataKey     = "oauth_provider"
-	SecretType      = "oauth_token"
-	defaultHTTPTime = 30 * time.Second
+	DefaultFlowTTL = 10 * time.Minute
+	CallbackPath   = "/api/v1/egress/oauth/callback"
+	MetadataKey    = "oauth_provider"
+	// ClientMetadataKey marks an oauth_token secret stored by a completed
+	// flow with the app that issued it ("operator:<client id>" or
+	// "override:<client id>"); refresh uses that app. The secrets API
+	// refuses metadata keys starting with ReservedMetadataPrefix, so only
+	// this package sets it.
+	ClientMetadataKey      = "oauth_client"
+	ReservedMetadataPrefix = "oauth_"
+	SecretType             = "oauth_token"
+	defaultHTTPTime        = 30 * time.Second
 )
 
 // Config configures New.
