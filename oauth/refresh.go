@@ -2,7 +2,9 @@ package oauth
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -80,6 +82,13 @@ func (s *Service) refresh(ctx context.Context, tenantID, id string) (vault.Secre
 	if !NeedsRefresh(cur, s.cfg.Now()) {
 		return cur, value, nil // refreshed by someone else already
 	}
+	marker, ok := cur.Metadata[ClientMetadataKey]
+	if !ok {
+		return vault.Secret{}, vault.Value{}, fmt.Errorf("%w: the secret was not stored by an OAuth connect (no %s); it is not refreshed: connect again", ErrRefresh, ClientMetadataKey)
+	}
+	if err := s.backoff.check(tenantID, id, cur.Version, s.cfg.Now()); err != nil {
+		return vault.Secret{}, vault.Value{}, err
+	}
 	name := cur.Metadata[MetadataKey]
 	p, err := s.cat.Get(name)
 	if err != nil {
@@ -88,24 +97,24 @@ func (s *Service) refresh(ctx context.Context, tenantID, id string) (vault.Secre
 	if rt.IsZero() {
 		return vault.Secret{}, vault.Value{}, fmt.Errorf("%w: the secret has no refresh token; connect again", ErrRefresh)
 	}
-	var a app
-	if m, ok := cur.Metadata[ClientMetadataKey]; ok {
-		a, err = s.issuingApp(tenantID, p, m)
-	} else {
-		a, err = s.app(tenantID, p)
-	}
+	a, err := s.issuingApp(tenantID, p, marker)
 	if err != nil {
 		return vault.Secret{}, vault.Value{}, fmt.Errorf("%w: %v", ErrRefresh, err)
 	}
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, s.cfg.HTTPClient)
 	tok, err := s.config(p, a, "").TokenSource(ctx, &oauth2.Token{RefreshToken: string(rt.Reveal())}).Token()
 	if err != nil {
-		s.log.Warn("oauth refresh failed", "tenant", tenantID, "secret", id, "provider", p.Name, "reason", exchangeMessage(err))
+		var re *oauth2.RetrieveError
+		dead := errors.As(err, &re) && re.ErrorCode == "invalid_grant"
+		s.backoff.failed(tenantID, id, cur.Version, s.cfg.Now(), exchangeMessage(err), dead)
+		s.log.Warn("oauth refresh failed", "tenant", tenantID, "secret", id, "provider", p.Name, "reason", exchangeMessage(err), "final", dead)
 		return vault.Secret{}, vault.Value{}, fmt.Errorf("%w: %s", ErrRefresh, exchangeMessage(err))
 	}
 	if tok.AccessToken == "" {
+		s.backoff.failed(tenantID, id, cur.Version, s.cfg.Now(), "the provider answered no access token", false)
 		return vault.Secret{}, vault.Value{}, fmt.Errorf("%w: the provider answered no access token", ErrRefresh)
 	}
+	s.backoff.succeeded(tenantID, id)
 	in := vault.RotateInput{Value: tok.AccessToken}
 	if tok.RefreshToken != "" && !rt.Equal([]byte(tok.RefreshToken)) {
 		in.RefreshToken = tok.RefreshToken
@@ -136,4 +145,73 @@ func NeedsRefresh(sec vault.Secret, now time.Time) bool {
 		window = ShortRefreshWindow
 	}
 	return sec.ExpiresAt.Before(now.Add(window))
+}
+
+// Back-off of failed refreshes, per secret version.
+const (
+	refreshBackoffMin = time.Second
+	refreshBackoffMax = 5 * time.Minute
+)
+
+// refreshBackoff remembers the failed refreshes of each secret: after a
+// failure at the provider the next try waits 1 s, doubling to 5 min; a
+// refresh token the provider answered invalid_grant for is not tried again
+// until the secret is rotated (a new version: connecting again, or a
+// refresh elsewhere). Requests in the meantime are refused at once with
+// the last reason, without calling the provider.
+type refreshBackoff struct {
+	mu sync.Mutex
+	m  map[string]*refreshFailure // tenant \0 secret id
+}
+
+type refreshFailure struct {
+	version int
+	fails   int
+	until   time.Time
+	dead    bool
+	reason  string
+}
+
+func (b *refreshBackoff) check(tenantID, id string, version int, now time.Time) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	f, ok := b.m[tenantID+"\x00"+id]
+	switch {
+	case !ok:
+		return nil
+	case f.version != version:
+		delete(b.m, tenantID+"\x00"+id) // rotated since: try again
+		return nil
+	case f.dead:
+		return fmt.Errorf("%w: %s; the refresh token is no longer valid: connect again", ErrRefresh, f.reason)
+	case now.Before(f.until):
+		return fmt.Errorf("%w: %s; not tried again before %s", ErrRefresh, f.reason, f.until.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+func (b *refreshBackoff) failed(tenantID, id string, version int, now time.Time, reason string, dead bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.m == nil {
+		b.m = map[string]*refreshFailure{}
+	}
+	k := tenantID + "\x00" + id
+	f, ok := b.m[k]
+	if !ok || f.version != version {
+		f = &refreshFailure{version: version}
+		b.m[k] = f
+	}
+	f.fails++
+	d := refreshBackoffMax
+	if f.fails <= 20 {
+		d = min(refreshBackoffMin<<(f.fails-1), refreshBackoffMax)
+	}
+	f.until, f.dead, f.reason = now.Add(d), dead, reason
+}
+
+func (b *refreshBackoff) succeeded(tenantID, id string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.m, tenantID+"\x00"+id)
 }

@@ -75,6 +75,8 @@ type fixEnv struct {
 	// expiresIn is the token answer's expires_in: 0 means 3600, negative
 	// none.
 	expiresIn atomic.Int64
+	// fail500 makes refresh requests answer 500.
+	fail500 atomic.Bool
 }
 
 func (e *fixEnv) clock() time.Time {
@@ -97,6 +99,10 @@ func newFixEnv(t *testing.T, block bool) *fixEnv {
 		e.mu.Unlock()
 		if e.block != nil && r.PostForm.Get("grant_type") == "authorization_code" {
 			<-e.block
+		}
+		if r.PostForm.Get("grant_type") == "refresh_token" && e.fail500.Load() {
+			w.WriteHeader(500)
+			return
 		}
 		if r.PostForm.Get("grant_type") == "refresh_token" && r.PostForm.Get("refresh_token") != "rt-good" {
 			w.Header().Set("Content-Type", "application/json")
@@ -383,5 +389,89 @@ func TestReviewOAuthFixRefreshIssuingApp(t *testing.T) {
 	}
 	if e.hits.Load() != hits {
 		t.Error("the provider was called with another app's credentials")
+	}
+}
+
+// Regression: only a secret stored by a completed connect (marked with its
+// issuing app) is refreshed; a failed refresh is not retried at every
+// request (back-off from 1 s, doubling), and one the provider answered
+// invalid_grant for not until the secret is rotated.
+func TestReviewOAuthFixRefreshBackoff(t *testing.T) {
+	e := newFixEnv(t, false)
+	t0 := time.Now()
+	e.now.Store(&t0)
+	past := t0.Add(-time.Hour)
+	res, err := e.store.UpsertSecret(e.tenant, vault.SecretInput{Name: "X", Value: "v", Type: SecretType, Scope: vault.ScopeTenant,
+		AllowedHosts: []string{"anything.example"}, Metadata: map[string]string{MetadataKey: "fake"}, RefreshToken: "tenant-chosen", ExpiresAt: &past})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		_, _, err := e.svc.Refresh(context.Background(), res.Secret)
+		if !errors.Is(err, ErrRefresh) || !strings.Contains(err.Error(), "not stored by an OAuth connect") {
+			t.Fatalf("unmarked secret: %v", err)
+		}
+	}
+	if n := e.hits.Load(); n != 0 {
+		t.Errorf("an oauth_token secret not stored by a connect: %d calls to the provider", n)
+	}
+	// A connected secret whose refresh token the provider refuses.
+	st, err := e.svc.Start(context.Background(), vault.Actor{Kind: vault.ActorOperator, ID: "x"}, e.tenant, StartInput{Provider: "fake", ExternalUserID: "u1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := e.svc.Complete(context.Background(), "", "code", st.State, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := e.store.RotateSecret(e.tenant, f.SecretID, vault.RotateInput{Value: "old", RefreshToken: "rt-dead", ExpiresAt: &past})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hits := e.hits.Load()
+	for i := range 10 {
+		now := t0.Add(time.Duration(i) * time.Hour)
+		e.now.Store(&now)
+		_, _, err := e.svc.Refresh(context.Background(), sec)
+		if !errors.Is(err, ErrRefresh) || !strings.Contains(err.Error(), "invalid_grant") {
+			t.Fatalf("dead refresh token: %v", err)
+		}
+	}
+	if n := e.hits.Load() - hits; n != 1 {
+		t.Errorf("invalid_grant: %d calls to the provider (want 1 until rotated)", n)
+	}
+	// Rotated: tried again.
+	if sec, err = e.store.RotateSecret(e.tenant, f.SecretID, vault.RotateInput{Value: "old", RefreshToken: "rt-good", ExpiresAt: &past}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.svc.Refresh(context.Background(), sec); err != nil {
+		t.Fatalf("after rotation: %v", err)
+	}
+	if sec, err = e.store.RotateSecret(e.tenant, f.SecretID, vault.RotateInput{Value: "old", ExpiresAt: &past}); err != nil {
+		t.Fatal(err)
+	}
+	// A provider failing: back-off 1 s, 2 s, ...
+	e.fail500.Store(true)
+	hits = e.hits.Load()
+	base := t0.Add(100 * time.Hour)
+	for _, c := range []struct {
+		at   time.Duration
+		hits int32
+	}{{0, 1}, {0, 1}, {500 * time.Millisecond, 1}, {1100 * time.Millisecond, 2}, {2 * time.Second, 2}, {3200 * time.Millisecond, 3}, {6 * time.Second, 3}, {7300 * time.Millisecond, 4}} {
+		now := base.Add(c.at)
+		e.now.Store(&now)
+		if _, _, err := e.svc.Refresh(context.Background(), sec); !errors.Is(err, ErrRefresh) {
+			t.Fatalf("failing provider: %v", err)
+		}
+		if n := e.hits.Load() - hits; n != c.hits {
+			t.Errorf("at +%v: %d calls to the provider (want %d)", c.at, n, c.hits)
+		}
+	}
+	// The provider recovers: the next try after the back-off succeeds.
+	e.fail500.Store(false)
+	now := base.Add(time.Hour)
+	e.now.Store(&now)
+	if _, _, err := e.svc.Refresh(context.Background(), sec); err != nil {
+		t.Errorf("after the provider recovered: %v", err)
 	}
 }

@@ -69,6 +69,8 @@ type Service struct {
 	log   *slog.Logger
 	sf    singleflight.Group
 
+	backoff refreshBackoff
+
 	mu      sync.Mutex
 	waiters map[string]*waiter // tenant \0 flow id → its long-polls
 	nwait   int                // long-polls under way, all flows
