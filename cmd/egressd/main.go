@@ -26,6 +26,7 @@ Commands:
   serve         run the proxy, the admin API and metrics (creates a "default" tenant on first run)
   vault rekey   re-wrap every secret under a new master key (server stopped)
   audit export  write audit rows as JSON lines (server stopped)
+  replay DIR    replay golden cases against a running egressd (through its API and proxy)
   healthcheck   exit 0 if a running egressd answers /healthz (for container health checks)
   version       print the version
   help          print this help
@@ -55,6 +56,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		return runVault(rest, stdout, stderr, getenv)
 	case "audit":
 		return runAudit(rest, stdout, stderr, getenv)
+	case "replay":
+		return runReplay(rest, stdout, stderr, getenv)
 	case "healthcheck":
 		return runHealthcheck(rest, stdout, stderr, getenv)
 	case "version", "-version", "--version":

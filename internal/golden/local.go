@@ -83,6 +83,13 @@ func (u *Upstream) Received() []Seen {
 	return append([]Seen(nil), u.got...)
 }
 
+// reset forgets what arrived and what to echo, for the next case.
+func (u *Upstream) reset() {
+	u.mu.Lock()
+	u.got, u.echo = nil, nil
+	u.mu.Unlock()
+}
+
 // Close stops both servers.
 func (u *Upstream) Close() {
 	u.TLS.Close()

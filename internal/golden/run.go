@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
-	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -36,11 +34,11 @@ type Result struct {
 	sandboxName map[string]string
 }
 
-// runner replays one case against a Local.
+// runner replays one case against a session of a Target.
 type runner struct {
 	c      *Case
-	l      *Local
-	sbx    map[string]vault.Sandbox
+	s      session
+	sbx    map[string]string // local name -> sandbox id
 	tokens map[string]string
 	phs    map[[2]string]string
 	z      *Tokenizer
@@ -51,12 +49,17 @@ type runner struct {
 // With update set it waits the full time for an audit event that the case
 // says will not come.
 func Run(c *Case, dir string, update bool) (*Result, error) {
-	l, err := StartLocal(dir)
+	return RunOn(LocalTarget{Dir: dir}, c, update)
+}
+
+// RunOn replays c against t. A case t cannot run fails with a *Skip.
+func RunOn(t Target, c *Case, update bool) (*Result, error) {
+	s, err := t.open(c)
 	if err != nil {
 		return nil, err
 	}
-	defer l.Close()
-	r := &runner{c: c, l: l, update: update, sbx: map[string]vault.Sandbox{}, tokens: map[string]string{}, phs: map[[2]string]string{}, z: &Tokenizer{}}
+	defer s.close()
+	r := &runner{c: c, s: s, update: update, sbx: map[string]string{}, tokens: map[string]string{}, phs: map[[2]string]string{}, z: &Tokenizer{}}
 	if err := r.setup(); err != nil {
 		return nil, err
 	}
@@ -64,8 +67,7 @@ func Run(c *Case, dir string, update bool) (*Result, error) {
 }
 
 func (r *runner) setup() error {
-	st, s := r.l.Store, r.c.Setup
-	tn := r.l.TenantID
+	s := r.c.Setup
 	names := make([]string, 0, len(s.Sandboxes))
 	for n := range s.Sandboxes {
 		names = append(names, n)
@@ -76,11 +78,11 @@ func (r *runner) setup() error {
 		if in.Name == "" {
 			in.Name = n
 		}
-		sbx, token, err := st.CreateSandbox(tn, in)
+		id, token, err := r.s.createSandbox(in)
 		if err != nil {
 			return fmt.Errorf("setup: sandbox %s: %w", n, err)
 		}
-		r.sbx[n], r.tokens[n] = sbx, token
+		r.sbx[n], r.tokens[n] = id, token
 	}
 	ids := map[string]string{}
 	for _, sec := range s.Secrets {
@@ -92,20 +94,20 @@ func (r *runner) setup() error {
 			PlaceholderPrefix: sec.PlaceholderPrefix,
 		}
 		if sec.Sandbox != "" {
-			in.ResourceID, in.ResourceType = r.sbx[sec.Sandbox].ID, vault.ResourceSandbox
+			in.ResourceID, in.ResourceType = r.sbx[sec.Sandbox], vault.ResourceSandbox
 		}
-		res, err := st.UpsertSecret(tn, in)
+		id, err := r.s.upsertSecret(in)
 		if err != nil {
 			return fmt.Errorf("setup: secret %s: %w", sec.label(), err)
 		}
-		ids[sec.label()] = res.Secret.ID
+		ids[sec.label()] = id
 		for i, v := range sec.Rotations {
-			if _, err := st.RotateSecret(tn, res.Secret.ID, vault.RotateInput{Value: v}); err != nil {
+			if err := r.s.rotateSecret(id, v); err != nil {
 				return fmt.Errorf("setup: secret %s rotation %d: %w", sec.label(), i+1, err)
 			}
 		}
 		if sec.Disabled {
-			if _, err := st.SetDisabled(tn, res.Secret.ID, true); err != nil {
+			if err := r.s.disableSecret(id); err != nil {
 				return fmt.Errorf("setup: secret %s: disable: %w", sec.label(), err)
 			}
 		}
@@ -121,19 +123,19 @@ func (r *runner) setup() error {
 		}
 	}
 	for _, b := range s.Bindings {
-		if _, err := st.CreateBinding(tn, vault.BindingInput{SecretID: ids[b.Secret], ResourceID: r.sbx[b.Sandbox].ID, ResourceType: vault.ResourceSandbox, ExposeAsEnv: b.ExposeAsEnv}); err != nil {
+		if err := r.s.createBinding(vault.BindingInput{SecretID: ids[b.Secret], ResourceID: r.sbx[b.Sandbox], ResourceType: vault.ResourceSandbox, ExposeAsEnv: b.ExposeAsEnv}); err != nil {
 			return fmt.Errorf("setup: binding %s to %s: %w", b.Secret, b.Sandbox, err)
 		}
 	}
 	// Settings last: a tenant may turn allow_end_user_credentials off
 	// after its end users stored secrets.
-	if _, err := st.UpdateSettings(tn, s.Tenant); err != nil {
+	if err := r.s.updateSettings(s.Tenant); err != nil {
 		return fmt.Errorf("setup: tenant: %w", err)
 	}
 	// Issue every placeholder that resolves now, so that any of them shows
 	// as a token wherever it turns up.
 	for _, n := range names {
-		env, err := r.l.Resolver.Env(context.Background(), tn, r.sbx[n].ID)
+		env, err := r.s.env(r.sbx[n])
 		if err != nil {
 			return fmt.Errorf("setup: env of %s: %w", n, err)
 		}
@@ -152,7 +154,7 @@ func (r *runner) Placeholder(sbx, name string) (string, error) {
 	if ph, ok := r.phs[[2]string{sbx, name}]; ok {
 		return ph, nil
 	}
-	s, ok := r.sbx[sbx]
+	id, ok := r.sbx[sbx]
 	if !ok {
 		return "", fmt.Errorf("unknown sandbox %q", sbx)
 	}
@@ -163,14 +165,14 @@ func (r *runner) Placeholder(sbx, name string) (string, error) {
 			break
 		}
 	}
-	out, err := r.l.Store.EnsurePlaceholders(r.l.TenantID, s.ID, map[string]string{name: prefix})
+	ph, err := r.s.ensurePlaceholder(id, name, prefix)
 	if err != nil {
 		return "", err
 	}
-	r.phs[[2]string{sbx, name}] = out[name]
-	r.z.Add(out[name], "{{placeholder "+sbx+" "+name+"}}")
-	r.z.Add(vault.PlaceholderCore(out[name]), "{{placeholder "+sbx+" "+name+" core}}")
-	return out[name], nil
+	r.phs[[2]string{sbx, name}] = ph
+	r.z.Add(ph, "{{placeholder "+sbx+" "+name+"}}")
+	r.z.Add(vault.PlaceholderCore(ph), "{{placeholder "+sbx+" "+name+" core}}")
+	return ph, nil
 }
 
 // Value implements Tokens.
@@ -277,7 +279,7 @@ func (r *runner) build(port string) (*wire, error) {
 
 func (r *runner) proxyAuth() string {
 	req := r.c.Request
-	id, token := r.sbx[req.Sandbox].ID, r.tokens[req.Sandbox]
+	id, token := r.sbx[req.Sandbox], r.tokens[req.Sandbox]
 	if req.ProxyAuth == "bad" {
 		if id == "" {
 			id = "sbx_unknown"
@@ -289,11 +291,13 @@ func (r *runner) proxyAuth() string {
 
 func (r *runner) replay() (*Result, error) {
 	req := r.c.Request
+	up := r.s.upstream()
+	up.reset()
 	if r.c.Upstream != nil {
-		r.l.Up.SetEcho(r.c.Upstream.Echo)
+		up.SetEcho(r.c.Upstream.Echo)
 	}
-	_, tlsPort, _ := net.SplitHostPort(r.l.Up.TLS.Listener.Addr().String())
-	_, plainPort, _ := net.SplitHostPort(r.l.Up.Plain.Listener.Addr().String())
+	_, tlsPort, _ := net.SplitHostPort(up.TLS.Listener.Addr().String())
+	_, plainPort, _ := net.SplitHostPort(up.Plain.Listener.Addr().String())
 	port := tlsPort
 	if req.Mode == "plain" {
 		port = plainPort
@@ -302,7 +306,7 @@ func (r *runner) replay() (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, err := net.Dial("tcp", r.l.Addr)
+	conn, err := net.Dial("tcp", r.s.proxyAddr())
 	if err != nil {
 		return nil, err
 	}
@@ -326,10 +330,9 @@ func (r *runner) replay() (*Result, error) {
 		if resp.StatusCode != http.StatusOK {
 			return r.result(resp)
 		}
-		roots := x509.NewCertPool()
-		roots.AddCert(r.l.CA.Certificate())
-		roots.AddCert(r.l.Up.CA.Certificate()) // a tunnelled host answers with its own certificate
-		tc := tls.Client(conn, &tls.Config{ServerName: w.host, RootCAs: roots, NextProtos: []string{"http/1.1"}})
+		// roots hold egressd's CA and the upstream's: a tunnelled host
+		// answers with its own certificate.
+		tc := tls.Client(conn, &tls.Config{ServerName: w.host, RootCAs: r.s.roots(), NextProtos: []string{"http/1.1"}})
 		if err := tc.Handshake(); err != nil {
 			return nil, fmt.Errorf("TLS to egressd: %w", err)
 		}
@@ -378,18 +381,13 @@ func (r *runner) result(resp *http.Response) (*Result, error) {
 		return nil, fmt.Errorf("reading the response body: %w", err)
 	}
 	res := &Result{Status: resp.StatusCode, Header: resp.Header, Body: body, Z: r.z, sandboxName: map[string]string{}}
-	for n, s := range r.sbx {
-		res.sandboxName[s.ID] = n
+	for n, id := range r.sbx {
+		res.sandboxName[id] = n
 	}
-	wait := 2 * time.Second
-	if a := r.c.Audit; a != nil && a.None && !r.update {
-		wait = 200 * time.Millisecond
+	none := r.c.Audit != nil && r.c.Audit.None && !r.update
+	if res.Event, err = r.s.event(r.sbx[r.c.Request.Sandbox], none); err != nil {
+		return nil, err
 	}
-	select {
-	case ev := <-r.l.Events:
-		res.Event = ev
-	case <-time.After(wait):
-	}
-	res.Upstream = r.l.Up.Received()
+	res.Upstream = r.s.upstream().Received()
 	return res, nil
 }
