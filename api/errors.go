@@ -72,6 +72,12 @@ func classify(err error) (status int, code string) {
 		return http.StatusNotFound, "unknown_provider"
 	case errors.Is(err, oauth.ErrNotConfigured):
 		return http.StatusConflict, "provider_not_configured"
+	case errors.Is(err, vault.ErrWrongBrowser):
+		return http.StatusForbidden, "oauth_wrong_browser"
+	case errors.Is(err, vault.ErrWrongUser):
+		return http.StatusForbidden, "oauth_wrong_user"
+	case errors.Is(err, vault.ErrConnectOpened):
+		return http.StatusConflict, "oauth_connect_opened"
 	case errors.Is(err, vault.ErrStateUsed):
 		return http.StatusConflict, "oauth_state_used"
 	case errors.Is(err, vault.ErrStateExpired):

@@ -23,6 +23,7 @@ func (s *Server) oauthRoutes() []route {
 		{"POST", "/api/v1/egress/oauth/connect", adminAccess, nil, s.needOAuth(s.oauthConnect)},
 		{"GET", "/api/v1/egress/oauth/flows/{id}", adminAccess, []string{"wait"}, s.needOAuth(s.oauthFlow)},
 		{"GET", "/api/v1/egress/oauth/callback", publicAccess, nil, s.needOAuth(s.oauthCallback)},
+		{"GET", "/connect/{id}", publicAccess, nil, s.needOAuth(s.oauthConnectPage)},
 		{"POST", "/api/v1/egress/oauth/complete", adminAccess, nil, s.needOAuth(s.oauthComplete)},
 		{"PUT", "/api/v1/egress/oauth/overrides/{provider}", adminAccess, nil, s.needOAuth(s.putOverride)},
 		{"GET", "/api/v1/egress/oauth/overrides/{provider}", adminAccess, nil, s.needOAuth(s.getOverride)},
@@ -80,6 +81,11 @@ func (s *Server) oauthProviders(w http.ResponseWriter, _ *http.Request, p *princ
 }
 
 // ConnectAnswer is the answer of POST /api/v1/egress/oauth/connect.
+// AuthorizeURL is where to send the end-user's browser: for a flow on
+// egressd's own callback its connect link (<public URL>/connect/{id}),
+// which binds the flow to the first browser that opens it; for a flow on
+// the tenant's own callback the provider's authorize URL (the tenant
+// binds its session and asserts the end-user on /oauth/complete).
 type ConnectAnswer struct {
 	ID           string    `json:"id"`
 	AuthorizeURL string    `json:"authorize_url"`
@@ -133,9 +139,14 @@ func (s *Server) oauthFlow(w http.ResponseWriter, r *http.Request, p *principal)
 
 // CompleteInput is the body of POST /api/v1/egress/oauth/complete: what
 // the provider's redirect to the tenant's own callback carried.
+// ExternalUserID (OwnerUserID for a user-scoped flow without one) is the
+// end-user of the tenant's session the callback arrived in: it must be
+// the flow's, else 403 and the flow stays pending.
 type CompleteInput struct {
 	Code             string `json:"code"`
 	State            string `json:"state"`
+	ExternalUserID   string `json:"external_user_id"`
+	OwnerUserID      string `json:"owner_user_id"`
 	Error            string `json:"error"`
 	ErrorDescription string `json:"error_description"`
 }
@@ -149,7 +160,8 @@ func (s *Server) oauthComplete(w http.ResponseWriter, r *http.Request, p *princi
 	if in.Error != "" {
 		pe = &oauth.ProviderError{Code: in.Error, Description: in.ErrorDescription}
 	}
-	f, err := s.oauth.Complete(r.Context(), p.tenant(), in.Code, in.State, pe)
+	by := oauth.By{TenantID: p.tenant(), ExternalUserID: in.ExternalUserID, OwnerUserID: in.OwnerUserID}
+	f, err := s.oauth.Complete(r.Context(), by, in.Code, in.State, pe)
 	if err != nil {
 		return err
 	}
@@ -159,7 +171,7 @@ func (s *Server) oauthComplete(w http.ResponseWriter, r *http.Request, p *princi
 
 var callbackPage = template.Must(template.New("cb").Parse(`<!doctype html>
 <html><head><meta charset="utf-8"><title>{{.Title}}</title></head>
-<body style="font-family: sans-serif; margin: 3em;"><h1>{{.Title}}</h1><p>{{.Message}}</p></body></html>
+<body><h1>{{.Title}}</h1><p>{{.Message}}</p></body></html>
 `))
 
 // CallbackAnswer is the JSON answer of the callback (Accept: application/json).
@@ -169,15 +181,74 @@ type CallbackAnswer struct {
 	Message string `json:"message"`
 }
 
+// maxConnectCookies caps the connect cookies a callback looks at.
+const maxConnectCookies = 32
+
+// pageHeaders are the headers of the connect and callback pages.
+func pageHeaders(w http.ResponseWriter) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+}
+
+// oauthConnectPage is a flow's connect link: the first browser to open it
+// gets the flow's nonce cookie (only its hash is stored), scoped to the
+// callback, and is sent on to the provider; any other browser is refused.
+func (s *Server) oauthConnectPage(w http.ResponseWriter, r *http.Request, _ *principal) error {
+	c, err := s.oauth.OpenConnect(r.PathValue("id"))
+	if err != nil {
+		status, code := classify(err)
+		if rec, ok := w.(*recorder); ok {
+			rec.errCode = code
+		}
+		msg := "This connect link is not valid. Start the connection again from the app."
+		switch {
+		case errors.Is(err, vault.ErrConnectOpened):
+			msg = "This connect link was already opened in another browser. Finish there, or start the connection again from the app."
+		case errors.Is(err, vault.ErrStateExpired):
+			msg = "This connect link has expired. Start the connection again from the app."
+		case errors.Is(err, vault.ErrStateUsed):
+			msg = "This connect link was already used. Start the connection again from the app."
+		case status >= 500:
+			msg = "Something went wrong. Start the connection again from the app."
+			if rec, ok := w.(*recorder); ok {
+				rec.cause = err
+			}
+		}
+		pageHeaders(w)
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(status)
+		return callbackPage.Execute(w, struct{ Title, Message string }{"Cannot connect", msg})
+	}
+	http.SetCookie(w, &http.Cookie{Name: oauth.CookiePrefix + c.Flow.ID, Value: c.Nonce, Path: oauth.CallbackPath,
+		MaxAge: int((c.MaxAge + time.Second - 1) / time.Second), HttpOnly: true, Secure: c.Secure, SameSite: http.SameSiteLaxMode})
+	pageHeaders(w)
+	http.Redirect(w, r, c.ProviderURL, http.StatusFound)
+	return nil
+}
+
 // oauthCallback is where the provider sends the browser back. The state
-// authenticates it; it answers a small page (or JSON) saying how it went.
+// and the connect cookie of the browser that opened the flow's connect
+// link authenticate it (without that cookie the state is not claimed); it
+// answers a small page (or JSON) saying how it went.
 func (s *Server) oauthCallback(w http.ResponseWriter, r *http.Request, _ *principal) error {
 	q := r.URL.Query()
 	var pe *oauth.ProviderError
 	if e := q.Get("error"); e != "" {
 		pe = &oauth.ProviderError{Code: e, Description: q.Get("error_description")}
 	}
-	f, err := s.oauth.Complete(r.Context(), "", q.Get("code"), q.Get("state"), pe)
+	cookies := map[string]string{}
+	for _, c := range r.Cookies() {
+		if id, ok := strings.CutPrefix(c.Name, oauth.CookiePrefix); ok && id != "" && len(cookies) < maxConnectCookies {
+			cookies[id] = c.Value
+		}
+	}
+	f, err := s.oauth.Complete(r.Context(), oauth.By{Cookies: cookies}, q.Get("code"), q.Get("state"), pe)
+	if _, ok := cookies[f.ID]; ok && f.ID != "" && !errors.Is(err, vault.ErrWrongBrowser) {
+		http.SetCookie(w, &http.Cookie{Name: oauth.CookiePrefix + f.ID, Value: "", Path: oauth.CallbackPath, MaxAge: -1,
+			HttpOnly: true, Secure: r.TLS != nil || strings.HasPrefix(f.RedirectURI, "https://"), SameSite: http.SameSiteLaxMode})
+	}
 	ans := CallbackAnswer{Status: f.Status, FlowID: f.ID, Message: "Connected. You can close this window."}
 	status := http.StatusOK
 	if err != nil {
@@ -203,9 +274,7 @@ func (s *Server) oauthCallback(w http.ResponseWriter, r *http.Request, _ *princi
 		title = "Connection failed"
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+	pageHeaders(w)
 	w.WriteHeader(status)
 	return callbackPage.Execute(w, struct{ Title, Message string }{title, ans.Message})
 }

@@ -8,14 +8,17 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -160,6 +163,8 @@ type oauthEnv struct {
 	ca     *certs.CA
 	key    string
 	op     string
+
+	defaultBrowser *webBrowser
 }
 
 func newOAuthEnv(t *testing.T) *oauthEnv {
@@ -268,35 +273,90 @@ func (e *oauthEnv) sandboxClient(id, token string) *http.Client {
 	return &http.Client{Transport: tr, Timeout: 15 * time.Second}
 }
 
-// browser follows an authorize URL like a user's browser: to the fake
-// provider, and its redirect back to the callback.
-func (e *oauthEnv) browser(authorizeURL string) (int, string) {
-	e.t.Helper()
-	c := e.fake.srv.Client()
-	req, _ := http.NewRequest("GET", authorizeURL, nil)
-	req.Header.Set("Accept", "application/json")
-	resp, err := c.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var b [4096]byte
-	n, _ := resp.Body.Read(b[:])
-	return resp.StatusCode, string(b[:n])
+// webBrowser is a user's browser: it keeps cookies (a cookiejar) and
+// trusts the fake provider.
+type webBrowser struct {
+	t   *testing.T
+	c   *http.Client
+	jar *cookiejar.Jar
 }
 
-// authorizeWithoutCallback visits the authorize URL and returns the code
-// and state of the redirect, without following it.
+func (e *oauthEnv) newBrowser() *webBrowser {
+	jar, _ := cookiejar.New(nil)
+	c := *e.fake.srv.Client()
+	c.Jar = jar
+	return &webBrowser{t: e.t, c: &c, jar: jar}
+}
+
+// web is the env's default browser (the one e.browser uses).
+func (e *oauthEnv) web() *webBrowser {
+	if e.defaultBrowser == nil {
+		e.defaultBrowser = e.newBrowser()
+	}
+	return e.defaultBrowser
+}
+
+// get follows u like the browser (redirects too) and answers the last
+// response's status and body (JSON asked for).
+func (b *webBrowser) get(u string) (int, string) {
+	b.t.Helper()
+	req, _ := http.NewRequest("GET", u, nil)
+	req.Header.Set("Accept", "application/json")
+	resp, err := b.c.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	return resp.StatusCode, string(body)
+}
+
+// step is one GET without following a redirect: status, Location and the
+// response (body read).
+func (b *webBrowser) step(u string) (int, string, *http.Response) {
+	b.t.Helper()
+	c := *b.c
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := c.Get(u)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header.Get("Location"), resp
+}
+
+// providerURL opens a connect link in the browser and answers the
+// provider URL it redirects to (an authorize URL that is not a connect
+// link is answered as it is).
+func (b *webBrowser) providerURL(authorizeURL string) string {
+	b.t.Helper()
+	if !strings.Contains(authorizeURL, "/connect/") {
+		return authorizeURL
+	}
+	status, loc, _ := b.step(authorizeURL)
+	if status != http.StatusFound || loc == "" {
+		b.t.Fatalf("connect link %s: %d", authorizeURL, status)
+	}
+	return loc
+}
+
+// browser follows an authorize URL like a user's browser: through the
+// connect link, to the fake provider, and its redirect back to the
+// callback, with the default browser's cookies.
+func (e *oauthEnv) browser(authorizeURL string) (int, string) {
+	e.t.Helper()
+	return e.web().get(authorizeURL)
+}
+
+// authorizeWithoutCallback opens the authorize URL in the default browser
+// (the connect link first, if it is one) and returns the code and state
+// of the provider's redirect, without following it.
 func (e *oauthEnv) authorizeWithoutCallback(authorizeURL string) (code, state, redirect string) {
 	e.t.Helper()
-	c := *e.fake.srv.Client()
-	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	resp, err := c.Get(authorizeURL)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	resp.Body.Close()
-	u, _ := url.Parse(resp.Header.Get("Location"))
+	b := e.web()
+	_, loc, _ := b.step(b.providerURL(authorizeURL))
+	u, _ := url.Parse(loc)
 	q := u.Query()
 	u.RawQuery = ""
 	return q.Get("code"), q.Get("state"), u.String()

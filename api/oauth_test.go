@@ -27,11 +27,9 @@ func TestOAuthConnectEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	au, _ := url.Parse(conn.AuthorizeURL)
-	q := au.Query()
-	if q.Get("client_id") != "operator-client-id" || q.Get("redirect_uri") != e.apiURL+"/api/v1/egress/oauth/callback" ||
-		q.Get("code_challenge_method") != "S256" || q.Get("code_challenge") == "" || q.Get("state") != conn.State || q.Get("scope") != "user" {
-		t.Fatalf("authorize URL %s", conn.AuthorizeURL)
+	// The authorize URL is egressd's connect link, not the provider's.
+	if conn.AuthorizeURL != e.apiURL+"/connect/"+conn.ID || strings.Contains(conn.AuthorizeURL, conn.State) {
+		t.Fatalf("authorize URL %s: want the connect link", conn.AuthorizeURL)
 	}
 	if conn.Status != vault.FlowPending {
 		t.Fatalf("status %s", conn.Status)
@@ -51,6 +49,14 @@ func TestOAuthConnectEndToEnd(t *testing.T) {
 	status, body := e.browser(conn.AuthorizeURL)
 	if status != 200 || !strings.Contains(body, `"completed"`) {
 		t.Fatalf("callback %d %s", status, body)
+	}
+	// The connect link sent the browser on to the provider's authorize URL.
+	e.fake.mu.Lock()
+	q := e.fake.authorize[len(e.fake.authorize)-1]
+	e.fake.mu.Unlock()
+	if q.Get("client_id") != "operator-client-id" || q.Get("redirect_uri") != e.apiURL+"/api/v1/egress/oauth/callback" ||
+		q.Get("code_challenge_method") != "S256" || q.Get("code_challenge") == "" || q.Get("state") != conn.State || q.Get("scope") != "user" {
+		t.Fatalf("authorize query %v", q)
 	}
 	var w waited
 	select {
@@ -203,13 +209,13 @@ func TestOAuthStateReuseAndExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, state, _ := e.authorizeWithoutCallback(conn.AuthorizeURL)
-	f, err := e.admin.Complete(ctx, code, state)
+	f, err := e.admin.Complete(ctx, client.EndUser{ExternalUserID: "eu1"}, code, state)
 	if err != nil || f.Status != vault.FlowCompleted {
 		t.Fatalf("complete: %+v %v", f, err)
 	}
 	// Reuse of the state: refused, nothing new stored, the flow keeps its result.
 	secretsBefore, _ := e.admin.ListSecrets(ctx, client.SecretFilter{})
-	_, err = e.admin.Complete(ctx, code, state)
+	_, err = e.admin.Complete(ctx, client.EndUser{ExternalUserID: "eu1"}, code, state)
 	if client.StatusOf(err) != 409 || apiErr(err).Code != "oauth_state_used" {
 		t.Fatalf("reuse: %v", err)
 	}
@@ -229,7 +235,7 @@ func TestOAuthStateReuseAndExpiry(t *testing.T) {
 	code2, state2, _ := e.authorizeWithoutCallback(conn2.AuthorizeURL)
 	later := time.Now().Add(11 * time.Minute)
 	e.now.Store(&later)
-	_, err = e.admin.Complete(ctx, code2, state2)
+	_, err = e.admin.Complete(ctx, client.EndUser{ExternalUserID: "eu2"}, code2, state2)
 	if client.StatusOf(err) != 400 || apiErr(err).Code != "oauth_state_expired" {
 		t.Fatalf("expired: %v", err)
 	}
@@ -262,7 +268,7 @@ func TestOAuthPKCEVerifierChecked(t *testing.T) {
 	g.challenge = "bm90LXRoZS1yaWdodC1jaGFsbGVuZ2U"
 	e.fake.codes[code] = g
 	e.fake.mu.Unlock()
-	_, err := e.admin.Complete(ctx, code, state)
+	_, err := e.admin.Complete(ctx, client.EndUser{ExternalUserID: "eu1"}, code, state)
 	if client.StatusOf(err) != 502 || !strings.Contains(err.Error(), "invalid_grant") {
 		t.Fatalf("wrong verifier: %v", err)
 	}
@@ -276,7 +282,7 @@ func TestOAuthPKCEVerifierChecked(t *testing.T) {
 	// With the right verifier the same provider accepts.
 	conn2, _ := e.admin.Connect(ctx, client.ConnectInput{Provider: "fake", ExternalUserID: "eu1"})
 	code2, state2, _ := e.authorizeWithoutCallback(conn2.AuthorizeURL)
-	if f, err := e.admin.Complete(ctx, code2, state2); err != nil || f.Status != vault.FlowCompleted {
+	if f, err := e.admin.Complete(ctx, client.EndUser{ExternalUserID: "eu1"}, code2, state2); err != nil || f.Status != vault.FlowCompleted {
 		t.Fatalf("%+v %v", f, err)
 	}
 }
@@ -330,13 +336,13 @@ func TestOAuthProviderErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	oc2, _ := client.New(e.apiURL, other.APIKey)
-	if _, err := oc2.Complete(ctx, code3, state3); client.StatusOf(err) != 400 {
+	if _, err := oc2.Complete(ctx, client.EndUser{ExternalUserID: "eu1"}, code3, state3); client.StatusOf(err) != 400 {
 		t.Fatalf("other tenant: %v", err)
 	}
 	if _, err := oc2.Flow(ctx, conn3.ID, 0); client.StatusOf(err) != 404 {
 		t.Fatalf("other tenant's flow: %v", err)
 	}
-	if f, err := e.admin.Complete(ctx, code3, state3); err != nil || f.Status != vault.FlowCompleted {
+	if f, err := e.admin.Complete(ctx, client.EndUser{ExternalUserID: "eu1"}, code3, state3); err != nil || f.Status != vault.FlowCompleted {
 		t.Fatalf("own tenant after: %+v %v", f, err)
 	}
 	e.noLeak(t)
@@ -389,7 +395,7 @@ func TestOAuthOverrideInForce(t *testing.T) {
 	if redirect != "https://app.acme.test/oauth/cb" {
 		t.Fatalf("redirect %s", redirect)
 	}
-	if f, err := e.admin.Complete(ctx, code, state); err != nil || f.Status != vault.FlowCompleted || !f.Override {
+	if f, err := e.admin.Complete(ctx, client.EndUser{ExternalUserID: "eu1"}, code, state); err != nil || f.Status != vault.FlowCompleted || !f.Override {
 		t.Fatalf("%+v %v", f, err)
 	}
 	// The client secret is never returned.
@@ -414,7 +420,7 @@ func TestOAuthOverrideInForce(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn2, _ := e.admin.Connect(ctx, client.ConnectInput{Provider: "fake", ExternalUserID: "eu1"})
-	au, _ = url.Parse(conn2.AuthorizeURL)
+	au, _ = url.Parse(e.web().providerURL(conn2.AuthorizeURL))
 	if au.Query().Get("client_id") != "operator-client-id" || au.Query().Get("redirect_uri") != e.apiURL+"/api/v1/egress/oauth/callback" {
 		t.Fatalf("authorize URL %s", conn2.AuthorizeURL)
 	}

@@ -31,7 +31,10 @@ func TestReviewOAuthFixRedirectURI(t *testing.T) {
 	if err != nil {
 		t.Fatalf("connect with egressd's own callback: %v", err)
 	}
-	if u, _ := url.Parse(c.AuthorizeURL); u.Query().Get("redirect_uri") != own {
+	if c.AuthorizeURL != e.apiURL+"/connect/"+c.ID {
+		t.Errorf("authorize URL %s: want the connect link", c.AuthorizeURL)
+	}
+	if u, _ := url.Parse(e.web().providerURL(c.AuthorizeURL)); u.Query().Get("redirect_uri") != own {
 		t.Errorf("authorize URL %s", c.AuthorizeURL)
 	}
 	// With a tenant override: its callback_url or egressd's own.

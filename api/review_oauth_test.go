@@ -3,7 +3,6 @@ package api_test
 import (
 	"context"
 	"io"
-	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -32,7 +31,7 @@ func TestReviewOAuthConcurrentCallbacksSingleUse(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := http.Get(cb)
+			resp, err := e.web().c.Get(cb)
 			if err != nil {
 				t.Error(err)
 				return
@@ -92,7 +91,7 @@ func TestReviewOAuthFlowTenantIsolation(t *testing.T) {
 	if _, err := bc.Connect(ctx, client.ConnectInput{Provider: "fake", ExternalUserID: "eu1"}); client.StatusOf(err) != 403 {
 		t.Fatalf("browser token connect: %v", err)
 	}
-	if _, err := bc.Complete(ctx, "c", conn.State); client.StatusOf(err) != 403 {
+	if _, err := bc.Complete(ctx, client.EndUser{ExternalUserID: "eu1"}, "c", conn.State); client.StatusOf(err) != 403 {
 		t.Fatalf("browser token complete: %v", err)
 	}
 	// The flow is still pending and completable by its tenant.

@@ -139,11 +139,25 @@ func (c *Client) WaitForCompletion(ctx context.Context, id string, timeout time.
 	}
 }
 
+// EndUser is the end-user a tenant's session belongs to, asserted when
+// the tenant forwards a callback: ExternalUserID for a flow attributed to
+// an external user, OwnerUserID for a user-scoped flow.
+type EndUser struct {
+	ExternalUserID string `json:"external_user_id,omitempty"`
+	OwnerUserID    string `json:"owner_user_id,omitempty"`
+}
+
 // Complete forwards the code and state the provider sent to the tenant's
-// own callback.
-func (c *Client) Complete(ctx context.Context, code, state string) (Flow, error) {
+// own callback, in the session of user: it must be the flow's end-user,
+// else the server answers 403 and the flow stays pending.
+func (c *Client) Complete(ctx context.Context, user EndUser, code, state string) (Flow, error) {
 	var out Flow
-	err := c.do(ctx, http.MethodPost, "/api/v1/egress/oauth/complete", nil, map[string]string{"code": code, "state": state}, &out)
+	body := struct {
+		EndUser
+		Code  string `json:"code"`
+		State string `json:"state"`
+	}{user, code, state}
+	err := c.do(ctx, http.MethodPost, "/api/v1/egress/oauth/complete", nil, body, &out)
 	return out, err
 }
 

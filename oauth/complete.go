@@ -11,6 +11,11 @@ import (
 	"github.com/egressd/egressd/vault"
 )
 
+// By is who presents a code and state to Complete: a tenant (TenantID and
+// the end-user it asserts) or egressd's callback (the browser's connect
+// cookies by flow id).
+type By = vault.ClaimBy
+
 // CompleteError is a completion that failed: Flow is the flow it failed
 // (zero for an unknown state), Err the reason (ErrExchange,
 // vault.ErrStateUsed, vault.ErrStateExpired, vault.ErrUnknownState, ...).
@@ -41,13 +46,17 @@ func (e ProviderError) Error() string {
 // completed with the secret id. A reused, expired or unknown state or a
 // provider error fails (reuse: refuses) and stores nothing. With provErr
 // set (the provider redirected with an error), the flow fails with it.
-// With tenantID set (a tenant forwarding code and state), a state of
-// another tenant is unknown.
-func (s *Service) Complete(ctx context.Context, tenantID, code, state string, provErr *ProviderError) (vault.OAuthFlow, error) {
+// by says who presents the state (By): a tenant forwarding code and state
+// from its own callback, asserting its session's end-user (a state of
+// another tenant is unknown; another end-user is vault.ErrWrongUser), or
+// egressd's callback with the browser's connect cookies (another browser
+// is vault.ErrWrongBrowser). A refused presenter leaves the flow pending
+// and its state unclaimed.
+func (s *Service) Complete(ctx context.Context, by By, code, state string, provErr *ProviderError) (vault.OAuthFlow, error) {
 	if state == "" {
 		return vault.OAuthFlow{}, &CompleteError{Err: fmt.Errorf("%w: state: required", ErrInvalid)}
 	}
-	f, verifier, err := s.store.ClaimOAuthState(state, tenantID)
+	f, verifier, err := s.store.ClaimOAuthState(state, by)
 	if err != nil {
 		if errors.Is(err, vault.ErrStateExpired) {
 			s.notify(f.TenantID, f.ID)

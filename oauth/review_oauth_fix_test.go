@@ -50,7 +50,7 @@ func TestReviewOAuthFixTokenRedirectNotFollowed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := svc.Complete(context.Background(), "", "the-code", st.State, nil)
+	f, err := svc.Complete(context.Background(), By{TenantID: tn.ID, ExternalUserID: "u1"}, "the-code", st.State, nil)
 	if got.Load() != nil {
 		t.Errorf("token request replayed to the redirect target: %v", got.Load())
 	}
@@ -161,7 +161,7 @@ func TestReviewOAuthFixClaimedFlowNotExpired(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		_, err := e.svc.Complete(context.Background(), "", "code-1", st.State, nil)
+		_, err := e.svc.Complete(context.Background(), By{TenantID: e.tenant, ExternalUserID: "u1"}, "code-1", st.State, nil)
 		done <- err
 	}()
 	for e.hits.Load() == 0 {
@@ -252,7 +252,7 @@ func TestReviewOAuthFixWaitersBounded(t *testing.T) {
 	e.svc.nwait -= MaxWaiters
 	e.svc.mu.Unlock()
 	// Completing the flow wakes them all; their entry goes with them.
-	if _, err := e.svc.Complete(context.Background(), "", "code", st.State, nil); err != nil {
+	if _, err := e.svc.Complete(context.Background(), By{TenantID: e.tenant, ExternalUserID: "u1"}, "code", st.State, nil); err != nil {
 		t.Fatal(err)
 	}
 	wg.Wait()
@@ -280,7 +280,7 @@ func TestReviewOAuthFixRefreshExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := e.svc.Complete(context.Background(), "", "code", st.State, nil)
+	f, err := e.svc.Complete(context.Background(), By{TenantID: e.tenant, ExternalUserID: "u1"}, "code", st.State, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,7 +342,7 @@ func TestReviewOAuthFixRefreshIssuingApp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := e.svc.Complete(context.Background(), "", "code", st.State, nil)
+	f, err := e.svc.Complete(context.Background(), By{TenantID: e.tenant, ExternalUserID: "u1"}, "code", st.State, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,7 +369,7 @@ func TestReviewOAuthFixRefreshIssuingApp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f2, err := e.svc.Complete(context.Background(), "", "code", st2.State, nil)
+	f2, err := e.svc.Complete(context.Background(), By{TenantID: e.tenant, ExternalUserID: "u2"}, "code", st2.State, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,7 +420,7 @@ func TestReviewOAuthFixRefreshBackoff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := e.svc.Complete(context.Background(), "", "code", st.State, nil)
+	f, err := e.svc.Complete(context.Background(), By{TenantID: e.tenant, ExternalUserID: "u1"}, "code", st.State, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

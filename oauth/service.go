@@ -3,6 +3,7 @@ package oauth
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -23,7 +24,13 @@ import (
 const (
 	DefaultFlowTTL = 10 * time.Minute
 	CallbackPath   = "/api/v1/egress/oauth/callback"
-	MetadataKey    = "oauth_provider"
+	// ConnectPath + flow id is a flow's connect link (public): it binds
+	// the flow to the browser that opens it first and sends it on to the
+	// provider.
+	ConnectPath = "/connect/"
+	// CookiePrefix + flow id names the connect cookie (its nonce).
+	CookiePrefix = "egressd_oauth_"
+	MetadataKey  = "oauth_provider"
 	// ClientMetadataKey marks an oauth_token secret stored by a completed
 	// flow with the app that issued it ("operator:<client id>" or
 	// "override:<client id>"); refresh uses that app. The secrets API
@@ -142,7 +149,12 @@ type StartInput struct {
 	RedirectURI         string             `json:"redirect_uri"`
 }
 
-// Started is a new flow and the URL to send the user's browser to.
+// Started is a new flow and the URL to send the user's browser to: for a
+// flow on egressd's own callback its connect link (PublicURL + ConnectPath
+// + id; the provider's URL is sealed on the flow and only the browser that
+// opens the link first is sent there), else the provider's authorize URL
+// (the tenant's own callback binds its session: it asserts the end-user
+// on POST /oauth/complete).
 type Started struct {
 	Flow         vault.OAuthFlow
 	AuthorizeURL string
@@ -211,16 +223,6 @@ func (s *Service) Start(ctx context.Context, actor vault.Actor, tenantID string,
 	if p.PKCE {
 		verifier = oauth2.GenerateVerifier()
 	}
-	f, err := s.store.CreateOAuthFlow(tenantID, vault.OAuthFlowInput{State: state, Verifier: verifier, Flow: vault.OAuthFlow{
-		Provider: p.Name, SecretName: in.Name, Scope: in.Scope, Scopes: scopes, ExposeAsEnv: in.ExposeAsEnv,
-		OwnerUserID: in.OwnerUserID, WorkspaceID: in.WorkspaceID, ExternalUserID: in.ExternalUserID,
-		ExternalWorkspaceID: in.ExternalWorkspaceID, ResourceID: in.ResourceID, ResourceType: in.ResourceType,
-		RedirectURI: redirect, ClientID: a.clientID, Override: a.override, Actor: actor,
-		ExpiresAt: s.cfg.Now().Add(s.cfg.FlowTTL).UTC(),
-	}})
-	if err != nil {
-		return Started{}, err
-	}
 	opts := []oauth2.AuthCodeOption{}
 	if len(scopes) > 0 {
 		opts = append(opts, oauth2.SetAuthURLParam("scope", joinScopes(p, scopes)))
@@ -232,8 +234,59 @@ func (s *Service) Start(ctx context.Context, actor vault.Actor, tenantID string,
 		opts = append(opts, oauth2.S256ChallengeOption(verifier))
 	}
 	u := s.config(p, app{clientID: a.clientID}, redirect).AuthCodeURL(state, opts...)
+	sealed := ""
+	if s.cfg.PublicURL != "" && redirect == s.cfg.PublicURL+CallbackPath {
+		sealed = u
+	}
+	f, err := s.store.CreateOAuthFlow(tenantID, vault.OAuthFlowInput{State: state, Verifier: verifier, AuthorizeURL: sealed, Flow: vault.OAuthFlow{
+		Provider: p.Name, SecretName: in.Name, Scope: in.Scope, Scopes: scopes, ExposeAsEnv: in.ExposeAsEnv,
+		OwnerUserID: in.OwnerUserID, WorkspaceID: in.WorkspaceID, ExternalUserID: in.ExternalUserID,
+		ExternalWorkspaceID: in.ExternalWorkspaceID, ResourceID: in.ResourceID, ResourceType: in.ResourceType,
+		RedirectURI: redirect, ClientID: a.clientID, Override: a.override, Actor: actor,
+		ExpiresAt: s.cfg.Now().Add(s.cfg.FlowTTL).UTC(),
+	}})
+	if err != nil {
+		return Started{}, err
+	}
+	if sealed != "" {
+		u = s.cfg.PublicURL + ConnectPath + f.ID
+	}
 	s.log.Info("oauth flow started", "tenant", tenantID, "flow", f.ID, "provider", p.Name, "override", a.override)
 	return Started{Flow: f, AuthorizeURL: u, State: state}, nil
+}
+
+// Connected is a connect link opened: the browser's nonce (its cookie)
+// and the provider URL to send it to.
+type Connected struct {
+	Flow        vault.OAuthFlow
+	Nonce       string
+	ProviderURL string
+	// Secure says the cookie must be Secure (PublicURL is https).
+	Secure bool
+	// MaxAge is the flow's remaining lifetime, at least 1 s.
+	MaxAge time.Duration
+}
+
+// OpenConnect binds the flow of a connect link to the browser opening it
+// first: it mints a nonce (only its SHA-256 is stored) and answers the
+// provider's authorize URL. A second opening answers
+// vault.ErrConnectOpened; see vault.OpenOAuthConnect.
+func (s *Service) OpenConnect(flowID string) (Connected, error) {
+	if len(flowID) > 64 {
+		return Connected{}, fmt.Errorf("%w: no oauth flow", vault.ErrNotFound)
+	}
+	nonce := randomString(32)
+	sum := sha256.Sum256([]byte(nonce))
+	f, u, err := s.store.OpenOAuthConnect(flowID, sum[:])
+	if err != nil {
+		if f.ID != "" {
+			s.log.Warn("oauth connect link refused", "tenant", f.TenantID, "flow", f.ID, "err", err.Error())
+		}
+		return Connected{Flow: f}, err
+	}
+	s.log.Info("oauth connect link opened", "tenant", f.TenantID, "flow", f.ID, "provider", f.Provider)
+	return Connected{Flow: f, Nonce: nonce, ProviderURL: u, Secure: strings.HasPrefix(s.cfg.PublicURL, "https://"),
+		MaxAge: max(f.ExpiresAt.Sub(s.cfg.Now()), time.Second)}, nil
 }
 
 // redirect is the redirect URI of a flow with app a: asked for (given) or

@@ -3,6 +3,7 @@ package vault
 import (
 	"bytes"
 	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"time"
@@ -16,10 +17,11 @@ var (
 	bOAuthFlows     = []byte("oauth_flows")     // tenant \0 flow id → storedFlow
 	bOAuthStates    = []byte("oauth_states")    // sha256(state) → tenant \0 flow id
 	bOAuthOverrides = []byte("oauth_overrides") // tenant \0 provider → storedOverride
+	bOAuthFlowIDs   = []byte("oauth_flow_ids")  // flow id → tenant \0 flow id (the public connect page)
 )
 
 func init() {
-	allBuckets = append(allBuckets, bOAuthFlows, bOAuthStates, bOAuthOverrides)
+	allBuckets = append(allBuckets, bOAuthFlows, bOAuthStates, bOAuthOverrides, bOAuthFlowIDs)
 }
 
 // The statuses of an OAuth flow.
@@ -39,6 +41,19 @@ var ErrStateExpired = errors.New("oauth state expired")
 
 // ErrUnknownState is a state that belongs to no flow.
 var ErrUnknownState = errors.New("unknown oauth state")
+
+// ErrConnectOpened is a connect link opened a second time: the first
+// browser that opened it is the only one that can finish the flow.
+var ErrConnectOpened = errors.New("this connect link was already opened in another browser")
+
+// ErrWrongBrowser is a callback that does not carry the connect cookie of
+// the browser that opened the flow's connect link (or a flow that has no
+// connect link: its callback is the tenant's). The state is left unclaimed.
+var ErrWrongBrowser = errors.New("this callback did not come from the browser that started the connection")
+
+// ErrWrongUser is a tenant's completion whose asserted end-user is not
+// the flow's. The state is left unclaimed.
+var ErrWrongUser = errors.New("the end-user asserted does not match the flow's")
 
 // OAuthFlow is one connect flow: what it will stamp on the secret it
 // stores, and how it ended. It never holds a token, the state or the PKCE
@@ -75,18 +90,69 @@ type storedFlow struct {
 	OAuthFlow
 	StateUsed bool    `json:"state_used"`
 	Verifier  *sealed `json:"verifier,omitempty"`
+	// AuthURL is the provider's authorize URL of a flow with a connect
+	// link (egressd's own callback), sealed: it carries the state.
+	AuthURL *sealed `json:"auth_url,omitempty"`
+	// ConnectHash is the SHA-256 of the nonce cookie set on the browser
+	// that first opened the connect link; set once.
+	ConnectHash []byte `json:"connect_hash,omitempty"`
 }
 
 // OAuthFlowInput starts a flow. State and Verifier are secrets of the
-// flow: the state is stored only as a hash, the verifier sealed.
+// flow: the state is stored only as a hash, the verifier sealed. With
+// AuthorizeURL set (the provider URL, sealed) the flow has a connect
+// link: its browser is bound by OpenOAuthConnect, and only a callback
+// from that browser can claim its state.
 type OAuthFlowInput struct {
-	Flow     OAuthFlow
-	State    string
-	Verifier string
+	Flow         OAuthFlow
+	State        string
+	Verifier     string
+	AuthorizeURL string
 }
 
 func flowAD(tenantID, flowID string) []byte {
 	return []byte("egressd/oauth-flow/v1\x00" + tenantID + "\x00" + flowID + "\x00verifier")
+}
+
+func authURLAD(tenantID, flowID string) []byte {
+	return []byte("egressd/oauth-flow/v1\x00" + tenantID + "\x00" + flowID + "\x00auth_url")
+}
+
+// ClaimBy is who presents a state. With TenantID set it is a tenant
+// forwarding code and state from its own callback: a state of another
+// tenant is unknown, and the end-user the tenant asserts must be the
+// flow's (ExternalUserID when the flow has one; else OwnerUserID when the
+// flow has one; any id given must equal the flow's). With TenantID empty
+// it is egressd's public callback: the flow must have a connect link and
+// Cookies (the browser's connect nonces by flow id) must hold the nonce
+// whose hash OpenOAuthConnect stored.
+type ClaimBy struct {
+	TenantID       string
+	ExternalUserID string
+	OwnerUserID    string
+	Cookies        map[string]string
+}
+
+// check refuses a claim of row by b (ErrWrongUser, ErrWrongBrowser).
+func (b ClaimBy) check(row *storedFlow) error {
+	if b.TenantID != "" {
+		if (row.ExternalUserID != "" || b.ExternalUserID != "") && b.ExternalUserID != row.ExternalUserID {
+			return ErrWrongUser
+		}
+		if ((row.OwnerUserID != "" && row.ExternalUserID == "") || b.OwnerUserID != "") && b.OwnerUserID != row.OwnerUserID {
+			return ErrWrongUser
+		}
+		return nil
+	}
+	nonce, ok := b.Cookies[row.ID]
+	if !ok || len(row.ConnectHash) != sha256.Size {
+		return ErrWrongBrowser
+	}
+	sum := sha256.Sum256([]byte(nonce))
+	if subtle.ConstantTimeCompare(sum[:], row.ConnectHash) != 1 {
+		return ErrWrongBrowser
+	}
+	return nil
 }
 
 // validState reports whether state has the form of a state this store
@@ -128,6 +194,13 @@ func (s *Store) CreateOAuthFlow(tenantID string, in OAuthFlowInput) (OAuthFlow, 
 		}
 		row.Verifier = v
 	}
+	if in.AuthorizeURL != "" {
+		v, err := s.key.seal([]byte(in.AuthorizeURL), authURLAD(tenantID, f.ID))
+		if err != nil {
+			return OAuthFlow{}, err
+		}
+		row.AuthURL = v
+	}
 	err := s.update("", func(tx *bolt.Tx) error {
 		if _, err := txTenant(tx, tenantID); err != nil {
 			return err
@@ -136,6 +209,9 @@ func (s *Store) CreateOAuthFlow(tenantID string, in OAuthFlowInput) (OAuthFlow, 
 			return fmt.Errorf("%w: state collision", ErrConflict)
 		}
 		if err := putJSON(tx.Bucket(bOAuthFlows), key(tenantID, f.ID), &row); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bOAuthFlowIDs).Put([]byte(f.ID), key(tenantID, f.ID)); err != nil {
 			return err
 		}
 		return tx.Bucket(bOAuthStates).Put(stateKey(in.State), key(tenantID, f.ID))
@@ -161,11 +237,16 @@ func (s *Store) OAuthFlow(tenantID, id string) (OAuthFlow, error) {
 // (zero Value without PKCE). A state seen before answers ErrStateUsed (the
 // flow is left as it is); one past its flow's expiry marks the flow
 // expired and answers ErrStateExpired; an unknown one ErrUnknownState.
-// With tenantID set, a state of another tenant's flow is unknown (and
-// left unclaimed). The state's form is checked and the state looked up
-// read-only first: only a state of a live flow opens a write transaction
-// (the public callback is unauthenticated).
-func (s *Store) ClaimOAuthState(state, tenantID string) (OAuthFlow, Value, error) {
+// by says who presents it (ClaimBy): a tenant asserting the end-user, or
+// egressd's callback with the browser's connect cookies; a claim by
+// another tenant answers ErrUnknownState, by the wrong end-user
+// ErrWrongUser, from the wrong browser ErrWrongBrowser, and each leaves
+// the state unclaimed. The state's form is checked and the state looked
+// up read-only first: only a state of a live flow presented by the right
+// party opens a write transaction (the public callback is
+// unauthenticated).
+func (s *Store) ClaimOAuthState(state string, by ClaimBy) (OAuthFlow, Value, error) {
+	tenantID := by.TenantID
 	if !validState(state) {
 		return OAuthFlow{}, Value{}, ErrUnknownState
 	}
@@ -185,6 +266,8 @@ func (s *Store) ClaimOAuthState(state, tenantID string) (OAuthFlow, Value, error
 		}
 		if row.StateUsed || row.Status != FlowPending {
 			claimErr = ErrStateUsed
+		} else {
+			claimErr = by.check(&row)
 		}
 		return nil
 	})
@@ -211,6 +294,9 @@ func (s *Store) ClaimOAuthState(state, tenantID string) (OAuthFlow, Value, error
 		switch {
 		case row.StateUsed || row.Status != FlowPending:
 			claimErr = ErrStateUsed
+			return nil
+		case by.check(&row) != nil:
+			claimErr = by.check(&row)
 			return nil
 		case !now.Before(row.ExpiresAt):
 			row.StateUsed, row.Status, row.Error = true, FlowExpired, "the state expired before the provider redirected back"
@@ -320,6 +406,11 @@ func (s *Store) PruneOAuthFlows(before time.Time) (int, error) {
 			if err := b.Delete(k); err != nil {
 				return err
 			}
+			if _, id, ok := bytes.Cut(k, []byte{0}); ok {
+				if err := tx.Bucket(bOAuthFlowIDs).Delete(id); err != nil {
+					return err
+				}
+			}
 		}
 		sb := tx.Bucket(bOAuthStates)
 		var states [][]byte
@@ -338,4 +429,62 @@ func (s *Store) PruneOAuthFlows(before time.Time) (int, error) {
 		return nil
 	})
 	return n, err
+}
+
+// OpenOAuthConnect binds a flow's connect link (public, found by flow id
+// alone) to the browser that first opens it: the flow must be pending,
+// unclaimed, not expired and have a connect link; nonceHash (the SHA-256
+// of the browser's cookie) is stored once. It answers the flow and the
+// provider's authorize URL. A second opening answers ErrConnectOpened; an
+// unknown flow, or one without a connect link, ErrNotFound; an expired
+// one ErrStateExpired; a finished or claimed one ErrStateUsed.
+func (s *Store) OpenOAuthConnect(flowID string, nonceHash []byte) (OAuthFlow, string, error) {
+	if len(nonceHash) != sha256.Size {
+		return OAuthFlow{}, "", invalid("nonce", "want a SHA-256")
+	}
+	var row storedFlow
+	var authURL string
+	look := func(tx *bolt.Tx) ([]byte, error) {
+		row = storedFlow{}
+		k := tx.Bucket(bOAuthFlowIDs).Get([]byte(flowID))
+		if k == nil {
+			return nil, notFound("id", "no oauth flow %q", flowID)
+		}
+		fk := bytes.Clone(k)
+		ok, err := getJSON(tx.Bucket(bOAuthFlows), fk, &row)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case !ok || row.AuthURL == nil:
+			return nil, notFound("id", "no oauth flow %q", flowID)
+		case row.StateUsed || row.Status != FlowPending:
+			return nil, ErrStateUsed
+		case !s.now().Before(row.ExpiresAt):
+			return nil, ErrStateExpired
+		case row.ConnectHash != nil:
+			return nil, ErrConnectOpened
+		}
+		return fk, nil
+	}
+	if err := s.view(func(tx *bolt.Tx) error { _, err := look(tx); return err }); err != nil {
+		return row.OAuthFlow, "", err
+	}
+	err := s.update("", func(tx *bolt.Tx) error {
+		fk, err := look(tx)
+		if err != nil {
+			return err
+		}
+		u, err := s.key.open(row.AuthURL, authURLAD(row.TenantID, row.ID))
+		if err != nil {
+			return err
+		}
+		authURL = string(u)
+		row.ConnectHash = bytes.Clone(nonceHash)
+		return putJSON(tx.Bucket(bOAuthFlows), fk, &row)
+	})
+	if err != nil {
+		return row.OAuthFlow, "", err
+	}
+	return row.OAuthFlow, authURL, nil
 }

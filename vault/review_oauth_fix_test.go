@@ -23,24 +23,24 @@ func TestReviewOAuthFixUnknownStateNoWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.ClaimOAuthState("state-cccccccccccccccc", ""); err != nil {
+	if _, _, err := s.ClaimOAuthState("state-cccccccccccccccc", ClaimBy{TenantID: tn.ID}); err != nil {
 		t.Fatalf("first claim of a live state: %v", err)
 	}
 	before := s.db.Stats()
 	for range 200 {
-		if _, _, err := s.ClaimOAuthState("not-a-state-of-anyone-xxxxxxxx", ""); !errors.Is(err, ErrUnknownState) {
+		if _, _, err := s.ClaimOAuthState("not-a-state-of-anyone-xxxxxxxx", ClaimBy{}); !errors.Is(err, ErrUnknownState) {
 			t.Fatalf("unknown state: %v", err)
 		}
-		if _, _, err := s.ClaimOAuthState("bad state\x00 with spaces and more", ""); !errors.Is(err, ErrUnknownState) {
+		if _, _, err := s.ClaimOAuthState("bad state\x00 with spaces and more", ClaimBy{}); !errors.Is(err, ErrUnknownState) {
 			t.Fatalf("malformed state: %v", err)
 		}
-		if _, _, err := s.ClaimOAuthState("short", ""); !errors.Is(err, ErrUnknownState) {
+		if _, _, err := s.ClaimOAuthState("short", ClaimBy{}); !errors.Is(err, ErrUnknownState) {
 			t.Fatalf("short state: %v", err)
 		}
-		if got, _, err := s.ClaimOAuthState("state-cccccccccccccccc", ""); !errors.Is(err, ErrStateUsed) || got.ID != f.ID {
+		if got, _, err := s.ClaimOAuthState("state-cccccccccccccccc", ClaimBy{}); !errors.Is(err, ErrStateUsed) || got.ID != f.ID {
 			t.Fatalf("used state: %v (flow %q)", err, got.ID)
 		}
-		if _, _, err := s.ClaimOAuthState("state-cccccccccccccccc", "ten_other"); !errors.Is(err, ErrUnknownState) {
+		if _, _, err := s.ClaimOAuthState("state-cccccccccccccccc", ClaimBy{TenantID: "ten_other"}); !errors.Is(err, ErrUnknownState) {
 			t.Fatalf("another tenant's state: %v", err)
 		}
 	}
