@@ -299,13 +299,13 @@ func (s *Store) ClaimOAuthState(state string, by ClaimBy) (OAuthFlow, Value, err
 			claimErr = by.check(&row)
 			return nil
 		case !now.Before(row.ExpiresAt):
-			row.StateUsed, row.Status, row.Error = true, FlowExpired, "the state expired before the provider redirected back"
+			row.StateUsed, row.Status, row.Error, row.AuthURL = true, FlowExpired, "the state expired before the provider redirected back", nil
 			t := s.stamp()
 			row.DoneAt = &t
 			claimErr = ErrStateExpired
 			return putJSON(tx.Bucket(bOAuthFlows), fk, &row)
 		}
-		row.StateUsed = true
+		row.StateUsed, row.AuthURL = true, nil
 		if row.Verifier != nil {
 			v, err := s.key.open(row.Verifier, flowAD(row.TenantID, row.ID))
 			if err != nil {
@@ -337,7 +337,7 @@ func (s *Store) FinishOAuthFlow(tenantID, id, status, secretID, msg string) (OAu
 			return fmt.Errorf("%w: flow %s is %s", ErrConflict, id, row.Status)
 		}
 		t := s.stamp()
-		row.Status, row.SecretID, row.Error, row.DoneAt, row.StateUsed, row.Verifier = status, secretID, msg, &t, true, nil
+		row.Status, row.SecretID, row.Error, row.DoneAt, row.StateUsed, row.Verifier, row.AuthURL = status, secretID, msg, &t, true, nil, nil
 		return putJSON(tx.Bucket(bOAuthFlows), key(tenantID, id), &row)
 	})
 	return row.OAuthFlow, err
@@ -375,7 +375,7 @@ func (s *Store) ExpireOAuthFlow(tenantID, id string) (OAuthFlow, error) {
 			return err
 		}
 		t := s.stamp()
-		row.Status, row.Error, row.DoneAt, row.StateUsed, row.Verifier = FlowExpired, "the flow expired before it completed", &t, true, nil
+		row.Status, row.Error, row.DoneAt, row.StateUsed, row.Verifier, row.AuthURL = FlowExpired, "the flow expired before it completed", &t, true, nil, nil
 		return putJSON(tx.Bucket(bOAuthFlows), key(tenantID, id), &row)
 	})
 	return row.OAuthFlow, err
@@ -437,7 +437,8 @@ func (s *Store) PruneOAuthFlows(before time.Time) (int, error) {
 // of the browser's cookie) is stored once. It answers the flow and the
 // provider's authorize URL. A second opening answers ErrConnectOpened; an
 // unknown flow, or one without a connect link, ErrNotFound; an expired
-// one ErrStateExpired; a finished or claimed one ErrStateUsed.
+// one ErrStateExpired; a finished or claimed one ErrStateUsed (its sealed
+// authorize URL is dropped once the state is claimed).
 func (s *Store) OpenOAuthConnect(flowID string, nonceHash []byte) (OAuthFlow, string, error) {
 	if len(nonceHash) != sha256.Size {
 		return OAuthFlow{}, "", invalid("nonce", "want a SHA-256")
@@ -456,10 +457,12 @@ func (s *Store) OpenOAuthConnect(flowID string, nonceHash []byte) (OAuthFlow, st
 			return nil, err
 		}
 		switch {
-		case !ok || row.AuthURL == nil:
+		case !ok:
 			return nil, notFound("id", "no oauth flow %q", flowID)
 		case row.StateUsed || row.Status != FlowPending:
 			return nil, ErrStateUsed
+		case row.AuthURL == nil:
+			return nil, notFound("id", "no oauth flow %q", flowID)
 		case !s.now().Before(row.ExpiresAt):
 			return nil, ErrStateExpired
 		case row.ConnectHash != nil:

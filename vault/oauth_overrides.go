@@ -185,7 +185,7 @@ func (s *Store) DeleteOAuthOverride(tenantID, provider string) error {
 }
 
 // rekeyOAuth re-wraps the sealed OAuth material (override client secrets,
-// PKCE verifiers of live flows) from oldKey to newKey inside Rekey's
+// PKCE verifiers and authorize URLs of live flows) from oldKey to newKey inside Rekey's
 // transaction.
 func rekeyOAuth(tx *bolt.Tx, oldKey, newKey *MasterKey) error {
 	ob := tx.Bucket(bOAuthOverrides)
@@ -223,14 +223,23 @@ func rekeyOAuth(tx *bolt.Tx, oldKey, newKey *MasterKey) error {
 		if err := unmarshal(v, &row); err != nil {
 			return err
 		}
-		if row.Verifier == nil {
+		if row.Verifier == nil && row.AuthURL == nil {
 			return nil
 		}
-		n, err := oldKey.rewrap(row.Verifier, flowAD(row.TenantID, row.ID), newKey)
-		if err != nil {
-			return fmt.Errorf("oauth flow %s: %w", row.ID, err)
+		if row.Verifier != nil {
+			n, err := oldKey.rewrap(row.Verifier, flowAD(row.TenantID, row.ID), newKey)
+			if err != nil {
+				return fmt.Errorf("oauth flow %s: %w", row.ID, err)
+			}
+			row.Verifier = n
 		}
-		row.Verifier = n
+		if row.AuthURL != nil {
+			n, err := oldKey.rewrap(row.AuthURL, authURLAD(row.TenantID, row.ID), newKey)
+			if err != nil {
+				return fmt.Errorf("oauth flow %s: %w", row.ID, err)
+			}
+			row.AuthURL = n
+		}
 		puts = append(puts, put{fb, append([]byte(nil), k...), &row})
 		return nil
 	})

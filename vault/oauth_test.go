@@ -72,6 +72,11 @@ func TestOAuthOverrideSealedAndRekeyed(t *testing.T) {
 	if err != nil || string(v.Reveal()) != "very-secret-value" {
 		t.Fatal(err)
 	}
+	f, err := s.CreateOAuthFlow(tid, OAuthFlowInput{Flow: OAuthFlow{Provider: "x", ExpiresAt: now.Add(10 * time.Minute)},
+		State: "state-ffffffffffffffff", Verifier: "v", AuthorizeURL: "https://provider.test/authorize?state=x"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	path := s.Path()
 	old := s.key
 	s.Close()
@@ -87,6 +92,10 @@ func TestOAuthOverrideSealedAndRekeyed(t *testing.T) {
 	v, err = s2.OAuthOverrideSecret(tid, "github")
 	if err != nil || string(v.Reveal()) != "very-secret-value" {
 		t.Fatalf("after rekey: %v", err)
+	}
+	sum := sha256.Sum256([]byte("nonce"))
+	if _, u, err := s2.OpenOAuthConnect(f.ID, sum[:]); err != nil || u != "https://provider.test/authorize?state=x" {
+		t.Fatalf("connect link after rekey: %q %v", u, err)
 	}
 	if err := s2.DeleteOAuthOverride(tid, "github"); err != nil {
 		t.Fatal(err)
