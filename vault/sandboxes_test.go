@@ -65,7 +65,7 @@ func TestAuthenticateSandbox(t *testing.T) {
 	}
 	for name, c := range map[string][2]string{
 		"other's token":   {a.ID, tb},
-		"wrong token":     {a.ID, ta[:len(ta)-1] + "x"},
+		"wrong token":     {a.ID, ta[:len(ta)-1] + otherChar(ta[len(ta)-1])},
 		"token prefix":    {a.ID, ta[:len(ta)-1]},
 		"token suffix":    {a.ID, ta + "x"},
 		"empty token":     {a.ID, ""},
@@ -267,4 +267,13 @@ func TestTenantIsolation(t *testing.T) {
 	if p, err := s.LookupPlaceholder(phA["k"]); err != nil || p.TenantID != a.ID {
 		t.Fatalf("a's placeholder: %+v %v", p, err)
 	}
+}
+
+// otherChar is a token character different from c, so a changed token
+// really differs (regression: a token ending in "x" stayed the same).
+func otherChar(c byte) string {
+	if c == 'x' {
+		return "y"
+	}
+	return "x"
 }
