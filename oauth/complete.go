@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/oauth2"
 
@@ -31,11 +32,25 @@ func (e *CompleteError) Unwrap() error { return e.Err }
 // access or the provider failed (error, error_description).
 type ProviderError struct{ Code, Description string }
 
+// Error says what the provider answered, cut short and without control
+// characters: the redirect's query is anyone's input, and the text is
+// stored on the flow and logged.
 func (e ProviderError) Error() string {
+	code := printable(truncate(e.Code, 64))
 	if e.Description == "" {
-		return "the provider answered " + e.Code
+		return "the provider answered " + code
 	}
-	return "the provider answered " + e.Code + ": " + e.Description
+	return "the provider answered " + code + ": " + printable(truncate(e.Description, 200))
+}
+
+// printable drops control characters (line breaks would forge log lines).
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
+			return -1
+		}
+		return r
+	}, s)
 }
 
 // Complete finishes the flow that state belongs to: it consumes the state
@@ -212,11 +227,15 @@ func exchangeMessage(err error) string {
 	return "the provider's token endpoint could not be reached"
 }
 
+// truncate cuts s to at most n bytes at a rune boundary.
 func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "..."
+	if len(s) <= n {
+		return s
 	}
-	return s
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
 }
 
 // redactTokens cuts the token values out of a message.

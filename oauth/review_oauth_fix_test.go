@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/egressd/egressd/vault"
 )
@@ -473,5 +474,18 @@ func TestReviewOAuthFixRefreshBackoff(t *testing.T) {
 	e.now.Store(&now)
 	if _, _, err := e.svc.Refresh(context.Background(), sec); err != nil {
 		t.Errorf("after the provider recovered: %v", err)
+	}
+}
+
+// The provider's error text comes from anyone's redirect: it is stored and
+// logged cut short and without control characters.
+func TestProviderErrorBounded(t *testing.T) {
+	e := ProviderError{Code: strings.Repeat("c", 500), Description: "line1\nFORGED log line\r\n" + strings.Repeat("é", 400)}
+	msg := e.Error()
+	if len(msg) > 350 || strings.ContainsAny(msg, "\r\n") {
+		t.Fatalf("%d bytes: %q", len(msg), msg)
+	}
+	if !utf8.ValidString(msg) {
+		t.Fatal("cut inside a rune")
 	}
 }
