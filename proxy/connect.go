@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/elazarl/goproxy"
@@ -45,8 +46,9 @@ func (p *Proxy) onConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectA
 	if r := p.tenantRule(req.Context(), &sbx, hostname); r != ReasonNone {
 		return reject(http.StatusForbidden, r)
 	}
-	if r := p.precheck(req.Context(), hostname, port); r != ReasonNone {
-		return reject(http.StatusForbidden, r)
+	target, r := p.precheck(req.Context(), hostname, port)
+	if r != ReasonNone {
+		return reject(r.Status(), r)
 	}
 	use, err := p.cfg.Resolver.MayUse(req.Context(), sbx.ID, hostname)
 	if errors.Is(err, resolver.ErrUnknownSandbox) {
@@ -63,7 +65,7 @@ func (p *Proxy) onConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectA
 	if !use.Any && !p.cfg.MITMAll {
 		p.log.Debug("tunnel", "sandbox", sbx.ID, "host", hostname)
 		p.metrics.requests.WithLabelValues(string(OutcomeTunnelled)).Inc()
-		return &goproxy.ConnectAction{Action: goproxy.ConnectAccept}, net.JoinHostPort(hostname, port)
+		return &goproxy.ConnectAction{Action: goproxy.ConnectAccept}, target.String()
 	}
 	sess.mitm = true
 	return &goproxy.ConnectAction{Action: goproxy.ConnectHijack, Hijack: p.hijackMITM(sess)}, net.JoinHostPort(hostname, port)
@@ -98,31 +100,18 @@ func (p *Proxy) tlsConfig(host string, _ *goproxy.ProxyCtx) (*tls.Config, error)
 	}, nil
 }
 
-// precheck resolves the destination once and refuses it early when no
-// address is allowed. The dialer checks the address it dials again.
-func (p *Proxy) precheck(ctx context.Context, hostname, port string) Reason {
-	pn, err := netip.ParseAddrPort("0.0.0.0:" + port)
-	if err != nil || pn.Port() == 0 {
-		return ReasonBadRequest
+// precheck resolves the destination once and refuses it when no address
+// is allowed. It returns the first allowed address: a tunnel dials exactly
+// that one (no second lookup that DNS rebinding could answer differently);
+// the dialer checks it again at the socket.
+func (p *Proxy) precheck(ctx context.Context, hostname, port string) (netip.AddrPort, Reason) {
+	pn, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || pn == 0 {
+		return netip.AddrPort{}, ReasonBadRequest
 	}
-	var addrs []netip.Addr
-	if ip, err := netip.ParseAddr(hostname); err == nil {
-		addrs = []netip.Addr{ip}
-	} else {
-		addrs, err = p.cfg.Lookup.LookupNetIP(ctx, "ip", hostname)
-		if err != nil || len(addrs) == 0 {
-			return ReasonUnresolvable
-		}
+	allowed, deny := p.dialer.allowed(ctx, hostname, uint16(pn))
+	if deny != nil {
+		return netip.AddrPort{}, deny.Reason
 	}
-	first := ReasonNone
-	for _, a := range addrs {
-		r := p.dialer.policy.check(netip.AddrPortFrom(a, pn.Port()))
-		if r == ReasonNone {
-			return ReasonNone
-		}
-		if first == ReasonNone {
-			first = r
-		}
-	}
-	return first
+	return allowed[0], ReasonNone
 }

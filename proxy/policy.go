@@ -137,25 +137,9 @@ func (d *dialer) DialContext(ctx context.Context, network, address string) (net.
 	if err != nil {
 		return nil, fmt.Errorf("bad port in %q", address)
 	}
-	var addrs []netip.Addr
-	if ip, err := netip.ParseAddr(host); err == nil {
-		addrs = []netip.Addr{ip}
-	} else {
-		addrs, err = d.lookup.LookupNetIP(ctx, "ip", host)
-		if err != nil || len(addrs) == 0 {
-			return nil, &DenyError{Reason: ReasonUnresolvable, Addr: host}
-		}
-	}
-	var firstDeny *DenyError
+	allowed, deny := d.allowed(ctx, host, uint16(port))
 	var lastErr error
-	for _, a := range addrs {
-		ap := netip.AddrPortFrom(a, uint16(port))
-		if r := d.policy.check(ap); r != ReasonNone {
-			if firstDeny == nil {
-				firstDeny = &DenyError{Reason: r, Addr: ap.String()}
-			}
-			continue
-		}
+	for _, ap := range allowed {
 		nd := net.Dialer{Timeout: d.timeout, KeepAlive: 30 * time.Second, ControlContext: d.control}
 		c, err := nd.DialContext(ctx, network, ap.String())
 		if err == nil {
@@ -166,7 +150,37 @@ func (d *dialer) DialContext(ctx context.Context, network, address string) (net.
 	if lastErr != nil {
 		return nil, lastErr
 	}
-	return nil, firstDeny
+	return nil, deny
+}
+
+// allowed resolves host once and returns the addresses the policy lets us
+// dial, in the resolver's order; with none, the first refusal says why.
+func (d *dialer) allowed(ctx context.Context, host string, port uint16) ([]netip.AddrPort, *DenyError) {
+	var addrs []netip.Addr
+	if ip, err := netip.ParseAddr(host); err == nil {
+		addrs = []netip.Addr{ip}
+	} else {
+		addrs, err = d.lookup.LookupNetIP(ctx, "ip", host)
+		if err != nil || len(addrs) == 0 {
+			return nil, &DenyError{Reason: ReasonUnresolvable, Addr: host}
+		}
+	}
+	var out []netip.AddrPort
+	var firstDeny *DenyError
+	for _, a := range addrs {
+		ap := netip.AddrPortFrom(a, port)
+		if r := d.policy.check(ap); r != ReasonNone {
+			if firstDeny == nil {
+				firstDeny = &DenyError{Reason: r, Addr: ap.String()}
+			}
+			continue
+		}
+		out = append(out, ap)
+	}
+	if len(out) == 0 {
+		return nil, firstDeny
+	}
+	return out, nil
 }
 
 // control re-checks the address the socket is about to connect to.
