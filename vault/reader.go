@@ -11,6 +11,21 @@ import (
 type Reader struct {
 	s  *Store
 	tx *bolt.Tx
+	// last is the secret row decoded last: the resolver reads a secret's
+	// metadata in the walk and then opens its value, one decode for both.
+	last *storedSecret
+}
+
+// secretRow decodes a secret's row, reusing the last one decoded.
+func (r *Reader) secretRow(tenantID, id string) (*storedSecret, error) {
+	if r.last != nil && r.last.ID == id && r.last.TenantID == tenantID {
+		return r.last, nil
+	}
+	row, err := txSecret(r.tx, tenantID, id)
+	if err == nil {
+		r.last = row
+	}
+	return row, err
 }
 
 // Read runs fn over one read transaction. Keep fn short: a long read
@@ -41,7 +56,7 @@ func (r *Reader) BindingsOf(tenantID, resourceID string) ([]Binding, error) {
 
 // Secret returns a secret's metadata by id.
 func (r *Reader) Secret(tenantID, id string) (Secret, error) {
-	row, err := txSecret(r.tx, tenantID, id)
+	row, err := r.secretRow(tenantID, id)
 	if err != nil {
 		return Secret{}, err
 	}
@@ -90,7 +105,7 @@ func (r *Reader) Placeholders(sandboxID string) map[string]string {
 // OpenValue decrypts the current value (and refresh token, if any) of a
 // secret. This is the only way a value leaves the vault.
 func (r *Reader) OpenValue(tenantID, secretID string) (value, refresh Value, version int, err error) {
-	row, err := txSecret(r.tx, tenantID, secretID)
+	row, err := r.secretRow(tenantID, secretID)
 	if err != nil {
 		return Value{}, Value{}, 0, err
 	}
