@@ -18,18 +18,7 @@ const auditUsage = `Usage:
 `
 
 func runAudit(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(stderr, auditUsage)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
-	}
-	if args[0] != "export" {
-		fmt.Fprintf(stderr, "egressd audit: unknown command %q\n\n%s", args[0], auditUsage)
-		return 2
-	}
-	return runAuditExport(args[1:], stdout, stderr, getenv)
+	return subcommand("audit", auditUsage, "export", runAuditExport, args, stdout, stderr, getenv)
 }
 
 // runAuditExport writes audit rows as JSON lines, oldest first.

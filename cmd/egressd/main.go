@@ -85,3 +85,23 @@ func fail(stderr io.Writer, verb string, err error) int {
 	fmt.Fprintf(stderr, "egressd %s: %v\n", verb, err)
 	return 1
 }
+
+// verb is one command's entry point.
+type verb func(args []string, stdout, stderr io.Writer, getenv func(string) string) int
+
+// subcommand runs the one subcommand of a command group ("vault rekey",
+// "audit export"): no argument is a usage error, help prints the usage.
+func subcommand(group, usage, name string, run verb, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	if args[0] != name {
+		fmt.Fprintf(stderr, "egressd %s: unknown command %q\n\n%s", group, args[0], usage)
+		return 2
+	}
+	return run(args[1:], stdout, stderr, getenv)
+}

@@ -16,18 +16,7 @@ const vaultUsage = `Usage:
 `
 
 func runVault(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(stderr, vaultUsage)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
-	}
-	if args[0] != "rekey" {
-		fmt.Fprintf(stderr, "egressd vault: unknown command %q\n\n%s", args[0], vaultUsage)
-		return 2
-	}
-	return runRekey(args[1:], stdout, stderr, getenv)
+	return subcommand("vault", vaultUsage, "rekey", runRekey, args, stdout, stderr, getenv)
 }
 
 func runRekey(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
