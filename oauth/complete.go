@@ -214,9 +214,9 @@ func exchangeMessage(err error) string {
 	if errors.As(err, &re) {
 		msg := fmt.Sprintf("the provider refused the token request (HTTP %d)", re.Response.StatusCode)
 		if re.ErrorCode != "" {
-			msg += ": " + re.ErrorCode
+			msg += ": " + printable(truncate(re.ErrorCode, 64))
 			if re.ErrorDescription != "" {
-				msg += " (" + truncate(re.ErrorDescription, 200) + ")"
+				msg += " (" + printable(truncate(re.ErrorDescription, 200)) + ")"
 			}
 		}
 		return msg

@@ -433,17 +433,27 @@ func (s *Service) Wait(ctx context.Context, tenantID, id string, d time.Duration
 		// Wake at the flow's expiry too, to report it. A flow still
 		// pending past it has its state claimed: its exchange notifies.
 		var expC <-chan time.Time
+		var exp *time.Timer
 		if left := f.ExpiresAt.Sub(s.cfg.Now()); left > 0 {
-			exp := time.NewTimer(left + 10*time.Millisecond)
-			defer exp.Stop()
+			exp = time.NewTimer(left + 10*time.Millisecond)
 			expC = exp.C
 		}
+		var timedOut, done bool
 		select {
 		case <-ch:
 		case <-expC:
 		case <-timer.C:
-			return s.Flow(tenantID, id)
+			timedOut = true
 		case <-ctx.Done():
+			done = true
+		}
+		if exp != nil {
+			exp.Stop() // one timer per wake-up, not one per loop kept to the end
+		}
+		if timedOut {
+			return s.Flow(tenantID, id)
+		}
+		if done {
 			return f, nil
 		}
 	}
