@@ -32,8 +32,8 @@ type Serve struct {
 	// Port 0 picks a free port; the bound address is logged and written to
 	// DataDir/admin.addr.
 	AdminListen string
-	// ProxyListen is the address of the proxy (not served by this build;
-	// checked and used to derive ProxyURL).
+	// ProxyListen is the address of the proxy, the sandboxes' HTTPS_PROXY.
+	// Port 0 picks a free port, written to DataDir/proxy.addr.
 	ProxyListen string
 	// MetricsListen is the address of /metrics. Port 0 picks a free port,
 	// written to DataDir/metrics.addr.
