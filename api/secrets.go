@@ -1,12 +1,9 @@
 package api
 
 import (
-	"fmt"
 	"net/http"
 	"slices"
-	"strings"
 
-	"github.com/egressd/egressd/oauth"
 	"github.com/egressd/egressd/vault"
 )
 
@@ -31,11 +28,6 @@ func (s *Server) upsertSecret(w http.ResponseWriter, r *http.Request, p *princip
 	var in vault.SecretInput
 	if err := decode(w, r, &in); err != nil {
 		return redact(err, in.Value, in.RefreshToken)
-	}
-	for k := range in.Metadata {
-		if strings.HasPrefix(strings.ToLower(k), oauth.ReservedMetadataPrefix) {
-			return fmt.Errorf("%w: metadata: keys starting with %q are reserved for egressd's OAuth connect", ErrBadRequest, oauth.ReservedMetadataPrefix)
-		}
 	}
 	res, err := s.writer(p).UpsertSecret(p.tenant(), in)
 	if err != nil {

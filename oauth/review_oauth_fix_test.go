@@ -402,7 +402,10 @@ func TestReviewOAuthFixRefreshBackoff(t *testing.T) {
 	t0 := time.Now()
 	e.now.Store(&t0)
 	past := t0.Add(-time.Hour)
-	res, err := e.store.UpsertSecret(e.tenant, vault.SecretInput{Name: "X", Value: "v", Type: SecretType, Scope: vault.ScopeTenant,
+	// The vault refuses reserved metadata from ordinary writers; a secret
+	// that carries the provider key but no issuing-app mark (older data, or a
+	// writer allowed reserved keys) must still not be refreshed.
+	res, err := e.store.WithReservedMetadata().UpsertSecret(e.tenant, vault.SecretInput{Name: "X", Value: "v", Type: SecretType, Scope: vault.ScopeTenant,
 		AllowedHosts: []string{"anything.example"}, Metadata: map[string]string{MetadataKey: "fake"}, RefreshToken: "tenant-chosen", ExpiresAt: &past})
 	if err != nil {
 		t.Fatal(err)

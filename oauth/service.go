@@ -37,7 +37,7 @@ const (
 	// refuses metadata keys starting with ReservedMetadataPrefix, so only
 	// this package sets it.
 	ClientMetadataKey      = "oauth_client"
-	ReservedMetadataPrefix = "oauth_"
+	ReservedMetadataPrefix = vault.ReservedMetadataPrefix
 	SecretType             = "oauth_token"
 	defaultHTTPTime        = 30 * time.Second
 )
@@ -125,7 +125,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{cfg: cfg, store: cfg.Store, cat: cfg.Catalogue, log: cfg.Logger, waiters: map[string]*waiter{}}, nil
+	return &Service{cfg: cfg, store: cfg.Store.WithReservedMetadata(), cat: cfg.Catalogue, log: cfg.Logger, waiters: map[string]*waiter{}}, nil
 }
 
 // Catalogue is the service's providers.

@@ -57,7 +57,7 @@ type adminAudit struct {
 // CreateSandbox, DeleteSandbox, UpdateSettings and CreateAPIKey of a
 // browser key (browser_token.issued).
 func (s *Store) As(a Actor) *Store {
-	return &Store{core: s.core, audit: adminAudit{actor: a, action: s.audit.action, details: s.audit.details}}
+	return &Store{core: s.core, audit: adminAudit{actor: a, action: s.audit.action, details: s.audit.details}, reserved: s.reserved}
 }
 
 // WithAudit returns a Store on the same file whose audited writes record
@@ -67,7 +67,7 @@ func (s *Store) As(a Actor) *Store {
 // Details must hold names and ids only, never a value. It records nothing
 // without an actor (As).
 func (s *Store) WithAudit(action string, details map[string]string) *Store {
-	return &Store{core: s.core, audit: adminAudit{actor: s.audit.actor, action: action, details: maps.Clone(details)}}
+	return &Store{core: s.core, audit: adminAudit{actor: s.audit.actor, action: action, details: maps.Clone(details)}, reserved: s.reserved}
 }
 
 // Actor is who this Store's writes are recorded as; zero for a Store not

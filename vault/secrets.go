@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -146,10 +147,39 @@ func (s *Store) CheckSecretInput(tenantID string, in SecretInput) error {
 	if in.Value == "" {
 		in.Value = "-"
 	}
-	if err := in.check(); err != nil {
+	if err := s.checkInput(&in); err != nil {
 		return err
 	}
 	return s.view(func(tx *bolt.Tx) error { return txCheckSecretTarget(tx, tenantID, &in) })
+}
+
+// ReservedMetadataPrefix starts the metadata keys only egressd's own OAuth
+// connect may set (oauth_provider, oauth_client): refresh trusts them to
+// pick the app whose credentials it sends.
+const ReservedMetadataPrefix = "oauth_"
+
+// WithReservedMetadata returns a Store on the same file whose writes may set
+// reserved metadata keys. Only the oauth package uses it.
+func (s *Store) WithReservedMetadata() *Store {
+	c := *s
+	c.reserved = true
+	return &c
+}
+
+// checkInput validates in, and refuses reserved metadata keys unless this
+// Store may write them.
+func (s *Store) checkInput(in *SecretInput) error {
+	if err := in.check(); err != nil {
+		return err
+	}
+	if !s.reserved {
+		for k := range in.Metadata {
+			if strings.HasPrefix(strings.ToLower(k), ReservedMetadataPrefix) {
+				return invalid("metadata", "keys starting with %q are reserved for egressd's OAuth connect", ReservedMetadataPrefix)
+			}
+		}
+	}
+	return nil
 }
 
 // UpsertSecret creates the secret, or replaces value and metadata of the one
@@ -157,7 +187,7 @@ func (s *Store) CheckSecretInput(tenantID string, in SecretInput) error {
 // secret stays disabled. With a resource_id and expose_as_env (or with scope
 // resource) it also binds the secret to that resource.
 func (s *Store) UpsertSecret(tenantID string, in SecretInput) (UpsertResult, error) {
-	if err := in.check(); err != nil {
+	if err := s.checkInput(&in); err != nil {
 		return UpsertResult{}, err
 	}
 	var res UpsertResult

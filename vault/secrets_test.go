@@ -546,3 +546,20 @@ func TestBindings(t *testing.T) {
 		{"delete unknown", "", ErrNotFound, func() error { return s.DeleteBinding(tn.ID, "bnd_nope") }},
 	})
 }
+
+// Reserved metadata (oauth_*) is refused at the store for every writer but
+// the one OAuth uses, not only at the HTTP API.
+func TestReservedMetadataRefusedAtStore(t *testing.T) {
+	s := openTest(t)
+	tn, _, _ := s.EnsureTenant("acme")
+	in := SecretInput{Name: "k", Value: "v", Scope: ScopeTenant, Metadata: map[string]string{"OAuth_Client": "operator:x"}}
+	if _, err := s.UpsertSecret(tn.ID, in); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("reserved key accepted: %v", err)
+	}
+	if err := s.CheckSecretInput(tn.ID, in); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("CheckSecretInput accepted a reserved key: %v", err)
+	}
+	if _, err := s.WithReservedMetadata().As(Actor{Kind: ActorCLI, ID: "t"}).UpsertSecret(tn.ID, in); err != nil {
+		t.Fatalf("the OAuth writer was refused: %v", err)
+	}
+}

@@ -71,6 +71,9 @@ type Store struct {
 	// audit says who acts through this Store; zero means its writes
 	// record no audit row.
 	audit adminAudit
+	// reserved lets writes set metadata keys starting with
+	// ReservedMetadataPrefix (WithReservedMetadata).
+	reserved bool
 }
 
 // core is the open file and what every Store sharing it shares.
