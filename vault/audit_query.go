@@ -204,9 +204,12 @@ func (f *AuditFilter) check(tenantID string) error {
 	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until) {
 		return invalid("until", "must be after since")
 	}
-	for _, t := range []time.Time{f.Since, f.Until} {
-		if y := t.Year(); !t.IsZero() && (y < 1970 || y > 2200) {
-			return invalid("since", "out of range")
+	for _, b := range []struct {
+		field string
+		t     time.Time
+	}{{"since", f.Since}, {"until", f.Until}} {
+		if y := b.t.Year(); !b.t.IsZero() && (y < 1970 || y > 2200) {
+			return invalid(b.field, "out of range")
 		}
 	}
 	if f.Kind != "" && f.Kind != AuditKindRequest && f.Kind != AuditKindAdmin {

@@ -291,13 +291,15 @@ func (s *Store) ClaimOAuthState(state string, by ClaimBy) (OAuthFlow, Value, err
 			claimErr = ErrUnknownState
 			return err
 		}
-		switch {
-		case row.StateUsed || row.Status != FlowPending:
+		if row.StateUsed || row.Status != FlowPending {
 			claimErr = ErrStateUsed
 			return nil
-		case by.check(&row) != nil:
-			claimErr = by.check(&row)
+		}
+		if err := by.check(&row); err != nil {
+			claimErr = err
 			return nil
+		}
+		switch {
 		case !now.Before(row.ExpiresAt):
 			row.StateUsed, row.Status, row.Error, row.AuthURL = true, FlowExpired, "the state expired before the provider redirected back", nil
 			t := s.stamp()

@@ -106,7 +106,7 @@ func (in *SecretInput) check() error {
 		return invalid("placeholder_prefix", "at most %d characters of [A-Za-z0-9_.-]", MaxPlaceholderPrefix)
 	}
 	var err error
-	if in.AllowedHosts, err = normalizeHosts(in.AllowedHosts); err != nil {
+	if in.AllowedHosts, err = normalizeHosts("allowed_hosts", in.AllowedHosts); err != nil {
 		return err
 	}
 	if in.SubstituteIn, err = normalizeLocations(in.SubstituteIn); err != nil {

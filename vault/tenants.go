@@ -119,9 +119,9 @@ func (s *Store) UpdateSettings(tenantID string, p SettingsPatch) (Settings, erro
 		if f.list == nil {
 			continue
 		}
-		n, err := normalizeHosts(*f.list)
+		n, err := normalizeHosts(f.name, *f.list)
 		if err != nil {
-			return Settings{}, invalid(f.name, "%s", strings.TrimPrefix(err.Error(), "allowed_hosts: "))
+			return Settings{}, err
 		}
 		*f.list = n
 	}

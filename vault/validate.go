@@ -192,15 +192,15 @@ func normalizeLocations(in []Location) ([]Location, error) {
 	return out, nil
 }
 
-func normalizeHosts(in []string) ([]string, error) {
+func normalizeHosts(field string, in []string) ([]string, error) {
 	if len(in) > MaxAllowedHosts {
-		return nil, invalid("allowed_hosts", "at most %d entries", MaxAllowedHosts)
+		return nil, invalid(field, "at most %d entries", MaxAllowedHosts)
 	}
 	out := make([]string, 0, len(in))
 	for _, h := range in {
 		n, ok := NormalizeHostPattern(h)
 		if !ok {
-			return nil, invalid("allowed_hosts", "%q is not a host name, IP address or *.suffix", h)
+			return nil, invalid(field, "%q is not a host name, IP address or *.suffix", h)
 		}
 		if !slices.Contains(out, n) {
 			out = append(out, n)

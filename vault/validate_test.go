@@ -63,7 +63,7 @@ func TestNormalizeHostPattern(t *testing.T) {
 
 func TestHostAllowed(t *testing.T) {
 	norm := func(ps ...string) []string {
-		out, err := normalizeHosts(ps)
+		out, err := normalizeHosts("allowed_hosts", ps)
 		if err != nil {
 			t.Fatal(err)
 		}
