@@ -252,17 +252,14 @@ func (s *Server) oauthCallback(w http.ResponseWriter, r *http.Request, _ *princi
 	ans := CallbackAnswer{Status: f.Status, FlowID: f.ID, Message: "Connected. You can close this window."}
 	status := http.StatusOK
 	if err != nil {
-		status, _ = classify(err)
+		var code string
+		status, code = classify(err)
 		ans.Message = "The connection failed: " + message(err, status)
-		var ce *oauth.CompleteError
-		if errors.As(err, &ce) && errors.Is(err, vault.ErrUnknownState) {
-			ans.Status = "failed"
-		}
 		if ans.Status == "" || ans.Status == vault.FlowPending {
 			ans.Status = "failed"
 		}
 		if rec, ok := w.(*recorder); ok {
-			_, rec.errCode = classify(err)
+			rec.errCode = code
 		}
 	}
 	if strings.Contains(r.Header.Get("Accept"), "application/json") {
