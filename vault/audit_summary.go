@@ -1,0 +1,155 @@
+package vault
+
+import (
+	"time"
+)
+
+// Bounds of SummarizeAudit.
+const (
+	// MaxSummaryBuckets is the most time buckets one summary holds.
+	MaxSummaryBuckets = 1000
+	// MaxSummaryRows is the most request rows one summary counts.
+	MaxSummaryRows = 100000
+	// maxSummaryPages bounds the pages of QueryAudit one summary reads,
+	// each reading at most auditScanRows log entries, so a filter that
+	// matches few rows of a long log stops too.
+	maxSummaryPages = 25
+)
+
+// AuditSummary counts a tenant's request rows over time, by outcome and
+// by the level of the walk that resolved the request's secret. It holds
+// counts only: no ids, no paths, never a value.
+type AuditSummary struct {
+	// Since (inclusive) and Until (exclusive) are the window asked for.
+	Since time.Time `json:"since"`
+	Until time.Time `json:"until"`
+	// Bucket is each bucket's width; buckets start at multiples of it
+	// (UTC), the first at or before Since.
+	Bucket        time.Duration `json:"-"`
+	BucketSeconds int64         `json:"bucket_seconds"`
+	Buckets       []AuditBucket `json:"buckets"`
+	// Total counts every row counted, by outcome and level.
+	Total AuditCounts `json:"total"`
+	// Truncated says the summary stopped before the start of the window
+	// because it reached MaxSummaryRows rows or its bound on entries
+	// read; then rows older than CompleteSince were not counted.
+	Truncated     bool       `json:"truncated"`
+	CompleteSince *time.Time `json:"complete_since,omitempty"`
+	// MaxRows is MaxSummaryRows, for the reader of a truncated answer.
+	MaxRows int `json:"max_rows"`
+}
+
+// AuditBucket is one time bucket of an AuditSummary.
+type AuditBucket struct {
+	Start time.Time `json:"start"`
+	AuditCounts
+}
+
+// AuditCounts are request rows counted, in all and by outcome and level.
+// A row without an outcome counts as "unknown", one that resolved no
+// secret as level "none".
+type AuditCounts struct {
+	Requests int            `json:"requests"`
+	Outcomes map[string]int `json:"outcomes"`
+	Levels   map[string]int `json:"levels"`
+}
+
+func (c *AuditCounts) add(r *AuditRow) {
+	if c.Outcomes == nil {
+		c.Outcomes, c.Levels = map[string]int{}, map[string]int{}
+	}
+	outcome, level := r.Outcome, r.Level
+	if outcome == "" {
+		outcome = "unknown"
+	}
+	if level == "" {
+		level = "none"
+	}
+	c.Requests++
+	c.Outcomes[outcome]++
+	c.Levels[level]++
+}
+
+// SummarizeAudit counts the tenant's request rows that match f (its Kind,
+// Limit and Cursor are ignored) in buckets of width bucket between
+// f.Since and f.Until, which are required. The work is bounded: at most
+// MaxSummaryRows rows counted and a fixed number of log entries read,
+// newest first, in short read transactions; a summary that stops early
+// says so (Truncated, CompleteSince).
+func (s *Store) SummarizeAudit(tenantID string, f AuditFilter, bucket time.Duration) (AuditSummary, error) {
+	return s.summarizeAudit(tenantID, f, bucket, summaryBounds{rows: MaxSummaryRows, pages: maxSummaryPages, perPage: auditScanRows})
+}
+
+// summaryBounds bound one summary's work: rows counted, pages read and
+// log entries read per page.
+type summaryBounds struct{ rows, pages, perPage int }
+
+func (s *Store) summarizeAudit(tenantID string, f AuditFilter, bucket time.Duration, lim summaryBounds) (AuditSummary, error) {
+	if f.Since.IsZero() || f.Until.IsZero() {
+		return AuditSummary{}, invalid("since", "a summary needs since and until")
+	}
+	if bucket < time.Second {
+		return AuditSummary{}, invalid("bucket", "at least one second")
+	}
+	since, until := f.Since.UTC(), f.Until.UTC()
+	start := since.Truncate(bucket)
+	n := int64((until.Sub(start) + bucket - 1) / bucket)
+	if !since.Before(until) {
+		n = 0
+	}
+	if n > MaxSummaryBuckets {
+		return AuditSummary{}, invalid("bucket", "%s over this window makes %d buckets, at most %d: take a wider bucket", bucket, n, MaxSummaryBuckets)
+	}
+	f.Kind, f.Cursor, f.Limit = AuditKindRequest, "", MaxAuditLimit
+	if err := f.check(tenantID); err != nil {
+		return AuditSummary{}, err
+	}
+	sum := AuditSummary{
+		Since: since, Until: until, Bucket: bucket, BucketSeconds: int64(bucket / time.Second),
+		Buckets: make([]AuditBucket, n), MaxRows: lim.rows,
+		Total: AuditCounts{Outcomes: map[string]int{}, Levels: map[string]int{}},
+	}
+	for i := range sum.Buckets {
+		sum.Buckets[i] = AuditBucket{Start: start.Add(time.Duration(i) * bucket),
+			AuditCounts: AuditCounts{Outcomes: map[string]int{}, Levels: map[string]int{}}}
+	}
+	var oldest time.Time
+	for page := 0; ; page++ {
+		if page == lim.pages {
+			sum.Truncated = true
+			break
+		}
+		rows, next, err := s.queryAudit(tenantID, f, lim.perPage)
+		if err != nil {
+			return AuditSummary{}, err
+		}
+		for i := range rows {
+			r := &rows[i]
+			if sum.Total.Requests == lim.rows {
+				// Stop at this row: the ones counted are all newer.
+				sum.Truncated = true
+				next = ""
+				break
+			}
+			b := int(r.Time.Sub(start) / bucket)
+			if b < 0 || b >= len(sum.Buckets) {
+				continue // outside the window: the filter keeps none
+			}
+			sum.Buckets[b].add(r)
+			sum.Total.add(r)
+			oldest = r.Time
+		}
+		if next == "" {
+			break
+		}
+		f.Cursor = next
+	}
+	if sum.Truncated {
+		t := oldest
+		if t.IsZero() {
+			t = until
+		}
+		sum.CompleteSince = &t
+	}
+	return sum, nil
+}
