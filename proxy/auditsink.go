@@ -14,12 +14,14 @@ import (
 )
 
 // VaultSink stores the proxy's events as rows of the vault's audit log.
-// In sync mode the record written before a value leaves is committed before
-// Record returns (many concurrent requests share one transaction and one
-// fsync: the vault's group commit); the final record, which completes that
-// row with status and duration, and the rows of refused requests go through
-// a bounded queue to a background writer, off the request's path. In async
-// mode every row is queued. A full queue drops the row and counts it.
+// In sync mode the record written before a value leaves is on disk before
+// Record returns (many concurrent requests share one journal write and one
+// fdatasync: the vault's group commit); the final record, which completes
+// that row with status and duration, and the rows of refused requests go
+// through a bounded queue to a background writer, off the request's path,
+// which writes them without waiting for a sync of their own
+// (vault.Store.AppendAuditLater). In async mode every row is queued. A
+// full queue drops the row and counts it.
 type VaultSink struct {
 	store *vault.Store
 	log   *slog.Logger
@@ -125,7 +127,7 @@ func (s *VaultSink) drain() {
 			}
 		}
 		for attempt := 0; ; attempt++ {
-			err := s.store.AppendAudit(batch...)
+			err := s.store.AppendAuditLater(batch...)
 			if err == nil {
 				break
 			}

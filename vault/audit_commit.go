@@ -17,28 +17,34 @@ const (
 	auditMaxWait = time.Millisecond
 )
 
-// auditLog is the group commit of request rows: one goroutine gathers the
-// rows of concurrent AppendAudit calls, writes them in one bbolt
-// transaction with one fsync (bbolt syncs twice a commit: pages, then
-// meta), and answers each caller.
+// auditLog is the group commit of request rows: one goroutine (the
+// committer) gathers the rows of concurrent AppendAudit calls, writes
+// them to the audit journal with one write and one fdatasync, hands them
+// to the indexer and answers each caller. The indexer (audit_index.go)
+// puts them into the bbolt buckets in larger transactions. Readers of the
+// log (QueryAudit, ExportAudit, PruneAudit) first wait for the indexer to
+// commit what it holds, so a row is visible once AppendAudit returned.
 //
-// How many callers to gather it learns from the last cycle: as many as
-// were pending (inside AppendAudit, unanswered) at its peak, and every
-// caller still preparing its rows; it commits once they are in, or after
-// auditMaxWait. A lone caller is committed at once; 64 closed-loop writers
-// settle on batches of 64; a change in load is followed within a cycle.
+// How many callers to gather the committer learns from the last cycle: as
+// many as were pending (inside AppendAudit, unanswered) at its peak, and
+// every caller still preparing its rows; it commits once they are in, or
+// after auditMaxWait. A lone caller is committed at once; 64 closed-loop
+// writers settle on batches of 64; a change in load is followed within a
+// cycle.
 //
-// Measured on this 2-core machine with a shared, noisy disk (fsync of a
-// commit about 0.3 to 2 ms), BenchmarkAppendAuditConcurrent, 64 writers,
-// sync mode, rows/s: this loop 28k to 36k; committing whatever waits, with
-// no gathering (batches settle at about half the writers), 18k to 30k;
-// bbolt's db.Batch with its defaults (MaxBatchSize 1000, MaxBatchDelay
-// 10 ms) 4.7k, since every batch waits out the delay; db.Batch with
-// MaxBatchSize 64 31k to 40k, but with 63 writers 4.9k (against 32k here),
-// with 8 writers 0.6k (3.7k here) and with 1 writer 160 rows/s (3.5k here):
-// db.Batch is only fast when its size matches the number of writers.
+// Measured on this 2-core machine with a shared, noisy disk,
+// BenchmarkAppendAuditConcurrent, 64 writers, sync mode, rows/s: this loop
+// committing each group in its own bbolt transaction (two fsyncs) 28k to
+// 36k; committing whatever waits, with no gathering (batches settle at
+// about half the writers), 18k to 30k; bbolt's db.Batch with its defaults
+// (MaxBatchSize 1000, MaxBatchDelay 10 ms) 4.7k, since every batch waits
+// out the delay; db.Batch with MaxBatchSize 64 31k to 40k, but with 63
+// writers 4.9k (against 32k here), with 8 writers 0.6k (3.7k here) and
+// with 1 writer 160 rows/s (3.5k here): db.Batch is only fast when its
+// size matches the number of writers.
 type auditLog struct {
 	db   *bolt.DB
+	j    *journal
 	reqs chan *auditReq // unbuffered: a send succeeds only into the committer's hands
 	stop chan struct{}
 	done chan struct{}
@@ -47,32 +53,55 @@ type auditLog struct {
 	// answer: those in the batch being gathered, and those still
 	// preparing their rows, about to join it.
 	pending atomic.Int64
+
+	idx      *auditIndexer
+	closeErr error
 }
 
 // auditReq is one AppendAudit call waiting for its commit.
 type auditReq struct {
 	entries []auditEntry
 	err     chan error
+	// lazy: the caller does not need its rows synced (AppendAuditLater).
+	lazy bool
 }
 
 var auditReqPool = sync.Pool{New: func() any { return &auditReq{err: make(chan error, 1)} }}
 
-func newAuditLog(db *bolt.DB) *auditLog {
-	l := &auditLog{db: db, reqs: make(chan *auditReq), stop: make(chan struct{}), done: make(chan struct{})}
+func newAuditLog(db *bolt.DB, j *journal) *auditLog {
+	l := &auditLog{db: db, j: j, reqs: make(chan *auditReq), stop: make(chan struct{}), done: make(chan struct{})}
+	l.idx = newAuditIndexer(db)
 	go l.run()
 	return l
 }
 
-// close stops the committer after the commit in progress; callers that
-// were not taken into it get ErrClosed.
-func (l *auditLog) close() {
-	l.once.Do(func() { close(l.stop) })
-	<-l.done
+// close stops the committer after the commit in progress (callers that
+// were not taken into it get ErrClosed), then the indexer after it has
+// put every journaled row into bbolt, then rewinds the journal when that
+// worked.
+func (l *auditLog) close() error {
+	l.once.Do(func() {
+		close(l.stop)
+		<-l.done
+		err := l.idx.close()
+		if err == nil {
+			err = l.j.rewind()
+		}
+		if cerr := l.j.close(); err == nil {
+			err = cerr
+		}
+		l.closeErr = err
+	})
+	return l.closeErr
 }
+
+// sync waits until every row AppendAudit has acknowledged is in bbolt.
+func (l *auditLog) sync() error { return l.idx.flush() }
 
 func (l *auditLog) run() {
 	defer close(l.done)
 	var batch []*auditReq
+	var payloads [][]byte
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	target := int64(1) // callers to gather: as many as were pending in the last cycle
@@ -108,17 +137,18 @@ func (l *auditLog) run() {
 		}
 		timer.Stop()
 		target = peak
-		err := l.db.Update(func(tx *bolt.Tx) error {
-			b := txAuditBuckets(tx)
-			for _, r := range batch {
-				for i := range r.entries {
-					if err := b.put(&r.entries[i]); err != nil {
-						return err
-					}
-				}
+		entries := make([]auditEntry, 0, n)
+		payloads = payloads[:0]
+		sync := false
+		for _, r := range batch {
+			sync = sync || !r.lazy
+			for i := range r.entries {
+				entries = append(entries, r.entries[i])
+				payloads = append(payloads, r.entries[i].val)
 			}
-			return nil
-		})
+		}
+		err := l.commit(payloads, entries, sync)
+		clear(payloads)
 		l.pending.Add(-int64(len(batch)))
 		for i, r := range batch {
 			r.err <- err
@@ -127,22 +157,59 @@ func (l *auditLog) run() {
 	}
 }
 
-// AppendAudit writes rows to the audit log and returns once they are
-// committed: fsync'd to the file, unless the store was opened with NoSync.
-// Concurrent callers share one transaction and one fsync (group commit).
+// commit journals one group and hands it to the indexer. Past
+// journalWrapAt it first has the indexer commit everything and rewinds the
+// journal; if the indexer cannot commit, the journal grows instead and the
+// group is refused only when the indexer keeps failing.
+func (l *auditLog) commit(payloads [][]byte, entries []auditEntry, sync bool) error {
+	if err := l.idx.failing(); err != nil {
+		return err
+	}
+	if l.j.off >= journalWrapAt {
+		if err := l.idx.flush(); err == nil {
+			if err := l.j.rewind(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := l.j.append(payloads, sync); err != nil {
+		return err
+	}
+	l.idx.add(entries)
+	return nil
+}
+
+// AppendAudit writes rows to the audit log and returns once they are on
+// disk: written to the audit journal and fdatasync'd (unless the store was
+// opened with NoSync). Concurrent callers share one write and one sync
+// (group commit). QueryAudit, ExportAudit and PruneAudit see them as soon
+// as it returns; the indexer has them in the bbolt buckets within
+// indexMaxWait.
 //
 // Each row needs Kind and TenantID; an empty ID and a zero Time are filled
 // in (on a copy: rows is not modified). A row with a bad field fails the
 // whole call with ErrInvalid and writes nothing. Writing a row whose ID was
 // written before at the same Time replaces it, so a retried call does not
 // duplicate rows that carry their own IDs.
-func (s *Store) AppendAudit(rows ...AuditRow) error {
+func (s *Store) AppendAudit(rows ...AuditRow) error { return s.appendAudit(rows, false) }
+
+// AppendAuditLater is AppendAudit for rows that need not be on disk when it
+// returns: they are written to the journal without a sync of their own,
+// and are synced with the next AppendAudit group or the indexer's commit
+// (within indexMaxWait), whichever comes first. A crash of the process
+// loses none of them (the kernel holds what was written); a crash of the
+// machine may lose the last of them. The proxy writes a request's final
+// row this way: the row that had to be on disk before a value left was
+// written with AppendAudit.
+func (s *Store) AppendAuditLater(rows ...AuditRow) error { return s.appendAudit(rows, true) }
+
+func (s *Store) appendAudit(rows []AuditRow, lazy bool) error {
 	if len(rows) == 0 {
 		return nil
 	}
 	s.log.pending.Add(1)
 	r := auditReqPool.Get().(*auditReq)
-	r.entries = r.entries[:0]
+	r.entries, r.lazy = r.entries[:0], lazy
 	for i := range rows {
 		row := rows[i]
 		e, err := row.prepare(s.now)

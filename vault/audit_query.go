@@ -69,6 +69,13 @@ func (s *Store) queryAudit(tenantID string, f AuditFilter, budget int) ([]AuditR
 	if err := f.check(tenantID); err != nil {
 		return nil, "", err
 	}
+	if f.Cursor == "" {
+		// Rows still on their way from the journal first; a later page
+		// holds only older rows.
+		if err := s.log.sync(); err != nil {
+			return nil, "", err
+		}
+	}
 	if f.Limit == 0 {
 		f.Limit = DefaultAuditLimit
 	}

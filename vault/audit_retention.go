@@ -34,6 +34,9 @@ func (s *Store) PruneAudit(before time.Time, batch int) (deleted int, err error)
 	if before.Year() > 2200 {
 		return 0, invalid("before", "out of range")
 	}
+	if err := s.log.sync(); err != nil {
+		return 0, err
+	}
 	limit := auditTime(before)
 	for {
 		n := 0
@@ -92,6 +95,9 @@ func (s *Store) PruneAudit(before time.Time, batch int) (deleted int, err error)
 func (s *Store) ExportAudit(tenantID string, since time.Time, fn func(AuditRow) error) error {
 	if since.Year() > 2200 {
 		return invalid("since", "out of range")
+	}
+	if err := s.log.sync(); err != nil {
+		return err
 	}
 	var start []byte
 	if since.Year() >= 1970 {

@@ -31,6 +31,9 @@ func oldestFirst(rows []AuditRow) []AuditRow {
 // that rows should have there, built independently of the store's code.
 func indexKeys(tb testing.TB, s *Store, rows []AuditRow) (have, want []string) {
 	tb.Helper()
+	if err := s.log.sync(); err != nil {
+		tb.Fatal(err)
+	}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bAuditByExtUser, bAuditByExtWorkspace, bAuditBySandbox, bAuditBySecret} {
 			tx.Bucket(name).ForEach(func(k, _ []byte) error {

@@ -118,7 +118,12 @@ func Open(cfg Config) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	s.log = newAuditLog(db)
+	j, err := s.openAuditJournal(cfg.Path+".audit-journal", cfg.NoSync)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.log = newAuditLog(db, j)
 	return s, nil
 }
 
@@ -167,8 +172,11 @@ func checkCanary(raw []byte, k *MasterKey) error {
 // Close waits for the audit rows being committed, then closes the file.
 // A second Close does nothing.
 func (s *Store) Close() error {
-	s.log.close()
-	return s.db.Close()
+	err := s.log.close()
+	if cerr := s.db.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // Path is the file's path.

@@ -1,0 +1,250 @@
+package vault
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The audit journal is the request rows' write-ahead file, next to the
+// bbolt file (its path plus ".audit-journal"). A group of rows is made
+// durable with one write and one fdatasync here; the indexer moves the
+// rows into the bbolt buckets (rows and indexes) later, in transactions of
+// a thousand rows instead of one per group. Only the process holding the
+// bbolt file's lock opens it.
+//
+// Layout: a 16-byte header (the magic, then the epoch as 8 little-endian
+// bytes), then records: length (4 bytes LE), CRC-32C (4 bytes LE) of the
+// epoch's 8 bytes followed by the payload, then the payload (a row's
+// JSON). The file is written from the header on and, once every row in
+// it is in bbolt, rewound: the epoch is incremented and records are
+// written again from the start, over the old ones. A record of an older
+// epoch fails its CRC under the new one, as does a torn record, so reading
+// stops at the first record that is not of the current epoch and whole.
+//
+// The file is filled with zeros to journalPrealloc at open: writing over
+// allocated blocks lets fdatasync skip the file-size metadata an append
+// needs (measured here: 100 µs a sync against 160 µs appending).
+
+const (
+	journalMagic        = "EGAJRNL1"
+	journalHeaderLen    = 16
+	journalRecHeaderLen = 8
+	// journalMaxRecord bounds one record when reading: a longer length is
+	// a torn or foreign record.
+	journalMaxRecord = 1 << 20
+	// journalPrealloc is the size the file is filled to with zeros.
+	journalPrealloc = 4 << 20
+	// journalWrapAt is the offset past which the writer rewinds the file
+	// (after the indexer has committed everything in it).
+	journalWrapAt = journalPrealloc - 256<<10
+)
+
+var crc32c = crc32.MakeTable(crc32.Castagnoli)
+
+// journal is the open file. It is used by one goroutine at a time (the
+// committer, or Open before it starts).
+type journal struct {
+	f      *os.File
+	epoch  uint64
+	off    int64 // where the next record goes
+	nosync bool
+	buf    []byte
+	// broken is the error of a failed write or sync: after it nothing is
+	// written again (what reached the disk is unknown; a failed fsync must
+	// not be retried as if nothing happened), so every later group fails.
+	broken error
+}
+
+// openJournal opens (creating if absent) the journal at path and returns
+// the payloads of the current epoch's whole records, oldest first. The
+// caller puts them into bbolt and then calls rewind.
+func openJournal(path string, nosync bool) (*journal, [][]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("vault: audit journal: %w", err)
+	}
+	j := &journal{f: f, nosync: nosync}
+	data, err := io.ReadAll(f)
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("vault: audit journal: read %s: %w", path, err)
+	}
+	payloads, fresh, err := j.parse(data)
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("vault: audit journal %s: %w", path, err)
+	}
+	if fresh {
+		if err := j.rewind(); err != nil {
+			f.Close()
+			return nil, nil, err
+		}
+	}
+	if len(data) < journalPrealloc {
+		// Zeros to the preallocated size; a zero length ends the records.
+		if _, err := f.WriteAt(make([]byte, journalPrealloc-len(data)), int64(len(data))); err != nil {
+			f.Close()
+			return nil, nil, fmt.Errorf("vault: audit journal: %w", err)
+		}
+	}
+	return j, payloads, nil
+}
+
+// parse reads the header and the whole records of its epoch, and sets off
+// after the last. An empty file (or one of zeros: created, never synced
+// past its fill) is a new journal; a file that does not start with the
+// magic is not ours and is refused rather than overwritten.
+func (j *journal) parse(data []byte) (payloads [][]byte, fresh bool, err error) {
+	if len(data) == 0 || allZero(data[:min(len(data), journalHeaderLen)]) {
+		return nil, true, nil
+	}
+	if len(data) < journalHeaderLen || string(data[:len(journalMagic)]) != journalMagic {
+		return nil, false, errors.New("not an audit journal (bad magic); move it away to start a new one")
+	}
+	j.epoch = binary.LittleEndian.Uint64(data[len(journalMagic):journalHeaderLen])
+	j.off = journalHeaderLen
+	var out [][]byte
+	for off := journalHeaderLen; off+journalRecHeaderLen <= len(data); {
+		n := int(binary.LittleEndian.Uint32(data[off:]))
+		sum := binary.LittleEndian.Uint32(data[off+4:])
+		if n == 0 || n > journalMaxRecord || off+journalRecHeaderLen+n > len(data) {
+			break
+		}
+		p := data[off+journalRecHeaderLen : off+journalRecHeaderLen+n]
+		if j.sum(p) != sum {
+			break
+		}
+		out = append(out, p)
+		off += journalRecHeaderLen + n
+		j.off = int64(off)
+	}
+	return out, false, nil
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (j *journal) sum(p []byte) uint32 {
+	var e [8]byte
+	binary.LittleEndian.PutUint64(e[:], j.epoch)
+	return crc32.Update(crc32.Update(0, crc32c, e[:]), crc32c, p)
+}
+
+// rewind starts a new epoch: the header with the next epoch is written and
+// synced, and records go from the start again. Everything in the file must
+// be in bbolt, committed, before it is called.
+func (j *journal) rewind() error {
+	if j.broken != nil {
+		return j.broken
+	}
+	var h [journalHeaderLen]byte
+	copy(h[:], journalMagic)
+	binary.LittleEndian.PutUint64(h[len(journalMagic):], j.epoch+1)
+	if _, err := j.f.WriteAt(h[:], 0); err != nil {
+		return j.fail(err)
+	}
+	if err := j.sync(); err != nil {
+		return j.fail(err)
+	}
+	j.epoch++
+	j.off = journalHeaderLen
+	return nil
+}
+
+// append writes the payloads as records, and syncs them when sync is set
+// (which also syncs every record written before).
+func (j *journal) append(payloads [][]byte, sync bool) error {
+	if j.broken != nil {
+		return j.broken
+	}
+	buf := j.buf[:0]
+	for _, p := range payloads {
+		if len(p) > journalMaxRecord {
+			return fmt.Errorf("vault: audit row of %d bytes is over the journal's %d: %w", len(p), journalMaxRecord, ErrInvalid)
+		}
+		buf = binary.LittleEndian.AppendUint32(buf, uint32(len(p)))
+		buf = binary.LittleEndian.AppendUint32(buf, j.sum(p))
+		buf = append(buf, p...)
+	}
+	j.buf = buf[:0]
+	if _, err := j.f.WriteAt(buf, j.off); err != nil {
+		return j.fail(err)
+	}
+	if sync {
+		if err := j.sync(); err != nil {
+			return j.fail(err)
+		}
+	}
+	j.off += int64(len(buf))
+	if cap(j.buf) > 1<<20 {
+		j.buf = nil // a burst's buffer is not kept
+	}
+	return nil
+}
+
+func (j *journal) sync() error {
+	if j.nosync {
+		return nil
+	}
+	return fdatasync(j.f)
+}
+
+// fail marks the journal broken with err and returns it.
+func (j *journal) fail(err error) error {
+	j.broken = fmt.Errorf("vault: audit journal: %w (no audit row is written until egressd restarts)", err)
+	return j.broken
+}
+
+func (j *journal) close() error { return j.f.Close() }
+
+// openAuditJournal opens the journal at path and puts the rows it holds
+// (those a crash left unindexed) into bbolt, then rewinds it. Putting a row
+// that is already there again changes nothing.
+func (s *Store) openAuditJournal(path string, nosync bool) (*journal, error) {
+	j, payloads, err := openJournal(path, nosync)
+	if err != nil {
+		return nil, err
+	}
+	for len(payloads) > 0 {
+		n := min(len(payloads), indexMaxRows)
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			b := txAuditBuckets(tx)
+			for _, p := range payloads[:n] {
+				var r AuditRow
+				if err := unmarshal(p, &r); err != nil {
+					return fmt.Errorf("vault: audit journal: %w", err)
+				}
+				e, err := r.prepare(s.now)
+				if err != nil {
+					return fmt.Errorf("vault: audit journal: %w", err)
+				}
+				if err := b.put(&e); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			j.close()
+			return nil, err
+		}
+		payloads = payloads[n:]
+	}
+	if err := j.rewind(); err != nil {
+		j.close()
+		return nil, err
+	}
+	return j, nil
+}
