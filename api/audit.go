@@ -34,17 +34,28 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, p *principal)
 	if err != nil {
 		return err
 	}
-	if p.browser() {
-		if f.ExternalUserID != "" && f.ExternalUserID != p.externalUser() {
-			return errorf(ErrForbidden, "external_user_id: a browser token sees only its own external user's audit rows")
-		}
-		f.ExternalUserID = p.externalUser()
+	if err := ownRows(p, &f); err != nil {
+		return err
 	}
 	rows, next, err := s.store.QueryAudit(p.tenant(), f)
 	if err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, AuditPage{Rows: rows, NextCursor: next})
+	return nil
+}
+
+// ownRows narrows f to the rows p may read: a browser token's own
+// external user's, the filter forced; naming another user is 403. The
+// audit list, export and summary all go through it.
+func ownRows(p *principal, f *vault.AuditFilter) error {
+	if !p.browser() {
+		return nil
+	}
+	if f.ExternalUserID != "" && f.ExternalUserID != p.externalUser() {
+		return errorf(ErrForbidden, "external_user_id: a browser token sees only its own external user's audit rows")
+	}
+	f.ExternalUserID = p.externalUser()
 	return nil
 }
 

@@ -25,6 +25,9 @@ const (
 	// itself (the OAuth callback, by its state). The handler gets a nil
 	// principal and checks its own query.
 	publicAccess
+	// anyAccess admits every kind of key, the operator key too: reads
+	// about the caller itself (whoami).
+	anyAccess
 )
 
 // principal is who is calling: the key that authenticated the request.
@@ -77,7 +80,7 @@ func (s *Server) authenticate(r *http.Request) (*principal, error) {
 func (p *principal) allow(a access) error {
 	switch p.key.Kind {
 	case vault.KeyOperator:
-		if a != operatorAccess {
+		if a != operatorAccess && a != anyAccess {
 			return errorf(ErrForbidden, "the operator key may only create tenants (POST /api/v1/tenants)")
 		}
 		return nil
@@ -88,7 +91,7 @@ func (p *principal) allow(a access) error {
 		return nil
 	case vault.KeyBrowser:
 		switch a {
-		case readAccess:
+		case readAccess, anyAccess:
 			return nil
 		case operatorAccess:
 			return errorf(ErrForbidden, "only the operator key may create tenants")

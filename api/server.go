@@ -22,6 +22,7 @@ import (
 
 	"github.com/egressd/egressd/oauth"
 	"github.com/egressd/egressd/resolver"
+	"github.com/egressd/egressd/ui"
 	"github.com/egressd/egressd/vault"
 )
 
@@ -72,6 +73,7 @@ type Server struct {
 	now      func() time.Time
 	mux      *http.ServeMux
 	oauth    *oauth.Service
+	ui       http.Handler
 }
 
 // handlerFunc is an endpoint: it writes its answer on success, or returns
@@ -118,10 +120,14 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	dash, err := ui.New(ui.Config{Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
 		store: cfg.Store, resolver: cfg.Resolver, log: cfg.Logger, metrics: m,
 		caPEM: string(cfg.CACertPEM), proxy: proxy, caPath: cfg.CABundlePath, now: cfg.Now,
-		mux: http.NewServeMux(), oauth: cfg.OAuth,
+		mux: http.NewServeMux(), oauth: cfg.OAuth, ui: dash,
 	}
 	s.register(s.routes())
 	return s, nil
@@ -155,6 +161,9 @@ func (s *Server) routes() []route {
 		{"POST", "/api/v1/browser_tokens", adminAccess, nil, s.createBrowserToken},
 
 		{"GET", "/api/v1/audit", readAccess, auditParams, s.listAudit},
+		{"GET", "/api/v1/audit/export", readAccess, auditExportParams, s.exportAudit},
+		{"GET", "/api/v1/audit/summary", readAccess, auditSummaryParams, s.summarizeAudit},
+		{"GET", "/api/v1/whoami", anyAccess, nil, s.whoami},
 	}
 	rs = append(rs, s.oauthRoutes()...)
 	// Sandboxes and computers are one model; /computers only ever shows
@@ -198,6 +207,9 @@ func (s *Server) register(rs []route) {
 			return errorf(ErrMethodNotAllowed, "method %s not allowed here; use %s", r.Method, methods)
 		}))
 	}
+	// The dashboard (ui.DashboardPath): its page and assets. It calls
+	// this API like any client; /ui redirects to /ui/.
+	s.mux.Handle(ui.DashboardPath, s.ui)
 	s.mux.Handle("/", s.unrouted("unmatched", func(_ http.ResponseWriter, r *http.Request) error {
 		return errorf(ErrNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
 	}))
