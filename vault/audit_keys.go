@@ -2,7 +2,7 @@ package vault
 
 import (
 	"encoding/binary"
-	"encoding/json"
+	"math"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -160,10 +160,10 @@ func (r *AuditRow) prepare(now func() time.Time) (auditEntry, error) {
 			return e, invalid("uses.secret_id", "at most %d bytes, no NUL", maxAuditField)
 		}
 	}
-	val, err := json.Marshal(r)
-	if err != nil {
-		return e, err
+	if math.IsNaN(r.DurationMS) || math.IsInf(r.DurationMS, 0) {
+		return e, invalid("duration_ms", "must be a finite number")
 	}
+	val := r.appendJSON(make([]byte, 0, 1024))
 	tb := auditTime(r.Time)
 	e.key, e.val = auditKey(r.TenantID, tb, r.ID), val
 	for i, ix := range auditIndexes {
