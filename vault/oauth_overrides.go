@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -74,13 +75,13 @@ func (s *Store) PutOAuthOverride(tenantID, provider string, in OAuthOverrideInpu
 	if len(in.ClientSecret) > MaxValueLen {
 		return OAuthOverride{}, invalid("client_secret", "at most %d bytes", MaxValueLen)
 	}
-	if len(in.DisplayName) > 128 || !validExternalID(in.DisplayName) {
-		return OAuthOverride{}, invalid("display_name", "at most 128 bytes, no control characters")
+	if len(in.DisplayName) > 128 || !validExternalID(in.DisplayName) || strings.ContainsFunc(in.DisplayName, bidiControl) {
+		return OAuthOverride{}, invalid("display_name", "at most 128 bytes, no control or bidirectional formatting characters")
 	}
 	if len(in.CallbackURL) > 2048 {
 		return OAuthOverride{}, invalid("callback_url", "at most 2048 bytes")
 	}
-	if err := checkMetadata("branding", in.Branding); err != nil {
+	if err := checkBranding(in.Branding); err != nil {
 		return OAuthOverride{}, err
 	}
 	var out OAuthOverride
