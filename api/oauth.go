@@ -2,7 +2,6 @@ package api
 
 import (
 	"errors"
-	"html/template"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -18,17 +17,16 @@ import (
 const MaxFlowWait = 50 * time.Second
 
 func (s *Server) oauthRoutes() []route {
-	return []route{
-		{"GET", "/api/v1/egress/oauth/providers", adminAccess, nil, s.needOAuth(s.oauthProviders)},
-		{"POST", "/api/v1/egress/oauth/connect", adminAccess, nil, s.needOAuth(s.oauthConnect)},
-		{"GET", "/api/v1/egress/oauth/flows/{id}", adminAccess, []string{"wait"}, s.needOAuth(s.oauthFlow)},
-		{"GET", "/api/v1/egress/oauth/callback", publicAccess, nil, s.needOAuth(s.oauthCallback)},
-		{"GET", "/connect/{id}", publicAccess, nil, s.needOAuth(s.oauthConnectPage)},
-		{"POST", "/api/v1/egress/oauth/complete", adminAccess, nil, s.needOAuth(s.oauthComplete)},
-		{"PUT", "/api/v1/egress/oauth/overrides/{provider}", adminAccess, nil, s.needOAuth(s.putOverride)},
-		{"GET", "/api/v1/egress/oauth/overrides/{provider}", adminAccess, nil, s.needOAuth(s.getOverride)},
-		{"DELETE", "/api/v1/egress/oauth/overrides/{provider}", adminAccess, nil, s.needOAuth(s.deleteOverride)},
-	}
+	return append(s.connectRoutes(),
+		route{"GET", "/api/v1/egress/oauth/providers", adminAccess, nil, s.needOAuth(s.oauthProviders)},
+		route{"POST", "/api/v1/egress/oauth/connect", adminAccess, nil, s.needOAuth(s.oauthConnect)},
+		route{"GET", "/api/v1/egress/oauth/flows/{id}", adminAccess, []string{"wait"}, s.needOAuth(s.oauthFlow)},
+		route{"GET", "/api/v1/egress/oauth/callback", publicAccess, nil, s.needOAuth(s.oauthCallback)},
+		route{"POST", "/api/v1/egress/oauth/complete", adminAccess, nil, s.needOAuth(s.oauthComplete)},
+		route{"PUT", "/api/v1/egress/oauth/overrides/{provider}", adminAccess, nil, s.needOAuth(s.putOverride)},
+		route{"GET", "/api/v1/egress/oauth/overrides/{provider}", adminAccess, nil, s.needOAuth(s.getOverride)},
+		route{"DELETE", "/api/v1/egress/oauth/overrides/{provider}", adminAccess, nil, s.needOAuth(s.deleteOverride)},
+	)
 }
 
 // needOAuth answers 501 when the server has no OAuth service.
@@ -83,7 +81,8 @@ func (s *Server) oauthProviders(w http.ResponseWriter, _ *http.Request, p *princ
 // ConnectAnswer is the answer of POST /api/v1/egress/oauth/connect.
 // AuthorizeURL is where to send the end-user's browser: for a flow on
 // egressd's own callback its connect link (<public URL>/connect/{id}),
-// which binds the flow to the first browser that opens it; for a flow on
+// the Connect page, whose button binds the flow to the first browser that
+// presses it; for a flow on
 // the tenant's own callback the provider's authorize URL (the tenant
 // binds its session and asserts the end-user on /oauth/complete).
 type ConnectAnswer struct {
@@ -169,11 +168,6 @@ func (s *Server) oauthComplete(w http.ResponseWriter, r *http.Request, p *princi
 	return nil
 }
 
-var callbackPage = template.Must(template.New("cb").Parse(`<!doctype html>
-<html><head><meta charset="utf-8"><title>{{.Title}}</title></head>
-<body><h1>{{.Title}}</h1><p>{{.Message}}</p></body></html>
-`))
-
 // CallbackAnswer is the JSON answer of the callback (Accept: application/json).
 type CallbackAnswer struct {
 	Status  string `json:"status"`
@@ -184,54 +178,11 @@ type CallbackAnswer struct {
 // maxConnectCookies caps the connect cookies a callback looks at.
 const maxConnectCookies = 32
 
-// pageHeaders are the headers of the connect and callback pages.
-func pageHeaders(w http.ResponseWriter) {
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'")
-	w.Header().Set("Referrer-Policy", "no-referrer")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-}
-
-// oauthConnectPage is a flow's connect link: the first browser to open it
-// gets the flow's nonce cookie (only its hash is stored), scoped to the
-// callback, and is sent on to the provider; any other browser is refused.
-func (s *Server) oauthConnectPage(w http.ResponseWriter, r *http.Request, _ *principal) error {
-	c, err := s.oauth.OpenConnect(r.PathValue("id"))
-	if err != nil {
-		status, code := classify(err)
-		if rec, ok := w.(*recorder); ok {
-			rec.errCode = code
-		}
-		msg := "This connect link is not valid. Start the connection again from the app."
-		switch {
-		case errors.Is(err, vault.ErrConnectOpened):
-			msg = "This connect link was already opened in another browser. Finish there, or start the connection again from the app."
-		case errors.Is(err, vault.ErrStateExpired):
-			msg = "This connect link has expired. Start the connection again from the app."
-		case errors.Is(err, vault.ErrStateUsed):
-			msg = "This connect link was already used. Start the connection again from the app."
-		case status >= 500:
-			msg = "Something went wrong. Start the connection again from the app."
-			if rec, ok := w.(*recorder); ok {
-				rec.cause = err
-			}
-		}
-		pageHeaders(w)
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.WriteHeader(status)
-		return callbackPage.Execute(w, struct{ Title, Message string }{"Cannot connect", msg})
-	}
-	http.SetCookie(w, &http.Cookie{Name: oauth.CookiePrefix + c.Flow.ID, Value: c.Nonce, Path: oauth.CallbackPath,
-		MaxAge: int((c.MaxAge + time.Second - 1) / time.Second), HttpOnly: true, Secure: c.Secure, SameSite: http.SameSiteLaxMode})
-	pageHeaders(w)
-	http.Redirect(w, r, c.ProviderURL, http.StatusFound)
-	return nil
-}
-
 // oauthCallback is where the provider sends the browser back. The state
-// and the connect cookie of the browser that opened the flow's connect
-// link authenticate it (without that cookie the state is not claimed); it
-// answers a small page (or JSON) saying how it went.
+// and the connect cookie of the browser that pressed the button of the
+// flow's Connect page authenticate it (without that cookie the state is
+// not claimed); it answers the flow's branded page (or JSON) saying how
+// it went.
 func (s *Server) oauthCallback(w http.ResponseWriter, r *http.Request, _ *principal) error {
 	q := r.URL.Query()
 	var pe *oauth.ProviderError
@@ -246,7 +197,7 @@ func (s *Server) oauthCallback(w http.ResponseWriter, r *http.Request, _ *princi
 	}
 	f, err := s.oauth.Complete(r.Context(), oauth.By{Cookies: cookies}, q.Get("code"), q.Get("state"), pe)
 	if _, ok := cookies[f.ID]; ok && f.ID != "" && !errors.Is(err, vault.ErrWrongBrowser) {
-		http.SetCookie(w, &http.Cookie{Name: oauth.CookiePrefix + f.ID, Value: "", Path: oauth.CallbackPath, MaxAge: -1,
+		http.SetCookie(w, &http.Cookie{Name: oauth.CookiePrefix + f.ID, Value: "", Path: s.publicPath(oauth.CallbackPath), MaxAge: -1,
 			HttpOnly: true, Secure: r.TLS != nil || strings.HasPrefix(f.RedirectURI, "https://"), SameSite: http.SameSiteLaxMode})
 	}
 	ans := CallbackAnswer{Status: f.Status, FlowID: f.ID, Message: "Connected. You can close this window."}
@@ -266,14 +217,7 @@ func (s *Server) oauthCallback(w http.ResponseWriter, r *http.Request, _ *princi
 		writeJSON(w, status, ans)
 		return nil
 	}
-	title := "Connected"
-	if err != nil {
-		title = "Connection failed"
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	pageHeaders(w)
-	w.WriteHeader(status)
-	return callbackPage.Execute(w, struct{ Title, Message string }{title, ans.Message})
+	return s.callbackPage(w, f, err, pe, status)
 }
 
 // OverrideInput is the body of PUT /api/v1/egress/oauth/overrides/{provider}.

@@ -23,18 +23,26 @@ func connectCookie(t *testing.T, resp *http.Response, flowID string) *http.Cooki
 	return nil
 }
 
+// pageCSP is the Content-Security-Policy of a Connect page without a
+// brand colour.
+const pageCSP = "default-src 'none'; style-src 'self'; img-src data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+
 func checkPageHeaders(t *testing.T, resp *http.Response) {
 	t.Helper()
-	if resp.Header.Get("Content-Security-Policy") != "default-src 'none'" || resp.Header.Get("Referrer-Policy") != "no-referrer" ||
-		resp.Header.Get("Cache-Control") != "no-store" {
+	if resp.Header.Get("Content-Security-Policy") != pageCSP || resp.Header.Get("Cache-Control") != "no-store" ||
+		resp.Header.Get("X-Frame-Options") != "DENY" || resp.Header.Get("X-Content-Type-Options") != "nosniff" ||
+		!strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
 		t.Errorf("page headers %v", resp.Header)
+	}
+	if rp := resp.Header.Get("Referrer-Policy"); rp != "no-referrer" && rp != "same-origin" {
+		t.Errorf("Referrer-Policy %q", rp)
 	}
 }
 
-// The connect link binds the flow to the first browser that opens it: its
-// cookie is HttpOnly, SameSite=Lax, on the callback path, for the flow's
-// lifetime; a second browser opening the same link gets 409; the first
-// one finishes.
+// The connect link binds the flow to the first browser that presses its
+// button: its cookie is HttpOnly, SameSite=Lax, on the callback path, for
+// the flow's lifetime; a second browser opening the same link gets 409;
+// the first one finishes.
 func TestOAuthConnectLinkOneBrowser(t *testing.T) {
 	e := newOAuthEnv(t)
 	ctx := context.Background()
@@ -43,9 +51,9 @@ func TestOAuthConnectLinkOneBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, b := e.newBrowser(), e.newBrowser()
-	status, loc, resp := a.step(conn.AuthorizeURL)
-	if status != http.StatusFound || !strings.HasPrefix(loc, e.fake.srv.URL+"/authorize?") {
-		t.Fatalf("connect link: %d %s", status, loc)
+	resp, _, loc := a.press(conn.AuthorizeURL)
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(loc, e.fake.srv.URL+"/authorize?") {
+		t.Fatalf("connect link: %d %s", resp.StatusCode, loc)
 	}
 	checkPageHeaders(t, resp)
 	c := connectCookie(t, resp, conn.ID)
@@ -53,7 +61,7 @@ func TestOAuthConnectLinkOneBrowser(t *testing.T) {
 		c.MaxAge < 590 || c.MaxAge > 600 || len(c.Value) < 40 {
 		t.Fatalf("cookie %+v", c)
 	}
-	status, _, resp = b.step(conn.AuthorizeURL)
+	status, _, resp := b.step(conn.AuthorizeURL)
 	if status != http.StatusConflict {
 		t.Fatalf("second browser: %d", status)
 	}
@@ -93,7 +101,7 @@ func TestOAuthCallbackOtherBrowser(t *testing.T) {
 	conn, _ := e.admin.Connect(ctx, client.ConnectInput{Provider: "fake", ExternalUserID: "eu1"})
 	conn2, _ := e.admin.Connect(ctx, client.ConnectInput{Provider: "fake", ExternalUserID: "eu2"})
 	victim, attacker := e.newBrowser(), e.newBrowser()
-	_, provider, resp := victim.step(conn.AuthorizeURL)
+	resp, _, provider := victim.press(conn.AuthorizeURL)
 	nonce := connectCookie(t, resp, conn.ID).Value
 	_, callback, _ := victim.step(provider)
 	if !strings.HasPrefix(callback, e.apiURL+"/api/v1/egress/oauth/callback?") {
@@ -101,7 +109,7 @@ func TestOAuthCallbackOtherBrowser(t *testing.T) {
 	}
 	// The attacker's browser has a connect cookie of its own flow, and
 	// forges one for the victim's flow with that nonce.
-	_, _, resp = attacker.step(conn2.AuthorizeURL)
+	resp, _, _ = attacker.press(conn2.AuthorizeURL)
 	own := connectCookie(t, resp, conn2.ID).Value
 	refused := func(b *webBrowser, what string) {
 		t.Helper()

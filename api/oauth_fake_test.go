@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -326,27 +328,94 @@ func (b *webBrowser) step(u string) (int, string, *http.Response) {
 	return resp.StatusCode, resp.Header.Get("Location"), resp
 }
 
-// providerURL opens a connect link in the browser and answers the
-// provider URL it redirects to (an authorize URL that is not a connect
-// link is answered as it is).
+// What press reads from a connect page: the form's token, and the link
+// the button's page sends the browser on with.
+var (
+	tokenField   = regexp.MustCompile(`<input type="hidden" name="token" value="([A-Za-z0-9_-]+)">`)
+	continueLink = regexp.MustCompile(`<a id="connect-continue" href="([^"]+)">`)
+)
+
+// press opens a connect link like a user: it GETs the page and presses
+// its button (POSTs the form's token from the page, with the headers a
+// browser sends), and answers the POST's response (body read into body)
+// and the provider URL the page then sends the browser to ("" when the
+// press was refused).
+func (b *webBrowser) press(link string) (resp *http.Response, body, provider string) {
+	b.t.Helper()
+	status, page := b.page(link)
+	m := tokenField.FindStringSubmatch(page)
+	if status != http.StatusOK || m == nil {
+		b.t.Fatalf("connect page %s: %d %s", link, status, page)
+	}
+	return b.post(link, m[1], nil)
+}
+
+// page GETs a connect page (no redirect followed) and answers its status
+// and body.
+func (b *webBrowser) page(link string) (int, string) {
+	b.t.Helper()
+	resp, err := b.c.Get(link)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	return resp.StatusCode, string(body)
+}
+
+// post is the button's POST with token, headers like a browser's from the
+// page itself unless hdr says otherwise (an empty value drops a header).
+func (b *webBrowser) post(link, token string, hdr map[string]string) (*http.Response, string, string) {
+	b.t.Helper()
+	req, _ := http.NewRequest("POST", link, strings.NewReader(url.Values{"token": {token}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	u, _ := url.Parse(link)
+	req.Header.Set("Origin", u.Scheme+"://"+u.Host)
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	for k, v := range hdr {
+		if v == "" {
+			req.Header.Del(k)
+		} else {
+			req.Header.Set(k, v)
+		}
+	}
+	c := *b.c
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := c.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	resp.Body.Close()
+	body := string(raw)
+	provider := ""
+	if m := continueLink.FindStringSubmatch(body); resp.StatusCode == http.StatusOK && m != nil {
+		provider = html.UnescapeString(m[1])
+	}
+	return resp, body, provider
+}
+
+// providerURL opens a connect link in the browser, presses its button and
+// answers the provider URL it is sent to (an authorize URL that is not a
+// connect link is answered as it is).
 func (b *webBrowser) providerURL(authorizeURL string) string {
 	b.t.Helper()
 	if !strings.Contains(authorizeURL, "/connect/") {
 		return authorizeURL
 	}
-	status, loc, _ := b.step(authorizeURL)
-	if status != http.StatusFound || loc == "" {
-		b.t.Fatalf("connect link %s: %d", authorizeURL, status)
+	resp, body, provider := b.press(authorizeURL)
+	if provider == "" {
+		b.t.Fatalf("connect link %s: %d %s", authorizeURL, resp.StatusCode, body)
 	}
-	return loc
+	return provider
 }
 
 // browser follows an authorize URL like a user's browser: through the
-// connect link, to the fake provider, and its redirect back to the
-// callback, with the default browser's cookies.
+// connect link (its page and button), to the fake provider, and its
+// redirect back to the callback, with the default browser's cookies.
 func (e *oauthEnv) browser(authorizeURL string) (int, string) {
 	e.t.Helper()
-	return e.web().get(authorizeURL)
+	return e.web().get(e.web().providerURL(authorizeURL))
 }
 
 // authorizeWithoutCallback opens the authorize URL in the default browser

@@ -3,7 +3,6 @@ package oauth
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -24,9 +23,9 @@ import (
 const (
 	DefaultFlowTTL = 10 * time.Minute
 	CallbackPath   = "/api/v1/egress/oauth/callback"
-	// ConnectPath + flow id is a flow's connect link (public): it binds
-	// the flow to the browser that opens it first and sends it on to the
-	// provider.
+	// ConnectPath + flow id is a flow's connect link (public): its page's
+	// button binds the flow to the browser that presses it first and
+	// sends it on to the provider (connect.go).
 	ConnectPath = "/connect/"
 	// CookiePrefix + flow id names the connect cookie (its nonce).
 	CookiePrefix = "egressd_oauth_"
@@ -152,7 +151,7 @@ type StartInput struct {
 // Started is a new flow and the URL to send the user's browser to: for a
 // flow on egressd's own callback its connect link (PublicURL + ConnectPath
 // + id; the provider's URL is sealed on the flow and only the browser that
-// opens the link first is sent there), else the provider's authorize URL
+// presses the link's button first is sent there), else the provider's authorize URL
 // (the tenant's own callback binds its session: it asserts the end-user
 // on POST /oauth/complete).
 type Started struct {
@@ -253,40 +252,6 @@ func (s *Service) Start(ctx context.Context, actor vault.Actor, tenantID string,
 	}
 	s.log.Info("oauth flow started", "tenant", tenantID, "flow", f.ID, "provider", p.Name, "override", a.override)
 	return Started{Flow: f, AuthorizeURL: u, State: state}, nil
-}
-
-// Connected is a connect link opened: the browser's nonce (its cookie)
-// and the provider URL to send it to.
-type Connected struct {
-	Flow        vault.OAuthFlow
-	Nonce       string
-	ProviderURL string
-	// Secure says the cookie must be Secure (PublicURL is https).
-	Secure bool
-	// MaxAge is the flow's remaining lifetime, at least 1 s.
-	MaxAge time.Duration
-}
-
-// OpenConnect binds the flow of a connect link to the browser opening it
-// first: it mints a nonce (only its SHA-256 is stored) and answers the
-// provider's authorize URL. A second opening answers
-// vault.ErrConnectOpened; see vault.OpenOAuthConnect.
-func (s *Service) OpenConnect(flowID string) (Connected, error) {
-	if len(flowID) > 64 {
-		return Connected{}, fmt.Errorf("%w: no oauth flow", vault.ErrNotFound)
-	}
-	nonce := randomString(32)
-	sum := sha256.Sum256([]byte(nonce))
-	f, u, err := s.store.OpenOAuthConnect(flowID, sum[:])
-	if err != nil {
-		if f.ID != "" {
-			s.log.Warn("oauth connect link refused", "tenant", f.TenantID, "flow", f.ID, "err", err.Error())
-		}
-		return Connected{Flow: f}, err
-	}
-	s.log.Info("oauth connect link opened", "tenant", f.TenantID, "flow", f.ID, "provider", f.Provider)
-	return Connected{Flow: f, Nonce: nonce, ProviderURL: u, Secure: strings.HasPrefix(s.cfg.PublicURL, "https://"),
-		MaxAge: max(f.ExpiresAt.Sub(s.cfg.Now()), time.Second)}, nil
 }
 
 // redirect is the redirect URI of a flow with app a: asked for (given) or
