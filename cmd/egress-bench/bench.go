@@ -178,7 +178,7 @@ func runPhase(ctx context.Context, cfg config, w *world, up *upstream, ph phase,
 	}
 	doneCh := make(chan loaded, 1)
 	go func() {
-		h, errs, first := load(ctx, t, cfg.Clients, win, cnt)
+		h, errs, first := load(ctx, t, cfg.Clients, cfg.Rate, win, cnt)
 		doneCh <- loaded{h, errs, first}
 	}()
 	stopProgress := startProgress(progress, ph.Name, win, cnt)

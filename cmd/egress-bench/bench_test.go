@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"context"
 	"os"
 	"strings"
@@ -65,5 +66,31 @@ func TestHistQuantiles(t *testing.T) {
 		if d := got - c.want; d < -c.want/50 || d > c.want/50 {
 			t.Errorf("q%.2f = %s, want %s ± 2%%", c.q, got, c.want)
 		}
+	}
+}
+
+// An open-loop run keeps to its rate: 4 clients offered 200 req/s for one
+// second answer close to 200 requests, not as many as they could.
+func TestOpenLoopKeepsRate(t *testing.T) {
+	cfg := config{Clients: 4, Rate: 200, Duration: time.Second, Warmup: 200 * time.Millisecond, Rounds: 1, Audit: "sync", Redact: true,
+		ProxyLog: "json", BodySize: 64 << 10, Phases: []string{"direct", "mitm-header"}}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	results, err := bench(ctx, cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	report(&out, cfg, results)
+	t.Log("\n" + out.String())
+	for _, r := range results {
+		// Requests due in the window and answered inside it: about 200,
+		// minus those due in its last moments.
+		if r.Requests < 150 || r.Requests > 201 || r.Errors != 0 {
+			t.Errorf("%s: %d requests (%d errors) in 1s at 200 req/s", r.Phase.Name, r.Requests, r.Errors)
+		}
+	}
+	if !strings.Contains(out.String(), "open loop at 200 req/s") {
+		t.Errorf("the report does not say it was an open loop:\n%s", out.String())
 	}
 }

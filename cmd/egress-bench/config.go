@@ -19,6 +19,7 @@ const (
 // config is what the flags set.
 type config struct {
 	Clients    int
+	Rate       float64 // requests a second, all clients together; 0: closed loop
 	Duration   time.Duration
 	Warmup     time.Duration
 	Rounds     int
@@ -35,6 +36,8 @@ func (c *config) check() error {
 	switch {
 	case c.Clients < 1 || c.Clients > 10_000:
 		return fmt.Errorf("-c %d: want 1 to 10000 clients", c.Clients)
+	case c.Rate < 0 || c.Rate > 1e6:
+		return fmt.Errorf("-rate %g: want 0 (closed loop) to 1000000 requests a second", c.Rate)
 	case c.Duration <= 0 || c.Duration > time.Hour:
 		return fmt.Errorf("-d %s: want more than 0 and at most 1h", c.Duration)
 	case c.Rounds < 1 || c.Rounds > 100:

@@ -60,13 +60,31 @@ type clientResult struct {
 // From and finish by To are counted.
 type window struct{ Start, From, To time.Time }
 
+// pace is one client's schedule in an open-loop run: a request every
+// interval from first on. The zero pace is a closed loop: the next request
+// as soon as the last is answered.
+type pace struct {
+	first    time.Time
+	interval time.Duration
+}
+
 // drive runs one client until w.To (or ctx ends, or maxRequestsPerClient).
-func drive(ctx context.Context, t target, w window, cnt *counters) *clientResult {
+// Paced, a request's latency is measured from when it was due, not from
+// when it was sent, so a client held up by a slow answer counts the wait
+// of the requests behind it (no coordinated omission).
+func drive(ctx context.Context, t target, w window, p pace, cnt *counters) *clientResult {
 	c, tr := newClient(t)
 	defer tr.CloseIdleConnections()
 	r := &clientResult{}
+	due := p.first
 	for i := 0; i < maxRequestsPerClient && ctx.Err() == nil; i++ {
 		t0 := time.Now()
+		if p.interval > 0 {
+			if !sleepUntil(ctx, due) {
+				break
+			}
+			t0, due = due, due.Add(p.interval)
+		}
 		if !t0.Before(w.To) {
 			break
 		}
@@ -125,15 +143,23 @@ func once(ctx context.Context, c *http.Client, t target) error {
 	return err
 }
 
-// load runs n clients over window w and merges what they measured.
-func load(ctx context.Context, t target, n int, w window, cnt *counters) (h *hist, errs int64, firstErr string) {
+// load runs n clients over window w and merges what they measured. With a
+// rate (requests a second, all clients together) each client sends on a
+// schedule of its own, the clients' schedules spread evenly; zero runs
+// each client in a closed loop.
+func load(ctx context.Context, t target, n int, rate float64, w window, cnt *counters) (h *hist, errs int64, firstErr string) {
 	results := make([]*clientResult, n)
 	var wg sync.WaitGroup
 	for i := range n {
+		var p pace
+		if rate > 0 {
+			p.interval = time.Duration(float64(n) / rate * float64(time.Second))
+			p.first = w.Start.Add(p.interval * time.Duration(i) / time.Duration(n))
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i] = drive(ctx, t, w, cnt)
+			results[i] = drive(ctx, t, w, p, cnt)
 		}()
 	}
 	wg.Wait()

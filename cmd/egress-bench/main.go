@@ -24,6 +24,7 @@ func main() {
 	}
 	var cfg config
 	flag.IntVar(&cfg.Clients, "c", 50, "concurrent keep-alive clients (one connection each)")
+	flag.Float64Var(&cfg.Rate, "rate", 0, "open loop: requests a second, all clients together, each client on its own schedule, latency counted from when a request was due (0: closed loop, every client as fast as it is answered)")
 	flag.DurationVar(&cfg.Duration, "d", defaultDuration, "measured duration of each phase")
 	flag.IntVar(&cfg.Rounds, "rounds", 1, "run every phase this many times, interleaved, and report each figure's median (steadier on a shared machine)")
 	flag.DurationVar(&cfg.Warmup, "warmup", defaultWarmup, "load before each phase's measurement starts (connections, TLS, caches)")
