@@ -38,7 +38,7 @@
       EG.field('Secret id', EG.input('secret_id', { value: f.secret_id })),
       EG.field('Outcome', EG.select('outcome', OUTCOMES, f.outcome, { id: 'audit-outcome' })),
       EG.field('Kind', EG.select('kind', [['', 'any'], ['request', 'proxied requests'], ['admin', 'admin changes']], f.kind)),
-      EG.field('Rows a page', EG.select('limit', ['25', '50', '100', '200'], limit)),
+      EG.field('Rows a page', EG.select('limit', [...new Set(['25', '50', '100', '200', limit])].sort((a, b) => a - b), limit)),
       h('div', { class: 'form-actions' },
         h('button', { type: 'submit' }, 'Apply filters'),
         h('button', { type: 'button', class: 'secondary', onclick: () => go({ since: DEFAULT_SINCE }) }, 'Clear')));
@@ -133,7 +133,8 @@
       const f = filtersOf(r.query);
       const browser = !EG.canWrite();
       if (browser) f.external_user_id = '';
-      const limit = ['25', '50', '100', '200'].includes(r.query.get('limit')) ? r.query.get('limit') : '100';
+      const asked = Number(r.query.get('limit'));
+      const limit = Number.isInteger(asked) && asked >= 1 && asked <= 1000 ? String(asked) : '100';
       const apiFilters = EG.compact(f);
       if (!f.since && !f.until) delete apiFilters.since;
       const chartFilters = Object.assign({}, f, { since: f.since || '90d' });
@@ -169,6 +170,7 @@
         pageLabel.textContent = `Page ${stack.length + 1}${page.rows.length ? `, ${page.rows.length} row${page.rows.length === 1 ? '' : 's'}` : ''}${nextCursor ? '' : ' (last)'}`;
         tableBox.replaceChildren(EG.table('Audit rows, newest first', COLS, page.rows,
           stack.length ? 'No more rows.' : 'No audit rows match these filters.'));
+        tableBox.setAttribute('data-page', String(stack.length + 1));
       };
       prev.addEventListener('click', async () => {
         cursor = stack.pop() || '';
