@@ -50,8 +50,16 @@ func TestAuditAdminRows(t *testing.T) {
 	c := h.admin
 	key := must[vault.APIKey](t)(h.store.Authenticate(h.adminKey))
 	tid := h.tenant.ID
-	if n := len(h.auditRows(tid, vault.AuditFilter{})); n != 0 {
-		t.Fatalf("a new tenant has %d rows", n)
+	// A new tenant's log holds its creation only, by the operator.
+	var created vault.AuditRow
+	for _, r := range h.auditRows(tid, vault.AuditFilter{}) {
+		if created.ID != "" || r.Action != vault.ActionTenantCreated || r.ActorKind != vault.ActorOperator || r.Details["key_id"] != key.ID {
+			t.Fatalf("a new tenant's log: %+v", r)
+		}
+		created = r
+	}
+	if created.ID == "" {
+		t.Fatal("a new tenant's log has no tenant.created row")
 	}
 	// want is the identity of an admin row of this tenant by this key.
 	want := func(action string, id identity) identity {
@@ -194,10 +202,13 @@ func TestAuditAdminRows(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if len(viaAPI) != len(steps) || len(viaAPI) != len(before) {
-		t.Fatalf("API answers %d rows, want %d", len(viaAPI), len(steps))
+	if len(viaAPI) != len(steps)+1 || len(viaAPI) != len(before) {
+		t.Fatalf("API answers %d rows, want %d", len(viaAPI), len(steps)+1)
 	}
-	for i, r := range viaAPI {
+	if viaAPI[len(steps)].ID != created.ID {
+		t.Errorf("the oldest admin row is %s, want the tenant's creation", viaAPI[len(steps)].Action)
+	}
+	for i, r := range viaAPI[:len(steps)] {
 		if _, ok := before[r.ID]; !ok {
 			t.Errorf("API row %s is not in the log", r.ID)
 		}

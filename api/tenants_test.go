@@ -25,6 +25,13 @@ func TestTenantsSettingsAndBrowserTokens(t *testing.T) {
 	if _, err := h.client(created.APIKey).ListSecrets(ctx, client.SecretFilter{}); err != nil {
 		t.Fatalf("the new key does not work: %v", err)
 	}
+	// The new tenant's log starts with its creation, made by the operator,
+	// naming the admin key it was given (by id).
+	rows := must[client.AuditPage](t)(h.client(created.APIKey).Audit(ctx, client.AuditFilter{}))
+	if len(rows.Rows) != 1 || rows.Rows[0].Action != vault.ActionTenantCreated || rows.Rows[0].ActorKind != vault.ActorOperator ||
+		rows.Rows[0].TenantID != created.Tenant.ID || rows.Rows[0].Details["key_id"] == "" || strings.Contains(rows.Rows[0].Details["key_id"], created.APIKey) {
+		t.Fatalf("the new tenant's log: %+v", rows.Rows)
+	}
 	_, err := op.CreateTenant(ctx, "globex")
 	mustStatus(t, err, 409)
 	_, err = op.CreateTenant(ctx, "")

@@ -100,6 +100,7 @@ const (
 	ActionSettingsChanged    = "settings.changed"
 	ActionBrowserTokenIssued = "browser_token.issued"
 	ActionOAuthCompleted     = "oauth.completed"
+	ActionTenantCreated      = "tenant.created"
 )
 
 const (

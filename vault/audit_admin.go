@@ -54,8 +54,9 @@ type adminAudit struct {
 // The writes that record a row: UpsertSecret (secret.created or
 // secret.updated), RotateSecret, SetDisabled (secret.disabled or
 // secret.enabled), DeleteSecret, CreateBinding, DeleteBinding,
-// CreateSandbox, DeleteSandbox, UpdateSettings and CreateAPIKey of a
-// browser key (browser_token.issued).
+// CreateSandbox, DeleteSandbox, UpdateSettings, CreateAPIKey of a
+// browser key (browser_token.issued) and CreateTenant (tenant.created, in
+// the new tenant's log, with the id of its first admin key).
 func (s *Store) As(a Actor) *Store {
 	return &Store{core: s.core, audit: adminAudit{actor: a, action: s.audit.action, details: s.audit.details}, reserved: s.reserved}
 }

@@ -57,9 +57,12 @@ func (s *Store) CreateTenant(name string) (Tenant, string, error) {
 		if err := putJSON(tx.Bucket(bTenants), []byte(t.ID), &t); err != nil {
 			return err
 		}
-		var err error
-		token, _, err = s.putKey(tx, t.ID, KeyAdmin, "", 0)
-		return err
+		tok, k, err := s.putKey(tx, t.ID, KeyAdmin, "", 0)
+		if err != nil {
+			return err
+		}
+		token = tok
+		return s.txAudit(tx, ActionTenantCreated, AuditRow{TenantID: t.ID, Details: map[string]string{"key_id": k.ID}})
 	})
 	if err == nil {
 		s.changed(t.ID)
