@@ -21,11 +21,13 @@ import (
 //   - GET /connect/{id} shows the tenant's brand, what connecting does and
 //     a button, and changes nothing (link previews fetch it too). It gives
 //     the browser a random key in the connect_token cookie (HttpOnly,
-//     SameSite=Lax, on this page's path, for the flow's lifetime), which
-//     the form echoes.
+//     SameSite=Lax, on this page's path, for the flow's lifetime); the
+//     form carries oauth.FormToken of it, never the key itself (the HTML
+//     must not tell whoever sees it the cookie, or the callback's cookie
+//     derived from it).
 //   - POST /connect/{id} (the button) is refused unless it comes from this
 //     page: Sec-Fetch-Site and Origin, when sent, must say this origin, and
-//     the form's token must equal the cookie (compared in constant time).
+//     the form's token must be the cookie's (compared in constant time).
 //     It then binds the flow to the browser (oauth.Service.OpenConnect:
 //     its nonce derives from the key, so the same browser may press again,
 //     another one gets 409), sets the nonce cookie on the callback path,
@@ -71,7 +73,7 @@ func (s *Server) connectPage(w http.ResponseWriter, r *http.Request, _ *principa
 	}
 	http.SetCookie(w, &http.Cookie{Name: connectTokenCookie, Value: key, Path: s.publicPath(oauth.ConnectPath + c.Flow.ID),
 		MaxAge: seconds(c), HttpOnly: true, Secure: c.Secure, SameSite: http.SameSiteLaxMode})
-	return ui.ConnectPage{Kind: ui.ConnectForm, Brand: brand, Stylesheet: ui.ConnectStylesheetFrom(""), Token: key}.Serve(w, http.StatusOK)
+	return ui.ConnectPage{Kind: ui.ConnectForm, Brand: brand, Stylesheet: ui.ConnectStylesheetFrom(""), Token: oauth.FormToken(key)}.Serve(w, http.StatusOK)
 }
 
 // connectSubmit is POST /connect/{id}, the page's button: it binds the
@@ -104,7 +106,7 @@ func (s *Server) connectSubmit(w http.ResponseWriter, r *http.Request, _ *princi
 		return refuse(http.StatusBadRequest, "invalid_request", "Request refused", "This request could not be read. Open the connect page again and press the button.", true)
 	}
 	key, form := browserKey(r), r.PostForm.Get(connectTokenField)
-	if key == "" || !oauth.ValidBrowserKey(form) || subtle.ConstantTimeCompare([]byte(key), []byte(form)) != 1 {
+	if key == "" || subtle.ConstantTimeCompare([]byte(oauth.FormToken(key)), []byte(form)) != 1 {
 		return refuse(http.StatusForbidden, "connect_token", "This page has expired",
 			"Nothing was connected: this page was not the one this browser last opened (or its cookies are off). Open the connect page again and press the button.", true)
 	}

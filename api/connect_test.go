@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/egressd/egressd/client"
+	"github.com/egressd/egressd/oauth"
 	"github.com/egressd/egressd/vault"
 )
 
@@ -59,6 +60,14 @@ func (b *webBrowser) do(method, u string, hdr http.Header) (*http.Response, stri
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
 	resp.Body.Close()
 	return resp, string(raw)
+}
+
+// formToken is the token of a connect page's form ("" if it has none).
+func formToken(page string) string {
+	if m := tokenField.FindStringSubmatch(page); m != nil {
+		return m[1]
+	}
+	return ""
 }
 
 // token is the browser's connect_token for a connect link.
@@ -146,10 +155,11 @@ func TestConnectPostRefusedBindsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	victim := e.newBrowser()
-	if status, _ := victim.page(conn.AuthorizeURL); status != 200 {
+	status, page := victim.page(conn.AuthorizeURL)
+	tok := formToken(page)
+	if status != 200 || tok == "" {
 		t.Fatal(status)
 	}
-	tok := victim.token(conn.AuthorizeURL)
 	other := strings.Repeat("A", 43)
 	cases := []struct {
 		name   string
@@ -223,7 +233,8 @@ func TestConnectSameBrowserAgain(t *testing.T) {
 		t.Fatalf("second press: %d %s", resp.StatusCode, body)
 	}
 	// A double press posts the same token twice.
-	if resp, _, third := a.post(conn.AuthorizeURL, a.token(conn.AuthorizeURL), nil); resp.StatusCode != 200 || third != first {
+	_, page := a.page(conn.AuthorizeURL)
+	if resp, _, third := a.post(conn.AuthorizeURL, formToken(page), nil); resp.StatusCode != 200 || third != first {
 		t.Fatalf("third press: %d", resp.StatusCode)
 	}
 	b := e.newBrowser()
@@ -234,7 +245,7 @@ func TestConnectSameBrowserAgain(t *testing.T) {
 	u, _ := url.Parse(conn.AuthorizeURL)
 	forged := strings.Repeat("B", 43)
 	b.jar.SetCookies(u, []*http.Cookie{{Name: "connect_token", Value: forged, Path: "/connect/" + conn.ID}})
-	if resp, _, _ := b.post(conn.AuthorizeURL, forged, nil); resp.StatusCode != http.StatusConflict || len(resp.Cookies()) != 0 {
+	if resp, _, _ := b.post(conn.AuthorizeURL, oauth.FormToken(forged), nil); resp.StatusCode != http.StatusConflict || len(resp.Cookies()) != 0 {
 		t.Fatalf("other browser's press: %d %v", resp.StatusCode, resp.Header["Set-Cookie"])
 	}
 	if status, body := a.get(first); status != 200 || !strings.Contains(body, `"completed"`) {
@@ -379,7 +390,7 @@ func TestConnectDefaultBrandAndRefusals(t *testing.T) {
 	// Expired: 410, branded, and nothing to press.
 	conn3, _ := e.admin.Connect(ctx, client.ConnectInput{Provider: "fake", ExternalUserID: "eu3"})
 	c := e.newBrowser()
-	c.page(conn3.AuthorizeURL)
+	_, page3 := c.page(conn3.AuthorizeURL)
 	later := time.Now().Add(11 * time.Minute)
 	e.now.Store(&later)
 	resp, body = c.do("GET", conn3.AuthorizeURL, nil)
@@ -388,7 +399,7 @@ func TestConnectDefaultBrandAndRefusals(t *testing.T) {
 		t.Fatalf("expired: %d %s", resp.StatusCode, body)
 	}
 	checkConnectPage(t, "expired", resp, body)
-	if resp, body, _ := c.post(conn3.AuthorizeURL, c.token(conn3.AuthorizeURL), nil); resp.StatusCode != http.StatusGone || len(resp.Cookies()) != 0 {
+	if resp, body, _ := c.post(conn3.AuthorizeURL, formToken(page3), nil); resp.StatusCode != http.StatusGone || len(resp.Cookies()) != 0 {
 		t.Fatalf("expired press: %d %s", resp.StatusCode, body)
 	}
 }

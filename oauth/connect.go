@@ -40,6 +40,16 @@ func ValidBrowserKey(k string) bool {
 	return true
 }
 
+// FormToken is what the connect page's form carries for the browser with
+// key k: a one-way function of the key, never the key itself, so the
+// page's HTML tells whoever sees it neither the connect_token cookie nor
+// the callback cookie derived from it. The button's POST must bring the
+// form token of its own cookie's key.
+func FormToken(k string) string {
+	sum := sha256.Sum256([]byte("egressd/connect-form/v1\x00" + k))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
 // connectNonce is the flow nonce of the browser with key k: the value of
 // its connect cookie on the callback path.
 func connectNonce(k string) string {
