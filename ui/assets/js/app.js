@@ -118,7 +118,7 @@
   };
 
   // ---- building blocks ----
-  EG.header = (title, intro) => [h('h1', { tabindex: '-1', class: 'page-title' }, title), intro ? h('p', { class: 'intro' }, intro) : null];
+  EG.header = (title, intro) => [h('h1', { tabindex: '-1', class: 'page-title' }, title)].concat(intro ? [h('p', { class: 'intro' }, intro)] : []);
 
   // fold is a card that opens and closes (details/summary): keyboard and
   // screen readers handle it natively.
@@ -176,12 +176,16 @@
     if (!rows.length) {
       return h('div', { class: 'table-wrap' }, h('p', { class: 'empty' }, empty || 'Nothing here yet.'));
     }
+    // On a phone the rows become cards (CSS); the roles keep the table's
+    // meaning for screen readers when its cells are laid out as blocks.
     return h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': caption },
-      h('table', null,
+      h('table', { class: 'cards', role: 'table' },
         h('caption', { class: caption ? '' : 'sr-only' }, caption),
-        h('thead', null, h('tr', null, cols.map((c) => h('th', { scope: 'col', class: c.num ? 'num' : null }, c.label)))),
-        h('tbody', null, rows.map((r) => h('tr', null, cols.map((c, i) =>
-          i === 0 && c.rowHeader ? h('th', { scope: 'row' }, c.cell(r)) : h('td', { class: c.num ? 'num' : null }, c.cell(r))))))));
+        h('thead', { role: 'rowgroup' }, h('tr', { role: 'row' }, cols.map((c) => h('th', { scope: 'col', role: 'columnheader', class: c.num ? 'num' : null }, c.label)))),
+        h('tbody', { role: 'rowgroup' }, rows.map((r) => h('tr', { role: 'row' }, cols.map((c, i) =>
+          i === 0 && c.rowHeader
+            ? h('th', { scope: 'row', role: 'rowheader', 'data-label': c.label }, c.cell(r))
+            : h('td', { role: 'cell', class: c.num ? 'num' : null, 'data-label': c.label }, h('div', null, c.cell(r)))))))));
   };
 
   // ---- dialogs ----

@@ -116,8 +116,8 @@
     const trunc = sum.truncated
       ? h('p', { class: 'alert', role: 'note' }, `The chart counted the newest ${sum.total.requests} rows and stopped (its limit is ${sum.max_rows}); rows before `, EG.time(sum.complete_since), ' are not counted. Narrow the window for exact counts.')
       : null;
-    box.replaceChildren(span, trunc, h('div', { class: 'charts' },
-      EG.chart('Requests by outcome', sum, 'outcomes'), EG.chart('Requests by resolving level', sum, 'levels')));
+    box.replaceChildren(...[span, trunc, h('div', { class: 'charts' },
+      EG.chart('Requests by outcome', sum, 'outcomes'), EG.chart('Requests by resolving level', sum, 'levels'))].filter(Boolean));
   }
 
   function human(sec) {
@@ -153,9 +153,9 @@
         : 'Every proxied request that carried a placeholder, and every admin change. Never a value.'),
       h('section', { class: 'card', 'aria-labelledby': 'af-title' }, h('h2', { id: 'af-title' }, 'Filter'), filterForm(f, limit, browser),
         h('div', { class: 'actions' }, h('span', { class: 'small muted' }, 'Download every row matching the filters:'), jsonl, csv)),
+      chartBox,
       h('section', { 'aria-labelledby': 'at-title' }, h('h2', { id: 'at-title', class: 'sr-only' }, 'Rows'),
-        h('div', { class: 'pager' }, prev, next, pageLabel), tableBox),
-      chartBox);
+        h('div', { class: 'pager' }, prev, next, pageLabel), tableBox));
 
       // Pages: the cursors of the pages before this one.
       const stack = [];

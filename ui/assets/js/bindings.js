@@ -70,7 +70,7 @@
           { label: 'Created', cell: (b) => EG.time(b.created_at) },
         ];
         if (EG.canWrite()) {
-          cols.push({ label: 'Actions', cell: (b) => h('button', { type: 'button', class: 'danger', 'aria-label': `Delete binding ${b.id}`, onclick: async () => {
+          cols.push({ label: 'Actions', cell: (b) => h('div', { class: 'row-actions' }, h('button', { type: 'button', class: 'danger', 'aria-label': `Delete binding ${b.id}`, onclick: async () => {
             const what = `${names[b.secret_id] || b.secret_id} on ${b.resource_id}`;
             if (!(await EG.confirm('Delete this binding?', `The binding of ${what} is deleted; the sandbox stops getting the secret through it at once.`))) return;
             try {
@@ -80,7 +80,7 @@
             } catch (e) {
               EG.fail(e);
             }
-          } }, 'Delete') });
+          } }, 'Delete')) });
         }
         list.replaceChildren(EG.table(`${data.bindings.length} binding${data.bindings.length === 1 ? '' : 's'}`, cols, data.bindings, 'No bindings.'));
       };

@@ -50,7 +50,8 @@
   EG.chart = function chart(title, summary, dim) {
     const keys = EG.keysOf(summary, dim);
     const buckets = summary.buckets || [];
-    const W = 640, H = 230, L = 44, R = 10, T = 12, B = 30;
+    // A narrower drawing on a phone keeps its text readable when scaled.
+    const W = window.innerWidth < 700 ? 360 : 640, H = window.innerWidth < 700 ? 200 : 230, L = 40, R = 8, T = 12, B = 30;
     const id = EG.uid('chart');
     const totalReq = (summary.total && summary.total.requests) || 0;
     const desc = `${title}: ${totalReq} request${totalReq === 1 ? '' : 's'}` +
@@ -79,7 +80,7 @@
           s('title', null, `${label(b.start, summary.bucket_seconds, true)}: ${k} ${c}`)));
       });
     });
-    const every = Math.max(1, Math.ceil(n / 6));
+    const every = Math.max(1, Math.ceil(n / (W < 500 ? 4 : 6)));
     buckets.forEach((b, i) => {
       if (i % every) return;
       svg.append(s('text', { x: L + i * bw + bw / 2, y: H - B + 16, 'text-anchor': 'middle' }, label(b.start, summary.bucket_seconds, i === 0)));

@@ -77,7 +77,7 @@
       }
       try {
         const ex = await EG.busy(form, () => EG.api('GET', `/api/v1/sandboxes/${encodeURIComponent(id)}/explain/${encodeURIComponent(v.name)}`, { query: { host: v.host } }));
-        out.replaceChildren(...explained(ex));
+        out.replaceChildren(...explained(ex).filter(Boolean));
       } catch (e) {
         out.replaceChildren();
         EG.fail(e, err);

@@ -44,6 +44,7 @@ test('screenshots of every page at laptop and phone widths', { skip: !dir && 'se
       const page = await openPage(browser, viewport);
       const shot = async (name) => {
         await page.waitForFunction(() => !document.querySelector('#view[aria-busy]'));
+        await page.evaluate(() => window.scrollTo(0, 0));
         await page.screenshot({ path: path.join(dir, `${name}-${size}.png`), fullPage: true });
       };
       await page.goto(stack.admin + '/ui/');
@@ -80,9 +81,11 @@ test('screenshots of every page at laptop and phone widths', { skip: !dir && 'se
       const end = await openPage(browser, viewport);
       await end.goto(`${stack.admin}/ui/#token=${encodeURIComponent(s.browserToken)}`);
       await end.waitForSelector('#sandboxes-list table');
+      await end.evaluate(() => window.scrollTo(0, 0));
       await end.screenshot({ path: path.join(dir, `enduser-sandboxes-${size}.png`), fullPage: true });
       await end.goto(stack.admin + '/ui/#/audit?since=1h');
       await end.waitForSelector('#audit-charts svg');
+      await end.evaluate(() => window.scrollTo(0, 0));
       await end.screenshot({ path: path.join(dir, `enduser-audit-${size}.png`), fullPage: true });
       await end.context().close();
     }
