@@ -28,10 +28,13 @@ import (
 //   - POST /connect/{id} (the button) is refused unless it comes from this
 //     page: Sec-Fetch-Site and Origin, when sent, must say this origin, and
 //     the form's token must be the cookie's (compared in constant time).
-//     It then binds the flow to the browser (oauth.Service.OpenConnect:
-//     its nonce derives from the key, so the same browser may press again,
-//     another one gets 409), sets the nonce cookie on the callback path,
-//     and answers a page that sends the browser on to the provider.
+//     It then binds the flow to the browser (oauth.Service.OpenConnect)
+//     under a key minted at that moment, which replaces the browser's
+//     connect_token (a key planted in the browser beforehand never becomes
+//     the binding); the nonce derives from that key, so the same browser
+//     may press again, another one gets 409. It sets the nonce cookie on
+//     the callback path and answers a page that sends the browser on to
+//     the provider.
 //
 // Lax rather than Strict: the key also tells the page, on a top-level GET
 // from another site (the app's link opened again, the back button from
@@ -66,7 +69,7 @@ func (s *Server) connectPage(w http.ResponseWriter, r *http.Request, _ *principa
 	c, err := s.oauth.ConnectFlow(id, key)
 	brand := s.connectBrand(c.Flow)
 	if err != nil {
-		return s.connectRefused(w, brand, err)
+		return s.connectRefused(w, brand, err, "")
 	}
 	if key == "" {
 		key = oauth.NewBrowserKey()
@@ -113,7 +116,17 @@ func (s *Server) connectSubmit(w http.ResponseWriter, r *http.Request, _ *princi
 	c, err := s.oauth.OpenConnect(id, key)
 	brand := s.connectBrand(c.Flow)
 	if err != nil {
-		return s.connectRefused(w, brand, err)
+		retry := ""
+		if errors.Is(err, vault.ErrConnectOpened) {
+			// Maybe this browser's own other press (a double click) bound
+			// it a moment ago, under the key its answer carried.
+			retry = url.PathEscape(c.Flow.ID)
+		}
+		return s.connectRefused(w, brand, err, retry)
+	}
+	if c.Key != key { // bound now, to a key minted for it: the browser keeps that one
+		http.SetCookie(w, &http.Cookie{Name: connectTokenCookie, Value: c.Key, Path: s.publicPath(oauth.ConnectPath + c.Flow.ID),
+			MaxAge: seconds(c), HttpOnly: true, Secure: c.Secure, SameSite: http.SameSiteLaxMode})
 	}
 	http.SetCookie(w, &http.Cookie{Name: oauth.CookiePrefix + c.Flow.ID, Value: c.Nonce, Path: s.publicPath(oauth.CallbackPath),
 		MaxAge: seconds(c), HttpOnly: true, Secure: c.Secure, SameSite: http.SameSiteLaxMode})
@@ -122,8 +135,9 @@ func (s *Server) connectSubmit(w http.ResponseWriter, r *http.Request, _ *princi
 }
 
 // connectRefused answers a connect link that cannot be used, saying why,
-// with the status of err (an expired link is 410).
-func (s *Server) connectRefused(w http.ResponseWriter, brand ui.ConnectBrand, err error) error {
+// with the status of err (an expired link is 410), and a link to open the
+// page again when retry (its relative URL) is not empty.
+func (s *Server) connectRefused(w http.ResponseWriter, brand ui.ConnectBrand, err error, retry string) error {
 	status, code := classify(err)
 	rec, _ := w.(*recorder)
 	if rec != nil {
@@ -148,7 +162,7 @@ func (s *Server) connectRefused(w http.ResponseWriter, brand ui.ConnectBrand, er
 		}
 	}
 	return ui.ConnectPage{Kind: ui.ConnectRefused, Brand: brand, Stylesheet: ui.ConnectStylesheetFrom(""),
-		Title: title, Message: msg}.Serve(w, status)
+		Title: title, Message: msg, Retry: retry}.Serve(w, status)
 }
 
 // callbackPage is the callback's page: how the flow ended (or why the

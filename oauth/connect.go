@@ -66,7 +66,11 @@ func nonceHash(nonce string) []byte {
 // opened the browser's nonce (its cookie on the callback path) and the
 // provider URL to send it to.
 type Connected struct {
-	Flow        vault.OAuthFlow
+	Flow vault.OAuthFlow
+	// Key is the browser's key once the flow is opened: the one it
+	// presented when it is the browser the flow is bound to, else the
+	// key minted as the flow was bound to it now (its new connect_token).
+	Key         string
 	Nonce       string
 	ProviderURL string
 	// Secure says the cookies must be Secure (PublicURL is https).
@@ -93,9 +97,12 @@ func (s *Service) ConnectFlow(flowID, k string) (Connected, error) {
 
 // OpenConnect binds the flow of a connect link to the browser with key k
 // (a valid browser key) if no browser is bound yet, and answers the
-// browser's nonce and the provider's authorize URL. The browser that
-// bound it gets the same answer again; another one answers
-// vault.ErrConnectOpened. See vault.OpenOAuthConnect.
+// browser's nonce and the provider's authorize URL. The flow is bound to
+// a key minted now (Connected.Key, which the browser must keep from now
+// on), never to k itself: k may have been planted in the browser by
+// someone who would then be that browser too (session fixation). The
+// browser that bound it gets the same answer again with its key; another
+// one answers vault.ErrConnectOpened. See vault.BindOAuthConnect.
 func (s *Service) OpenConnect(flowID, k string) (Connected, error) {
 	if len(flowID) > 64 {
 		return Connected{}, fmt.Errorf("%w: no oauth flow", vault.ErrNotFound)
@@ -103,17 +110,20 @@ func (s *Service) OpenConnect(flowID, k string) (Connected, error) {
 	if !ValidBrowserKey(k) {
 		return Connected{}, fmt.Errorf("%w: browser key: want %d characters of [A-Za-z0-9_-]", ErrInvalid, BrowserKeyLen)
 	}
-	nonce := connectNonce(k)
-	f, u, err := s.store.OpenOAuthConnect(flowID, nonceHash(nonce))
+	fresh := NewBrowserKey()
+	f, u, bound, err := s.store.BindOAuthConnect(flowID, nonceHash(connectNonce(k)), nonceHash(connectNonce(fresh)))
 	if err != nil {
 		if f.ID != "" {
 			s.log.Warn("oauth connect link refused", "tenant", f.TenantID, "flow", f.ID, "err", err.Error())
 		}
 		return s.connected(f), err
 	}
-	s.log.Info("oauth connect link opened", "tenant", f.TenantID, "flow", f.ID, "provider", f.Provider)
+	if bound {
+		k = fresh
+		s.log.Info("oauth connect link opened", "tenant", f.TenantID, "flow", f.ID, "provider", f.Provider)
+	}
 	c := s.connected(f)
-	c.Nonce, c.ProviderURL = nonce, u
+	c.Key, c.Nonce, c.ProviderURL = k, connectNonce(k), u
 	return c, nil
 }
 

@@ -30,14 +30,23 @@ func TestConnectBrowserKey(t *testing.T) {
 		t.Fatalf("look after a bad key: %+v %v", c, err)
 	}
 	c, err := e.svc.OpenConnect(id, k)
-	if err != nil || c.Nonce == "" || c.Nonce == k || !strings.HasPrefix(c.ProviderURL, "https://") && !strings.HasPrefix(c.ProviderURL, "http://") {
+	if err != nil || c.Nonce == "" || c.Nonce == k || c.Nonce == c.Key || FormToken(c.Key) == c.Key || FormToken(c.Key) == c.Nonce ||
+		!strings.HasPrefix(c.ProviderURL, "https://") && !strings.HasPrefix(c.ProviderURL, "http://") {
 		t.Fatalf("open: %+v %v", c, err)
 	}
-	again, err := e.svc.OpenConnect(id, k)
-	if err != nil || again.Nonce != c.Nonce || again.ProviderURL != c.ProviderURL {
+	// The flow is bound to a key minted as it was bound, not to the
+	// presented one (which may have been planted in the browser).
+	if !ValidBrowserKey(c.Key) || c.Key == k {
+		t.Fatalf("bound to the presented key %q", c.Key)
+	}
+	if _, err := e.svc.OpenConnect(id, k); !errors.Is(err, vault.ErrConnectOpened) {
+		t.Fatalf("open again with the presented key: %v", err)
+	}
+	again, err := e.svc.OpenConnect(id, c.Key)
+	if err != nil || again.Key != c.Key || again.Nonce != c.Nonce || again.ProviderURL != c.ProviderURL {
 		t.Fatalf("open again: %v", err)
 	}
-	if _, err := e.svc.ConnectFlow(id, k); err != nil {
+	if _, err := e.svc.ConnectFlow(id, c.Key); err != nil {
 		t.Fatalf("look by the same browser: %v", err)
 	}
 	if _, err := e.svc.OpenConnect(id, NewBrowserKey()); !errors.Is(err, vault.ErrConnectOpened) {

@@ -70,44 +70,55 @@ func (s *Store) OAuthConnectFlow(flowID string, nonceHash []byte) (OAuthFlow, er
 // one ErrStateExpired; a finished or claimed one ErrStateUsed (its sealed
 // authorize URL is dropped once the state is claimed).
 func (s *Store) OpenOAuthConnect(flowID string, nonceHash []byte) (OAuthFlow, string, error) {
-	if len(nonceHash) != sha256.Size {
-		return OAuthFlow{}, "", invalid("nonce", "want a SHA-256")
+	f, u, _, err := s.BindOAuthConnect(flowID, nonceHash, nonceHash)
+	return f, u, err
+}
+
+// BindOAuthConnect is OpenOAuthConnect for a browser that presents the
+// nonce hash presented and, if the flow is bound to no browser yet, is
+// bound to fresh instead: a nonce minted at that moment, so that a value
+// planted in the browser beforehand (a fixed session) never becomes the
+// binding. bound reports that the flow was bound now, to fresh; else it
+// was bound to presented already (the same browser again).
+func (s *Store) BindOAuthConnect(flowID string, presented, fresh []byte) (f OAuthFlow, authURL string, bound bool, err error) {
+	if len(presented) != sha256.Size || len(fresh) != sha256.Size {
+		return OAuthFlow{}, "", false, invalid("nonce", "want a SHA-256")
 	}
 	var row storedFlow
-	var bound bool
-	err := s.view(func(tx *bolt.Tx) error {
+	var again bool
+	err = s.view(func(tx *bolt.Tx) error {
 		var err error
-		_, bound, err = s.connectLook(tx, flowID, nonceHash, &row)
+		_, again, err = s.connectLook(tx, flowID, presented, &row)
 		return err
 	})
 	if err != nil {
-		return row.OAuthFlow, "", err
+		return row.OAuthFlow, "", false, err
 	}
-	authURL := func() (string, error) {
+	open := func() (string, error) {
 		u, err := s.key.open(row.AuthURL, authURLAD(row.TenantID, row.ID))
 		return string(u), err
 	}
-	if bound {
-		u, err := authURL()
+	if again {
+		u, err := open()
 		if err != nil {
-			return row.OAuthFlow, "", err
+			return row.OAuthFlow, "", false, err
 		}
-		return row.OAuthFlow, u, nil
+		return row.OAuthFlow, u, false, nil
 	}
 	var u string
 	err = s.update("", func(tx *bolt.Tx) error {
-		fk, bound, err := s.connectLook(tx, flowID, nonceHash, &row)
+		fk, again, err := s.connectLook(tx, flowID, presented, &row)
 		if err != nil {
 			return err
 		}
-		if u, err = authURL(); err != nil || bound {
+		if u, err = open(); err != nil || again {
 			return err
 		}
-		row.ConnectHash = bytes.Clone(nonceHash)
+		row.ConnectHash, bound = bytes.Clone(fresh), true
 		return putJSON(tx.Bucket(bOAuthFlows), fk, &row)
 	})
 	if err != nil {
-		return row.OAuthFlow, "", err
+		return row.OAuthFlow, "", false, err
 	}
-	return row.OAuthFlow, u, nil
+	return row.OAuthFlow, u, bound, nil
 }

@@ -71,6 +71,39 @@ func TestOAuthConnectFlowLooksOnly(t *testing.T) {
 	}
 }
 
+// A press binds the flow to the fresh nonce hash minted for it, never to
+// the one the browser presented; presenting the fresh one is the same
+// browser again (no write), presenting the old one is another browser.
+func TestOAuthConnectBindsFresh(t *testing.T) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	s, tid := openOAuthTest(t, &now)
+	const au = "https://provider.test/authorize?state=state-eeeeeeeeeeeeeeee"
+	f, err := s.CreateOAuthFlow(tid, OAuthFlowInput{Flow: OAuthFlow{Provider: "x", ExternalUserID: "eu1", ExpiresAt: now.Add(10 * time.Minute)},
+		State: "state-eeeeeeeeeeeeeeee", AuthorizeURL: au})
+	if err != nil {
+		t.Fatal(err)
+	}
+	planted, fresh, other := sha256.Sum256([]byte("planted")), sha256.Sum256([]byte("fresh")), sha256.Sum256([]byte("other"))
+	if _, _, _, err := s.BindOAuthConnect(f.ID, planted[:], nil); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("no fresh hash: %v", err)
+	}
+	if _, u, bound, err := s.BindOAuthConnect(f.ID, planted[:], fresh[:]); err != nil || !bound || u != au {
+		t.Fatalf("first press: %q %v %v", u, bound, err)
+	}
+	if _, _, _, err := s.BindOAuthConnect(f.ID, planted[:], other[:]); !errors.Is(err, ErrConnectOpened) {
+		t.Fatalf("the presented hash again: %v", err)
+	}
+	if _, err := s.OAuthConnectFlow(f.ID, planted[:]); !errors.Is(err, ErrConnectOpened) {
+		t.Fatalf("look with the presented hash: %v", err)
+	}
+	if _, u, bound, err := s.BindOAuthConnect(f.ID, fresh[:], other[:]); err != nil || bound || u != au {
+		t.Fatalf("the bound browser again: %q %v %v", u, bound, err)
+	}
+	if _, _, err := s.OpenOAuthConnect(f.ID, fresh[:]); err != nil {
+		t.Fatalf("open by the bound browser: %v", err)
+	}
+}
+
 // Branding takes button_label (plain text, 1 to 64 characters) and
 // primary_color (#rrggbb) only; an error names the key; a refused write
 // leaves the override as it was.
