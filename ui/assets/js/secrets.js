@@ -6,7 +6,7 @@
   const h = EG.h;
   const SCOPES = ['tenant', 'workspace', 'external_workspace', 'external_user', 'user', 'resource'];
   const TYPES = ['generic', 'api_key', 'bearer_token', 'basic_auth', 'password', 'oauth_token'];
-  const FILTERS = ['scope', 'type', 'name', 'external_user_id', 'external_workspace_id', 'owner_user_id', 'workspace_id', 'resource_id'];
+  const FILTERS = ['scope', 'type', 'name', 'external_user_id', 'external_workspace_id', 'owner_user_id', 'workspace_id', 'resource_id', 'resource_type'];
   // Which id names the owner of each scope.
   const OWNER = { user: 'owner_user_id', external_user: 'external_user_id', external_workspace: 'external_workspace_id', workspace: 'workspace_id', resource: 'resource_id' };
 
@@ -27,6 +27,7 @@
       EG.field('Owner user', EG.input('owner_user_id', { value: q.get('owner_user_id') || '' })),
       EG.field('Workspace', EG.input('workspace_id', { value: q.get('workspace_id') || '' })),
       EG.field('Resource id', EG.input('resource_id', { value: q.get('resource_id') || '' })),
+      EG.field('Resource type', EG.select('resource_type', ['', 'sandbox', 'computer'], q.get('resource_type') || '')),
       h('div', { class: 'form-actions' },
         h('button', { type: 'submit' }, 'Apply filters'),
         h('button', { type: 'button', class: 'secondary', onclick: () => EG.go('secrets') }, 'Clear')));

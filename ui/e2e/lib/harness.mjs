@@ -190,7 +190,7 @@ export function launch() {
 export async function openPage(browser, viewport = { width: 1280, height: 800 }) {
   const context = await browser.newContext({ viewport, acceptDownloads: true, reducedMotion: 'reduce' });
   const page = await context.newPage();
-  page.setDefaultTimeout(10000);
+  page.setDefaultTimeout(20000); // generous: CI shares two cores
   const bodies = [];
   const errors = [];
   page.on('response', (res) => {

@@ -23,7 +23,7 @@ after(async () => {
 // waitStatus waits for the polite status region to say what re matches.
 async function waitStatus(page, re) {
   try {
-    await page.waitForFunction((src) => new RegExp(src).test(document.getElementById('status').textContent), re.source, { timeout: 5000 });
+    await page.waitForFunction((src) => new RegExp(src).test(document.getElementById('status').textContent), re.source, { timeout: 15000 });
   } catch (e) {
     throw new Error(`status never matched ${re}: status ${JSON.stringify(await page.textContent('#status'))}, alert ${JSON.stringify(await page.textContent('#alert'))}`);
   }
@@ -38,6 +38,11 @@ test('sign in with an API key, see the tenant, sign out', async () => {
     await page.fill('#signin-token', 'egk_not_a_key');
     await page.click('#signin-form button[type=submit]');
     await page.waitForFunction(() => document.getElementById('signin-error').textContent.includes('not valid'));
+    assert.equal(await page.evaluate(() => sessionStorage.length), 0);
+    // The operator key cannot manage a tenant: said plainly, not kept.
+    await page.fill('#signin-token', stack.operatorKey);
+    await page.click('#signin-form button[type=submit]');
+    await page.waitForFunction(() => document.getElementById('signin-error').textContent.includes('operator key'));
     assert.equal(await page.evaluate(() => sessionStorage.length), 0);
 
     await page.fill('#signin-token', t.key);
@@ -91,6 +96,11 @@ test('create a secret and see it listed without its value', async () => {
     assert.equal((await page.content()).includes(value), false, 'the value is in the DOM');
     assert.equal((await page.received()).includes(value), false, 'an answer carried the value');
 
+    // The list's filters are the API's, kept in the address.
+    await page.goto(stack.admin + '/ui/#/secrets?scope=external_user');
+    await page.waitForSelector('#secrets-list .empty');
+    await page.goto(stack.admin + '/ui/#/secrets?scope=tenant&name=OPENAI_API_KEY');
+    await row.waitFor();
     // Rotate through the dialog: version 2, the value write-only again.
     const value2 = randomValue('sk-live-e2e-2');
     await row.getByRole('button', { name: 'Rotate OPENAI_API_KEY' }).click();
