@@ -135,14 +135,14 @@ func TestReviewConnectBehindPathPrefix(t *testing.T) {
 	if u := cb.ResolveReference(ref); !strings.HasPrefix(u.Path, "/egress/connect/assets/") {
 		t.Fatalf("callback's stylesheet %s", u)
 	}
+	if f, _ := admin.Flow(context.Background(), conn.ID, 0); f.Status != vault.FlowCompleted {
+		t.Fatalf("flow %s", f.Status)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	for _, p := range seen {
 		if !strings.HasPrefix(p, "/egress/") {
 			t.Fatalf("a request left the prefix: %s", p)
 		}
-	}
-	if f, _ := admin.Flow(context.Background(), conn.ID, 0); f.Status != vault.FlowCompleted {
-		t.Fatalf("flow %s", f.Status)
 	}
 }
