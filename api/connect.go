@@ -50,9 +50,25 @@ const (
 
 func (s *Server) connectRoutes() []route {
 	return []route{
-		{"GET", oauth.ConnectPath + "{id}", publicAccess, nil, s.needOAuth(s.connectPage)},
-		{"POST", oauth.ConnectPath + "{id}", publicAccess, nil, s.needOAuth(s.connectSubmit)},
+		{"GET", oauth.ConnectPath + "{id}", publicAccess, nil, s.needOAuthPage(s.connectPage)},
+		{"POST", oauth.ConnectPath + "{id}", publicAccess, nil, s.needOAuthPage(s.connectSubmit)},
 		{"GET", oauth.ConnectPath + ui.ConnectStylesheet, publicAccess, nil, s.connectStylesheet},
+	}
+}
+
+// needOAuthPage is needOAuth for the end-user's pages: a connect link on
+// a server without OAuth (restarted without it) answers 501 with a page
+// that names no product, not the API's JSON.
+func (s *Server) needOAuthPage(h handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, p *principal) error {
+		if s.oauth != nil {
+			return h(w, r, p)
+		}
+		if rec, ok := w.(*recorder); ok {
+			rec.errCode = "not_implemented"
+		}
+		return ui.ConnectPage{Kind: ui.ConnectRefused, Stylesheet: ui.ConnectStylesheetFrom(""), Title: "This link cannot be used",
+			Message: "This connect link cannot be used now. Start the connection again from the app."}.Serve(w, http.StatusNotImplemented)
 	}
 }
 
