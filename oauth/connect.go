@@ -13,11 +13,14 @@ import (
 // A flow on egressd's own callback has a connect link (PublicURL +
 // ConnectPath + flow id). Its page shows what connecting does and a
 // button; the button binds the flow to the browser that presses it first.
-// The page gives each browser a random key (its BrowserKey); the flow's
-// nonce, whose hash the flow stores once and whose value the callback must
-// bring back in its cookie, is derived from that key, so the browser that
-// bound the flow is recognised when it comes back to the page (back
-// button, a second press) and any other one is refused.
+// The page gives each browser a random key (its BrowserKey) and its form
+// carries FormToken of it, never the key. The press binds the flow under a
+// key minted at that moment (it replaces the browser's, so a key planted
+// in the browser beforehand never becomes the binding); the flow's nonce,
+// whose hash the flow stores once and whose value the callback must bring
+// back in its cookie, is derived from that key, so the browser that bound
+// the flow is recognised when it comes back to the page (back button, a
+// second press) and any other one is refused.
 
 // BrowserKeyLen is the length of a browser key: 32 random bytes, URL-safe
 // base64 without padding.
