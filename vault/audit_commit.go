@@ -175,7 +175,7 @@ func (l *auditLog) commit(payloads [][]byte, entries []auditEntry, sync bool) er
 	if err := l.j.append(payloads, sync); err != nil {
 		return err
 	}
-	l.idx.add(entries)
+	l.idx.add(entries, journalPos{l.j.epoch, l.j.off})
 	return nil
 }
 

@@ -44,11 +44,16 @@ type auditIndexer struct {
 
 	pending []auditEntry
 	pos     map[string]int // key → index in pending
+	// upto is where the last group taken ends in the journal: a commit
+	// records it with the rows (metaAuditJournal).
+	upto journalPos
 }
 
-// indexMsg is a journaled group, or a flush (reply set).
+// indexMsg is a journaled group and where it ends in the journal, or a
+// flush (reply set).
 type indexMsg struct {
 	entries []auditEntry
+	upto    journalPos
 	reply   chan error
 }
 
@@ -58,9 +63,12 @@ func newAuditIndexer(db *bolt.DB) *auditIndexer {
 	return x
 }
 
-// add hands over a journaled group; the indexer keeps entries. Only the
-// committer calls it, and never after close.
-func (x *auditIndexer) add(entries []auditEntry) { x.in <- indexMsg{entries: entries} }
+// add hands over a journaled group, which ends at upto in the journal;
+// the indexer keeps entries. Only the committer calls it, and never after
+// close.
+func (x *auditIndexer) add(entries []auditEntry, upto journalPos) {
+	x.in <- indexMsg{entries: entries, upto: upto}
+}
 
 // failing is the last commit's error while commits fail and rows pile up:
 // the committer then refuses new rows rather than grow the journal
@@ -118,6 +126,7 @@ func (x *auditIndexer) run() {
 			}
 			if len(m.entries) > 0 {
 				x.take(m.entries)
+				x.upto = m.upto
 				if !armed {
 					timer.Reset(indexMaxWait)
 					armed = true
@@ -160,8 +169,8 @@ func (x *auditIndexer) take(entries []auditEntry) {
 	}
 }
 
-// commit writes pending in one transaction. On failure pending is kept
-// for the next try.
+// commit writes pending in one transaction, with the journal position
+// they come up to. On failure pending is kept for the next try.
 func (x *auditIndexer) commit() error {
 	if len(x.pending) == 0 {
 		return nil
@@ -173,7 +182,7 @@ func (x *auditIndexer) commit() error {
 				return err
 			}
 		}
-		return nil
+		return tx.Bucket(bMeta).Put(metaAuditJournal, x.upto.encode())
 	})
 	if err != nil {
 		if len(x.pending) >= 8*indexMaxRows {

@@ -27,6 +27,15 @@ import (
 // epoch fails its CRC under the new one, as does a torn record, so reading
 // stops at the first record that is not of the current epoch and whole.
 //
+// Every indexer transaction also records in the vault file how far into
+// the journal it has put rows (the epoch and the offset after the last
+// record it took, metaAuditJournal): a replay puts only the records after
+// that point. Putting a row again that is already indexed is not harmless:
+// a power loss may have taken a final row's unsynced record (written by
+// AppendAuditLater) after the indexer committed it, and replaying the
+// provisional row before it would put that back over the final one; and a
+// row PruneAudit deleted must not come back.
+//
 // The file is filled with zeros to journalPrealloc at open: writing over
 // allocated blocks lets fdatasync skip the file-size metadata an append
 // needs (measured here: 100 µs a sync against 160 µs appending).
@@ -47,6 +56,37 @@ const (
 
 var crc32c = crc32.MakeTable(crc32.Castagnoli)
 
+// metaAuditJournal is the key in bMeta of the journal position the audit
+// buckets hold every row up to (journalPos.encode).
+var metaAuditJournal = []byte("audit_journal")
+
+// journalPos is a place in the journal: the end of a record of an epoch.
+type journalPos struct {
+	epoch uint64
+	off   int64
+}
+
+func (p journalPos) encode() []byte {
+	b := binary.LittleEndian.AppendUint64(make([]byte, 0, 16), p.epoch)
+	return binary.LittleEndian.AppendUint64(b, uint64(p.off))
+}
+
+// indexedPos reads the position the audit buckets hold every row up to
+// (zero when none was recorded).
+func indexedPos(meta *bolt.Bucket) journalPos {
+	v := meta.Get(metaAuditJournal)
+	if len(v) != 16 {
+		return journalPos{}
+	}
+	return journalPos{binary.LittleEndian.Uint64(v), int64(binary.LittleEndian.Uint64(v[8:]))}
+}
+
+// journalRecord is a record read back: its payload and where it ends.
+type journalRecord struct {
+	payload []byte
+	end     int64
+}
+
 // journal is the open file. It is used by one goroutine at a time (the
 // committer, or Open before it starts).
 type journal struct {
@@ -62,9 +102,9 @@ type journal struct {
 }
 
 // openJournal opens (creating if absent) the journal at path and returns
-// the payloads of the current epoch's whole records, oldest first. The
-// caller puts them into bbolt and then calls rewind.
-func openJournal(path string, nosync bool) (*journal, [][]byte, error) {
+// the current epoch's whole records, oldest first. The caller puts them
+// into bbolt and then calls rewind.
+func openJournal(path string, nosync bool) (*journal, []journalRecord, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, nil, fmt.Errorf("vault: audit journal: %w", err)
@@ -100,7 +140,7 @@ func openJournal(path string, nosync bool) (*journal, [][]byte, error) {
 // after the last. An empty file (or one of zeros: created, never synced
 // past its fill) is a new journal; a file that does not start with the
 // magic is not ours and is refused rather than overwritten.
-func (j *journal) parse(data []byte) (payloads [][]byte, fresh bool, err error) {
+func (j *journal) parse(data []byte) (records []journalRecord, fresh bool, err error) {
 	if len(data) == 0 || allZero(data[:min(len(data), journalHeaderLen)]) {
 		return nil, true, nil
 	}
@@ -109,7 +149,7 @@ func (j *journal) parse(data []byte) (payloads [][]byte, fresh bool, err error) 
 	}
 	j.epoch = binary.LittleEndian.Uint64(data[len(journalMagic):journalHeaderLen])
 	j.off = journalHeaderLen
-	var out [][]byte
+	var out []journalRecord
 	for off := journalHeaderLen; off+journalRecHeaderLen <= len(data); {
 		n := int(binary.LittleEndian.Uint32(data[off:]))
 		sum := binary.LittleEndian.Uint32(data[off+4:])
@@ -120,8 +160,8 @@ func (j *journal) parse(data []byte) (payloads [][]byte, fresh bool, err error) 
 		if j.sum(p) != sum {
 			break
 		}
-		out = append(out, p)
 		off += journalRecHeaderLen + n
+		out = append(out, journalRecord{p, int64(off)})
 		j.off = int64(off)
 	}
 	return out, false, nil
@@ -198,8 +238,12 @@ func (j *journal) sync() error {
 	if j.nosync {
 		return nil
 	}
-	return fdatasync(j.f)
+	return journalSync(j.f)
 }
+
+// journalSync is fdatasync; tests replace it to model what a power loss
+// keeps of the file, or to fail a sync.
+var journalSync = fdatasync
 
 // fail marks the journal broken with err and returns it.
 func (j *journal) fail(err error) error {
@@ -210,20 +254,36 @@ func (j *journal) fail(err error) error {
 func (j *journal) close() error { return j.f.Close() }
 
 // openAuditJournal opens the journal at path and puts the rows it holds
-// (those a crash left unindexed) into bbolt, then rewinds it. Putting a row
-// that is already there again changes nothing.
+// past the position the audit buckets are indexed up to (those a crash
+// left unindexed) into bbolt, then rewinds it.
 func (s *Store) openAuditJournal(path string, nosync bool) (*journal, error) {
-	j, payloads, err := openJournal(path, nosync)
+	var done journalPos
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		done = indexedPos(tx.Bucket(bMeta))
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	j, records, err := openJournal(path, nosync)
 	if err != nil {
 		return nil, err
 	}
-	for len(payloads) > 0 {
-		n := min(len(payloads), indexMaxRows)
+	if done.epoch == j.epoch {
+		// Records up to done are in bbolt. If a power loss took some of
+		// them (unsynced), none after them was synced either.
+		i := 0
+		for i < len(records) && records[i].end <= done.off {
+			i++
+		}
+		records = records[i:]
+	}
+	for len(records) > 0 {
+		n := min(len(records), indexMaxRows)
 		err := s.db.Update(func(tx *bolt.Tx) error {
 			b := txAuditBuckets(tx)
-			for _, p := range payloads[:n] {
+			for _, rec := range records[:n] {
 				var r AuditRow
-				if err := unmarshal(p, &r); err != nil {
+				if err := unmarshal(rec.payload, &r); err != nil {
 					return fmt.Errorf("vault: audit journal: %w", err)
 				}
 				e, err := r.prepare(s.now)
@@ -234,14 +294,17 @@ func (s *Store) openAuditJournal(path string, nosync bool) (*journal, error) {
 					return err
 				}
 			}
-			return nil
+			return tx.Bucket(bMeta).Put(metaAuditJournal, journalPos{j.epoch, records[n-1].end}.encode())
 		})
 		if err != nil {
 			j.close()
 			return nil, err
 		}
-		payloads = payloads[n:]
+		records = records[n:]
 	}
+	// A new journal (or one that was replaced) starts past the epoch the
+	// vault last recorded, so that position never names one of its records.
+	j.epoch = max(j.epoch, done.epoch)
 	if err := j.rewind(); err != nil {
 		j.close()
 		return nil, err
