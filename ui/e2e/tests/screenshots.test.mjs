@@ -88,6 +88,18 @@ test('screenshots of every page at laptop and phone widths', { skip: !dir && 'se
       await end.evaluate(() => window.scrollTo(0, 0));
       await end.screenshot({ path: path.join(dir, `enduser-audit-${size}.png`), fullPage: true });
       await end.context().close();
+
+      // The end-user's Connect page (the override's brand), then the
+      // callback's result after the fake provider sends the browser back.
+      const flow = await must(stack, s.t.key, 'POST', '/api/v1/egress/oauth/connect', { provider: 'acme', external_user_id: 'u-alice' });
+      const cp = await openPage(browser, viewport);
+      await cp.goto(flow.authorize_url);
+      await cp.waitForSelector('#connect-button');
+      await cp.screenshot({ path: path.join(dir, `connect-${size}.png`), fullPage: true });
+      await cp.click('#connect-button');
+      await cp.waitForSelector('#connect-result');
+      await cp.screenshot({ path: path.join(dir, `connect-result-${size}.png`), fullPage: true });
+      await cp.context().close();
     }
   } finally {
     await browser.close();
