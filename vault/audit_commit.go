@@ -213,8 +213,14 @@ func (s *Store) appendAudit(rows []AuditRow, lazy bool) error {
 	for i := range rows {
 		row := rows[i]
 		e, err := row.prepare(s.now)
+		if err == nil && len(e.val) > journalMaxRecord {
+			// Refused here, not when the group is written: it fails this
+			// caller only, not every caller whose rows share the group.
+			err = invalid("row", "%d bytes encoded, more than an audit journal record holds (%d)", len(e.val), journalMaxRecord)
+		}
 		if err != nil {
 			s.log.pending.Add(-1)
+			clear(r.entries)
 			auditReqPool.Put(r)
 			return err
 		}
