@@ -4,6 +4,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -213,10 +214,8 @@ func (s *Store) appendAudit(rows []AuditRow, lazy bool) error {
 	for i := range rows {
 		row := rows[i]
 		e, err := row.prepare(s.now)
-		if err == nil && len(e.val) > journalMaxRecord {
-			// Refused here, not when the group is written: it fails this
-			// caller only, not every caller whose rows share the group.
-			err = invalid("row", "%d bytes encoded, more than an audit journal record holds (%d)", len(e.val), journalMaxRecord)
+		if err == nil {
+			err = journalable(&row, &e)
 		}
 		if err != nil {
 			s.log.pending.Add(-1)
@@ -237,4 +236,30 @@ func (s *Store) appendAudit(rows []AuditRow, lazy bool) error {
 	clear(r.entries)
 	auditReqPool.Put(r)
 	return err
+}
+
+// journalable refuses what prepare accepts but the journal cannot carry: a
+// row too large for a record (refused here, not when the group is written:
+// it fails this caller only, not every caller whose rows share the group),
+// and ids that are not valid UTF-8, which its JSON would turn into other
+// ids (U+FFFD): a replay would put the row under another key than the one
+// it was indexed under.
+func journalable(r *AuditRow, e *auditEntry) error {
+	if len(e.val) > journalMaxRecord {
+		return invalid("row", "%d bytes encoded, more than an audit journal record holds (%d)", len(e.val), journalMaxRecord)
+	}
+	for _, f := range [...]struct{ name, v string }{
+		{"tenant_id", r.TenantID}, {"external_user_id", r.ExternalUserID},
+		{"external_workspace_id", r.ExternalWorkspaceID}, {"sandbox_id", r.SandboxID}, {"secret_id", r.SecretID},
+	} {
+		if !utf8.ValidString(f.v) {
+			return invalid(f.name, "must be valid UTF-8")
+		}
+	}
+	for _, u := range r.Uses {
+		if !utf8.ValidString(u.SecretID) {
+			return invalid("uses.secret_id", "must be valid UTF-8")
+		}
+	}
+	return nil
 }
