@@ -290,6 +290,10 @@ func (s *Store) openAuditJournal(path string, nosync bool) (*journal, error) {
 				if err != nil {
 					return fmt.Errorf("vault: audit journal: %w", err)
 				}
+				// The row as it was journaled, which is what the indexer
+				// would have stored: prepare again would cut a path that
+				// its JSON made longer (U+FFFD for invalid UTF-8).
+				e.val = rec.payload
 				if err := b.put(&e); err != nil {
 					return err
 				}

@@ -1,0 +1,28 @@
+package vault
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Guards against a replayed row differing from the one the indexer would have stored (a re-encoded path cut again at its limit).
+func TestReviewJournalReplayStoresJournaledBytes(t *testing.T) {
+	path, key := tempVault(t)
+	s := openAt(t, path, key, true)
+	crash(t, s)
+	r := journalRow(1)
+	r.Path = strings.Repeat("a", maxAuditPath-1) + "\xff"
+	journalAppend(t, path+".audit-journal", r)
+	e, _ := r.prepare(time.Now)
+	var want AuditRow
+	if err := json.Unmarshal(e.val, &want); err != nil {
+		t.Fatal(err)
+	}
+	s = openAt(t, path, key, true)
+	got, n := getRow(t, s, "ten_j", r.ID)
+	if n != 1 || got.Path != want.Path {
+		t.Fatalf("%d rows; path of %d bytes, the journal's has %d", n, len(got.Path), len(want.Path))
+	}
+}
