@@ -144,6 +144,11 @@ func (j *journal) parse(data []byte) (records []journalRecord, fresh bool, err e
 	if len(data) == 0 || allZero(data[:min(len(data), journalHeaderLen)]) {
 		return nil, true, nil
 	}
+	if len(data) >= journalHeaderLen && string(data[:len(journalMagic)-1]) == journalMagic[:len(journalMagic)-1] && string(data[:len(journalMagic)]) != journalMagic {
+		// Another version of the format: its rows may not be in the
+		// vault yet, so it must not be moved away or overwritten.
+		return nil, false, fmt.Errorf("format %q, this egressd reads %q: written by a newer egressd. Its rows may not be in the vault yet: start and stop that version cleanly once (it puts them in), then move the journal away", data[:len(journalMagic)], journalMagic)
+	}
 	if len(data) < journalHeaderLen || string(data[:len(journalMagic)]) != journalMagic {
 		return nil, false, errors.New("not an audit journal (bad magic); move it away to start a new one")
 	}

@@ -50,3 +50,24 @@ func TestReviewJournalOversizedRowFailsOnlyItsCaller(t *testing.T) {
 		t.Fatalf("%d rows, want 2", got)
 	}
 }
+
+// Guards against a journal left by a newer egressd being called foreign, with advice (move it away) that would lose its unindexed rows.
+func TestReviewJournalNewerFormat(t *testing.T) {
+	path, key := tempVault(t)
+	jpath := path + ".audit-journal"
+	content := append([]byte("EGAJRNL2"), make([]byte, 64)...)
+	content[8] = 7
+	if err := os.WriteFile(jpath, content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(Config{Path: path, MasterKey: key, NoSync: true})
+	if err == nil {
+		t.Fatal("opened with a journal of another format")
+	}
+	if msg := err.Error(); !strings.Contains(msg, "newer egressd") || !strings.Contains(msg, "stop that version cleanly") {
+		t.Fatalf("error %q: it should say the journal is of a newer egressd whose rows may not be in the vault", msg)
+	}
+	if b, _ := os.ReadFile(jpath); string(b) != string(content) {
+		t.Fatal("the journal was changed")
+	}
+}
