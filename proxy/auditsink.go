@@ -126,18 +126,34 @@ func (s *VaultSink) drain() {
 				break fill
 			}
 		}
-		for attempt := 0; ; attempt++ {
-			err := s.store.AppendAuditLater(batch...)
-			if err == nil {
-				break
+		err := s.write(batch)
+		if errors.Is(err, vault.ErrInvalid) && len(batch) > 1 {
+			// One bad row refuses the whole call: write the others one
+			// by one, so only the bad one is lost.
+			for i := range batch {
+				s.write(batch[i : i+1])
 			}
-			s.failed.Inc()
-			if errors.Is(err, vault.ErrInvalid) || errors.Is(err, vault.ErrClosed) || attempt == 3 {
-				s.log.Error("audit rows lost", "rows", len(batch), "err", err.Error())
-				break
-			}
-			time.Sleep(time.Duration(attempt+1) * 50 * time.Millisecond)
 		}
+	}
+}
+
+// write appends rows, retrying a few times on errors other than a bad row
+// or a closed store; a failure is counted and logged (without the rows).
+func (s *VaultSink) write(rows []vault.AuditRow) error {
+	for attempt := 0; ; attempt++ {
+		err := s.store.AppendAuditLater(rows...)
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, vault.ErrInvalid) && len(rows) > 1 {
+			return err // the caller writes them one by one
+		}
+		s.failed.Inc()
+		if errors.Is(err, vault.ErrInvalid) || errors.Is(err, vault.ErrClosed) || attempt == 3 {
+			s.log.Error("audit rows lost", "rows", len(rows), "err", err.Error())
+			return err
+		}
+		time.Sleep(time.Duration(attempt+1) * 50 * time.Millisecond)
 	}
 }
 

@@ -74,3 +74,34 @@ func TestVaultSinkRecordAfterClose(t *testing.T) {
 		t.Fatal("record after close accepted")
 	}
 }
+
+// A row the vault refuses costs only itself: the rows queued with it in
+// the background writer's batch are still written.
+func TestVaultSinkBadRowLosesOnlyItself(t *testing.T) {
+	e := newEnv(t, nil)
+	sink, err := NewVaultSink(e.store, SinkConfig{Async: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	ctx := context.Background()
+	good := func(id string) *Event {
+		return &Event{ID: id, Final: true, Time: now, TenantID: e.tenant, SandboxID: "sbx_ok", Host: "api.test", Method: "GET", Path: "/", Status: 200, Outcome: OutcomeSubstituted}
+	}
+	bad := good(vault.NewAuditID(now))
+	bad.SandboxID = "sbx\x00bad" // the vault refuses a NUL in an id
+	ids := []string{vault.NewAuditID(now), vault.NewAuditID(now)}
+	for _, ev := range []*Event{good(ids[0]), bad, good(ids[1])} {
+		if err := sink.Record(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sink.Close() // writes what is queued
+	rows, _, err := e.store.QueryAudit(e.tenant, vault.AuditFilter{SandboxID: "sbx_ok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 {
+		t.Fatalf("%d rows of the 2 good events written", len(rows))
+	}
+}
