@@ -81,6 +81,13 @@ func TestServeCheckRefuses(t *testing.T) {
 		{"proxy url scheme", Serve{ProxyURL: "ftp://x:1"}, "--proxy-url"},
 		{"proxy url creds", Serve{ProxyURL: "http://u:p@x:1"}, "--proxy-url"},
 		{"proxy url path", Serve{ProxyURL: "http://x:1/p"}, "--proxy-url"},
+		{"public url query", Serve{PublicURL: "https://x/?a=1"}, "--public-url"},
+		{"public url creds", Serve{PublicURL: "https://u:p@x/egressd"}, "--public-url"},
+		{"public url dot-dot", Serve{PublicURL: "https://x/a/../b"}, "--public-url"},
+		{"public url escape", Serve{PublicURL: "https://x/a%2Fb"}, "--public-url"},
+		{"public url escaped letter", Serve{PublicURL: "https://x/%61"}, "--public-url"},
+		{"public url empty segment", Serve{PublicURL: "https://x/a//b"}, "--public-url"},
+		{"public url odd char", Serve{PublicURL: "https://x/a;b"}, "--public-url"},
 		{"ca path relative", Serve{CABundlePath: "ca.pem"}, "--ca-bundle-path"},
 		{"log level", Serve{LogLevel: "loud"}, "--log-level"},
 		{"log format", Serve{LogFormat: "xml"}, "--log-format"},
@@ -143,6 +150,17 @@ func TestParseSince(t *testing.T) {
 		got, err := ParseSince(c.in, now)
 		if (err != nil) != c.bad || !got.Equal(c.want) {
 			t.Errorf("ParseSince(%q) = %v, %v", c.in, got, err)
+		}
+	}
+}
+
+// A public URL may carry a path prefix (a proxy in front serves egressd
+// under it): the Connect page's links and cookie paths stay under it.
+func TestServeCheckPublicURLPrefix(t *testing.T) {
+	for _, u := range []string{"https://id.example.com", "https://id.example.com/", "https://example.com/egressd", "https://example.com/tools/egress-d_1.0/", "http://127.0.0.1:8081/x"} {
+		s := Serve{PublicURL: u}
+		if err := s.Check(); err != nil {
+			t.Errorf("%s: %v", u, err)
 		}
 	}
 }

@@ -171,7 +171,7 @@ func (s *Serve) Check() error {
 		return fmt.Errorf("--mitm %q: want auto or all", s.MITM)
 	}
 	if s.PublicURL != "" {
-		if err := checkProxyURL(s.PublicURL); err != nil {
+		if err := checkPublicURL(s.PublicURL); err != nil {
 			return fmt.Errorf("--public-url %q: %w", s.PublicURL, err)
 		}
 	}
@@ -195,6 +195,31 @@ func checkListen(addr string) error {
 		return errors.New("want a numeric port from 0 to 65535")
 	}
 	return nil
+}
+
+// checkPublicURL accepts what checkProxyURL does, and also a path prefix
+// (egressd behind a proxy that serves it under a path and strips it): plain
+// segments of [A-Za-z0-9._~-], no "." or ".." and no %-escapes, so the
+// paths the Connect page scopes its cookies to are the ones browsers send.
+func checkPublicURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return errors.New("not a URL")
+	}
+	prefix := strings.TrimSuffix(u.Path, "/")
+	if prefix == "" {
+		return checkProxyURL(raw)
+	}
+	if u.RawPath != "" || !strings.HasPrefix(prefix, "/") {
+		return errors.New("its path must be plain segments of letters, digits and ._~- (no escapes)")
+	}
+	for _, seg := range strings.Split(prefix[1:], "/") {
+		if seg == "" || seg == "." || seg == ".." || strings.Trim(seg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._~-") != "" {
+			return errors.New("its path must be plain segments of letters, digits and ._~- (no escapes, no . or ..)")
+		}
+	}
+	u.Path, u.RawPath = "", ""
+	return checkProxyURL(u.String())
 }
 
 // checkProxyURL accepts an absolute http or https URL with a host and no
