@@ -93,6 +93,9 @@ func summaryBucket(v string, span time.Duration) (time.Duration, error) {
 	if d < time.Second {
 		return 0, errorf(ErrBadRequest, "bucket: at least 1s")
 	}
+	if d > vault.MaxSummaryBucket {
+		return 0, errorf(ErrBadRequest, "bucket: at most %dd", vault.MaxSummaryBucket/(24*time.Hour))
+	}
 	if span/d > vault.MaxSummaryBuckets {
 		return 0, errorf(ErrBadRequest, "bucket: %s over this window makes more than %d buckets; take a wider bucket or a shorter window", d, vault.MaxSummaryBuckets)
 	}

@@ -8,6 +8,11 @@ import (
 const (
 	// MaxSummaryBuckets is the most time buckets one summary holds.
 	MaxSummaryBuckets = 1000
+	// MaxSummaryBucket is the widest bucket (3650 days): with the audit
+	// log's times (1970 to 2200), every difference of times a summary
+	// takes stays far inside a time.Duration, so its bucket math cannot
+	// overflow.
+	MaxSummaryBucket = 3650 * 24 * time.Hour
 	// MaxSummaryRows is the most request rows one summary counts.
 	MaxSummaryRows = 100000
 	// maxSummaryPages bounds the pages of QueryAudit one summary reads,
@@ -88,8 +93,14 @@ func (s *Store) summarizeAudit(tenantID string, f AuditFilter, bucket time.Durat
 	if f.Since.IsZero() || f.Until.IsZero() {
 		return AuditSummary{}, invalid("since", "a summary needs since and until")
 	}
-	if bucket < time.Second {
-		return AuditSummary{}, invalid("bucket", "at least one second")
+	if bucket < time.Second || bucket > MaxSummaryBucket {
+		return AuditSummary{}, invalid("bucket", "from one second to %d days", MaxSummaryBucket/(24*time.Hour))
+	}
+	// Checked before the bucket math: the times are then within 1970 to
+	// 2200, so no difference below overflows.
+	f.Kind, f.Cursor, f.Limit = AuditKindRequest, "", MaxAuditLimit
+	if err := f.check(tenantID); err != nil {
+		return AuditSummary{}, err
 	}
 	since, until := f.Since.UTC(), f.Until.UTC()
 	start := since.Truncate(bucket)
@@ -99,10 +110,6 @@ func (s *Store) summarizeAudit(tenantID string, f AuditFilter, bucket time.Durat
 	}
 	if n > MaxSummaryBuckets {
 		return AuditSummary{}, invalid("bucket", "%s over this window makes %d buckets, at most %d: take a wider bucket", bucket, n, MaxSummaryBuckets)
-	}
-	f.Kind, f.Cursor, f.Limit = AuditKindRequest, "", MaxAuditLimit
-	if err := f.check(tenantID); err != nil {
-		return AuditSummary{}, err
 	}
 	sum := AuditSummary{
 		Since: since, Until: until, Bucket: bucket, BucketSeconds: int64(bucket / time.Second),

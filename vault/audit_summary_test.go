@@ -184,6 +184,8 @@ func TestSummarizeAuditRefuses(t *testing.T) {
 		{"sub-second bucket", AuditFilter{Since: base, Until: base.Add(time.Hour)}, time.Millisecond, "bucket"},
 		{"too many buckets", AuditFilter{Since: base, Until: base.Add(30 * 24 * time.Hour)}, time.Minute, "bucket"},
 		{"until before since", AuditFilter{Since: base.Add(time.Hour), Until: base}, time.Minute, "until"},
+		// Regression: a bucket near Go's 292-year Duration overflowed the bucket count (negative make: panic).
+		{"bucket over 3650 days", AuditFilter{Since: time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC), Until: time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)}, 1 << 62, "bucket"},
 		{"NUL in a filter", AuditFilter{Since: base, Until: base.Add(time.Hour), SandboxID: "a\x00b"}, time.Minute, "sandbox_id"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
