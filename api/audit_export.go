@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/egressd/egressd/vault"
 )
@@ -202,10 +204,19 @@ func csvRecord(r *vault.AuditRow) []string {
 }
 
 // csvSafe defuses a cell a spreadsheet would read as a formula (CSV
-// injection): one starting with = + - @, a tab or a carriage return gets
-// a leading single quote.
+// injection): one starting with = + - @, a tab, a carriage return or a
+// line feed, or with = + - @ (or their full-width forms, which some
+// spreadsheets take as well) after leading white space, which some
+// importers trim, gets a leading single quote.
 func csvSafe(c string) string {
-	if c != "" && strings.ContainsRune("=+-@\t\r", rune(c[0])) {
+	if c == "" {
+		return c
+	}
+	if strings.ContainsRune("=+-@\t\r\n", rune(c[0])) {
+		return "'" + c
+	}
+	first, _ := utf8.DecodeRuneInString(strings.TrimLeftFunc(c, unicode.IsSpace))
+	if strings.ContainsRune("=+-@\uff1d\uff0b\uff0d\uff20", first) {
 		return "'" + c
 	}
 	return c
