@@ -8,17 +8,33 @@
   const TOKEN_KEY = 'egressd.token';
 
   // h builds an element. Attributes are set as attributes or properties,
-  // text always as text: nothing from the API is ever parsed as HTML.
+  // text always as text: nothing from the API is ever parsed as HTML. An
+  // on* attribute takes a function only (never code as a string), and a
+  // URL attribute only an address that runs nothing (not javascript: or
+  // data:), whatever the CSP would do with them.
+  const URL_ATTRS = new Set(['href', 'src', 'action', 'formaction', 'xlink:href', 'poster', 'srcset', 'ping', 'data', 'background', 'cite']);
+  const SAFE_SCHEMES = new Set(['http:', 'https:', 'blob:', 'mailto:']);
+  function safeURL(v) {
+    try {
+      return SAFE_SCHEMES.has(new URL(v, location.href).protocol);
+    } catch (_) {
+      return false;
+    }
+  }
   EG.h = function h(tag, attrs, ...kids) {
     const el = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) {
       if (v === null || v === undefined || v === false) continue;
+      const name = k.toLowerCase();
       if (k === 'class') el.className = v;
       else if (k === 'text') el.textContent = v;
-      else if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
-      else if (k === 'value') el.value = v;
+      else if (name.startsWith('on')) {
+        if (typeof v !== 'function') throw new Error('not allowed: ' + k + ' as a string');
+        el.addEventListener(k.slice(2), v);
+      } else if (k === 'value') el.value = v;
       else if (k === 'checked') el.checked = !!v;
-      else if (k === 'style' || k.endsWith('HTML')) throw new Error('not allowed: ' + k);
+      else if (name === 'style' || name === 'srcdoc' || name.endsWith('html')) throw new Error('not allowed: ' + k);
+      else if (URL_ATTRS.has(name) && !safeURL(String(v))) throw new Error('not allowed: ' + k + ' to this address');
       else el.setAttribute(k, v === true ? '' : String(v));
     }
     append(el, kids);

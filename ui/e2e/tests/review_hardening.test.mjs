@@ -1,0 +1,46 @@
+// Review regressions of the dashboard's own defences (the CSP is the
+// second line; these are the first).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startStack, launch, withPage, signIn, newTenant } from '../lib/harness.mjs';
+
+let stack;
+let browser;
+
+before(async () => {
+  stack = await startStack();
+  browser = await launch();
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (stack) await stack.stop();
+});
+
+// Regression: EG.h set any attribute it was given, so a javascript: href or an inline on* handler string from API data would have reached the DOM.
+test('EG.h refuses script-bearing URLs and handler strings', async () => {
+  const t = await newTenant(stack, 'review-h');
+  await withPage(browser, 'review-h', async (page) => {
+    await signIn(page, stack, t.key);
+    const got = await page.evaluate(() => {
+      const refused = (attrs, tag) => { try { EG.h(tag || 'a', attrs); return false; } catch (_) { return true; } };
+      return {
+        js: refused({ href: 'javascript:alert(1)' }),
+        jsSpaced: refused({ href: ' \tJaVaScRiPt:alert(1)' }),
+        data: refused({ href: 'data:text/html,<script>alert(1)</script>' }),
+        src: refused({ src: 'javascript:alert(1)' }, 'img'),
+        formaction: refused({ formaction: 'javascript:alert(1)' }, 'button'),
+        srcdoc: refused({ srcdoc: '<script>alert(1)</script>' }, 'iframe'),
+        handler: refused({ onclick: 'alert(1)' }),
+        upperHandler: refused({ ONCLICK: 'alert(1)' }),
+        fragment: refused({ href: '#/sandboxes/x' }),
+        blob: refused({ href: 'blob:' + location.origin + '/x' }),
+        fn: refused({ onclick: () => {} }, 'button'),
+      };
+    });
+    assert.deepEqual(got, {
+      js: true, jsSpaced: true, data: true, src: true, formaction: true, srcdoc: true, handler: true, upperHandler: true,
+      fragment: false, blob: false, fn: false,
+    });
+  });
+});
