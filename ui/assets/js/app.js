@@ -70,6 +70,11 @@
   // never sent. An error answer becomes an APIError with the API's message.
   EG.api = async function api(method, path, opts = {}) {
     const url = new URL(path, location.origin);
+    // An id of . or .. (from the address, say) would make a dot-segment
+    // that moves the call, with its bearer token, to another endpoint.
+    if (url.origin !== location.origin || url.pathname !== path) {
+      throw new APIError(400, 'bad_path', 'an id of "." or ".." is not a valid id.');
+    }
     for (const [k, v] of Object.entries(opts.query || {})) {
       if (v !== '' && v !== null && v !== undefined) url.searchParams.set(k, v);
     }

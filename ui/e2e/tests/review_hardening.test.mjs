@@ -44,3 +44,25 @@ test('EG.h refuses script-bearing URLs and handler strings', async () => {
     });
   });
 });
+
+// Regression: an id from the address such as '..' became a dot-segment of the API path, so a crafted link sent the bearer token's GETs to other endpoints.
+test('an id of . or .. never moves an API call to another path', async () => {
+  const t = await newTenant(stack, 'review-dots');
+  await withPage(browser, 'review-dots', async (page) => {
+    await signIn(page, stack, t.key);
+    const paths = [];
+    page.on('request', (req) => {
+      const u = new URL(req.url());
+      if (u.pathname.startsWith('/api/')) paths.push(u.pathname);
+    });
+    for (const id of ['..', '%2e%2e', '.']) {
+      paths.length = 0;
+      await page.evaluate((h) => { location.hash = h; }, '#/sandboxes/' + id);
+      await page.waitForFunction(() => document.getElementById('alert').textContent !== '');
+      assert.match(await page.textContent('#alert'), /not a valid|Refused/i);
+      assert.deepEqual(paths.filter((p) => !p.startsWith('/api/v1/sandboxes/')), [], `#/sandboxes/${id}: ${paths}`);
+      await page.evaluate(() => { location.hash = '#/secrets'; });
+      await page.waitForSelector('.page-title');
+    }
+  });
+});
