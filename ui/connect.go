@@ -15,6 +15,8 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+
+	"github.com/egressd/egressd/vault"
 )
 
 // The end-user Connect pages: a flow's connect link (/connect/{id}), the
@@ -169,7 +171,7 @@ func (p ConnectPage) PageTitle() string {
 // colour that reads on it), or "" for the default colour.
 func (p ConnectPage) BrandCSS() template.CSS {
 	c := p.Brand.Color
-	if !validColor(c) {
+	if !vault.ValidColor(c) {
 		return ""
 	}
 	// Trusted: c is exactly # and six hex digits.
@@ -231,19 +233,6 @@ func (p ConnectPage) render(buf *bytes.Buffer) error {
 		return fmt.Errorf("ui: connect page: unknown kind %q", p.Kind)
 	}
 	return connectTmpl.Execute(buf, p)
-}
-
-func validColor(s string) bool {
-	if len(s) != 7 || s[0] != '#' {
-		return false
-	}
-	for i := 1; i < 7; i++ {
-		c := s[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-			return false
-		}
-	}
-	return true
 }
 
 // textOn is the text colour with the better contrast on c (#rrggbb):
