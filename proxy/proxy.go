@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/netip"
 	"os"
 	"time"
@@ -107,7 +106,6 @@ type Proxy struct {
 	phs       *lru.Cache[string, vault.Placeholder]
 	phMiss    *lru.Cache[string, struct{}]
 	server    *http.Server
-	forward   *httputil.ReverseProxy
 	tunnels   tunnelSet
 }
 
@@ -199,7 +197,6 @@ func New(cfg Config) (*Proxy, error) {
 		resp := errorResponse(ctx.Req, status, reason, "upstream connection failed")
 		resp.Write(w)
 	}
-	p.forward = p.newForwarder()
 	gp.OnRequest().HandleConnectFunc(p.onConnect)
 	gp.OnRequest().DoFunc(p.onRequest)
 	gp.OnResponse().DoFunc(p.onResponse)

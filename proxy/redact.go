@@ -51,22 +51,40 @@ func (r *redactor) Read(p []byte) (int, error) {
 			}
 			return 0, r.err
 		}
-		hold := 0
+		longest := 0
 		for _, e := range echoes {
-			hold = max(hold, len(e.value)-1)
+			longest = max(longest, len(e.value))
 		}
 		if cap(r.buf)-len(r.buf) < redactRead {
-			nb := make([]byte, len(r.buf), len(r.buf)+redactRead+hold)
+			nb := make([]byte, len(r.buf), len(r.buf)+redactRead+longest)
 			copy(nb, r.buf)
 			r.buf = nb
 		}
 		n, err := r.src.Read(r.buf[len(r.buf):cap(r.buf)])
 		r.buf = r.buf[:len(r.buf)+n]
 		r.err = err
-		if safe := len(r.buf) - hold; safe > 0 && err == nil {
+		if safe := len(r.buf) - holdBack(r.buf, echoes); safe > 0 && err == nil {
 			r.decide(echoes, safe)
 		}
 	}
+}
+
+// holdBack is how many bytes at the end of b may be the start of a value
+// whose rest has not arrived: the longest end of b that begins some echo
+// (and is shorter than it). Only those wait for the next read: a stream
+// of events reaches the client as it comes, however long the values.
+func holdBack(b []byte, echoes []echo) int {
+	hold := 0
+	for _, e := range echoes {
+		v := e.value
+		for i := max(len(b)-len(v)+1, 0); i < len(b)-hold; i++ {
+			if b[i] == v[0] && bytes.HasPrefix(v, b[i:]) {
+				hold = len(b) - i
+				break
+			}
+		}
+	}
+	return hold
 }
 
 // decide moves buf[:upto] (and any value that starts before upto) to out,

@@ -27,16 +27,21 @@ func denyJSON(code, message string) []byte {
 // X-Egress-Denied (or X-Egress-Error for upstream failures), and 407's
 // Proxy-Authenticate challenge.
 func errorResponse(req *http.Request, status int, reason Reason, fallback string) *http.Response {
-	code, msg := reason.String(), reason.Message()
 	if reason == ReasonNone {
-		code, msg = "upstream_error", fallback
+		return jsonError(req, status, "upstream_error", fallback, false)
 	}
+	return jsonError(req, status, reason.String(), reason.Message(), true)
+}
+
+// jsonError is an answer of egressd's own: code and message as JSON, the
+// code in X-Egress-Denied (denied) or X-Egress-Error.
+func jsonError(req *http.Request, status int, code, msg string, denied bool) *http.Response {
 	body := denyJSON(code, msg)
 	h := http.Header{}
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
-	if reason != ReasonNone {
-		h.Set("X-Egress-Denied", reason.String())
+	if denied {
+		h.Set("X-Egress-Denied", code)
 	} else {
 		h.Set("X-Egress-Error", code)
 	}

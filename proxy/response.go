@@ -111,7 +111,7 @@ func decodeForRedaction(resp *http.Response) bool {
 // finalize logs and records the request, once, after everything about it
 // is known: a streamed body may substitute values after the response began.
 func (p *Proxy) finalize(st *reqState) {
-	if st.done {
+	if st == nil || st.done {
 		return
 	}
 	st.done = true

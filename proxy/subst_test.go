@@ -274,3 +274,63 @@ func BenchmarkObserverNoPlaceholder1MiB(b *testing.B) {
 		}
 	}
 }
+
+// The streaming redactor masks what maskAll masks in the whole body,
+// however the body arrives, and it holds back only what may begin a value:
+// once a read ends in bytes that begin no value, everything read so far
+// has been given out.
+func FuzzRedactorStreamEqualsWhole(f *testing.F) {
+	f.Add([]byte("a secret-value-1 b secret-value-12 c secret-valu"), []byte("secret-value-1"), []byte("secret-value-12"), uint16(7))
+	f.Add([]byte("data: one\n\ndata: tw"), []byte("two-secret"), []byte("one"), uint16(1))
+	f.Add([]byte("aaaaab"), []byte("aab"), []byte("aaab"), uint16(2))
+	f.Fuzz(func(t *testing.T, data, v1, v2 []byte, seed uint16) {
+		var echoes []echo
+		for i, v := range [][]byte{v1, v2} {
+			if len(v) > 0 && len(v) <= 64 {
+				echoes = append(echoes, echo{value: v, placeholder: []byte(fmt.Sprintf("<P%d>", i))})
+			}
+		}
+		if len(echoes) == 0 {
+			return
+		}
+		want := maskAll(bytes.Clone(data), echoes)
+		sizes := []int{int(seed%13) + 1, int(seed/13%7) + 1}
+		r := newRedactor(io.NopCloser(&chunker{data: bytes.Clone(data), sizes: sizes}), &subst{echoes: echoes}, nil)
+		got, err := io.ReadAll(r)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("streamed %q, whole %q (%v)", got, want, err)
+		}
+		// Fed the whole body in one read that ends in nothing that begins
+		// a value, it gives everything out without reading again.
+		if hold := holdBack(data, echoes); hold == 0 && len(data) > 0 {
+			r2 := newRedactor(io.NopCloser(&stallAfter{data: bytes.Clone(data)}), &subst{echoes: echoes}, nil)
+			buf := make([]byte, 4*len(data)+64)
+			total := 0
+			for total < len(want) {
+				m, err := r2.Read(buf[total:])
+				total += m
+				if err != nil {
+					break
+				}
+			}
+			if !bytes.Equal(buf[:total], want) {
+				t.Fatalf("before the end: %q, want %q", buf[:total], want)
+			}
+		}
+	})
+}
+
+// stallAfter gives its data in one read, then fails the test if read
+// again: the reader must not need more input to give out what it has.
+type stallAfter struct {
+	data []byte
+	done bool
+}
+
+func (s *stallAfter) Read(p []byte) (int, error) {
+	if s.done {
+		panic("read again: bytes that begin no value were held back")
+	}
+	s.done = true
+	return copy(p, s.data), nil
+}

@@ -1,0 +1,595 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+const (
+	// maxDrain is how much of a request body nobody read is read and
+	// dropped after the answer, to keep the connection for the next
+	// request (net/http's server does the same, with the same bound).
+	maxDrain = 256 << 10
+	// answerBuffer is the writer an answer is gathered in: an answer up
+	// to this size leaves in one write (and one TLS record).
+	answerBuffer = 16 << 10
+	// noLimit lifts headerLimit while a body is read.
+	noLimit = math.MaxInt64
+)
+
+// mitmConn serves the requests of one MITM'd tunnel, one after another.
+type mitmConn struct {
+	p       *Proxy
+	sess    *session
+	conn    net.Conn // decrypted (or plain http) client connection
+	overTLS bool
+	remote  string
+
+	lim *headerLimit // under br: bounds a request's header
+	br  *bufio.Reader
+
+	// ctx ends the requests in flight when the tunnel is closed.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// wmu orders writes to conn: an interim 100 Continue, written by
+	// whoever first reads a request's body, and the answer.
+	wmu      sync.Mutex
+	answered bool // the current request's answer has begun
+}
+
+func newMITMConn(p *Proxy, sess *session, conn net.Conn, overTLS bool) *mitmConn {
+	c := &mitmConn{p: p, sess: sess, conn: conn, overTLS: overTLS}
+	c.lim = &headerLimit{r: conn, n: noLimit}
+	c.br = bufio.NewReader(c.lim)
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	if a := conn.RemoteAddr(); a != nil {
+		c.remote = a.String()
+	}
+	return c
+}
+
+// close ends the tunnel: requests in flight are cancelled.
+func (c *mitmConn) close() {
+	c.cancel()
+	c.conn.Close()
+}
+
+// serve answers requests until the client closes, a request asks to,
+// or one cannot be read.
+func (c *mitmConn) serve() {
+	defer c.cancel()
+	for c.next() {
+	}
+}
+
+// next reads and answers one request; false ends the tunnel.
+func (c *mitmConn) next() bool {
+	p := c.p
+	// Waiting for a request, the idle timeout applies (trackedConn); from
+	// its first byte on, the header timeout.
+	if err := c.skipBlankLines(); err != nil {
+		return false
+	}
+	c.conn.SetReadDeadline(time.Now().Add(p.cfg.HeaderTimeout))
+	// As net/http's server: the limit counts bytes read from the
+	// connection, so the reader's buffer is slack on top of it.
+	c.lim.n = int64(p.cfg.MaxHeaderBytes) + 4096
+	req, err := http.ReadRequest(c.br)
+	tooLarge := c.lim.n <= 0
+	c.lim.n = noLimit
+	if err != nil {
+		switch {
+		case tooLarge:
+			c.refuse(http.StatusRequestHeaderFieldsTooLarge, "the request's header is larger than the proxy accepts")
+		case commonReadError(err):
+			// The client went away, or was too slow: nobody to answer.
+		case strings.Contains(err.Error(), "transfer encoding"):
+			c.refuse(http.StatusNotImplemented, "the request's transfer encoding is not supported")
+		default:
+			p.log.Debug("mitm: unreadable request", "sandbox", c.sess.sbx.ID, "host", c.sess.host, "err", err.Error())
+			c.refuse(http.StatusBadRequest, "the request could not be read as HTTP/1.1")
+		}
+		return false
+	}
+	c.conn.SetReadDeadline(time.Time{})
+	if status, msg := checkRequest(req); status != 0 {
+		c.refuse(status, msg)
+		return false
+	}
+	return c.handle(req)
+}
+
+// skipBlankLines drops the empty lines some clients send after a body
+// (RFC 9112 section 2.2 lets a server ignore them), a few at most, and
+// waits for the next request's first byte.
+func (c *mitmConn) skipBlankLines() error {
+	for range 4 {
+		b, err := c.br.Peek(1)
+		if err != nil {
+			return err
+		}
+		if b[0] != '\r' && b[0] != '\n' {
+			return nil
+		}
+		c.br.Discard(1)
+	}
+	_, err := c.br.Peek(1)
+	return err
+}
+
+// checkRequest makes the checks net/http's server makes after parsing.
+func checkRequest(req *http.Request) (int, string) {
+	if req.ProtoMajor != 1 {
+		return http.StatusHTTPVersionNotSupported, "only HTTP/1.x is spoken inside a tunnel"
+	}
+	if req.Method == http.MethodConnect {
+		return http.StatusMethodNotAllowed, "CONNECT inside a tunnel is not supported"
+	}
+	// http.ReadRequest moved the Host header (one at most) to req.Host,
+	// or took the host of an absolute URL.
+	if req.ProtoAtLeast(1, 1) && req.Host == "" {
+		return http.StatusBadRequest, "missing Host header"
+	}
+	if !httpguts.ValidHostHeader(req.Host) {
+		return http.StatusBadRequest, "malformed Host header"
+	}
+	for k, vs := range req.Header {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return http.StatusBadRequest, "invalid header name"
+		}
+		for _, v := range vs {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return http.StatusBadRequest, "invalid header value"
+			}
+		}
+	}
+	if e := req.Header.Get("Expect"); e != "" && !strings.EqualFold(e, "100-continue") {
+		return http.StatusExpectationFailed, "unsupported Expect header"
+	}
+	return 0, ""
+}
+
+// commonReadError: the client closed, reset or timed out.
+func commonReadError(err error) bool {
+	var ne net.Error
+	var oe *net.OpError
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.As(err, &ne) && ne.Timeout() || errors.As(err, &oe) && oe.Op == "read" ||
+		errors.Is(err, net.ErrClosed)
+}
+
+// handle answers one request; false ends the tunnel.
+func (c *mitmConn) handle(req *http.Request) bool {
+	p := c.p
+	ctx, cancel := context.WithCancel(c.ctx)
+	defer cancel()
+	req = req.WithContext(ctx)
+	req.RemoteAddr = c.remote
+	if c.overTLS {
+		req.URL.Scheme = "https"
+	} else {
+		req.URL.Scheme = "http"
+	}
+	if req.URL.Host == "" {
+		req.URL.Host = req.Host
+	}
+	// HTTP/1.0 gets one request a connection; HTTP/1.1 keeps it unless
+	// it said Connection: close.
+	keep := !req.Close && req.ProtoAtLeast(1, 1)
+	ws := isWebSocket(req.Header)
+	var body *reqBody
+	if req.Body != nil && req.Body != http.NoBody {
+		body = &reqBody{c: c, r: req.Body, expect: req.ProtoAtLeast(1, 1) && req.Header.Get("Expect") != ""}
+		req.Body = body
+	}
+	c.wmu.Lock()
+	c.answered = false
+	c.wmu.Unlock()
+
+	st, refusal := p.prepare(req, c.sess, c.overTLS)
+	defer p.finalize(st)
+	resp, upstream := refusal, false
+	if refusal != nil {
+		p.respond(st, refusal)
+	} else {
+		resp, upstream = c.roundTrip(req, st, ws)
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols && upstream {
+		c.upgrade(req, resp, st)
+		return false
+	}
+	if !c.answer(req, resp, st, upstream, keep) {
+		return false
+	}
+	if body != nil && !body.finish() {
+		return false
+	}
+	return keep
+}
+
+// roundTrip sends a prepared request upstream: as net/http/httputil's
+// ReverseProxy would (hop-by-hop headers went in prepare), the sandbox's
+// own forwarding headers passed on as they were and none added, the
+// query byte for byte as sent. upstream is false when the answer is
+// egressd's own (the round trip failed).
+func (c *mitmConn) roundTrip(req *http.Request, st *reqState, ws bool) (resp *http.Response, upstream bool) {
+	p := c.p
+	req.RequestURI = ""
+	if req.ContentLength == 0 {
+		req.Body = nil // nothing to send, nothing to retry
+	}
+	if p.cfg.Redact {
+		// Let the transport negotiate and decode compression, so an
+		// echoed value can be found and masked in the answer.
+		req.Header.Del("Accept-Encoding")
+	}
+	if _, ok := req.Header["User-Agent"]; !ok {
+		req.Header["User-Agent"] = []string{""} // no Go default in its place
+	}
+	if ws {
+		req.Header["Connection"] = []string{"Upgrade"}
+		req.Header["Upgrade"] = []string{req.Header.Get("Upgrade")}
+	}
+	resp, err := p.transport.RoundTrip(req)
+	if err != nil {
+		resp = p.upstreamError(st, req, err)
+		resp.Request = req
+		p.respond(st, resp)
+		return resp, false
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols &&
+		(!ws || !strings.EqualFold(upgradeType(resp.Header), upgradeType(req.Header))) {
+		// A switch nobody asked for, or to another protocol.
+		resp.Body.Close()
+		st.upstreamErr = true
+		p.metrics.upstreamErrs.Inc()
+		resp = errorResponse(req, http.StatusBadGateway, ReasonNone, "the upstream switched to a protocol that was not asked for")
+		p.respond(st, resp)
+		return resp, false
+	}
+	p.respond(st, resp)
+	return resp, true
+}
+
+// upgradeType is the protocol an Upgrade header names.
+func upgradeType(h http.Header) string {
+	if !headerHas(h, "Connection", "upgrade") {
+		return ""
+	}
+	return h.Get("Upgrade")
+}
+
+// answerWriters and copyBuffers are shared by all tunnels: a connection
+// holds neither while it waits for its next request.
+var (
+	answerWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, answerBuffer) }}
+	copyBuffers   = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+)
+
+// answer writes resp to the client; false when the connection cannot
+// carry another request (the answer broke off, or had to be ended by
+// closing). upstream: the answer came from the upstream, whose
+// hop-by-hop headers are dropped.
+func (c *mitmConn) answer(req *http.Request, resp *http.Response, st *reqState, upstream, keep bool) bool {
+	defer resp.Body.Close()
+	c.wmu.Lock()
+	c.answered = true
+	c.wmu.Unlock()
+
+	h := resp.Header
+	if h == nil {
+		h = http.Header{}
+	}
+	if upstream {
+		removeResponseHopHeaders(h)
+	}
+	status := resp.StatusCode
+	bodyless := req.Method == http.MethodHead || status/100 == 1 || status == http.StatusNoContent || status == http.StatusNotModified
+	chunked := false
+	switch {
+	case bodyless:
+		// The header as sent: a HEAD's Content-Length gives the size.
+	case resp.ContentLength >= 0:
+		h["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
+	case req.ProtoAtLeast(1, 1):
+		chunked = true
+		delete(h, "Content-Length")
+		h["Transfer-Encoding"] = []string{"chunked"}
+	default:
+		// An HTTP/1.0 client: the end of the body is the end of the
+		// connection.
+		keep = false
+		delete(h, "Content-Length")
+	}
+	if chunked {
+		delete(h, "Trailer")
+		if len(resp.Trailer) > 0 {
+			h["Trailer"] = []string{trailerNames(resp.Trailer)}
+		}
+	}
+	if !keep {
+		h["Connection"] = []string{"close"}
+	}
+	if _, ok := h["Date"]; !ok {
+		h["Date"] = []string{time.Now().UTC().Format(http.TimeFormat)}
+	}
+
+	bw := answerWriters.Get().(*bufio.Writer)
+	bw.Reset(c.conn)
+	defer func() {
+		bw.Reset(nil)
+		answerWriters.Put(bw)
+	}()
+	writeStatusLine(bw, status)
+	h.Write(bw)
+	bw.WriteString("\r\n")
+	whole := true
+	if !bodyless {
+		whole = c.copyBody(bw, resp, chunked)
+	}
+	if !whole {
+		// Never end a cut answer as if it were whole: flush what came and
+		// close, so the client sees it broke off.
+		c.p.finalize(st)
+		bw.Flush()
+		return false
+	}
+	if chunked {
+		bw.WriteString("0\r\n")
+		resp.Trailer.Write(bw)
+		bw.WriteString("\r\n")
+	}
+	// The request is on record (log, metrics, audit) before the client
+	// has the end of its answer.
+	c.p.finalize(st)
+	return bw.Flush() == nil && keep
+}
+
+// copyBody sends the answer's body, chunked or as it is, flushing after
+// every read when its end is not known (a stream, events) so nothing
+// waits in the buffer. It reports whether the body arrived whole.
+func (c *mitmConn) copyBody(bw *bufio.Writer, resp *http.Response, chunked bool) bool {
+	bp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bp)
+	buf := *bp
+	stream := chunked || resp.ContentLength < 0 || isEventStream(resp.Header)
+	left := resp.ContentLength
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			b := buf[:n]
+			if left >= 0 {
+				b = b[:min(int64(n), left)]
+				left -= int64(len(b))
+			}
+			var werr error
+			if chunked {
+				bw.WriteString(strconv.FormatInt(int64(len(b)), 16))
+				bw.WriteString("\r\n")
+				bw.Write(b)
+				_, werr = bw.WriteString("\r\n")
+			} else {
+				_, werr = bw.Write(b)
+			}
+			if werr == nil && stream {
+				werr = bw.Flush()
+			}
+			if werr != nil {
+				return false // the client is gone
+			}
+		}
+		if err == io.EOF {
+			return left <= 0
+		}
+		if err != nil {
+			c.p.log.Debug("mitm: answer broke off", "sandbox", c.sess.sbx.ID, "host", c.sess.host, "err", upstreamErrText(err))
+			return false
+		}
+		if left == 0 {
+			return true
+		}
+	}
+}
+
+func isEventStream(h http.Header) bool {
+	ct, _, _ := strings.Cut(h.Get("Content-Type"), ";")
+	return strings.EqualFold(strings.TrimSpace(ct), "text/event-stream")
+}
+
+func writeStatusLine(bw *bufio.Writer, status int) {
+	bw.WriteString("HTTP/1.1 ")
+	bw.WriteString(strconv.Itoa(status))
+	bw.WriteByte(' ')
+	if text := http.StatusText(status); text != "" {
+		bw.WriteString(text)
+	} else {
+		bw.WriteString("status code ")
+		bw.WriteString(strconv.Itoa(status))
+	}
+	bw.WriteString("\r\n")
+}
+
+func trailerNames(t http.Header) string {
+	names := make([]string, 0, len(t))
+	for k := range t {
+		names = append(names, k)
+	}
+	return strings.Join(names, ", ")
+}
+
+// removeResponseHopHeaders drops an upstream answer's hop-by-hop headers
+// (RFC 9110 section 7.6.1), as ReverseProxy does.
+func removeResponseHopHeaders(h http.Header) {
+	for _, f := range h["Connection"] {
+		for _, name := range strings.Split(f, ",") {
+			if name = textprotoKey(name); name != "" {
+				delete(h, name)
+			}
+		}
+	}
+	for _, name := range hopHeaders {
+		delete(h, name)
+	}
+}
+
+func textprotoKey(s string) string {
+	return http.CanonicalHeaderKey(strings.TrimSpace(s))
+}
+
+// refuse answers a request that could not be read, and the tunnel ends.
+func (c *mitmConn) refuse(status int, msg string) {
+	resp := jsonError(nil, status, ReasonBadRequest.String(), msg, true)
+	c.answer(&http.Request{Method: http.MethodGet, ProtoMajor: 1, ProtoMinor: 1}, resp, nil, false, false)
+}
+
+// upgrade completes a WebSocket upgrade the upstream accepted: the 101
+// goes to the client, then bytes pass both ways, unread, until either
+// side closes.
+func (c *mitmConn) upgrade(req *http.Request, resp *http.Response, st *reqState) {
+	up, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok {
+		resp.Body.Close()
+		st.upstreamErr = true
+		c.answer(req, errorResponse(req, http.StatusBadGateway, ReasonNone, "the upstream's protocol switch could not be carried"), st, false, false)
+		return
+	}
+	defer up.Close()
+	c.wmu.Lock()
+	c.answered = true
+	c.wmu.Unlock()
+	bw := bufio.NewWriter(c.conn)
+	writeStatusLine(bw, resp.StatusCode)
+	resp.Header.Write(bw)
+	bw.WriteString("\r\n")
+	if bw.Flush() != nil {
+		return
+	}
+	c.p.finalize(st)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		io.Copy(up, c.br) // what the client sent after its request, then the rest
+		if cw, ok := up.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		}
+	}()
+	io.Copy(c.conn, up)
+	c.conn.Close()
+	up.Close()
+	<-done
+}
+
+// headerLimit bounds what a request's header may read from the
+// connection: past n bytes it fails the read, and the request is
+// answered 431.
+type headerLimit struct {
+	r io.Reader
+	n int64
+}
+
+var errHeaderTooLarge = errors.New("request header too large")
+
+func (l *headerLimit) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		return 0, errHeaderTooLarge
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	return n, err
+}
+
+// reqBody is a request body as the tunnel reads it. The transport reads
+// it from a goroutine of its own, possibly still after the answer came
+// back; finish takes it back before the next request is read from the
+// same connection, so the two never read at once. Its first read answers
+// Expect: 100-continue, unless the answer has begun.
+type reqBody struct {
+	c  *mitmConn
+	r  io.ReadCloser // net/http's framing of the body, over the tunnel's reader
+	mu sync.Mutex
+	// expect: the client waits for 100 Continue before it sends the body.
+	expect      bool
+	eof, closed bool
+}
+
+func (b *reqBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return 0, errBodyClosed
+	}
+	if b.eof {
+		return 0, io.EOF
+	}
+	if b.expect {
+		b.expect = false
+		if !b.c.sendContinue() {
+			b.closed = true
+			return 0, errBodyClosed
+		}
+	}
+	n, err := b.r.Read(p)
+	if err == io.EOF {
+		b.eof = true
+	}
+	return n, err
+}
+
+// Close stops further reads; the rest of the body stays for finish.
+func (b *reqBody) Close() error {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	return nil
+}
+
+// finish ends the body's use and reports whether the connection can
+// carry the next request: the body was read to its end, or its rest (at
+// most maxDrain bytes) is read now. A body still being read by the
+// transport, or one the client was told not to send yet, ends the
+// connection instead.
+func (b *reqBody) finish() bool {
+	if !b.mu.TryLock() {
+		return false
+	}
+	defer b.mu.Unlock()
+	b.closed = true
+	if b.eof {
+		return true
+	}
+	if b.expect {
+		return false
+	}
+	c := b.c
+	c.conn.SetReadDeadline(time.Now().Add(c.p.cfg.HeaderTimeout))
+	defer c.conn.SetReadDeadline(time.Time{})
+	_, err := io.CopyN(io.Discard, b.r, maxDrain+1)
+	return err == io.EOF
+}
+
+// sendContinue writes the interim 100 Continue, unless the answer has
+// begun.
+func (c *mitmConn) sendContinue() bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.answered {
+		return false
+	}
+	_, err := io.WriteString(c.conn, "HTTP/1.1 100 Continue\r\n\r\n")
+	return err == nil
+}
