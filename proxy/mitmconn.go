@@ -188,8 +188,11 @@ func (c *mitmConn) handle(req *http.Request) bool {
 	// HTTP/1.0 gets one request a connection; HTTP/1.1 keeps it unless
 	// it said Connection: close.
 	keep := !req.Close && req.ProtoAtLeast(1, 1)
-	ws := isWebSocket(req.Header)
 	var body *reqBody
+	// A WebSocket handshake has no body. One with a body is not upgraded:
+	// the transport may still be reading it from the tunnel when the 101
+	// comes, and the upgrade would read the same reader at once.
+	ws := isWebSocket(req.Header) && (req.Body == nil || req.Body == http.NoBody)
 	if req.Body != nil && req.Body != http.NoBody {
 		body = &reqBody{c: c, r: req.Body, expect: req.ProtoAtLeast(1, 1) && req.Header.Get("Expect") != ""}
 		req.Body = body
