@@ -64,7 +64,7 @@ func (p *Proxy) onConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectA
 	ctx.UserData = sess
 	if !use.Any && !p.cfg.MITMAll {
 		p.log.Debug("tunnel", "sandbox", sbx.ID, "host", hostname)
-		p.metrics.requests.WithLabelValues(string(OutcomeTunnelled)).Inc()
+		p.metrics.outcome(OutcomeTunnelled).requests.Inc()
 		return &goproxy.ConnectAction{Action: goproxy.ConnectAccept}, target.String()
 	}
 	sess.mitm = true

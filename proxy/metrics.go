@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/egressd/egressd/resolver"
 )
 
 // metrics are the proxy's Prometheus series. Labels never carry ids.
@@ -14,6 +16,34 @@ type metrics struct {
 	upstreamErrs  prometheus.Counter
 	tunnels       prometheus.Gauge
 	conns         prometheus.Gauge
+
+	// byOutcome and byLevel hold the series of the known label values,
+	// looked up once here rather than hashed on every request. Read only
+	// after newMetrics.
+	byOutcome map[Outcome]outcomeSeries
+	byLevel   map[string]prometheus.Counter
+}
+
+type outcomeSeries struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+}
+
+// outcome returns the request counter and duration histogram of o.
+func (m *metrics) outcome(o Outcome) outcomeSeries {
+	if s, ok := m.byOutcome[o]; ok {
+		return s
+	}
+	return outcomeSeries{m.requests.WithLabelValues(string(o)), m.duration.WithLabelValues(string(o))}
+}
+
+// substituted counts a substitution resolved at level.
+func (m *metrics) substituted(level string) {
+	if c, ok := m.byLevel[level]; ok {
+		c.Inc()
+		return
+	}
+	m.substitutions.WithLabelValues(level).Inc()
 }
 
 func newMetrics(reg prometheus.Registerer, certCacheSize func() float64) (*metrics, error) {
@@ -43,6 +73,14 @@ func newMetrics(reg prometheus.Registerer, certCacheSize func() float64) (*metri
 		conns: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "egressd_proxy_open_connections", Help: "Client connections open now.",
 		}),
+	}
+	m.byOutcome = map[Outcome]outcomeSeries{}
+	for _, o := range []Outcome{OutcomeSubstituted, OutcomePassed, OutcomeDenied, OutcomeUpstreamError, OutcomeTunnelled} {
+		m.byOutcome[o] = outcomeSeries{m.requests.WithLabelValues(string(o)), m.duration.WithLabelValues(string(o))}
+	}
+	m.byLevel = map[string]prometheus.Counter{}
+	for _, l := range resolver.Levels {
+		m.byLevel[l.String()] = m.substitutions.WithLabelValues(l.String())
 	}
 	if reg == nil {
 		return m, nil

@@ -135,7 +135,7 @@ func (p *Proxy) finalize(st *reqState) {
 				if ev.Outcome == OutcomePassed {
 					ev.Outcome = OutcomeSubstituted
 				}
-				p.metrics.substitutions.WithLabelValues(u.Level).Inc()
+				p.metrics.substituted(u.Level)
 			}
 		}
 	}
@@ -159,8 +159,9 @@ func (p *Proxy) event(st *reqState) *Event {
 // requests that carried a placeholder or were refused reach the sink.
 func (p *Proxy) finish(ctx context.Context, ev *Event, _ *http.Response) {
 	ev.Duration = p.cfg.Now().Sub(ev.Time)
-	p.metrics.requests.WithLabelValues(string(ev.Outcome)).Inc()
-	p.metrics.duration.WithLabelValues(string(ev.Outcome)).Observe(ev.Duration.Seconds())
+	series := p.metrics.outcome(ev.Outcome)
+	series.requests.Inc()
+	series.duration.Observe(ev.Duration.Seconds())
 	if ev.Reason != "" {
 		p.metrics.denials.WithLabelValues(ev.Reason).Inc()
 	}
