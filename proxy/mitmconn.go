@@ -483,9 +483,12 @@ func (c *mitmConn) upgrade(req *http.Request, resp *http.Response, st *reqState)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		io.Copy(up, c.br) // what the client sent after its request, then the rest
-		if cw, ok := up.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
+		_, err := io.Copy(up, c.br) // what the client sent after its request, then the rest
+		// A clean end is passed on as a half-close; a failed client side (a
+		// timeout, a reset, the tunnel closed) ends the upstream too, as
+		// ReverseProxy does, or a quiet upstream would hold the tunnel.
+		if cw, ok := up.(interface{ CloseWrite() error }); err != nil || !ok || cw.CloseWrite() != nil {
+			up.Close()
 		}
 	}()
 	io.Copy(c.conn, up)

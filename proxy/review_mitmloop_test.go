@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,14 +45,32 @@ func newRawUpstream(t *testing.T, serve func(net.Conn)) *rawUpstream {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { l.Close() })
+	var mu sync.Mutex
+	var conns []net.Conn
+	done := false
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		done = true
+		for _, c := range conns {
+			c.Close()
+		}
+	})
 	go func() {
 		for {
 			c, err := l.Accept()
 			if err != nil {
 				return
 			}
-			t.Cleanup(func() { c.Close() })
+			mu.Lock()
+			conns = append(conns, c)
+			late := done
+			mu.Unlock()
+			if late {
+				c.Close()
+				return
+			}
 			go serve(c)
 		}
 	}()
@@ -127,5 +146,58 @@ func TestReviewUpgradeWithBodyNotUpgraded(t *testing.T) {
 		// The rest of the body: drained, or the tunnel is closed.
 		io.WriteString(tn.conn, strings.Repeat("B", 10000))
 		tn.conn.Close()
+	}
+}
+
+// Regression: an upgraded tunnel whose client side fails (the idle
+// timeout, a reset) or is closed on shutdown closes the upstream
+// connection too, as ReverseProxy did. Only a clean end of the client's
+// stream is passed on as a half-close; otherwise an upstream that ignores
+// the close_notify held the tunnel's goroutines, the upstream connection
+// and the sandbox's connection slot for as long as it liked.
+func TestReviewUpgradeClosesUpstreamWhenClientFails(t *testing.T) {
+	for _, how := range []string{"idle timeout", "shutdown"} {
+		t.Run(how, func(t *testing.T) {
+			closed := make(chan struct{})
+			up := newRawUpstream(t, func(c net.Conn) {
+				br := bufio.NewReader(c)
+				if _, err := readHead(br); err != nil {
+					return
+				}
+				c.Write([]byte("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"))
+				// A quiet upstream that takes no hint: it ignores the
+				// close_notify and waits for the TCP connection to end.
+				io.Copy(io.Discard, br)
+				raw := c.(*tls.Conn).NetConn()
+				raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+				if _, err := io.Copy(io.Discard, raw); err == nil {
+					close(closed)
+				}
+			})
+			e := newEnv(t, func(c *Config) {
+				c.UpstreamRoots = up.roots
+				if how == "idle timeout" {
+					c.IdleTimeout = 300 * time.Millisecond
+				}
+			})
+			e.up.port = up.port
+			sbx, token := e.sandbox(vault.SandboxInput{})
+			e.secret(vault.SecretInput{Name: "k", Value: realValue, Scope: vault.ScopeTenant})
+			ph := e.placeholder(sbx, "k")
+			tn := e.rawTunnel(t, sbx.ID, token, "api.test")
+			tn.send("GET /ws HTTP/1.1\r\nHost: api.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nX-Key: " + ph + "\r\n\r\n")
+			resp, err := http.ReadResponse(tn.br, &http.Request{Method: "GET"})
+			if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+				t.Fatalf("upgrade: %v %v", resp, err)
+			}
+			if how == "shutdown" {
+				e.proxy.tunnels.closeAll()
+			}
+			select {
+			case <-closed:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the upstream connection stayed open after the tunnel's client side ended")
+			}
+		})
 	}
 }
