@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -354,5 +355,61 @@ func TestTunnelTrailersAndHead(t *testing.T) {
 	resp, body = tn.read("GET")
 	if resp.StatusCode != 200 || body != "body" || resp.Trailer.Get("X-Checksum") != "abc" {
 		t.Fatalf("GET: %d %q trailer %v", resp.StatusCode, body, resp.Trailer)
+	}
+}
+
+// Once a request is on record (its final row written), a body still
+// streaming to the upstream gets no more values: a value would leave
+// that no row mentions.
+func TestNoSubstitutionAfterRecord(t *testing.T) {
+	e := newEnv(t, nil)
+	sbx, _ := e.sandbox(vault.SandboxInput{})
+	e.secret(vault.SecretInput{Name: "k", Value: "real-k", Scope: vault.ScopeTenant, SubstituteIn: []vault.Location{vault.InBody}})
+	ph := e.placeholder(sbx, "k")
+	st := &reqState{id: "req1", sess: &session{sbx: sbx, host: "api.test", port: e.up.port}, host: "api.test", ctx: t.Context(), start: time.Now()}
+	s := &subst{p: e.proxy, st: st, ctx: t.Context(), sbx: &sbx, host: "api.test", tls: true}
+	st.sub = s
+	fn := s.fn(vault.InBody, false)
+	in := []byte(`{"a":"` + ph + `","b":"` + ph + `"}`)
+	half := bytes.Index(in, []byte(`,"b"`))
+	if out := Replace(in[:half], fn); !bytes.Contains(out, []byte("real-k")) {
+		t.Fatalf("before the record: %q", out)
+	}
+	e.proxy.finalize(st)
+	if out := Replace(in[half:], fn); bytes.Contains(out, []byte("real-k")) || !bytes.Contains(out, []byte(ph)) {
+		t.Fatalf("after the record: %q", out)
+	}
+	if ev := e.event(t); len(ev.Uses) != 1 || ev.Uses[0].Action != ActionSubstituted {
+		t.Fatalf("row uses %+v", ev.Uses)
+	}
+}
+
+// A value the upstream echoes as a header's or a trailer's name (in
+// whatever case) reaches the sandbox as its placeholder, announcement
+// included.
+func TestEchoInHeaderNamesMasked(t *testing.T) {
+	const value = "tok-EchoName42"
+	e := newEnv(t, nil)
+	sbx, token := e.sandbox(vault.SandboxInput{})
+	e.secret(vault.SecretInput{Name: "k", Value: value, Scope: vault.ScopeTenant})
+	ph := e.placeholder(sbx, "k")
+	e.up.reply = func(w http.ResponseWriter, r *http.Request, _ []byte) {
+		v := r.Header.Get("X-Key")
+		w.Header().Set("Trailer", "X-T-"+v)
+		w.Header().Set("X-H-"+v, "1")
+		io.WriteString(w, "body")
+		w.Header().Set("X-T-"+v, "2")
+	}
+	tn := e.rawTunnel(t, sbx.ID, token, "api.test")
+	tn.send("GET / HTTP/1.1\r\nHost: api.test\r\nX-Key: " + ph + "\r\nTE: trailers\r\nConnection: close\r\n\r\n")
+	raw, err := io.ReadAll(tn.br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(strings.ToLower(string(raw)), strings.ToLower(value)) {
+		t.Fatalf("the value reached the sandbox:\n%s", raw)
+	}
+	if got := strings.Count(string(raw), ph); got < 3 {
+		t.Fatalf("placeholder %d times in:\n%s", got, raw)
 	}
 }

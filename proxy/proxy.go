@@ -235,8 +235,10 @@ func (p *Proxy) Serve(l net.Listener) error {
 	return err
 }
 
-// Shutdown stops accepting connections and closes the idle upstream pool.
-// Hijacked tunnels end when their idle timeout passes or their peers close.
+// Shutdown stops accepting connections, closes the idle upstream pool and
+// closes MITM'd tunnels (their requests in flight are cancelled).
+// Pass-through tunnels end when their idle timeout passes or their peers
+// close.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	return p.Server().Shutdown(ctx)
 }

@@ -113,12 +113,15 @@ func (r *redactor) decide(echoes []echo, upto int) {
 	r.buf = r.buf[:n]
 }
 
-// redactHeader masks every echo in every value of h.
+// redactHeader masks every echo in every value of h, and in every name:
+// an upstream may echo a value as a header's name, which reaches the
+// client in canonical case, so names are matched without regard to case.
 func redactHeader(h http.Header, echoes []echo) {
 	if len(echoes) == 0 {
 		return
 	}
-	for _, vs := range h {
+	var renamed map[string]string
+	for k, vs := range h {
 		for i, v := range vs {
 			for _, e := range echoes {
 				if strings.Contains(v, string(e.value)) {
@@ -127,7 +130,53 @@ func redactHeader(h http.Header, echoes []echo) {
 			}
 			vs[i] = v
 		}
+		nk := k
+		for _, e := range echoes {
+			nk = replaceFoldASCII(nk, string(e.value), string(e.placeholder))
+		}
+		if nk != k {
+			if renamed == nil {
+				renamed = map[string]string{}
+			}
+			renamed[k] = nk
+		}
 	}
+	for k, nk := range renamed {
+		h[nk] = append(h[nk], h[k]...)
+		delete(h, k)
+	}
+}
+
+// replaceFoldASCII replaces every occurrence of old in s, ignoring ASCII
+// case; s and old must be ASCII (a header name is), else s is returned.
+func replaceFoldASCII(s, old, repl string) string {
+	if old == "" || !isASCII(s) || !isASCII(old) {
+		return s
+	}
+	ls, lo := strings.ToLower(s), strings.ToLower(old)
+	if !strings.Contains(ls, lo) {
+		return s
+	}
+	var b strings.Builder
+	for {
+		i := strings.Index(ls, lo)
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		b.WriteString(s[:i])
+		b.WriteString(repl)
+		s, ls = s[i+len(old):], ls[i+len(old):]
+	}
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // maskAll replaces every echo in b, leftmost and longest first, as the

@@ -41,6 +41,9 @@ func (p *Proxy) respond(st *reqState, resp *http.Response) {
 		return
 	}
 	redactHeader(resp.Header, echoes)
+	// The trailers' names are announced with the header: mask them now
+	// (their values are masked at the end of the body).
+	redactHeader(resp.Trailer, echoes)
 	if !decodeForRedaction(resp) {
 		// An encoding egressd cannot read could carry a value back: refuse
 		// the body rather than pass it unchecked (fail closed).
@@ -127,6 +130,7 @@ func (p *Proxy) finalize(st *reqState) {
 	}
 	if st.sub != nil {
 		st.sub.mu.Lock()
+		st.sub.recorded = true
 		ev.Uses = append(ev.Uses, st.sub.uses...)
 		ev.UsesDropped = st.sub.dropped
 		st.sub.mu.Unlock()

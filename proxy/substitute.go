@@ -29,10 +29,14 @@ type subst struct {
 
 	mu        sync.Mutex
 	committed bool // the pre-forward audit record is stored
-	deny      Reason
-	uses      []Use
-	dropped   int    // uses beyond maxUses, counted only
-	echoes    []echo // forms of the values sent, for response redaction
+	// recorded: the request's final row is written (finalize); a body
+	// still streaming may substitute nothing more, since no row would
+	// say so.
+	recorded bool
+	deny     Reason
+	uses     []Use
+	dropped  int    // uses beyond maxUses, counted only
+	echoes   []echo // forms of the values sent, for response redaction
 	// bodyLive is set while a streamed body may still substitute values
 	// after the response has begun.
 	bodyLive bool
@@ -101,6 +105,11 @@ func (s *subst) decide(loc vault.Location, core, lookback []byte, observe bool) 
 	ph, found := s.p.placeholder(string(core))
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.recorded {
+		// The upstream answered and the request is on record while its
+		// body still streams: the rest goes as it is (fail closed).
+		return 0, nil, false
+	}
 	use := Use{Location: loc, Action: ActionLeft}
 	if !found {
 		use.Reason = "unknown_placeholder"
