@@ -124,15 +124,15 @@ func redactHeader(h http.Header, echoes []echo) {
 	for k, vs := range h {
 		for i, v := range vs {
 			for _, e := range echoes {
-				if strings.Contains(v, string(e.value)) {
-					v = strings.ReplaceAll(v, string(e.value), string(e.placeholder))
+				if strings.Contains(v, e.valueS) {
+					v = strings.ReplaceAll(v, e.valueS, e.placeS)
 				}
 			}
 			vs[i] = v
 		}
 		nk := k
 		for _, e := range echoes {
-			nk = replaceFoldASCII(nk, string(e.value), string(e.placeholder))
+			nk = replaceFoldASCII(nk, e.valueS, e.placeS)
 		}
 		if nk != k {
 			if renamed == nil {
@@ -148,35 +148,43 @@ func redactHeader(h http.Header, echoes []echo) {
 }
 
 // replaceFoldASCII replaces every occurrence of old in s, ignoring ASCII
-// case; s and old must be ASCII (a header name is), else s is returned.
+// case (a header name is ASCII). It returns s itself when old is not in
+// it.
 func replaceFoldASCII(s, old, repl string) string {
-	if old == "" || !isASCII(s) || !isASCII(old) {
-		return s
-	}
-	ls, lo := strings.ToLower(s), strings.ToLower(old)
-	if !strings.Contains(ls, lo) {
+	i := indexFoldASCII(s, old)
+	if i < 0 {
 		return s
 	}
 	var b strings.Builder
-	for {
-		i := strings.Index(ls, lo)
-		if i < 0 {
-			b.WriteString(s)
-			return b.String()
-		}
+	for i >= 0 {
 		b.WriteString(s[:i])
 		b.WriteString(repl)
-		s, ls = s[i+len(old):], ls[i+len(old):]
+		s = s[i+len(old):]
+		i = indexFoldASCII(s, old)
 	}
+	b.WriteString(s)
+	return b.String()
 }
 
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
+// indexFoldASCII is strings.Index ignoring ASCII case, without a copy.
+func indexFoldASCII(s, sub string) int {
+	if sub == "" || len(sub) > len(s) {
+		return -1
+	}
+	first := lowerASCII(sub[0])
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if lowerASCII(s[i]) == first && strings.EqualFold(s[i:i+len(sub)], sub) {
+			return i
 		}
 	}
-	return true
+	return -1
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 // maskAll replaces every echo in b, leftmost and longest first, as the

@@ -240,7 +240,7 @@ func FuzzObserverEqualsReplace(f *testing.F) {
 
 // The redactor masks every echoed value, whatever the read sizes.
 func TestRedactorChunking(t *testing.T) {
-	echoes := []echo{{value: []byte("secret-value-1"), placeholder: []byte("EGP_one")}, {value: []byte("secret-value-12"), placeholder: []byte("EGP_two")}}
+	echoes := []echo{newEcho([]byte("secret-value-1"), []byte("EGP_one")), newEcho([]byte("secret-value-12"), []byte("EGP_two"))}
 	in := "a secret-value-1 b secret-value-12 c secret-value-1secret-value-1 secret-valu"
 	want := "a EGP_one b EGP_two c EGP_oneEGP_one secret-valu"
 	if got := maskAll([]byte(in), echoes); string(got) != want {
@@ -287,7 +287,7 @@ func FuzzRedactorStreamEqualsWhole(f *testing.F) {
 		var echoes []echo
 		for i, v := range [][]byte{v1, v2} {
 			if len(v) > 0 && len(v) <= 64 {
-				echoes = append(echoes, echo{value: v, placeholder: []byte(fmt.Sprintf("<P%d>", i))})
+				echoes = append(echoes, newEcho(v, []byte(fmt.Sprintf("<P%d>", i))))
 			}
 		}
 		if len(echoes) == 0 {

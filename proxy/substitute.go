@@ -46,8 +46,15 @@ type subst struct {
 const maxUses = 100
 
 // echo pairs a form of a value that went out with the placeholder form it
-// replaced.
-type echo struct{ value, placeholder []byte }
+// replaced, as bytes (bodies) and as strings (headers).
+type echo struct {
+	value, placeholder []byte
+	valueS, placeS     string
+}
+
+func newEcho(value, placeholder []byte) echo {
+	return echo{value: value, placeholder: placeholder, valueS: string(value), placeS: string(placeholder)}
+}
 
 // record keeps a use (with mu held), up to maxUses.
 func (s *subst) record(u Use) {
@@ -68,7 +75,7 @@ func (s *subst) addEcho(value, placeholder []byte) {
 			return
 		}
 	}
-	s.echoes = append(s.echoes, echo{value: bytes.Clone(value), placeholder: bytes.Clone(placeholder)})
+	s.echoes = append(s.echoes, newEcho(bytes.Clone(value), bytes.Clone(placeholder)))
 }
 
 // echoForms records the raw value and the forms it is sent or echoed in:
@@ -76,6 +83,9 @@ func (s *subst) addEcho(value, placeholder []byte) {
 func (s *subst) echoForms(value []byte, placeholder string) {
 	ph := []byte(placeholder)
 	s.addEcho(value, ph)
+	if plainToken(value) {
+		return // every other form is the value itself
+	}
 	s.addEcho([]byte(url.QueryEscape(string(value))), ph)
 	s.addEcho([]byte(url.PathEscape(string(value))), ph)
 	if j, err := json.Marshal(string(value)); err == nil {
@@ -83,6 +93,19 @@ func (s *subst) echoForms(value []byte, placeholder string) {
 		s.addEcho(js, ph)
 		s.addEcho(bytes.ReplaceAll(js, []byte("/"), []byte(`\/`)), ph)
 	}
+}
+
+// plainToken: b holds only bytes that URL and JSON escaping leave as they
+// are (letters, digits, - . _ ~), as most API keys do.
+func plainToken(b []byte) bool {
+	for _, c := range b {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '.', c == '_', c == '~':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // snapshot returns the echoes so far and whether more may come.
