@@ -45,7 +45,9 @@ type upstream struct {
 	reply func(w http.ResponseWriter, r *http.Request, body []byte)
 }
 
-func newUpstream(t testing.TB) *upstream {
+// upstreamCA makes a CA of an upstream's own: its leaf cache, and the
+// roots that trust it.
+func upstreamCA(t testing.TB) (*certs.LeafCache, *x509.CertPool) {
 	t.Helper()
 	ca, _, err := certs.LoadOrCreateCA(t.TempDir())
 	if err != nil {
@@ -55,8 +57,15 @@ func newUpstream(t testing.TB) *upstream {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := &upstream{roots: x509.NewCertPool()}
-	u.roots.AddCert(ca.Certificate())
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Certificate())
+	return leafs, roots
+}
+
+func newUpstream(t testing.TB) *upstream {
+	t.Helper()
+	leafs, roots := upstreamCA(t)
+	u := &upstream{roots: roots}
 	u.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		u.mu.Lock()

@@ -81,6 +81,16 @@ func (tn *tunnel) closed() bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || strings.Contains(fmt.Sprint(err), "reset")
 }
 
+// oneSecretEnv is an env with a sandbox and one tenant secret, k (value
+// real-k, any host), and the sandbox's placeholder for it.
+func oneSecretEnv(t *testing.T) (e *env, sbx vault.Sandbox, token, ph string) {
+	t.Helper()
+	e = newEnv(t, nil)
+	sbx, token = e.sandbox(vault.SandboxInput{})
+	e.secret(vault.SecretInput{Name: "k", Value: "real-k", Scope: vault.ScopeTenant})
+	return e, sbx, token, e.placeholder(sbx, "k")
+}
+
 func (e *env) uris() []string {
 	e.up.mu.Lock()
 	defer e.up.mu.Unlock()
@@ -94,10 +104,7 @@ func (e *env) uris() []string {
 // Requests sent back to back in one write are answered in order, each
 // substituted.
 func TestTunnelPipelinedRequests(t *testing.T) {
-	e := newEnv(t, nil)
-	sbx, token := e.sandbox(vault.SandboxInput{})
-	e.secret(vault.SecretInput{Name: "k", Value: "real-k", Scope: vault.ScopeTenant})
-	ph := e.placeholder(sbx, "k")
+	e, sbx, token, ph := oneSecretEnv(t)
 	tn := e.rawTunnel(t, sbx.ID, token, "api.test")
 	tn.send("GET /one HTTP/1.1\r\nHost: api.test\r\nX-Key: " + ph + "\r\n\r\n" +
 		"POST /two HTTP/1.1\r\nHost: api.test\r\nContent-Length: 5\r\nX-Key: " + ph + "\r\n\r\nhello" +
@@ -255,10 +262,7 @@ func TestTunnelUnreadableRequests(t *testing.T) {
 // An answer without a known end is streamed: each part reaches the
 // client as the upstream sends it, not when the answer is complete.
 func TestTunnelStreamsAnswers(t *testing.T) {
-	e := newEnv(t, nil)
-	sbx, token := e.sandbox(vault.SandboxInput{})
-	e.secret(vault.SecretInput{Name: "k", Value: "real-k", Scope: vault.ScopeTenant})
-	ph := e.placeholder(sbx, "k")
+	e, sbx, token, ph := oneSecretEnv(t)
 	firstSeen := make(chan struct{})
 	e.up.reply = func(w http.ResponseWriter, r *http.Request, _ []byte) {
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -294,10 +298,7 @@ func TestTunnelStreamsAnswers(t *testing.T) {
 
 // An upstream answer that breaks off is never passed on as complete.
 func TestTunnelCutAnswerIsNotWhole(t *testing.T) {
-	e := newEnv(t, nil)
-	sbx, token := e.sandbox(vault.SandboxInput{})
-	e.secret(vault.SecretInput{Name: "k", Value: "real-k", Scope: vault.ScopeTenant})
-	ph := e.placeholder(sbx, "k")
+	e, sbx, token, ph := oneSecretEnv(t)
 	e.up.reply = func(w http.ResponseWriter, r *http.Request, _ []byte) {
 		w.Header().Set("Content-Length", "100")
 		io.WriteString(w, "only ten b")
@@ -332,10 +333,7 @@ func TestTunnelCutAnswerIsNotWhole(t *testing.T) {
 // Trailers pass; a HEAD answer keeps its Content-Length and no body, and
 // the connection carries on.
 func TestTunnelTrailersAndHead(t *testing.T) {
-	e := newEnv(t, nil)
-	sbx, token := e.sandbox(vault.SandboxInput{})
-	e.secret(vault.SecretInput{Name: "k", Value: "real-k", Scope: vault.ScopeTenant})
-	ph := e.placeholder(sbx, "k")
+	e, sbx, token, ph := oneSecretEnv(t)
 	e.up.reply = func(w http.ResponseWriter, r *http.Request, _ []byte) {
 		if r.Method == "HEAD" {
 			w.Header().Set("Content-Length", "1234")

@@ -11,7 +11,6 @@ package proxy
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"io"
 	"net"
@@ -21,7 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/egressd/egressd/certs"
 	"github.com/egressd/egressd/vault"
 )
 
@@ -32,16 +30,7 @@ func TestReviewLateBodySubstitutionAuditedAndRedacted(t *testing.T) {
 }
 
 func lateBody(t *testing.T, async bool) {
-	ca, _, err := certs.LoadOrCreateCA(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	leafs, err := certs.NewLeafCache(ca, certs.LeafConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.Certificate())
+	leafs, roots := upstreamCA(t)
 	got := make(chan string, 1)
 	// A full-duplex upstream: headers first, then it reads the body and
 	// echoes it back.

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/egressd/egressd/certs"
 	"github.com/egressd/egressd/vault"
 )
 
@@ -29,14 +28,7 @@ type rawUpstream struct {
 
 func newRawUpstream(t *testing.T, serve func(net.Conn)) *rawUpstream {
 	t.Helper()
-	ca, _, err := certs.LoadOrCreateCA(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	leafs, err := certs.NewLeafCache(ca, certs.LeafConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	leafs, roots := upstreamCA(t)
 	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
 		NextProtos: []string{"http/1.1"},
 		GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
@@ -75,8 +67,7 @@ func newRawUpstream(t *testing.T, serve func(net.Conn)) *rawUpstream {
 			go serve(c)
 		}
 	}()
-	u := &rawUpstream{roots: x509.NewCertPool()}
-	u.roots.AddCert(ca.Certificate())
+	u := &rawUpstream{roots: roots}
 	_, u.port, _ = net.SplitHostPort(l.Addr().String())
 	return u
 }
