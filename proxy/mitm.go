@@ -58,6 +58,7 @@ func (p *Proxy) hijackMITM(sess *session) func(*http.Request, net.Conn, *goproxy
 			conn = tc
 		}
 		c := newMITMConn(p, sess, conn, overTLS)
+		c.raw = client
 		if !p.tunnels.add(c) {
 			return // shutting down
 		}
@@ -104,9 +105,13 @@ func (t *tunnelSet) remove(c *mitmConn) {
 // flight are cancelled and their connections closed.
 func (t *tunnelSet) closeAll() {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	t.closed = true
+	open := make([]*mitmConn, 0, len(t.m))
 	for c := range t.m {
+		open = append(open, c)
+	}
+	t.mu.Unlock()
+	for _, c := range open {
 		c.close()
 	}
 }

@@ -30,9 +30,13 @@ const (
 
 // mitmConn serves the requests of one MITM'd tunnel, one after another.
 type mitmConn struct {
-	p       *Proxy
-	sess    *session
-	conn    net.Conn // decrypted (or plain http) client connection
+	p    *Proxy
+	sess *session
+	conn net.Conn // decrypted (or plain http) client connection
+	// raw is the client's TCP connection under conn: closing it ends the
+	// tunnel at once, where closing the TLS layer first writes a
+	// close_notify that a client not reading can hold up for seconds.
+	raw     net.Conn
 	overTLS bool
 	remote  string
 
@@ -63,6 +67,10 @@ func newMITMConn(p *Proxy, sess *session, conn net.Conn, overTLS bool) *mitmConn
 // close ends the tunnel: requests in flight are cancelled.
 func (c *mitmConn) close() {
 	c.cancel()
+	if c.raw != nil {
+		c.raw.Close()
+		return
+	}
 	c.conn.Close()
 }
 
