@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"path/filepath"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -132,8 +133,30 @@ func openJournal(path string, nosync bool) (*journal, []journalRecord, error) {
 			f.Close()
 			return nil, nil, fmt.Errorf("vault: audit journal: %w", err)
 		}
+		// A new or grown file: its size, and its name in the directory,
+		// must be on disk before a row's fdatasync is trusted (fdatasync
+		// does not write the directory entry of a file just created).
+		if !nosync {
+			if err := f.Sync(); err == nil {
+				err = journalSyncDir(filepath.Dir(path))
+			}
+			if err != nil {
+				f.Close()
+				return nil, nil, fmt.Errorf("vault: audit journal: sync %s: %w", path, err)
+			}
+		}
 	}
 	return j, payloads, nil
+}
+
+// journalSyncDir fsyncs a directory; tests replace it to see it called.
+var journalSyncDir = func(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // parse reads the header and the whole records of its epoch, and sets off

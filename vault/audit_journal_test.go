@@ -218,3 +218,29 @@ func TestAuditReadYourWrites(t *testing.T) {
 		t.Fatalf("after reopening: %d rows, want 50", got)
 	}
 }
+
+// A journal created (or grown to its size) is fsync'd with its directory
+// before the first row relies on it; one reopened as it was is not.
+func TestJournalCreationSyncsDirectory(t *testing.T) {
+	var dirs []string
+	old := journalSyncDir
+	journalSyncDir = func(dir string) error { dirs = append(dirs, dir); return old(dir) }
+	t.Cleanup(func() { journalSyncDir = old })
+	path := filepath.Join(t.TempDir(), "vault.db")
+	key := NewMasterKey()
+	open := func() *Store {
+		s, err := Open(Config{Path: path, MasterKey: key, Timeout: 200 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	open().Close()
+	if len(dirs) != 1 || dirs[0] != filepath.Dir(path) {
+		t.Fatalf("directory syncs on creation: %v", dirs)
+	}
+	open().Close()
+	if len(dirs) != 1 {
+		t.Fatalf("directory synced again on reopen: %v", dirs)
+	}
+}
