@@ -16,16 +16,19 @@ import (
 // VaultSink stores the proxy's events as rows of the vault's audit log.
 // In sync mode the record written before a value leaves is on disk before
 // Record returns (many concurrent requests share one journal write and one
-// fdatasync: the vault's group commit); the final record, which completes
-// that row with status and duration, and the rows of refused requests go
+// fdatasync: the vault's group commit); in journal mode it is written to
+// the audit journal before Record returns, without waiting for a sync
+// (vault.Store.AppendAuditLater: an egressd crash loses none, a power
+// loss may lose the last ones). The final record, which completes that
+// row with status and duration, and the rows of refused requests go
 // through a bounded queue to a background writer, off the request's path,
-// which writes them without waiting for a sync of their own
-// (vault.Store.AppendAuditLater). In async mode every row is queued. A
-// full queue drops the row and counts it.
+// which writes them without waiting for a sync of their own. In async mode
+// every row is queued. A full queue drops the row and counts it.
 type VaultSink struct {
-	store *vault.Store
-	log   *slog.Logger
-	async bool
+	store   *vault.Store
+	log     *slog.Logger
+	async   bool
+	journal bool
 
 	queue   chan vault.AuditRow
 	wg      sync.WaitGroup
@@ -41,6 +44,9 @@ type VaultSink struct {
 type SinkConfig struct {
 	// Async queues rows instead of committing them before Record returns.
 	Async bool
+	// Journal writes the record made before a value leaves to the audit
+	// journal without waiting for its sync (ignored with Async).
+	Journal bool
 	// QueueSize bounds the async queue; zero means 65536.
 	QueueSize int
 	// Logger gets write failures; nil discards.
@@ -57,7 +63,7 @@ func NewVaultSink(store *vault.Store, cfg SinkConfig) (*VaultSink, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &VaultSink{store: store, log: cfg.Logger, async: cfg.Async, queue: make(chan vault.AuditRow, cfg.QueueSize)}
+	s := &VaultSink{store: store, log: cfg.Logger, async: cfg.Async, journal: cfg.Journal, queue: make(chan vault.AuditRow, cfg.QueueSize)}
 	s.wg.Add(1)
 	go s.drain()
 	s.depth = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -101,7 +107,11 @@ func (s *VaultSink) Record(_ context.Context, ev *Event) error {
 		}
 		return nil
 	}
-	if err := s.store.AppendAudit(row); err != nil {
+	write := s.store.AppendAudit
+	if s.journal {
+		write = s.store.AppendAuditLater
+	}
+	if err := write(row); err != nil {
 		s.failed.Inc()
 		return err
 	}

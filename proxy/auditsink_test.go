@@ -13,16 +13,13 @@ import (
 // before the value left is replaced by the final one, with the full
 // identity chain and never the value.
 func TestVaultSinkOneRowPerRequest(t *testing.T) {
-	for _, async := range []bool{false, true} {
-		name := "sync"
-		if async {
-			name = "async"
-		}
-		t.Run(name, func(t *testing.T) {
+	for _, mode := range []string{"sync", "journal", "async"} {
+		async := mode == "async"
+		t.Run(mode, func(t *testing.T) {
 			var sink *VaultSink
 			e := newEnv(t, func(c *Config) { c.AuditAsync = async })
 			var err error
-			sink, err = NewVaultSink(e.store, SinkConfig{Async: async})
+			sink, err = NewVaultSink(e.store, SinkConfig{Async: async, Journal: mode == "journal"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -59,6 +56,30 @@ func TestVaultSinkOneRowPerRequest(t *testing.T) {
 				t.Fatal("value in the audit log")
 			}
 		})
+	}
+}
+
+// Journal mode: the record made before a value leaves is in the log when
+// Record returns (written to the journal, not queued), and a log that
+// cannot take it refuses (fail closed).
+func TestVaultSinkJournalWritesBeforeReturn(t *testing.T) {
+	e := newEnv(t, nil)
+	sink, err := NewVaultSink(e.store, SinkConfig{Journal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	ev := &Event{ID: "aud_journal1", TenantID: e.tenant, Time: time.Now(), Method: "GET", Host: "api.test", Path: "/", Outcome: OutcomeSubstituted}
+	if err := sink.Record(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	rows, _, err := e.store.QueryAudit(e.tenant, vault.AuditFilter{Kind: vault.AuditKindRequest})
+	if err != nil || len(rows) != 1 || rows[0].ID != "aud_journal1" {
+		t.Fatalf("rows %+v %v", rows, err)
+	}
+	e.store.Close()
+	if err := sink.Record(context.Background(), &Event{ID: "aud_journal2", TenantID: e.tenant, Time: time.Now()}); err == nil {
+		t.Fatal("a record the log could not take was accepted")
 	}
 }
 

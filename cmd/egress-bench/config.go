@@ -44,8 +44,8 @@ func (c *config) check() error {
 		return fmt.Errorf("-rounds %d: want 1 to 100", c.Rounds)
 	case c.Warmup < 0 || c.Warmup > 10*time.Minute:
 		return fmt.Errorf("-warmup %s: want 0 to 10m", c.Warmup)
-	case c.Audit != "sync" && c.Audit != "async":
-		return fmt.Errorf("-audit %q: want sync or async", c.Audit)
+	case c.Audit != "sync" && c.Audit != "journal" && c.Audit != "async":
+		return fmt.Errorf("-audit %q: want sync, journal or async", c.Audit)
 	case c.ProxyLog != "json" && c.ProxyLog != "none":
 		return fmt.Errorf("-proxy-log %q: want json or none", c.ProxyLog)
 	case c.BodySize < 1024 || c.BodySize > 64<<20:

@@ -59,7 +59,7 @@ func serveEgressd(spec childSpec, l net.Listener) (served, error) {
 		// decision line without the cost of a terminal.
 		logger = slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
-	sink, err := proxy.NewVaultSink(store, proxy.SinkConfig{Async: spec.Audit == "async", Logger: logger, Registerer: reg})
+	sink, err := proxy.NewVaultSink(store, proxy.SinkConfig{Async: spec.Audit == "async", Journal: spec.Audit == "journal", Logger: logger, Registerer: reg})
 	if err != nil {
 		closeStore()
 		return nil, err

@@ -26,9 +26,18 @@ import (
 // the real binary, kills it with SIGKILL in the middle of the load, and
 // then checks, from the audit log of the restarted vault, that every
 // request the upstream received has its row: in sync mode a value leaves
-// only after its row is committed.
+// only after its row is on disk, in journal mode only after it is written
+// to the audit journal, which the kernel keeps when the process dies.
 func TestCrashKeepsEveryAuditRow(t *testing.T) {
-	t.Parallel()
+	for _, mode := range []string{"sync", "journal"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			crashKeepsEveryAuditRow(t, mode)
+		})
+	}
+}
+
+func crashKeepsEveryAuditRow(t *testing.T, mode string) {
 	ctx := t.Context()
 	upCA, _, err := certs.LoadOrCreateCA(t.TempDir())
 	if err != nil {
@@ -48,7 +57,7 @@ func TestCrashKeepsEveryAuditRow(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "data")
-	s := serve(t, dir, nil, "--allow-private-destinations", "127.0.0.1/32", "--upstream-ca", upCAFile)
+	s := serve(t, dir, nil, "--allow-private-destinations", "127.0.0.1/32", "--upstream-ca", upCAFile, "--audit", mode)
 	proxyAddr := s.waitAddr(t, filepath.Join(dir, "proxy.addr"))
 	waitFor(t, "the first-run line", func() bool { return strings.Contains(s.stdout.String(), "\n") })
 	var keys map[string]any

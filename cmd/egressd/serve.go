@@ -36,7 +36,7 @@ func runServe(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	fs.BoolVar(&s.RedactResponses, "redact-responses", true, "mask real values echoed in text-like responses back to their placeholders")
 	fs.IntVar(&s.MaxConnsPerSandbox, "max-conns-per-sandbox", 256, "open proxy connections one sandbox may hold")
 	fs.DurationVar(&s.ProxyIdleTimeout, "proxy-idle-timeout", 5*time.Minute, "close a proxy connection (or tunnel) with no traffic for this long")
-	fs.StringVar(&s.Audit, "audit", "sync", "sync: a substituted request goes out only after its audit row is committed (fail closed); async: rows are queued (faster; a crash may lose some)")
+	fs.StringVar(&s.Audit, "audit", "sync", "sync: a substituted request goes out only after its audit row is on disk (fail closed); journal: only after its row is written to the audit journal (an egressd crash loses none, a power loss the last ones); async: rows are queued (faster; a crash may lose some)")
 	fs.DurationVar(&s.AuditRetention, "audit-retention", 90*24*time.Hour, "how long audit rows are kept; older ones are pruned in the background")
 	fs.StringVar(&s.OAuthProviders, "oauth-providers", "", "JSON file of OAuth providers: custom ones and the operator's client_id/client_secret per provider")
 	fs.StringVar(&s.PublicURL, "public-url", "", "URL browsers reach the admin listener at, for the OAuth callback (default http://<admin listen address>)")

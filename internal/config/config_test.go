@@ -67,6 +67,14 @@ func TestServeCheckDefaults(t *testing.T) {
 	if err := s.Check(); err != nil || s.ProxyURL != "http://localhost:3128" {
 		t.Fatalf("proxy url %q, err %v", s.ProxyURL, err)
 	}
+	if s.Audit != "sync" {
+		t.Fatalf("audit mode %q, want sync", s.Audit)
+	}
+	for _, mode := range []string{"sync", "journal", "async"} {
+		if s := (Serve{Audit: mode}); s.Check() != nil || s.Audit != mode {
+			t.Fatalf("--audit %s refused", mode)
+		}
+	}
 }
 
 func TestServeCheckRefuses(t *testing.T) {
@@ -92,6 +100,7 @@ func TestServeCheckRefuses(t *testing.T) {
 		{"log level", Serve{LogLevel: "loud"}, "--log-level"},
 		{"log format", Serve{LogFormat: "xml"}, "--log-format"},
 		{"negative timeout", Serve{ShutdownTimeout: -1}, "--shutdown-timeout"},
+		{"audit mode", Serve{Audit: "fsync"}, "--audit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.s.Check()

@@ -76,8 +76,10 @@ type Serve struct {
 	// zero means 5 minutes.
 	ProxyIdleTimeout time.Duration
 	// Audit is "sync" (a substituted request is forwarded only after its
-	// audit row is committed; a failing log refuses it) or "async" (rows
-	// are queued: lower latency, a crash may lose some); empty means sync.
+	// audit row is on disk; a failing log refuses it), "journal" (only
+	// after its row is written to the audit journal: an egressd crash loses
+	// none, a power loss the last ones) or "async" (rows are queued: lower
+	// latency, a crash may lose some); empty means sync.
 	Audit string
 	// AuditRetention is how long audit rows are kept; zero means 90 days.
 	AuditRetention time.Duration
@@ -153,9 +155,9 @@ func (s *Serve) Check() error {
 	switch s.Audit {
 	case "":
 		s.Audit = "sync"
-	case "sync", "async":
+	case "sync", "journal", "async":
 	default:
-		return fmt.Errorf("--audit %q: want sync or async", s.Audit)
+		return fmt.Errorf("--audit %q: want sync, journal or async", s.Audit)
 	}
 	if s.AuditRetention == 0 {
 		s.AuditRetention = 90 * 24 * time.Hour

@@ -159,7 +159,7 @@ func Run(ctx context.Context, cfg Config) error {
 		g.closeAll()
 		return err
 	}
-	sink, err := proxy.NewVaultSink(o.Store, proxy.SinkConfig{Async: s.Audit == "async", Logger: log.With("component", "audit"), Registerer: reg})
+	sink, err := proxy.NewVaultSink(o.Store, proxy.SinkConfig{Async: s.Audit == "async", Journal: s.Audit == "journal", Logger: log.With("component", "audit"), Registerer: reg})
 	if err != nil {
 		g.closeAll()
 		return fmt.Errorf("audit: %w", err)
