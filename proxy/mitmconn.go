@@ -214,6 +214,9 @@ func (c *mitmConn) handle(req *http.Request) bool {
 	resp, upstream := refusal, false
 	if refusal != nil {
 		p.respond(st, refusal)
+		if body != nil && body.wontDrain(req.ContentLength) {
+			keep = false // say so in the answer, not only by closing
+		}
 	} else {
 		resp, upstream = c.roundTrip(req, st, ws)
 	}
@@ -594,6 +597,16 @@ func (b *reqBody) finish() bool {
 	defer c.conn.SetReadDeadline(time.Time{})
 	_, err := io.CopyN(io.Discard, b.r, maxDrain+1)
 	return err == io.EOF
+}
+
+// wontDrain reports, for a body nobody else reads (the request was
+// refused before it went upstream), that finish will not be able to read
+// its rest: the client waits for a 100 Continue it will not get, or more
+// than maxDrain bytes are declared.
+func (b *reqBody) wontDrain(declared int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return !b.eof && (b.expect || declared > maxDrain)
 }
 
 // sendContinue writes the interim 100 Continue, unless the answer has

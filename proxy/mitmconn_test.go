@@ -194,8 +194,8 @@ func TestTunnelExpectContinue(t *testing.T) {
 	tn = e.rawTunnel(t, sbx.ID, token, "api.test")
 	tn.send("POST /no HTTP/1.1\r\nHost: api.test\r\nExpect: 100-continue\r\nAuthorization: Bearer " + far + "\r\nContent-Length: 10\r\n\r\n")
 	resp, _ := tn.read("POST")
-	if resp.StatusCode != 403 {
-		t.Fatalf("status %d", resp.StatusCode)
+	if resp.StatusCode != 403 || !resp.Close {
+		t.Fatalf("status %d, Connection: close %v", resp.StatusCode, resp.Close)
 	}
 	if !tn.closed() {
 		t.Fatal("the connection stayed open with a body the client was told not to send")
