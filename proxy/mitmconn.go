@@ -47,6 +47,8 @@ type mitmConn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	watch clientWatch
+
 	// wmu orders writes to conn: an interim 100 Continue, written by
 	// whoever first reads a request's body, and the answer.
 	wmu      sync.Mutex
@@ -218,7 +220,9 @@ func (c *mitmConn) handle(req *http.Request) bool {
 			keep = false // say so in the answer, not only by closing
 		}
 	} else {
+		c.watchClient(cancel, body)
 		resp, upstream = c.roundTrip(req, st, ws)
+		c.stopWatch()
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols && upstream {
 		c.upgrade(req, resp, st)
@@ -597,6 +601,91 @@ func (b *reqBody) finish() bool {
 	defer c.conn.SetReadDeadline(time.Time{})
 	_, err := io.CopyN(io.Discard, b.r, maxDrain+1)
 	return err == io.EOF
+}
+
+// clientWatchAfter is how long a request waits for its answer before the
+// tunnel starts watching for the client going away (for a quick answer,
+// watching would cost more than it could save).
+const clientWatchAfter = 500 * time.Millisecond
+
+// clientWatch cancels a request (and so its upstream call) if the client
+// closes the tunnel while the answer is awaited past clientWatchAfter: a
+// sandbox killed during a long call must not keep the upstream working
+// for nobody. It reads ahead from the tunnel, so only once the request's
+// body is read whole (nobody else reads the tunnel then); a next request
+// read ahead stays buffered for the loop. One per tunnel, reused by its
+// requests.
+type clientWatch struct {
+	c *mitmConn
+	t *time.Timer
+
+	mu       sync.Mutex
+	stopped  bool
+	watching bool
+	done     chan struct{} // closed when the read ahead returned
+	cancel   context.CancelFunc
+	body     *reqBody
+}
+
+// watchClient arms the watch for the request that cancel ends.
+func (c *mitmConn) watchClient(cancel context.CancelFunc, body *reqBody) {
+	w := &c.watch
+	w.mu.Lock()
+	w.stopped, w.watching, w.cancel, w.body = false, false, cancel, body
+	w.mu.Unlock()
+	if w.t == nil {
+		w.c = c
+		w.t = time.AfterFunc(clientWatchAfter, w.run)
+	} else {
+		w.t.Reset(clientWatchAfter)
+	}
+}
+
+func (w *clientWatch) run() {
+	w.mu.Lock()
+	if w.stopped || w.body != nil && !w.body.readWhole() {
+		w.mu.Unlock()
+		return
+	}
+	w.watching = true
+	w.done = make(chan struct{})
+	done, cancel := w.done, w.cancel
+	w.mu.Unlock()
+	defer close(done)
+	if _, err := w.c.br.Peek(1); err != nil {
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			cancel() // the client is gone
+		}
+	}
+}
+
+// stopWatch ends the watch before the answer is written: a read ahead in
+// progress is woken (a deadline in the past) and waited for, and the
+// deadline lifted again.
+func (c *mitmConn) stopWatch() {
+	w := &c.watch
+	w.t.Stop()
+	w.mu.Lock()
+	w.stopped = true
+	watching, done := w.watching, w.done
+	w.watching, w.cancel, w.body = false, nil, nil
+	w.mu.Unlock()
+	if watching {
+		c.conn.SetReadDeadline(time.Unix(1, 0))
+		<-done
+		c.conn.SetReadDeadline(time.Time{})
+	}
+}
+
+// readWhole reports whether the body has been read to its end, without
+// waiting for a read in progress (which means it has not).
+func (b *reqBody) readWhole() bool {
+	if !b.mu.TryLock() {
+		return false
+	}
+	defer b.mu.Unlock()
+	return b.eof
 }
 
 // wontDrain reports, for a body nobody else reads (the request was

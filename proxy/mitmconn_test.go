@@ -411,3 +411,53 @@ func TestEchoInHeaderNamesMasked(t *testing.T) {
 		t.Fatalf("placeholder %d times in:\n%s", got, raw)
 	}
 }
+
+// A client that goes away while a slow answer is awaited cancels the
+// upstream call; a client that stays gets its slow answer, and the tunnel
+// carries on (the watch's read ahead does not eat the next request).
+func TestTunnelClientGoneCancelsUpstream(t *testing.T) {
+	e, sbx, token, ph := oneSecretEnv(t)
+	cancelled := make(chan string, 4)
+	release := make(chan struct{})
+	e.up.reply = func(w http.ResponseWriter, r *http.Request, _ []byte) {
+		if r.URL.Path == "/gone" {
+			select {
+			case <-r.Context().Done():
+				cancelled <- r.URL.Path
+			case <-time.After(10 * time.Second):
+			}
+			return
+		}
+		select {
+		case <-release:
+			io.WriteString(w, "slow")
+		case <-time.After(10 * time.Second):
+		}
+	}
+	// Stays: answered after the watch began, then a second request.
+	tn := e.rawTunnel(t, sbx.ID, token, "api.test")
+	tn.send("GET /stays HTTP/1.1\r\nHost: api.test\r\nX-Key: " + ph + "\r\n\r\n")
+	time.Sleep(clientWatchAfter + 200*time.Millisecond) // the watch has begun
+	close(release)
+	if resp, body := tn.read("GET"); resp.StatusCode != 200 || body != "slow" {
+		t.Fatalf("%d %q", resp.StatusCode, body)
+	}
+	tn.send("GET /again HTTP/1.1\r\nHost: api.test\r\nX-Key: " + ph + "\r\n\r\n")
+	if resp, body := tn.read("GET"); resp.StatusCode != 200 || body != "slow" {
+		t.Fatalf("after a watched request: %d %q", resp.StatusCode, body)
+	}
+
+	// Goes: the tunnel closes while the upstream works.
+	gone := e.rawTunnel(t, sbx.ID, token, "api.test")
+	gone.send("GET /gone HTTP/1.1\r\nHost: api.test\r\nX-Key: " + ph + "\r\n\r\n")
+	deadline := time.Now().Add(5 * time.Second)
+	for e.up.count() < 3 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	gone.conn.Close()
+	select {
+	case <-cancelled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the upstream call went on after the client left")
+	}
+}
