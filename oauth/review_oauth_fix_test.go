@@ -87,6 +87,21 @@ func (e *fixEnv) clock() time.Time {
 	return time.Now()
 }
 
+// connect starts a flow of the fake provider for end-user user and
+// completes it as the tenant asserting that user.
+func (e *fixEnv) connect(t *testing.T, user string) vault.OAuthFlow {
+	t.Helper()
+	st, err := e.svc.Start(context.Background(), vault.Actor{Kind: vault.ActorOperator, ID: "x"}, e.tenant, StartInput{Provider: "fake", ExternalUserID: user})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := e.svc.Complete(context.Background(), By{TenantID: e.tenant, ExternalUserID: user}, "code", st.State, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 func newFixEnv(t *testing.T, block bool) *fixEnv {
 	e := &fixEnv{}
 	if block {
@@ -277,14 +292,7 @@ func TestReviewOAuthFixRefreshExpiry(t *testing.T) {
 	e := newFixEnv(t, false)
 	t0 := time.Now()
 	e.now.Store(&t0)
-	st, err := e.svc.Start(context.Background(), vault.Actor{Kind: vault.ActorOperator, ID: "x"}, e.tenant, StartInput{Provider: "fake", ExternalUserID: "u1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := e.svc.Complete(context.Background(), By{TenantID: e.tenant, ExternalUserID: "u1"}, "code", st.State, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := e.connect(t, "u1")
 	sec, err := e.store.Secret(e.tenant, f.SecretID)
 	if err != nil {
 		t.Fatal(err)
@@ -339,14 +347,7 @@ func TestReviewOAuthFixRefreshExpiry(t *testing.T) {
 // gone the refresh fails with a clear reason.
 func TestReviewOAuthFixRefreshIssuingApp(t *testing.T) {
 	e := newFixEnv(t, false)
-	st, err := e.svc.Start(context.Background(), vault.Actor{Kind: vault.ActorOperator, ID: "x"}, e.tenant, StartInput{Provider: "fake", ExternalUserID: "u1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := e.svc.Complete(context.Background(), By{TenantID: e.tenant, ExternalUserID: "u1"}, "code", st.State, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := e.connect(t, "u1")
 	if _, err := e.store.PutOAuthOverride(e.tenant, "fake", vault.OAuthOverrideInput{ClientID: "tenant-id", ClientSecret: "tenant-secret", CallbackURL: "https://t.example/cb"}); err != nil {
 		t.Fatal(err)
 	}
@@ -366,14 +367,7 @@ func TestReviewOAuthFixRefreshIssuingApp(t *testing.T) {
 		t.Errorf("the token issued to op-id was refreshed with client_id %q", last)
 	}
 	// Connected with the override, which is then removed: refused, clearly.
-	st2, err := e.svc.Start(context.Background(), vault.Actor{Kind: vault.ActorOperator, ID: "x"}, e.tenant, StartInput{Provider: "fake", ExternalUserID: "u2"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f2, err := e.svc.Complete(context.Background(), By{TenantID: e.tenant, ExternalUserID: "u2"}, "code", st2.State, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f2 := e.connect(t, "u2")
 	sec2, _ := e.store.Secret(e.tenant, f2.SecretID)
 	if sec2.Metadata[ClientMetadataKey] != "override:tenant-id" {
 		t.Fatalf("issuing app marker %q", sec2.Metadata[ClientMetadataKey])
@@ -384,7 +378,7 @@ func TestReviewOAuthFixRefreshIssuingApp(t *testing.T) {
 	hits := e.hits.Load()
 	later2 := later.Add(2 * time.Hour)
 	e.now.Store(&later2)
-	_, _, err = e.svc.Refresh(context.Background(), sec2)
+	_, _, err := e.svc.Refresh(context.Background(), sec2)
 	if !errors.Is(err, ErrRefresh) || !strings.Contains(err.Error(), "no longer configured") {
 		t.Errorf("refresh after the issuing override was removed: %v", err)
 	}
@@ -420,14 +414,7 @@ func TestReviewOAuthFixRefreshBackoff(t *testing.T) {
 		t.Errorf("an oauth_token secret not stored by a connect: %d calls to the provider", n)
 	}
 	// A connected secret whose refresh token the provider refuses.
-	st, err := e.svc.Start(context.Background(), vault.Actor{Kind: vault.ActorOperator, ID: "x"}, e.tenant, StartInput{Provider: "fake", ExternalUserID: "u1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := e.svc.Complete(context.Background(), By{TenantID: e.tenant, ExternalUserID: "u1"}, "code", st.State, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := e.connect(t, "u1")
 	sec, err := e.store.RotateSecret(e.tenant, f.SecretID, vault.RotateInput{Value: "old", RefreshToken: "rt-dead", ExpiresAt: &past})
 	if err != nil {
 		t.Fatal(err)
