@@ -8,9 +8,9 @@ import (
 )
 
 // trackedConn is a client connection. Reads and writes push its deadline
-// forward by the idle timeout (at most every idle/64), so a connection that goes quiet
-// (during the TLS handshake, between requests, or in a tunnel) is closed,
-// even inside goproxy's hijacked MITM loop. It also counts against its
+// forward by the idle timeout (at most every idle/64), so a connection
+// that goes quiet (during the TLS handshake, between requests, or in a
+// tunnel) is closed, whoever reads it. It also counts against its
 // sandbox's connection limit once the sandbox is known.
 type trackedConn struct {
 	net.Conn

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -92,7 +93,13 @@ func (c *mitmConn) next() bool {
 	if err := c.skipBlankLines(); err != nil {
 		return false
 	}
-	c.conn.SetReadDeadline(time.Now().Add(p.cfg.HeaderTimeout))
+	// A header that arrived whole (the usual case: one TLS record) is
+	// parsed without reading the connection, so it needs no deadline, and
+	// a request is spared two timer changes.
+	wait := !headerBuffered(c.br)
+	if wait {
+		c.conn.SetReadDeadline(time.Now().Add(p.cfg.HeaderTimeout))
+	}
 	// As net/http's server: the limit counts bytes read from the
 	// connection, so the reader's buffer is slack on top of it.
 	c.lim.n = int64(p.cfg.MaxHeaderBytes) + 4096
@@ -113,12 +120,21 @@ func (c *mitmConn) next() bool {
 		}
 		return false
 	}
-	c.conn.SetReadDeadline(time.Time{})
+	if wait {
+		c.conn.SetReadDeadline(time.Time{})
+	}
 	if status, msg := checkRequest(req); status != 0 {
 		c.refuse(status, msg)
 		return false
 	}
 	return c.handle(req)
+}
+
+// headerBuffered reports whether br already holds a whole request header
+// (up to its empty line).
+func headerBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.Contains(b, []byte("\r\n\r\n"))
 }
 
 // skipBlankLines drops the empty lines some clients send after a body

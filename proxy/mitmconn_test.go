@@ -81,11 +81,11 @@ func (tn *tunnel) closed() bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || strings.Contains(fmt.Sprint(err), "reset")
 }
 
-// oneSecretEnv is an env with a sandbox and one tenant secret, k (value
+// oneSecretEnv is an env (configured by mod, if not nil) with a sandbox and one tenant secret, k (value
 // real-k, any host), and the sandbox's placeholder for it.
-func oneSecretEnv(t *testing.T) (e *env, sbx vault.Sandbox, token, ph string) {
+func oneSecretEnv(t *testing.T, mod func(*Config)) (e *env, sbx vault.Sandbox, token, ph string) {
 	t.Helper()
-	e = newEnv(t, nil)
+	e = newEnv(t, mod)
 	sbx, token = e.sandbox(vault.SandboxInput{})
 	e.secret(vault.SecretInput{Name: "k", Value: "real-k", Scope: vault.ScopeTenant})
 	return e, sbx, token, e.placeholder(sbx, "k")
@@ -104,7 +104,7 @@ func (e *env) uris() []string {
 // Requests sent back to back in one write are answered in order, each
 // substituted.
 func TestTunnelPipelinedRequests(t *testing.T) {
-	e, sbx, token, ph := oneSecretEnv(t)
+	e, sbx, token, ph := oneSecretEnv(t, nil)
 	tn := e.rawTunnel(t, sbx.ID, token, "api.test")
 	tn.send("GET /one HTTP/1.1\r\nHost: api.test\r\nX-Key: " + ph + "\r\n\r\n" +
 		"POST /two HTTP/1.1\r\nHost: api.test\r\nContent-Length: 5\r\nX-Key: " + ph + "\r\n\r\nhello" +
@@ -262,7 +262,7 @@ func TestTunnelUnreadableRequests(t *testing.T) {
 // An answer without a known end is streamed: each part reaches the
 // client as the upstream sends it, not when the answer is complete.
 func TestTunnelStreamsAnswers(t *testing.T) {
-	e, sbx, token, ph := oneSecretEnv(t)
+	e, sbx, token, ph := oneSecretEnv(t, nil)
 	firstSeen := make(chan struct{})
 	e.up.reply = func(w http.ResponseWriter, r *http.Request, _ []byte) {
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -298,7 +298,7 @@ func TestTunnelStreamsAnswers(t *testing.T) {
 
 // An upstream answer that breaks off is never passed on as complete.
 func TestTunnelCutAnswerIsNotWhole(t *testing.T) {
-	e, sbx, token, ph := oneSecretEnv(t)
+	e, sbx, token, ph := oneSecretEnv(t, nil)
 	e.up.reply = func(w http.ResponseWriter, r *http.Request, _ []byte) {
 		w.Header().Set("Content-Length", "100")
 		io.WriteString(w, "only ten b")
@@ -333,7 +333,7 @@ func TestTunnelCutAnswerIsNotWhole(t *testing.T) {
 // Trailers pass; a HEAD answer keeps its Content-Length and no body, and
 // the connection carries on.
 func TestTunnelTrailersAndHead(t *testing.T) {
-	e, sbx, token, ph := oneSecretEnv(t)
+	e, sbx, token, ph := oneSecretEnv(t, nil)
 	e.up.reply = func(w http.ResponseWriter, r *http.Request, _ []byte) {
 		if r.Method == "HEAD" {
 			w.Header().Set("Content-Length", "1234")
@@ -416,7 +416,7 @@ func TestEchoInHeaderNamesMasked(t *testing.T) {
 // upstream call; a client that stays gets its slow answer, and the tunnel
 // carries on (the watch's read ahead does not eat the next request).
 func TestTunnelClientGoneCancelsUpstream(t *testing.T) {
-	e, sbx, token, ph := oneSecretEnv(t)
+	e, sbx, token, ph := oneSecretEnv(t, nil)
 	cancelled := make(chan string, 4)
 	release := make(chan struct{})
 	e.up.reply = func(w http.ResponseWriter, r *http.Request, _ []byte) {
