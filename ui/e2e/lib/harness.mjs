@@ -4,6 +4,7 @@
 // ports, and drives headless Chromium with playwright-core. Everything
 // stops by itself; waits poll with deadlines.
 import { spawn, execFileSync } from 'node:child_process';
+import { before, after } from 'node:test';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -100,6 +101,23 @@ export async function startStack() {
     await stop();
     throw e;
   }
+}
+
+// useStack starts one egressd (startStack) and one Chromium (launch)
+// before the calling test file's first test, hands them to set, and stops
+// both after its last test.
+export function useStack(set) {
+  let stack;
+  let browser;
+  before(async () => {
+    stack = await startStack();
+    browser = await launch();
+    set(stack, browser);
+  });
+  after(async () => {
+    if (browser) await browser.close();
+    if (stack) await stack.stop();
+  });
 }
 
 // api calls the admin API; it answers {status, json}.

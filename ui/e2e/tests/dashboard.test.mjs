@@ -1,23 +1,18 @@
 // Browser tests of the dashboard against the real binary. One egressd and
 // one Chromium for the file; every test has its own tenant.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import {
-  startStack, launch, withPage, signIn, newTenant, must, api, proxied, poll, randomValue,
+  useStack, withPage, signIn, newTenant, must, api, proxied, poll, randomValue,
 } from '../lib/harness.mjs';
 
 let stack;
 let browser;
 
-before(async () => {
-  stack = await startStack();
-  browser = await launch();
-});
-
-after(async () => {
-  if (browser) await browser.close();
-  if (stack) await stack.stop();
+useStack((s, b) => {
+  stack = s;
+  browser = b;
 });
 
 // waitStatus waits for the polite status region to say what re matches.

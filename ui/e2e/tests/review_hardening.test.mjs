@@ -1,20 +1,15 @@
 // Review regressions of the dashboard's own defences (the CSP is the
 // second line; these are the first).
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startStack, launch, withPage, signIn, newTenant } from '../lib/harness.mjs';
+import { useStack, withPage, signIn, newTenant } from '../lib/harness.mjs';
 
 let stack;
 let browser;
 
-before(async () => {
-  stack = await startStack();
-  browser = await launch();
-});
-
-after(async () => {
-  if (browser) await browser.close();
-  if (stack) await stack.stop();
+useStack((s, b) => {
+  stack = s;
+  browser = b;
 });
 
 // Regression: EG.h set any attribute it was given, so a javascript: href or an inline on* handler string from API data would have reached the DOM.
