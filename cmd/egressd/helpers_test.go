@@ -100,7 +100,19 @@ type result struct {
 // the cleaned environment.
 func egressd(t *testing.T, env []string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	return egressdWithin(t, 30*time.Second, env, args...)
+}
+
+// egressdLong is egressd with a deadline of three minutes.
+func egressdLong(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	return egressdWithin(t, 3*time.Minute, env, args...)
+}
+
+// egressdWithin is egressd with a deadline of d.
+func egressdWithin(t *testing.T, d time.Duration, env []string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = baseEnv(env...)
@@ -110,7 +122,7 @@ func egressd(t *testing.T, env []string, args ...string) result {
 	err := cmd.Run()
 	r := result{stdout: stdout.String(), stderr: stderr.String(), took: time.Since(start)}
 	if ctx.Err() != nil {
-		t.Fatalf("egressd %s did not finish within 30s; stderr:\n%s", strings.Join(args, " "), r.stderr)
+		t.Fatalf("egressd %s did not finish within %s; stdout:\n%s\nstderr:\n%s", strings.Join(args, " "), d, r.stdout, r.stderr)
 	}
 	if ee, ok := err.(*exec.ExitError); ok {
 		r.code = ee.ExitCode()

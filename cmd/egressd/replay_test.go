@@ -1,15 +1,11 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/egressd/egressd/certs"
 )
@@ -75,26 +71,4 @@ func TestReplayGoldenAgainstServe(t *testing.T) {
 	if strings.Contains(r.stdout+r.stderr, "sk-live-") {
 		t.Errorf("replay output holds a secret value:\n%s", r.stdout)
 	}
-}
-
-// egressdLong is egressd with a deadline of three minutes.
-func egressdLong(t *testing.T, env []string, args ...string) result {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = baseEnv(env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	r := result{stdout: stdout.String(), stderr: stderr.String()}
-	if ctx.Err() != nil {
-		t.Fatalf("egressd %s did not finish within 3m; stdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.stdout, r.stderr)
-	}
-	if ee, ok := err.(*exec.ExitError); ok {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("run egressd: %v", err)
-	}
-	return r
 }
