@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
-	"io"
-	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -16,26 +14,6 @@ import (
 	"github.com/egressd/egressd/client"
 	"github.com/egressd/egressd/vault"
 )
-
-// get sends a GET with token and returns the response with its body read.
-func (h *harness) get(path, token string) (*http.Response, string) {
-	h.t.Helper()
-	req, err := http.NewRequest("GET", h.http.URL+path, nil)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return resp, string(b)
-}
 
 func jsonlIDs(t *testing.T, body string) []string {
 	t.Helper()

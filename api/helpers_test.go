@@ -127,6 +127,20 @@ func (h *harness) client(token string) *client.Client {
 // do sends a raw request and returns status and body.
 func (h *harness) do(method, path, token string, body io.Reader) (int, string) {
 	h.t.Helper()
+	resp, b := h.send(method, path, token, body)
+	return resp.StatusCode, b
+}
+
+// get sends a GET with token and returns the response (for its headers)
+// and its body.
+func (h *harness) get(path, token string) (*http.Response, string) {
+	h.t.Helper()
+	return h.send("GET", path, token, nil)
+}
+
+// send sends a raw request and returns the response with its body read.
+func (h *harness) send(method, path, token string, body io.Reader) (*http.Response, string) {
+	h.t.Helper()
 	req, err := http.NewRequest(method, h.http.URL+path, body)
 	if err != nil {
 		h.t.Fatal(err)
@@ -139,8 +153,11 @@ func (h *harness) do(method, path, token string, body io.Reader) (int, string) {
 		h.t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return resp, string(b)
 }
 
 // metrics is the /metrics page of the harness's registry.
