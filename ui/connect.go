@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/base64"
-	"encoding/hex"
 	"fmt"
 	"html/template"
 	"math"
@@ -35,7 +34,7 @@ var (
 	connectTmpl = template.Must(template.ParseFS(connectFS, "connect/page.html"))
 	connectCSS  = connectFile("connect/connect.css")
 	// connectCSSHash names the stylesheet's version in its URL.
-	connectCSSHash = func() string { s := sha256.Sum256(connectCSS); return hex.EncodeToString(s[:8]) }()
+	connectCSSHash = contentHash(connectCSS)
 )
 
 func connectFile(name string) []byte {

@@ -120,9 +120,14 @@ var dashTypes = map[string]string{
 	".html": "text/html; charset=utf-8",
 }
 
-func newDashAsset(ctype string, b []byte) *dashAsset {
+// contentHash names a version of b: 16 hex digits of its SHA-256.
+func contentHash(b []byte) string {
 	sum := sha256.Sum256(b)
-	a := &dashAsset{ctype: ctype, body: b, hash: hex.EncodeToString(sum[:8])}
+	return hex.EncodeToString(sum[:8])
+}
+
+func newDashAsset(ctype string, b []byte) *dashAsset {
+	a := &dashAsset{ctype: ctype, body: b, hash: contentHash(b)}
 	if !strings.HasPrefix(ctype, "image/png") {
 		var buf bytes.Buffer
 		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
