@@ -93,7 +93,8 @@ type journalRecord struct {
 type journal struct {
 	f      *os.File
 	epoch  uint64
-	off    int64 // where the next record goes
+	seed   uint32 // CRC-32C of epoch's 8 bytes: where every record's sum starts
+	off    int64  // where the next record goes
 	nosync bool
 	buf    []byte
 	// broken is the error of a failed write or sync: after it nothing is
@@ -175,7 +176,7 @@ func (j *journal) parse(data []byte) (records []journalRecord, fresh bool, err e
 	if len(data) < journalHeaderLen || string(data[:len(journalMagic)]) != journalMagic {
 		return nil, false, errors.New("not an audit journal (bad magic); move it away to start a new one")
 	}
-	j.epoch = binary.LittleEndian.Uint64(data[len(journalMagic):journalHeaderLen])
+	j.setEpoch(binary.LittleEndian.Uint64(data[len(journalMagic):journalHeaderLen]))
 	j.off = journalHeaderLen
 	var out []journalRecord
 	for off := journalHeaderLen; off+journalRecHeaderLen <= len(data); {
@@ -204,11 +205,16 @@ func allZero(b []byte) bool {
 	return true
 }
 
-func (j *journal) sum(p []byte) uint32 {
-	var e [8]byte
-	binary.LittleEndian.PutUint64(e[:], j.epoch)
-	return crc32.Update(crc32.Update(0, crc32c, e[:]), crc32c, p)
+// setEpoch makes e the current epoch; its part of every record's sum is
+// computed here once, not per record.
+func (j *journal) setEpoch(e uint64) {
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], e)
+	j.epoch, j.seed = e, crc32.Update(0, crc32c, b[:])
 }
+
+// sum is a record's CRC-32C: of the epoch's 8 bytes, then the payload.
+func (j *journal) sum(p []byte) uint32 { return crc32.Update(j.seed, crc32c, p) }
 
 // rewind starts a new epoch: the header with the next epoch is written and
 // synced, and records go from the start again. Everything in the file must
@@ -226,7 +232,7 @@ func (j *journal) rewind() error {
 	if err := j.sync(); err != nil {
 		return j.fail(err)
 	}
-	j.epoch++
+	j.setEpoch(j.epoch + 1)
 	j.off = journalHeaderLen
 	return nil
 }
