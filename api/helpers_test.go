@@ -221,6 +221,26 @@ func apiErr(err error) *client.Error {
 
 func contains(hay, needle string) bool { return needle != "" && strings.Contains(hay, needle) }
 
+// queryRefusal is a query an endpoint must refuse: the status and a part
+// of the error's message.
+type queryRefusal struct {
+	name, query string
+	status      int
+	msg         string
+}
+
+// checkQueryRefusals sends GET path?query with the admin key for each
+// case, in its own subtest, and checks the refusal.
+func (h *harness) checkQueryRefusals(t *testing.T, path string, cases []queryRefusal) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, body := h.do("GET", path+"?"+c.query, h.adminKey, nil)
+			checkRefusal(t, code, body, c.status, c.msg)
+		})
+	}
+}
+
 // checkRefusal checks a refusal: the status and a JSON error whose message
 // says what is wrong.
 func checkRefusal(t *testing.T, code int, body string, status int, msg string) {
