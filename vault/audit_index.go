@@ -159,12 +159,13 @@ func (x *auditIndexer) run() {
 // take adds entries to pending, a row already pending replaced in place.
 func (x *auditIndexer) take(entries []auditEntry) {
 	for _, e := range entries {
-		k := string(e.key)
-		if i, ok := x.pos[k]; ok {
+		// string(e.key) in a lookup does not allocate: a row replacing its
+		// pending version (a request's final row) costs no key copy.
+		if i, ok := x.pos[string(e.key)]; ok {
 			x.pending[i] = e
 			continue
 		}
-		x.pos[k] = len(x.pending)
+		x.pos[string(e.key)] = len(x.pending)
 		x.pending = append(x.pending, e)
 	}
 }
