@@ -1,6 +1,3 @@
-// Package ui holds the browser pages served by the admin API: the tenant
-// dashboard under /ui/ and the end-user Connect page of an OAuth flow,
-// templates and assets embedded in the binary.
 package ui
 
 import (

@@ -1,6 +1,6 @@
 // Package ui holds egressd's browser pages, served by the admin API: the
 // tenant dashboard under /ui/ (this file and assets/) and the end-user
-// Connect page. The dashboard is one HTML page with its stylesheet and
+// Connect page of an OAuth flow (connect.go and connect/). The dashboard is one HTML page with its stylesheet and
 // scripts, all embedded in the binary (no CDN, no build step). It holds
 // no logic the API does not enforce: its script signs in with an API key
 // or a browser token kept in the tab's sessionStorage and calls the admin
