@@ -145,14 +145,21 @@ func (b ClaimBy) check(row *storedFlow) error {
 		return nil
 	}
 	nonce, ok := b.Cookies[row.ID]
-	if !ok || len(row.ConnectHash) != sha256.Size {
+	if !ok {
 		return ErrWrongBrowser
 	}
 	sum := sha256.Sum256([]byte(nonce))
-	if subtle.ConstantTimeCompare(sum[:], row.ConnectHash) != 1 {
+	if !row.boundTo(sum[:]) {
 		return ErrWrongBrowser
 	}
 	return nil
+}
+
+// boundTo reports whether the flow's connect link is bound to the browser
+// whose nonce hashes to nonceHash (compared in constant time).
+func (row *storedFlow) boundTo(nonceHash []byte) bool {
+	return len(row.ConnectHash) == sha256.Size && len(nonceHash) == sha256.Size &&
+		subtle.ConstantTimeCompare(row.ConnectHash, nonceHash) == 1
 }
 
 // validState reports whether state has the form of a state this store

@@ -3,7 +3,6 @@ package vault
 import (
 	"bytes"
 	"crypto/sha256"
-	"crypto/subtle"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -37,7 +36,7 @@ func (s *Store) connectLook(tx *bolt.Tx, flowID string, nonceHash []byte, row *s
 	case !s.now().Before(row.ExpiresAt):
 		return nil, false, ErrStateExpired
 	case row.ConnectHash != nil:
-		if len(nonceHash) != sha256.Size || subtle.ConstantTimeCompare(row.ConnectHash, nonceHash) != 1 {
+		if !row.boundTo(nonceHash) {
 			return nil, false, ErrConnectOpened
 		}
 		return fk, true, nil
