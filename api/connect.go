@@ -90,8 +90,7 @@ func (s *Server) connectPage(w http.ResponseWriter, r *http.Request, _ *principa
 	if key == "" {
 		key = oauth.NewBrowserKey()
 	}
-	http.SetCookie(w, &http.Cookie{Name: connectTokenCookie, Value: key, Path: s.publicPath(oauth.ConnectPath + c.Flow.ID),
-		MaxAge: seconds(c), HttpOnly: true, Secure: c.Secure, SameSite: http.SameSiteLaxMode})
+	s.setConnectCookie(w, c, connectTokenCookie, key, oauth.ConnectPath+c.Flow.ID)
 	return ui.ConnectPage{Kind: ui.ConnectForm, Brand: brand, Stylesheet: ui.ConnectStylesheetFrom(""), Token: oauth.FormToken(key)}.Serve(w, http.StatusOK)
 }
 
@@ -141,11 +140,9 @@ func (s *Server) connectSubmit(w http.ResponseWriter, r *http.Request, _ *princi
 		return s.connectRefused(w, brand, err, retry)
 	}
 	if c.Key != key { // bound now, to a key minted for it: the browser keeps that one
-		http.SetCookie(w, &http.Cookie{Name: connectTokenCookie, Value: c.Key, Path: s.publicPath(oauth.ConnectPath + c.Flow.ID),
-			MaxAge: seconds(c), HttpOnly: true, Secure: c.Secure, SameSite: http.SameSiteLaxMode})
+		s.setConnectCookie(w, c, connectTokenCookie, c.Key, oauth.ConnectPath+c.Flow.ID)
 	}
-	http.SetCookie(w, &http.Cookie{Name: oauth.CookiePrefix + c.Flow.ID, Value: c.Nonce, Path: s.publicPath(oauth.CallbackPath),
-		MaxAge: seconds(c), HttpOnly: true, Secure: c.Secure, SameSite: http.SameSiteLaxMode})
+	s.setConnectCookie(w, c, oauth.CookiePrefix+c.Flow.ID, c.Nonce, oauth.CallbackPath)
 	return ui.ConnectPage{Kind: ui.ConnectContinue, Brand: brand, Stylesheet: ui.ConnectStylesheetFrom(""),
 		ProviderURL: c.ProviderURL}.Serve(w, http.StatusOK)
 }
@@ -325,8 +322,10 @@ func (s *Server) publicPath(p string) string {
 	return strings.TrimRight(u.Path, "/") + p
 }
 
-// seconds is a cookie's Max-Age for c: the flow's remaining lifetime,
-// rounded up.
-func seconds(c oauth.Connected) int {
-	return int((c.MaxAge + time.Second - 1) / time.Second)
+// setConnectCookie sets a cookie of c's flow on path p (under the public
+// URL's path): HttpOnly, SameSite=Lax, Secure as c says, for the flow's
+// remaining lifetime (rounded up to a second).
+func (s *Server) setConnectCookie(w http.ResponseWriter, c oauth.Connected, name, value, p string) {
+	http.SetCookie(w, &http.Cookie{Name: name, Value: value, Path: s.publicPath(p),
+		MaxAge: int((c.MaxAge + time.Second - 1) / time.Second), HttpOnly: true, Secure: c.Secure, SameSite: http.SameSiteLaxMode})
 }
