@@ -174,6 +174,13 @@
     }
     return out;
   };
+  // params is the parameters of q (URLSearchParams) named in names that
+  // have a value, as an object.
+  EG.params = function params(q, names) {
+    const out = {};
+    for (const n of names) if (q.get(n)) out[n] = q.get(n);
+    return out;
+  };
   // list reads hosts or names given one a line or separated by commas.
   EG.list = (text) => String(text || '').split(/[\s,]+/).map((s) => s.trim()).filter(Boolean);
   EG.badge = (text, kind) => h('span', { class: 'badge ' + (kind || 'muted') }, text);

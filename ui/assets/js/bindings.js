@@ -56,8 +56,7 @@
     title: 'Bindings',
     async render(view, r, live) {
       view.append(...EG.header('Bindings', 'A binding puts one secret into one sandbox or computer under an env var name. It wins over every scope in the walk.'));
-      const query = {};
-      for (const f of FILTERS) if (r.query.get(f)) query[f] = r.query.get(f);
+      const query = EG.params(r.query, FILTERS);
       const list = h('div');
       let names = {};
       const reload = async () => {

@@ -20,8 +20,7 @@
 
   function listView(view, r, live) {
     const q = r.query;
-    const query = {};
-    for (const f of FILTERS) if (q.get(f)) query[f] = q.get(f);
+    const query = EG.params(q, FILTERS);
     const form = h('form', { class: 'grid', role: 'search', 'aria-label': 'Filter sandboxes' },
       EG.field('Type', EG.select('resource_type', ['', 'sandbox', 'computer'], q.get('resource_type') || '')),
       EG.field('Owner user', EG.input('owner_user_id', { value: q.get('owner_user_id') || '' })),

@@ -145,8 +145,7 @@
     title: 'Secrets',
     async render(view, r, live) {
       const list = h('div', { id: 'secrets-list' });
-      const query = {};
-      for (const f of FILTERS) if (r.query.get(f)) query[f] = r.query.get(f);
+      const query = EG.params(r.query, FILTERS);
       const reload = async () => {
         const data = await EG.api('GET', '/api/v1/egress/secrets', { query });
         if (!live()) return;
