@@ -51,6 +51,13 @@ func (b *webBrowser) do(method, u string, hdr http.Header) (*http.Response, stri
 	for k, v := range hdr {
 		req.Header[k] = v
 	}
+	return b.send(req)
+}
+
+// send sends req from the browser, no redirect followed: the response and
+// its body.
+func (b *webBrowser) send(req *http.Request) (*http.Response, string) {
+	b.t.Helper()
 	c := *b.c
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	resp, err := c.Do(req)

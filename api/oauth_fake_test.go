@@ -317,14 +317,7 @@ func (b *webBrowser) get(u string) (int, string) {
 // response (body read).
 func (b *webBrowser) step(u string) (int, string, *http.Response) {
 	b.t.Helper()
-	c := *b.c
-	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	resp, err := c.Get(u)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
+	resp, _ := b.do("GET", u, nil)
 	return resp.StatusCode, resp.Header.Get("Location"), resp
 }
 
@@ -379,15 +372,7 @@ func (b *webBrowser) post(link, token string, hdr map[string]string) (*http.Resp
 			req.Header.Set(k, v)
 		}
 	}
-	c := *b.c
-	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	resp, err := c.Do(req)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-	resp.Body.Close()
-	body := string(raw)
+	resp, body := b.send(req)
 	provider := ""
 	if m := continueLink.FindStringSubmatch(body); resp.StatusCode == http.StatusOK && m != nil {
 		provider = html.UnescapeString(m[1])
