@@ -15,12 +15,7 @@ import (
 func TestOAuthConnectFlowLooksOnly(t *testing.T) {
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	s, tid := openOAuthTest(t, &now)
-	const au = "https://provider.test/authorize?state=state-ffffffffffffffff"
-	f, err := s.CreateOAuthFlow(tid, OAuthFlowInput{Flow: OAuthFlow{Provider: "x", ExternalUserID: "eu1", ExpiresAt: now.Add(10 * time.Minute)},
-		State: "state-ffffffffffffffff", AuthorizeURL: au})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, au := connectFlow(t, s, tid, now, "state-ffffffffffffffff")
 	a, b := sha256.Sum256([]byte("browser-a")), sha256.Sum256([]byte("browser-b"))
 	for range 3 {
 		for _, h := range [][]byte{nil, a[:], b[:]} {
@@ -71,18 +66,27 @@ func TestOAuthConnectFlowLooksOnly(t *testing.T) {
 	}
 }
 
+// connectFlow creates a flow of end-user eu1 with a connect link, for
+// state, expiring 10 minutes after now; it returns the flow and its
+// authorize URL.
+func connectFlow(t *testing.T, s *Store, tid string, now time.Time, state string) (OAuthFlow, string) {
+	t.Helper()
+	au := "https://provider.test/authorize?state=" + state
+	f, err := s.CreateOAuthFlow(tid, OAuthFlowInput{Flow: OAuthFlow{Provider: "x", ExternalUserID: "eu1", ExpiresAt: now.Add(10 * time.Minute)},
+		State: state, AuthorizeURL: au})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, au
+}
+
 // A press binds the flow to the fresh nonce hash minted for it, never to
 // the one the browser presented; presenting the fresh one is the same
 // browser again (no write), presenting the old one is another browser.
 func TestOAuthConnectBindsFresh(t *testing.T) {
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	s, tid := openOAuthTest(t, &now)
-	const au = "https://provider.test/authorize?state=state-eeeeeeeeeeeeeeee"
-	f, err := s.CreateOAuthFlow(tid, OAuthFlowInput{Flow: OAuthFlow{Provider: "x", ExternalUserID: "eu1", ExpiresAt: now.Add(10 * time.Minute)},
-		State: "state-eeeeeeeeeeeeeeee", AuthorizeURL: au})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, au := connectFlow(t, s, tid, now, "state-eeeeeeeeeeeeeeee")
 	planted, fresh, other := sha256.Sum256([]byte("planted")), sha256.Sum256([]byte("fresh")), sha256.Sum256([]byte("other"))
 	if _, _, _, err := s.BindOAuthConnect(f.ID, planted[:], nil); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("no fresh hash: %v", err)

@@ -112,11 +112,7 @@ func TestOAuthOverrideSealedAndRekeyed(t *testing.T) {
 func TestOAuthConnectBinding(t *testing.T) {
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	s, tid := openOAuthTest(t, &now)
-	f, err := s.CreateOAuthFlow(tid, OAuthFlowInput{Flow: OAuthFlow{Provider: "x", ExternalUserID: "eu1", ExpiresAt: now.Add(10 * time.Minute)},
-		State: "state-dddddddddddddddd", AuthorizeURL: "https://provider.test/authorize?state=state-dddddddddddddddd"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, _ := connectFlow(t, s, tid, now, "state-dddddddddddddddd")
 	nonce := "the-nonce-of-browser-a"
 	sum := sha256.Sum256([]byte(nonce))
 	got, u, err := s.OpenOAuthConnect(f.ID, sum[:])
