@@ -68,7 +68,6 @@
     EG.clearMessages();
     history.replaceState(null, '', location.pathname + location.search);
     showSignin(message);
-    if (message) $('signin-error').textContent = message;
   };
   EG.onUnauthorized = () => EG.signOut('Your session has ended: the key or token is no longer valid. Sign in again.');
 
