@@ -11,21 +11,17 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
+// allAudit reads every row of the tenant through QueryAudit, page by page.
+func allAudit(tb testing.TB, s *Store, tenant string) []AuditRow {
+	tb.Helper()
+	rows, _ := pages(tb, func(f AuditFilter) ([]AuditRow, string, error) { return s.QueryAudit(tenant, f) }, AuditFilter{Limit: MaxAuditLimit})
+	return rows
+}
+
 // countAudit counts the tenant's rows through QueryAudit, page by page.
 func countAudit(tb testing.TB, s *Store, tenant string) int {
 	tb.Helper()
-	n, cursor := 0, ""
-	for {
-		rows, next, err := s.QueryAudit(tenant, AuditFilter{Limit: MaxAuditLimit, Cursor: cursor})
-		if err != nil {
-			tb.Fatal(err)
-		}
-		n += len(rows)
-		if next == "" {
-			return n
-		}
-		cursor = next
-	}
+	return len(allAudit(tb, s, tenant))
 }
 
 func journalRow(i int) AuditRow {

@@ -118,21 +118,12 @@ func tempVault(tb testing.TB) (string, *MasterKey) {
 func getRow(tb testing.TB, s *Store, tenant, id string) (AuditRow, int) {
 	tb.Helper()
 	var found AuditRow
-	n, cursor := 0, ""
-	for {
-		rows, next, err := s.QueryAudit(tenant, AuditFilter{Limit: MaxAuditLimit, Cursor: cursor})
-		if err != nil {
-			tb.Fatal(err)
+	n := 0
+	for _, r := range allAudit(tb, s, tenant) {
+		if r.ID == id {
+			found = r
+			n++
 		}
-		for _, r := range rows {
-			if r.ID == id {
-				found = r
-				n++
-			}
-		}
-		if next == "" {
-			return found, n
-		}
-		cursor = next
 	}
+	return found, n
 }

@@ -324,19 +324,8 @@ func TestReviewJournalConcurrentClose(t *testing.T) {
 	}
 	s = openAt(t, path, key, true)
 	got := map[string]int{}
-	cursor := ""
-	for {
-		rows, next, err := s.QueryAudit("ten_j", AuditFilter{Limit: MaxAuditLimit, Cursor: cursor})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range rows {
-			got[r.ID]++
-		}
-		if next == "" {
-			break
-		}
-		cursor = next
+	for _, r := range allAudit(t, s, "ten_j") {
+		got[r.ID]++
 	}
 	for id := range acked {
 		if got[id] != 1 {
