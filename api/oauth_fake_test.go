@@ -171,6 +171,14 @@ type oauthEnv struct {
 
 func newOAuthEnv(t *testing.T) *oauthEnv {
 	t.Helper()
+	return newOAuthEnvUnder(t, "", nil)
+}
+
+// newOAuthEnvUnder is newOAuthEnv with the API behind front (nil: none),
+// which gets the API's handler and serves it under the path prefix of the
+// public URL (and of apiURL).
+func newOAuthEnvUnder(t *testing.T, prefix string, front func(api http.Handler) http.Handler) *oauthEnv {
+	t.Helper()
 	e := &oauthEnv{t: t, fake: newFakeProvider(t), logs: &syncBuffer{}}
 	dir := t.TempDir()
 	var err error
@@ -199,7 +207,7 @@ func newOAuthEnv(t *testing.T) *oauthEnv {
 		t.Fatal(err)
 	}
 	hs := httptest.NewUnstartedServer(nil)
-	e.apiURL = "http://" + hs.Listener.Addr().String()
+	e.apiURL = "http://" + hs.Listener.Addr().String() + prefix
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e.svc, err = oauth.New(oauth.Config{Store: e.store, Catalogue: cat, PublicURL: e.apiURL, HTTPClient: e.fake.srv.Client(), Now: e.clock, Logger: log})
 	if err != nil {
@@ -210,6 +218,9 @@ func newOAuthEnv(t *testing.T) *oauthEnv {
 		t.Fatal(err)
 	}
 	hs.Config.Handler = srv
+	if front != nil {
+		hs.Config.Handler = front(srv)
+	}
 	hs.Start()
 	t.Cleanup(hs.Close)
 	op, err := e.store.EnsureOperatorKey()
