@@ -81,7 +81,7 @@ func TestIndexNamesAssetsByHash(t *testing.T) {
 func TestNoInlineScriptOrStyle(t *testing.T) {
 	d := newTestDashboard(t)
 	page := serve(d, "GET", "/ui/", nil).Body.String()
-	for _, tag := range regexp.MustCompile(`<script[^>]*>[^<]*</script>`).FindAllString(page, -1) {
+	for _, tag := range regexp.MustCompile(`(?s)<script[^>]*>.*?</script>`).FindAllString(page, -1) {
 		if !strings.Contains(tag, ` src="`) || !strings.HasSuffix(tag, "></script>") {
 			t.Errorf("inline script: %s", tag)
 		}
