@@ -115,8 +115,7 @@ func (s *Service) Complete(ctx context.Context, by By, code, state string, provE
 	if tok.AccessToken == "" {
 		return fail(ErrExchange, "the provider answered no access token")
 	}
-	in := secretInput(p, f.SecretName, f.Scope, f.ExposeAsEnv, f.OwnerUserID, f.WorkspaceID, f.ExternalUserID,
-		f.ExternalWorkspaceID, f.ResourceID, f.ResourceType)
+	in := secretInput(p, f)
 	in.Value, in.RefreshToken = tok.AccessToken, tok.RefreshToken
 	in.Metadata[ClientMetadataKey] = a.marker()
 	if !tok.Expiry.IsZero() {
@@ -137,17 +136,16 @@ func (s *Service) Complete(ctx context.Context, by By, code, state string, provE
 	return nf, nil
 }
 
-// secretInput is the secret a flow of provider p stores, without its
+// secretInput is the secret flow f of provider p stores, without its
 // tokens and expiry.
-func secretInput(p *Provider, name string, scope vault.Scope, env, ownerUserID, workspaceID, externalUserID,
-	externalWorkspaceID, resourceID string, resourceType vault.ResourceType) vault.SecretInput {
+func secretInput(p *Provider, f vault.OAuthFlow) vault.SecretInput {
 	return vault.SecretInput{
-		Name: name, Type: SecretType, Scope: scope,
-		OwnerUserID: ownerUserID, WorkspaceID: workspaceID, ExternalUserID: externalUserID,
-		ExternalWorkspaceID: externalWorkspaceID, ExposeAsEnv: env,
+		Name: f.SecretName, Type: SecretType, Scope: f.Scope,
+		OwnerUserID: f.OwnerUserID, WorkspaceID: f.WorkspaceID, ExternalUserID: f.ExternalUserID,
+		ExternalWorkspaceID: f.ExternalWorkspaceID, ExposeAsEnv: f.ExposeAsEnv,
 		AllowedHosts: p.AllowedHosts, PlaceholderPrefix: p.PlaceholderPrefix,
 		Metadata:   map[string]string{MetadataKey: p.Name},
-		ResourceID: resourceID, ResourceType: resourceType,
+		ResourceID: f.ResourceID, ResourceType: f.ResourceType,
 	}
 }
 

@@ -200,9 +200,13 @@ func (s *Service) Start(ctx context.Context, actor vault.Actor, tenantID string,
 	if err := s.checkStart(p, &in); err != nil {
 		return Started{}, err
 	}
+	flow := vault.OAuthFlow{
+		Provider: p.Name, SecretName: in.Name, Scope: in.Scope, ExposeAsEnv: in.ExposeAsEnv,
+		OwnerUserID: in.OwnerUserID, WorkspaceID: in.WorkspaceID, ExternalUserID: in.ExternalUserID,
+		ExternalWorkspaceID: in.ExternalWorkspaceID, ResourceID: in.ResourceID, ResourceType: in.ResourceType,
+	}
 	// What Complete will store, checked now rather than after consent.
-	if err := s.store.CheckSecretInput(tenantID, secretInput(p, in.Name, in.Scope, in.ExposeAsEnv, in.OwnerUserID, in.WorkspaceID,
-		in.ExternalUserID, in.ExternalWorkspaceID, in.ResourceID, in.ResourceType)); err != nil {
+	if err := s.store.CheckSecretInput(tenantID, secretInput(p, flow)); err != nil {
 		return Started{}, err
 	}
 	a, err := s.app(tenantID, p)
@@ -237,13 +241,9 @@ func (s *Service) Start(ctx context.Context, actor vault.Actor, tenantID string,
 	if s.cfg.PublicURL != "" && redirect == s.cfg.PublicURL+CallbackPath {
 		sealed = u
 	}
-	f, err := s.store.CreateOAuthFlow(tenantID, vault.OAuthFlowInput{State: state, Verifier: verifier, AuthorizeURL: sealed, Flow: vault.OAuthFlow{
-		Provider: p.Name, SecretName: in.Name, Scope: in.Scope, Scopes: scopes, ExposeAsEnv: in.ExposeAsEnv,
-		OwnerUserID: in.OwnerUserID, WorkspaceID: in.WorkspaceID, ExternalUserID: in.ExternalUserID,
-		ExternalWorkspaceID: in.ExternalWorkspaceID, ResourceID: in.ResourceID, ResourceType: in.ResourceType,
-		RedirectURI: redirect, ClientID: a.clientID, Override: a.override, Actor: actor,
-		ExpiresAt: s.cfg.Now().Add(s.cfg.FlowTTL).UTC(),
-	}})
+	flow.Scopes, flow.RedirectURI, flow.ClientID, flow.Override, flow.Actor = scopes, redirect, a.clientID, a.override, actor
+	flow.ExpiresAt = s.cfg.Now().Add(s.cfg.FlowTTL).UTC()
+	f, err := s.store.CreateOAuthFlow(tenantID, vault.OAuthFlowInput{State: state, Verifier: verifier, AuthorizeURL: sealed, Flow: flow})
 	if err != nil {
 		return Started{}, err
 	}
