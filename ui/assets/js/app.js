@@ -268,7 +268,11 @@
   // ---- navigation ----
   EG.go = function go(page, query) {
     const qs = query ? new URLSearchParams(EG.compact(query)).toString() : '';
-    const next = '#/' + page + (qs ? '?' + qs : '');
+    EG.goTo('#/' + page + (qs ? '?' + qs : ''));
+  };
+  // goTo opens the address hash next, or routes again when the address is
+  // already there (no hashchange would fire).
+  EG.goTo = function goTo(next) {
     if (location.hash === next) EG.route();
     else location.hash = next;
   };

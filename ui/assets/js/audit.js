@@ -23,9 +23,7 @@
     const p = new URLSearchParams();
     for (const k of FILTERS) if (f[k] || k === 'since') p.set(k, f[k] || '');
     if (limit && limit !== '100') p.set('limit', limit);
-    const next = '#/audit?' + p.toString();
-    if (location.hash === next) EG.route();
-    else location.hash = next;
+    EG.goTo('#/audit?' + p.toString());
   }
 
   function filterForm(f, limit, browser) {
