@@ -110,7 +110,7 @@ func (s *Service) Complete(ctx context.Context, by By, code, state string, provE
 	defer cancel()
 	tok, err := s.config(p, a, f.RedirectURI).Exchange(xctx, code, opts...)
 	if err != nil {
-		return fail(ErrExchange, exchangeMessage(err))
+		return fail(ErrExchange, exchangeMessage(err, code, string(verifier.Reveal()), string(a.secret.Reveal())))
 	}
 	if tok.AccessToken == "" {
 		return fail(ErrExchange, "the provider answered no access token")
@@ -206,15 +206,17 @@ func (s *Service) flowApp(f vault.OAuthFlow, p *Provider) (app, error) {
 
 // exchangeMessage says why a token request failed, in the provider's
 // error code and description only (never the body, which could hold a
-// token).
-func exchangeMessage(err error) string {
+// token). sent are the secrets the request carried (the code or refresh
+// token, the PKCE verifier, the client secret): a provider that echoes one
+// in its description has it cut out, before the text is cut short.
+func exchangeMessage(err error, sent ...string) string {
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {
 		msg := fmt.Sprintf("the provider refused the token request (HTTP %d)", re.Response.StatusCode)
 		if re.ErrorCode != "" {
-			msg += ": " + printable(truncate(re.ErrorCode, 64))
+			msg += ": " + printable(truncate(redact(re.ErrorCode, sent...), 64))
 			if re.ErrorDescription != "" {
-				msg += " (" + printable(truncate(re.ErrorDescription, 200)) + ")"
+				msg += " (" + printable(truncate(redact(re.ErrorDescription, sent...), 200)) + ")"
 			}
 		}
 		return msg
@@ -238,7 +240,12 @@ func truncate(s string, n int) string {
 
 // redactTokens cuts the token values out of a message.
 func redactTokens(msg string, tok *oauth2.Token) string {
-	for _, v := range []string{tok.AccessToken, tok.RefreshToken} {
+	return redact(msg, tok.AccessToken, tok.RefreshToken)
+}
+
+// redact cuts the values (those of 4 bytes or more) out of a message.
+func redact(msg string, values ...string) string {
+	for _, v := range values {
 		if len(v) >= 4 {
 			msg = strings.ReplaceAll(msg, v, "[redacted]")
 		}

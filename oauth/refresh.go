@@ -106,9 +106,10 @@ func (s *Service) refresh(ctx context.Context, tenantID, id string) (vault.Secre
 	if err != nil {
 		var re *oauth2.RetrieveError
 		dead := errors.As(err, &re) && re.ErrorCode == "invalid_grant"
-		s.backoff.failed(tenantID, id, cur.Version, s.cfg.Now(), exchangeMessage(err), dead)
-		s.log.Warn("oauth refresh failed", "tenant", tenantID, "secret", id, "provider", p.Name, "reason", exchangeMessage(err), "final", dead)
-		return vault.Secret{}, vault.Value{}, fmt.Errorf("%w: %s", ErrRefresh, exchangeMessage(err))
+		reason := exchangeMessage(err, string(rt.Reveal()), string(a.secret.Reveal()))
+		s.backoff.failed(tenantID, id, cur.Version, s.cfg.Now(), reason, dead)
+		s.log.Warn("oauth refresh failed", "tenant", tenantID, "secret", id, "provider", p.Name, "reason", reason, "final", dead)
+		return vault.Secret{}, vault.Value{}, fmt.Errorf("%w: %s", ErrRefresh, reason)
 	}
 	if tok.AccessToken == "" {
 		s.backoff.failed(tenantID, id, cur.Version, s.cfg.Now(), "the provider answered no access token", false)

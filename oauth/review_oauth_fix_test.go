@@ -16,6 +16,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"golang.org/x/oauth2"
+
 	"github.com/egressd/egressd/vault"
 )
 
@@ -477,5 +479,23 @@ func TestProviderErrorBounded(t *testing.T) {
 	}
 	if !utf8.ValidString(msg) {
 		t.Fatal("cut inside a rune")
+	}
+}
+
+// Regression: a provider that echoes the refresh token, code or client
+// secret it was sent in its error description does not put it in the
+// message (logged, stored on the flow, answered), even where the
+// description is cut short inside the value.
+func TestExchangeMessageRedactsSent(t *testing.T) {
+	const rt, secret = "rt-secret-value-123456", "client-secret-abcdef"
+	for _, desc := range []string{
+		"refresh token " + rt + " is revoked (client " + secret + ")",
+		strings.Repeat("x", 190) + rt,
+	} {
+		err := &oauth2.RetrieveError{Response: &http.Response{StatusCode: 400}, ErrorCode: "invalid_grant", ErrorDescription: desc}
+		msg := exchangeMessage(err, rt, secret)
+		if strings.Contains(msg, rt[:8]) || strings.Contains(msg, secret[:8]) || !strings.Contains(msg, "invalid_grant") {
+			t.Errorf("%q", msg)
+		}
 	}
 }
