@@ -58,7 +58,9 @@ type adminAudit struct {
 // browser key (browser_token.issued) and CreateTenant (tenant.created, in
 // the new tenant's log, with the id of its first admin key).
 func (s *Store) As(a Actor) *Store {
-	return &Store{core: s.core, audit: adminAudit{actor: a, action: s.audit.action, details: s.audit.details}, reserved: s.reserved}
+	c := *s // the same file, and what s may write (WithReservedMetadata)
+	c.audit.actor = a
+	return &c
 }
 
 // WithAudit returns a Store on the same file whose audited writes record
@@ -68,7 +70,9 @@ func (s *Store) As(a Actor) *Store {
 // Details must hold names and ids only, never a value. It records nothing
 // without an actor (As).
 func (s *Store) WithAudit(action string, details map[string]string) *Store {
-	return &Store{core: s.core, audit: adminAudit{actor: s.audit.actor, action: action, details: maps.Clone(details)}, reserved: s.reserved}
+	c := *s
+	c.audit.action, c.audit.details = action, maps.Clone(details)
+	return &c
 }
 
 // Actor is who this Store's writes are recorded as; zero for a Store not
