@@ -109,14 +109,14 @@ func (c *mitmConn) next() bool {
 	if err != nil {
 		switch {
 		case tooLarge:
-			c.refuse(http.StatusRequestHeaderFieldsTooLarge, "the request's header is larger than the proxy accepts")
+			c.refuse(nil, http.StatusRequestHeaderFieldsTooLarge, "the request's header is larger than the proxy accepts")
 		case commonReadError(err):
 			// The client went away, or was too slow: nobody to answer.
 		case strings.Contains(err.Error(), "transfer encoding"):
-			c.refuse(http.StatusNotImplemented, "the request's transfer encoding is not supported")
+			c.refuse(nil, http.StatusNotImplemented, "the request's transfer encoding is not supported")
 		default:
 			p.log.Debug("mitm: unreadable request", "sandbox", c.sess.sbx.ID, "host", c.sess.host, "err", err.Error())
-			c.refuse(http.StatusBadRequest, "the request could not be read as HTTP/1.1")
+			c.refuse(nil, http.StatusBadRequest, "the request could not be read as HTTP/1.1")
 		}
 		return false
 	}
@@ -124,7 +124,7 @@ func (c *mitmConn) next() bool {
 		c.conn.SetReadDeadline(time.Time{})
 	}
 	if status, msg := checkRequest(req); status != 0 {
-		c.refuse(status, msg)
+		c.refuse(req, status, msg)
 		return false
 	}
 	return c.handle(req)
@@ -482,10 +482,15 @@ func textprotoKey(s string) string {
 	return http.CanonicalHeaderKey(strings.TrimSpace(s))
 }
 
-// refuse answers a request that could not be read, and the tunnel ends.
-func (c *mitmConn) refuse(status int, msg string) {
-	resp := jsonError(nil, status, ReasonBadRequest.String(), msg, true)
-	c.answer(&http.Request{Method: http.MethodGet, ProtoMajor: 1, ProtoMinor: 1}, resp, nil, false, false)
+// refuse answers a request that could not be read (req nil) or was read
+// and failed the checks, and the tunnel ends. A HEAD gets no body.
+func (c *mitmConn) refuse(req *http.Request, status int, msg string) {
+	if req == nil {
+		// Unread: answered as to a GET (a body), as net/http's server does.
+		req = &http.Request{Method: http.MethodGet, ProtoMajor: 1, ProtoMinor: 1}
+	}
+	resp := jsonError(req, status, ReasonBadRequest.String(), msg, true)
+	c.answer(req, resp, nil, false, false)
 }
 
 // upgrade completes a WebSocket upgrade the upstream accepted: the 101

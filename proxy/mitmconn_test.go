@@ -461,3 +461,17 @@ func TestTunnelClientGoneCancelsUpstream(t *testing.T) {
 		t.Fatal("the upstream call went on after the client left")
 	}
 }
+
+// A HEAD that fails the checks after parsing gets its refusal without a
+// body, as any answer to a HEAD: nothing follows the header.
+func TestTunnelRefusedHeadHasNoBody(t *testing.T) {
+	e, sbx, token, _ := oneSecretEnv(t, nil)
+	tn := e.rawTunnel(t, sbx.ID, token, "api.test")
+	tn.send("HEAD / HTTP/1.1\r\nHost: api.test\r\nBad Name: x\r\n\r\n")
+	if resp, body := tn.read("HEAD"); resp.StatusCode != 400 || body != "" || resp.Header.Get("X-Egress-Denied") != "bad_request" {
+		t.Fatalf("%d %q", resp.StatusCode, body)
+	}
+	if !tn.closed() {
+		t.Fatal("bytes after a HEAD's answer")
+	}
+}
