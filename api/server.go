@@ -59,6 +59,10 @@ type Config struct {
 	// OAuth runs the /api/v1/egress/oauth/* endpoints; nil answers them
 	// 501 (OAuth not configured on this server).
 	OAuth *oauth.Service
+	// NoProxy lists extra NO_PROXY entries (hosts, domains, CIDRs) that a
+	// sandbox's env sends around the proxy, after localhost, 127.0.0.1
+	// and ::1, which are always there. Nil adds none.
+	NoProxy []string
 }
 
 // Server is the admin API. It is an http.Handler, safe for concurrent use.
@@ -70,6 +74,7 @@ type Server struct {
 	caPEM    string
 	proxy    *url.URL
 	caPath   string
+	noProxy  string
 	now      func() time.Time
 	mux      *http.ServeMux
 	oauth    *oauth.Service

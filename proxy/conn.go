@@ -21,6 +21,8 @@ type trackedConn struct {
 	mu      sync.Mutex
 	sandbox string
 	tunnel  bool
+	// challenges counts the 407s asking for credentials (challenge).
+	challenges int
 
 	// dmu orders deadline changes: net/http aborts a pending background
 	// read by setting a past deadline, and a Read must never push that
@@ -35,6 +37,9 @@ type trackedConn struct {
 	// and write.
 	readPushed  time.Time
 	writePushed time.Time
+	// authBy, once credentials were asked for, caps every read deadline
+	// until a sandbox authenticates on the connection (zero: no cap).
+	authBy time.Time
 }
 
 // pushEvery is how stale the idle deadline may get before a read or write
@@ -46,7 +51,7 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 		now := time.Now()
 		c.dmu.Lock()
 		if now.Sub(c.readPushed) >= c.pushEvery() {
-			c.Conn.SetReadDeadline(earliest(c.readDeadline, now.Add(c.idle)))
+			c.Conn.SetReadDeadline(c.capped(earliest(c.readDeadline, now.Add(c.idle))))
 			c.readPushed = now
 		}
 		c.dmu.Unlock()
@@ -72,6 +77,10 @@ func (c *trackedConn) SetDeadline(t time.Time) error {
 	defer c.dmu.Unlock()
 	c.readDeadline, c.writeDeadline = t, t
 	c.readPushed, c.writePushed = time.Time{}, time.Time{}
+	if !c.authBy.IsZero() {
+		c.Conn.SetWriteDeadline(t)
+		return c.Conn.SetReadDeadline(c.capped(t))
+	}
 	return c.Conn.SetDeadline(t)
 }
 
@@ -80,7 +89,32 @@ func (c *trackedConn) SetReadDeadline(t time.Time) error {
 	defer c.dmu.Unlock()
 	c.readDeadline = t
 	c.readPushed = time.Time{}
-	return c.Conn.SetReadDeadline(t)
+	return c.Conn.SetReadDeadline(c.capped(t))
+}
+
+// capped is t, or authBy when that comes first (t zero: no deadline).
+// Callers hold dmu.
+func (c *trackedConn) capped(t time.Time) time.Time {
+	if c.authBy.IsZero() || (!t.IsZero() && t.Before(c.authBy)) {
+		return t
+	}
+	return c.authBy
+}
+
+// challenged notes a 407 that asks for credentials: the next request must
+// come within challengeWait. It reports whether the connection may stay
+// open for it (false past maxChallenges, or once a sandbox owns it).
+func (c *trackedConn) challenged(now time.Time) bool {
+	c.mu.Lock()
+	c.challenges++
+	ok := c.challenges <= maxChallenges && c.sandbox == ""
+	c.mu.Unlock()
+	c.dmu.Lock()
+	c.authBy = now.Add(challengeWait)
+	c.Conn.SetReadDeadline(c.capped(c.readDeadline))
+	c.readPushed = time.Time{}
+	c.dmu.Unlock()
+	return ok
 }
 
 func (c *trackedConn) SetWriteDeadline(t time.Time) error {
@@ -126,6 +160,10 @@ func (c *trackedConn) claim(sandbox string) bool {
 		return false
 	}
 	c.sandbox = sandbox
+	c.dmu.Lock()
+	c.authBy = time.Time{} // the retry came: the usual deadlines again
+	c.readPushed = time.Time{}
+	c.dmu.Unlock()
 	return true
 }
 

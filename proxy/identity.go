@@ -2,8 +2,11 @@ package proxy
 
 import (
 	"encoding/base64"
+	"errors"
+	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/egressd/egressd/vault"
 )
@@ -44,8 +47,53 @@ func (p *Proxy) authenticate(r *http.Request) (vault.Sandbox, Reason) {
 		return vault.Sandbox{}, ReasonBadCredentials
 	}
 	sbx, err := p.cfg.Store.AuthenticateSandbox(id, token)
+	if errors.Is(err, vault.ErrTokenExpired) {
+		return vault.Sandbox{}, ReasonTokenExpired
+	}
 	if err != nil {
 		return vault.Sandbox{}, ReasonBadCredentials
 	}
 	return sbx, ReasonNone
+}
+
+// Bounds of the credential challenge: a connection may be asked for
+// credentials this many times, and must send its next request within
+// challengeWait of each ask.
+const (
+	maxChallenges = 3
+	challengeWait = 10 * time.Second
+)
+
+// isProxyRequest: a CONNECT or an absolute-form request, the two that
+// carry Proxy-Authorization (anything else gets not_a_proxy_request).
+func isProxyRequest(r *http.Request) bool {
+	return r.Method == http.MethodConnect || r.URL.IsAbs()
+}
+
+// challenge answers a proxy request that carried no credentials with 407
+// and Proxy-Authenticate, and keeps the connection open for the
+// credentialed retry, as clients that ask first expect (git and libcurl:
+// RFC 9110 11.7.1). The wait for that retry is short and the asks are
+// few; past them the answer closes the connection.
+func (p *Proxy) challenge(w http.ResponseWriter, r *http.Request) {
+	start := p.cfg.Now()
+	host := r.URL.Hostname()
+	if r.Method == http.MethodConnect {
+		host = r.Host
+		if h, _, err := net.SplitHostPort(r.Host); err == nil {
+			host = h
+		}
+	}
+	ev := &Event{Time: start, Host: strings.ToLower(strings.TrimSuffix(host, ".")), Method: r.Method, Path: r.URL.Path,
+		Status: http.StatusProxyAuthRequired, Outcome: OutcomeDenied, Reason: ReasonNoCredentials.String()}
+	if r.Method == http.MethodConnect {
+		ev.Path = ""
+	}
+	if c := connFrom(r.Context()); c != nil && !c.challenged(start) {
+		w.Header().Set("Connection", "close")
+	}
+	w.Header().Set("Proxy-Authenticate", `Basic realm="egressd"`)
+	w.Header().Set("X-Egress-Denied", ReasonNoCredentials.String())
+	writeJSONError(w, http.StatusProxyAuthRequired, ReasonNoCredentials.String(), ReasonNoCredentials.Message())
+	p.finish(r.Context(), ev, nil)
 }

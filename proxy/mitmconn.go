@@ -232,7 +232,7 @@ func (c *mitmConn) handle(req *http.Request) bool {
 	resp, upstream := refusal, false
 	if refusal != nil {
 		p.respond(st, refusal)
-		if body != nil && body.wontDrain(req.ContentLength) {
+		if body != nil && body.wontDrain(req.ContentLength) || refusal.StatusCode == http.StatusProxyAuthRequired {
 			keep = false // say so in the answer, not only by closing
 		}
 	} else {

@@ -214,8 +214,16 @@ func New(cfg Config) (*Proxy, error) {
 	return p, nil
 }
 
-// ServeHTTP makes the proxy an http.Handler.
-func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.gp.ServeHTTP(w, r) }
+// ServeHTTP makes the proxy an http.Handler. A proxy request without
+// credentials is challenged here, where the connection can stay open for
+// the retry (goproxy closes a refused CONNECT).
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if isProxyRequest(r) && r.Header.Get("Proxy-Authorization") == "" {
+		p.challenge(w, r)
+		return
+	}
+	p.gp.ServeHTTP(w, r)
+}
 
 // Server returns the http.Server for the proxy listener, with the header
 // and idle timeouts and the header size limit of the Config. Serve it on

@@ -44,13 +44,16 @@ const (
 	// ReasonOAuthRefreshFailed: an OAuth token was about to expire and could
 	// not be refreshed, so no stale token is sent.
 	ReasonOAuthRefreshFailed
+	// ReasonTokenExpired: the sandbox's proxy token was right but its
+	// token_ttl has passed, or it was replaced by a re-issued one.
+	ReasonTokenExpired
 )
 
 var reasonNames = [...]string{
 	"", "no_credentials", "bad_credentials", "private_address", "own_listener", "host_denied",
 	"unresolvable_host", "host_not_allowed", "location_not_allowed", "plain_http", "host_mismatch",
 	"too_many_connections", "invalid_value", "bad_request", "resolve_error", "audit_unavailable",
-	"oauth_refresh_failed",
+	"oauth_refresh_failed", "token_expired",
 }
 
 // String is the reason's wire name.
@@ -68,6 +71,8 @@ func (r Reason) Message() string {
 		return "proxy authentication required: set HTTPS_PROXY to the proxy URL of this sandbox"
 	case ReasonBadCredentials:
 		return "proxy authentication failed: unknown sandbox or wrong proxy token"
+	case ReasonTokenExpired:
+		return "the sandbox's proxy token expired or was replaced: ask the platform for a new one (POST /api/v1/sandboxes/{id}/token)"
 	case ReasonPrivateAddress:
 		return "destination address is private, loopback, link-local or otherwise not allowed"
 	case ReasonOwnListener:
@@ -103,7 +108,7 @@ func (r Reason) Message() string {
 // Status is the HTTP status a request refused for r answers.
 func (r Reason) Status() int {
 	switch r {
-	case ReasonNoCredentials, ReasonBadCredentials:
+	case ReasonNoCredentials, ReasonBadCredentials, ReasonTokenExpired:
 		return 407
 	case ReasonTooManyConnections:
 		return 429

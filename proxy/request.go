@@ -89,6 +89,10 @@ func (p *Proxy) prepare(req *http.Request, sess *session, overTLS bool) (*reqSta
 	if err != nil {
 		return p.refuse(st, req, http.StatusBadGateway, ReasonResolveError)
 	}
+	if inTunnel && !use.Token.Valid(sess.sbx.TokenIssuedAt, now) {
+		// The token that opened the tunnel was replaced or has expired.
+		return p.refuse(st, req, http.StatusProxyAuthRequired, ReasonTokenExpired)
+	}
 	removeHopHeaders(req.Header)
 	// A client's Connection: close must not close the pooled upstream connection.
 	req.Close = false
@@ -110,7 +114,14 @@ func (p *Proxy) prepare(req *http.Request, sess *session, overTLS bool) (*reqSta
 
 func (p *Proxy) refuse(st *reqState, req *http.Request, status int, r Reason) (*reqState, *http.Response) {
 	st.deny = r
-	return st, errorResponse(req, status, r, "")
+	resp := errorResponse(req, status, r, "")
+	if status == http.StatusProxyAuthRequired {
+		// Wrong, expired or replaced credentials: the connection ends
+		// with this answer (a missing one is asked for in challenge).
+		resp.Header.Set("Connection", "close")
+		resp.Close = true
+	}
+	return st, resp
 }
 
 func urlPort(u *url.URL) string {

@@ -3,6 +3,7 @@ package resolver
 import (
 	"context"
 	"slices"
+	"time"
 
 	"github.com/egressd/egressd/vault"
 )
@@ -11,6 +12,7 @@ import (
 // allowed_hosts and whether it may be substituted in a body.
 type hostSummary struct {
 	secrets []hostRule
+	token   TokenState
 	gen     uint64
 	tgen    interface{ Load() uint64 }
 	expires int64
@@ -29,10 +31,25 @@ type HostUse struct {
 	// Body: at least one may be used on the host and opts into bodies. When
 	// false the proxy passes request bodies through without a copy.
 	Body bool
+	// Token is the sandbox's proxy token as stored now.
+	Token TokenState
+}
+
+// TokenState is when a sandbox's current proxy token was issued and when
+// it expires (zero: never). A connection authenticated before TokenIssued
+// used a token that was since replaced.
+type TokenState struct {
+	Issued, Expires time.Time
+}
+
+// Valid reports whether a connection authenticated with a token issued at
+// issued may go on at now.
+func (t TokenState) Valid(issued, now time.Time) bool {
+	return issued.Equal(t.Issued) && (t.Expires.IsZero() || now.Before(t.Expires))
 }
 
 func (s *hostSummary) use(host string) HostUse {
-	var u HostUse
+	u := HostUse{Token: s.token}
 	for _, h := range s.secrets {
 		if vault.HostAllowed(h.patterns, host) {
 			u.Any = true
@@ -58,6 +75,10 @@ func (r *Resolver) MayUse(ctx context.Context, sandboxID, host string) (HostUse,
 	tg := r.gen(tenantID)
 	sum := &hostSummary{gen: tg.Load(), tgen: tg}
 	err = r.readSandbox(tenantID, sandboxID, func(rd *vault.Reader, sbx *vault.Sandbox, t *vault.Tenant) error {
+		sum.token.Issued = sbx.TokenIssuedAt
+		if sbx.TokenExpiresAt != nil {
+			sum.token.Expires = *sbx.TokenExpiresAt
+		}
 		for name := range candidateNames(rd, sbx) {
 			win, _, _, _, err := walk(rd, t, sbx, name, false)
 			if err != nil {

@@ -97,6 +97,7 @@ const (
 	ActionBindingDeleted     = "binding.deleted"
 	ActionSandboxCreated     = "sandbox.created"
 	ActionSandboxDeleted     = "sandbox.deleted"
+	ActionSandboxToken       = "sandbox.token_issued"
 	ActionSettingsChanged    = "settings.changed"
 	ActionBrowserTokenIssued = "browser_token.issued"
 	ActionOAuthCompleted     = "oauth.completed"

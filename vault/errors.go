@@ -33,6 +33,10 @@ var ErrClosed = errors.New("vault is closed")
 // ErrUnauthenticated is returned when a token matches no live key.
 var ErrUnauthenticated = errors.New("unknown or expired token")
 
+// ErrTokenExpired is returned, wrapping ErrUnauthenticated, when a
+// sandbox's proxy token was right but its token_ttl has passed.
+var ErrTokenExpired = fmt.Errorf("proxy token expired: %w", ErrUnauthenticated)
+
 // ErrDecrypt is returned when a stored value fails to open: it was copied
 // from another record, or the file was tampered with.
 var ErrDecrypt = errors.New("stored value failed authentication")

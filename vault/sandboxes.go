@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"strings"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -25,6 +26,9 @@ type SandboxInput struct {
 	ExternalWorkspaceID string            `json:"external_workspace_id"`
 	ExternalProjectID   string            `json:"external_project_id"`
 	Metadata            map[string]string `json:"metadata"`
+	// TokenTTL, if set, is how long the proxy token works; the proxy then
+	// answers 407 until a token is re-issued.
+	TokenTTL TTL `json:"token_ttl"`
 }
 
 // CreateSandbox registers a sandbox and returns it with its proxy token,
@@ -44,20 +48,23 @@ func (s *Store) CreateSandbox(tenantID string, in SandboxInput) (Sandbox, string
 	if err := checkMetadata("metadata", in.Metadata); err != nil {
 		return Sandbox{}, "", err
 	}
+	if err := checkTokenTTL(in.TokenTTL); err != nil {
+		return Sandbox{}, "", err
+	}
 	idPrefix := prefixSandbox
 	if in.ResourceType == ResourceComputer {
 		idPrefix = prefixComputer
 	}
-	token := newToken(tokenProxy)
+	now := s.stamp()
 	row := storedSandbox{
 		Sandbox: Sandbox{
 			ID: newID(idPrefix), TenantID: tenantID, ResourceType: in.ResourceType, Name: in.Name,
 			OwnerUserID: in.OwnerUserID, WorkspaceID: in.WorkspaceID,
 			ExternalUserID: in.ExternalUserID, ExternalWorkspaceID: in.ExternalWorkspaceID, ExternalProjectID: in.ExternalProjectID,
-			Metadata: in.Metadata, CreatedAt: s.stamp(),
+			Metadata: in.Metadata, CreatedAt: now,
 		},
-		TokenHash: tokenHash(token),
 	}
+	token := row.issueToken(now, in.TokenTTL)
 	err := s.update(tenantID, func(tx *bolt.Tx) error {
 		if _, err := txTenant(tx, tenantID); err != nil {
 			return err
@@ -68,7 +75,62 @@ func (s *Store) CreateSandbox(tenantID string, in SandboxInput) (Sandbox, string
 		if err := tx.Bucket(bSandboxOwner).Put([]byte(row.ID), []byte(tenantID)); err != nil {
 			return err
 		}
-		return s.txAudit(tx, ActionSandboxCreated, sandboxAudit(&row.Sandbox))
+		return s.txAudit(tx, ActionSandboxCreated, tokenAudit(&row.Sandbox))
+	})
+	if err != nil {
+		return Sandbox{}, "", err
+	}
+	return row.Sandbox, token, nil
+}
+
+// issueToken gives the sandbox a new proxy token, valid for ttl (zero:
+// no expiry) from now, and returns it; only its hash is kept.
+func (row *storedSandbox) issueToken(now time.Time, ttl TTL) string {
+	token := newToken(tokenProxy)
+	row.TokenHash = tokenHash(token)
+	row.TokenIssuedAt = now
+	row.TokenExpiresAt = nil
+	if ttl != 0 {
+		exp := now.Add(time.Duration(ttl))
+		row.TokenExpiresAt = &exp
+	}
+	return token
+}
+
+// tokenAudit is a sandbox's admin row with its token's lifetime.
+func tokenAudit(sbx *Sandbox) AuditRow {
+	r := sandboxAudit(sbx)
+	if sbx.TokenExpiresAt != nil {
+		r.Details["token_expires_at"] = sbx.TokenExpiresAt.Format(time.RFC3339)
+	}
+	return r
+}
+
+// ReissueSandboxToken gives a sandbox a new proxy token, valid for ttl
+// (zero: no expiry), and returns the sandbox with it. The old token stops
+// at once: new connections are refused, and connections it opened are
+// refused at their next request. The token is shown only in this answer.
+func (s *Store) ReissueSandboxToken(tenantID, id string, ttl TTL) (Sandbox, string, error) {
+	if err := checkTokenTTL(ttl); err != nil {
+		return Sandbox{}, "", err
+	}
+	var (
+		row   storedSandbox
+		token string
+	)
+	err := s.update(tenantID, func(tx *bolt.Tx) error {
+		ok, err := getJSON(tx.Bucket(bSandboxes), key(tenantID, id), &row)
+		if err != nil {
+			return err
+		}
+		if !ok || row.TenantID != tenantID {
+			return fmt.Errorf("sandbox %q: %w", id, ErrNotFound)
+		}
+		token = row.issueToken(s.stamp(), ttl)
+		if err := putJSON(tx.Bucket(bSandboxes), key(tenantID, row.ID), &row); err != nil {
+			return err
+		}
+		return s.txAudit(tx, ActionSandboxToken, tokenAudit(&row.Sandbox))
 	})
 	if err != nil {
 		return Sandbox{}, "", err
@@ -202,7 +264,8 @@ func (s *Store) DeleteSandbox(tenantID, id string) error {
 }
 
 // AuthenticateSandbox checks a proxy token in constant time and returns the
-// sandbox it belongs to. Any failure is ErrUnauthenticated.
+// sandbox it belongs to. Any failure is ErrUnauthenticated; a right token
+// past its token_ttl is ErrTokenExpired (which wraps it).
 func (s *Store) AuthenticateSandbox(id, token string) (Sandbox, error) {
 	var row storedSandbox
 	err := s.view(func(tx *bolt.Tx) error {
@@ -226,6 +289,9 @@ func (s *Store) AuthenticateSandbox(id, token string) (Sandbox, error) {
 	}
 	if subtle.ConstantTimeCompare(tokenHash(token), row.TokenHash) != 1 {
 		return Sandbox{}, ErrUnauthenticated
+	}
+	if !row.TokenLive(s.now()) {
+		return Sandbox{}, ErrTokenExpired
 	}
 	return row.Sandbox, nil
 }

@@ -202,6 +202,18 @@ type Sandbox struct {
 	ExternalProjectID   string            `json:"external_project_id,omitempty"`
 	Metadata            map[string]string `json:"metadata,omitempty"`
 	CreatedAt           time.Time         `json:"created_at"`
+	// TokenIssuedAt is when the sandbox's current proxy token was issued
+	// (zero for sandboxes created before tokens could be re-issued). A
+	// connection authenticated with an older token stops at its next
+	// request.
+	TokenIssuedAt time.Time `json:"token_issued_at,omitzero"`
+	// TokenExpiresAt is when the proxy token stops working; nil: never.
+	TokenExpiresAt *time.Time `json:"token_expires_at,omitempty"`
+}
+
+// TokenLive reports whether the sandbox's proxy token is still good at now.
+func (x *Sandbox) TokenLive(now time.Time) bool {
+	return x.TokenExpiresAt == nil || now.Before(*x.TokenExpiresAt)
 }
 
 // Placeholder is what a sandbox's environment holds instead of a value.
