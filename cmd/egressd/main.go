@@ -28,6 +28,7 @@ Commands:
   audit export  write audit rows as JSON lines (server stopped)
   replay DIR    replay golden cases against a running egressd (through its API and proxy)
   healthcheck   exit 0 if a running egressd answers /healthz (for container health checks)
+  echo          a tiny HTTPS upstream that answers with what it received (to try egressd offline)
   version       print the version
   help          print this help
 
@@ -60,6 +61,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		return runReplay(rest, stdout, stderr, getenv)
 	case "healthcheck":
 		return runHealthcheck(rest, stdout, stderr, getenv)
+	case "echo":
+		return runEcho(rest, stdout, stderr, getenv)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return 0
