@@ -13,15 +13,53 @@ import (
 // that GET .../env returns: the token was shown once, at creation.
 const ProxyTokenPlaceholder = "<proxy-token>"
 
-// ProxyVars are the variables that send a sandbox's traffic through the
-// proxy; both spellings, since clients disagree on which they read.
-var ProxyVars = []string{"HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"}
+// An EnvVar is one variable of a sandbox's env that egressd sets beside the
+// placeholders, with the clients that read it.
+type EnvVar struct {
+	Name    string
+	Readers string
+}
+
+// ProxyVars send a sandbox's traffic through the proxy; both spellings,
+// since clients disagree on which they read.
+var ProxyVars = []EnvVar{
+	{"HTTPS_PROXY", "curl and libcurl (git, PHP), Python requests and urllib, Go net/http, Node >= 22.21 with NODE_USE_ENV_PROXY, undici's EnvHttpProxyAgent, Deno, cargo, pip, the AWS SDKs"},
+	{"https_proxy", "the same clients; curl and wget read only the lower-case form for http"},
+	{"HTTP_PROXY", "plain-http requests of the same clients (curl ignores the upper-case form)"},
+	{"http_proxy", "plain-http requests: curl, wget, Python, Go"},
+}
+
+// NoProxyVars keep loopback traffic (and the operator's entries) off the proxy.
+var NoProxyVars = []EnvVar{
+	{"NO_PROXY", "the clients that read HTTPS_PROXY"},
+	{"no_proxy", "curl, wget, Python, Go (lower case wins where both are set)"},
+}
+
+// NodeProxyVar makes Node's built-in fetch and https honour the proxy
+// variables (Node >= 22.21 and 24; Node 20 ignores it).
+var NodeProxyVar = EnvVar{"NODE_USE_ENV_PROXY", "Node >= 22.21 / 24: built-in fetch, http and https use HTTPS_PROXY and NO_PROXY"}
 
 // CATrustVars are the variables common clients read to find the CA bundle
-// they trust (OpenSSL and Go, Python requests, Node, git, cargo, curl, the
-// AWS SDKs). All but NODE_EXTRA_CA_CERTS replace the system roots, so the
-// bundle at the path should hold egressd's CA merged with them.
-var CATrustVars = []string{"SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "GIT_SSL_CAINFO", "CARGO_HTTP_CAINFO", "CURL_CA_BUNDLE", "AWS_CA_BUNDLE"}
+// they trust. All but NODE_EXTRA_CA_CERTS replace the system roots, so the
+// bundle at the path should hold egressd's CA merged with them (GET
+// /api/v1/ca.pem?bundle=system).
+var CATrustVars = []EnvVar{
+	{"SSL_CERT_FILE", "OpenSSL (curl builds on it, Ruby, PHP), Go crypto/x509, Python's ssl and urllib"},
+	{"REQUESTS_CA_BUNDLE", "Python requests"},
+	{"CURL_CA_BUNDLE", "curl, Python requests (when REQUESTS_CA_BUNDLE is unset)"},
+	{"NODE_EXTRA_CA_CERTS", "Node (appended to its built-in roots)"},
+	{"NPM_CONFIG_CAFILE", "npm"},
+	{"DENO_CERT", "Deno"},
+	{"PIP_CERT", "pip"},
+	{"GIT_SSL_CAINFO", "git over https"},
+	{"CARGO_HTTP_CAINFO", "cargo"},
+	{"AWS_CA_BUNDLE", "the AWS CLI and SDKs"},
+	{"HEX_CACERTS_PATH", "Elixir's hex and mix"},
+}
+
+// defaultNoProxy are always in a sandbox's NO_PROXY: loopback stays inside
+// the sandbox.
+var defaultNoProxy = []string{"localhost", "127.0.0.1", "::1"}
 
 // SandboxEnv is the answer of GET /api/v1/sandboxes/{id}/env: the env a
 // sandbox should run with, as of now.
@@ -55,7 +93,15 @@ func (s *Server) sandboxEnv(rt vault.ResourceType) handlerFunc {
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, out)
+		f, err := envFormatOf(r)
+		if err != nil {
+			return err
+		}
+		if f == formatJSON {
+			writeJSON(w, http.StatusOK, out)
+			return nil
+		}
+		writeEnv(w, http.StatusOK, f, sbx.ID, out.Env)
 		return nil
 	}
 }
@@ -77,7 +123,7 @@ func (s *Server) envOf(r *http.Request, p *principal, sbx *vault.Sandbox, token 
 	}
 	out := SandboxEnv{
 		SandboxID: sbx.ID, ResourceType: sbx.ResourceType,
-		Env: make(map[string]string, len(entries)+len(ProxyVars)+len(CATrustVars)), Placeholders: entries,
+		Env: make(map[string]string, len(entries)+len(ProxyVars)+len(NoProxyVars)+len(CATrustVars)+1), Placeholders: entries,
 		CACertPEM: s.caPEM, CABundlePath: caPath,
 	}
 	if token == "" {
@@ -92,10 +138,14 @@ func (s *Server) envOf(r *http.Request, p *principal, sbx *vault.Sandbox, token 
 	// name: traffic that bypassed the proxy would carry placeholders only.
 	out.ProxyURL = s.proxyURL(sbx.ID, token)
 	for _, v := range ProxyVars {
-		out.Env[v] = out.ProxyURL
+		out.Env[v.Name] = out.ProxyURL
 	}
+	for _, v := range NoProxyVars {
+		out.Env[v.Name] = s.noProxy
+	}
+	out.Env[NodeProxyVar.Name] = "1"
 	for _, v := range CATrustVars {
-		out.Env[v] = caPath
+		out.Env[v.Name] = caPath
 	}
 	return out, nil
 }
@@ -108,7 +158,8 @@ func (s *Server) proxyURL(id, token string) string {
 }
 
 // explain shows the six-level walk for one name of a sandbox, with ?host=
-// checked against the matched secret's allowed_hosts. Never a value.
+// checked against the matched secret's allowed_hosts. The name is a
+// secret's name or the env var it is exposed as. Never a value.
 func (s *Server) explain(rt vault.ResourceType) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, p *principal) error {
 		sbx, err := s.resourceFor(p, r.PathValue("id"), rt)
@@ -116,14 +167,14 @@ func (s *Server) explain(rt vault.ResourceType) handlerFunc {
 			return err
 		}
 		name := r.PathValue("name")
-		if !vault.ValidName(name) {
-			return errorf(ErrBadRequest, "name: must match [A-Za-z0-9_.-]{1,128}")
+		if !vault.ValidName(name) && !vault.ValidEnvName(name) {
+			return errorf(ErrBadRequest, "name: must match [A-Za-z0-9_.-]{1,128} (a secret's name, or the env var it is exposed as)")
 		}
 		host, err := explainHost(r.URL.Query().Get("host"))
 		if err != nil {
 			return err
 		}
-		ex, err := s.resolver.Explain(r.Context(), p.tenant(), sbx.ID, name, host)
+		ex, err := s.resolver.ExplainAny(r.Context(), p.tenant(), sbx.ID, name, host)
 		if err != nil {
 			return err
 		}

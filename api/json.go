@@ -11,6 +11,8 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+
+	"github.com/egressd/egressd/vault"
 )
 
 // MaxBodyBytes bounds every request body; a larger one answers 413.
@@ -126,6 +128,9 @@ func decodeError(err error, v any) error {
 		return errorf(ErrBadRequest, "truncated JSON body")
 	case errors.As(err, &syntax):
 		return errorf(ErrBadRequest, "malformed JSON at byte %d", syntax.Offset)
+	case errors.Is(err, vault.ErrInvalid):
+		// A field's own check (vault.TTL): it names the field, never the input.
+		return err
 	case errors.As(err, &typ):
 		if typ.Field == "" {
 			return errorf(ErrBadRequest, "want a JSON object, got %s", typ.Value)

@@ -52,6 +52,10 @@ type SandboxList struct {
 // set) it creates computers only.
 func (s *Server) createSandbox(rt vault.ResourceType) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, p *principal) error {
+		f, err := envFormatOf(r)
+		if err != nil {
+			return err
+		}
 		var in vault.SandboxInput
 		if err := decode(w, r, &in); err != nil {
 			return err
@@ -82,11 +86,60 @@ func (s *Server) createSandbox(rt vault.ResourceType) handlerFunc {
 			base = "/api/v1/computers/"
 		}
 		w.Header().Set("Location", base+sbx.ID)
-		writeJSON(w, http.StatusCreated, SandboxCreated{
-			ID: sbx.ID, ResourceType: sbx.ResourceType, Attribution: attributionOf(&sbx), Sandbox: sbx,
-			ProxyToken: token, ProxyURL: out.ProxyURL, CACertPEM: out.CACertPEM, CABundlePath: out.CABundlePath,
-			Env: out.Env, Placeholders: out.Placeholders,
-		})
+		writeIssued(w, http.StatusCreated, f, &sbx, token, &out)
+		return nil
+	}
+}
+
+// writeIssued answers a sandbox with its new proxy token (shown this once)
+// as JSON, or as its env in format f with the token in the proxy variables.
+func writeIssued(w http.ResponseWriter, status int, f string, sbx *vault.Sandbox, token string, out *SandboxEnv) {
+	w.Header().Set("Cache-Control", "no-store")
+	if f != formatJSON {
+		writeEnv(w, status, f, sbx.ID, out.Env)
+		return
+	}
+	writeJSON(w, status, SandboxCreated{
+		ID: sbx.ID, ResourceType: sbx.ResourceType, Attribution: attributionOf(sbx), Sandbox: *sbx,
+		ProxyToken: token, ProxyURL: out.ProxyURL, CACertPEM: out.CACertPEM, CABundlePath: out.CABundlePath,
+		Env: out.Env, Placeholders: out.Placeholders,
+	})
+}
+
+// TokenInput is the optional body of POST /api/v1/sandboxes/{id}/token.
+type TokenInput struct {
+	// TokenTTL, if set, is how long the new token works ("24h", "7d" or
+	// seconds); absent: it does not expire.
+	TokenTTL vault.TTL `json:"token_ttl"`
+}
+
+// reissueToken gives a sandbox a new proxy token, shown once in the
+// answer (the shape of the creation answer, or ?format=dotenv|shell). The
+// old token stops at once, on open connections too.
+func (s *Server) reissueToken(rt vault.ResourceType) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, p *principal) error {
+		f, err := envFormatOf(r)
+		if err != nil {
+			return err
+		}
+		var in TokenInput
+		if r.ContentLength != 0 {
+			if err := decode(w, r, &in); err != nil {
+				return err
+			}
+		}
+		if _, err := s.resourceFor(p, r.PathValue("id"), rt); err != nil {
+			return err
+		}
+		sbx, token, err := s.writer(p).ReissueSandboxToken(p.tenant(), r.PathValue("id"), in.TokenTTL)
+		if err != nil {
+			return err
+		}
+		out, err := s.envOf(r, p, &sbx, token)
+		if err != nil {
+			return err
+		}
+		writeIssued(w, http.StatusOK, f, &sbx, token, &out)
 		return nil
 	}
 }

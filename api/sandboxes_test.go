@@ -39,13 +39,13 @@ func TestSandboxesCRUD(t *testing.T) {
 	}
 	env := created.Env
 	for _, v := range api.ProxyVars {
-		if env[v] != wantURL {
-			t.Errorf("%s = %q", v, env[v])
+		if env[v.Name] != wantURL {
+			t.Errorf("%s = %q", v.Name, env[v.Name])
 		}
 	}
 	for _, v := range api.CATrustVars {
-		if env[v] != api.DefaultCABundlePath {
-			t.Errorf("%s = %q", v, env[v])
+		if env[v.Name] != api.DefaultCABundlePath {
+			t.Errorf("%s = %q", v.Name, env[v.Name])
 		}
 	}
 	if !strings.HasPrefix(env["OPENAI"], "sk-proj-"+vault.PlaceholderMarker) || !strings.HasPrefix(env["GITHUB_TOKEN"], vault.PlaceholderMarker) {

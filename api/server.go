@@ -63,6 +63,10 @@ type Config struct {
 	// sandbox's env sends around the proxy, after localhost, 127.0.0.1
 	// and ::1, which are always there. Nil adds none.
 	NoProxy []string
+	// SystemRootsFile is the PEM file of system roots that GET
+	// /api/v1/ca.pem?bundle=system puts before egressd's CA; empty means
+	// the first that exists of the files crypto/x509 reads on Linux.
+	SystemRootsFile string
 }
 
 // Server is the admin API. It is an http.Handler, safe for concurrent use.
@@ -75,6 +79,7 @@ type Server struct {
 	proxy    *url.URL
 	caPath   string
 	noProxy  string
+	roots    *systemRoots
 	now      func() time.Time
 	mux      *http.ServeMux
 	oauth    *oauth.Service
@@ -121,6 +126,10 @@ func New(cfg Config) (*Server, error) {
 	if !strings.HasPrefix(cfg.CABundlePath, "/") {
 		return nil, fmt.Errorf("api: CABundlePath %q: want an absolute path", cfg.CABundlePath)
 	}
+	noProxy, err := noProxyList(cfg.NoProxy)
+	if err != nil {
+		return nil, err
+	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, err
@@ -131,8 +140,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		store: cfg.Store, resolver: cfg.Resolver, log: cfg.Logger, metrics: m,
-		caPEM: string(cfg.CACertPEM), proxy: proxy, caPath: cfg.CABundlePath, now: cfg.Now,
-		mux: http.NewServeMux(), oauth: cfg.OAuth, ui: dash,
+		caPEM: string(cfg.CACertPEM), proxy: proxy, caPath: cfg.CABundlePath, noProxy: noProxy, now: cfg.Now,
+		roots: &systemRoots{file: cfg.SystemRootsFile},
+		mux:   http.NewServeMux(), oauth: cfg.OAuth, ui: dash,
 	}
 	s.register(s.routes())
 	return s, nil
@@ -169,6 +179,7 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/audit/export", readAccess, auditExportParams, s.exportAudit},
 		{"GET", "/api/v1/audit/summary", readAccess, auditSummaryParams, s.summarizeAudit},
 		{"GET", "/api/v1/whoami", anyAccess, nil, s.whoami},
+		{"GET", "/api/v1/ca.pem", publicAccess, []string{"bundle"}, s.caBundle},
 	}
 	rs = append(rs, s.oauthRoutes()...)
 	// Sandboxes and computers are one model; /computers only ever shows
@@ -178,11 +189,12 @@ func (s *Server) routes() []route {
 		rt   vault.ResourceType
 	}{{"/api/v1/sandboxes", ""}, {"/api/v1/computers", vault.ResourceComputer}} {
 		rs = append(rs,
-			route{"POST", kind.base, adminAccess, nil, s.createSandbox(kind.rt)},
+			route{"POST", kind.base, adminAccess, []string{"format"}, s.createSandbox(kind.rt)},
 			route{"GET", kind.base, readAccess, sandboxFilters, s.listSandboxes(kind.rt)},
 			route{"GET", kind.base + "/{id}", readAccess, nil, s.getSandbox(kind.rt)},
 			route{"DELETE", kind.base + "/{id}", adminAccess, nil, s.deleteSandbox(kind.rt)},
-			route{"GET", kind.base + "/{id}/env", readAccess, nil, s.sandboxEnv(kind.rt)},
+			route{"GET", kind.base + "/{id}/env", readAccess, []string{"format"}, s.sandboxEnv(kind.rt)},
+			route{"POST", kind.base + "/{id}/token", adminAccess, []string{"format"}, s.reissueToken(kind.rt)},
 			route{"GET", kind.base + "/{id}/explain/{name}", readAccess, []string{"host"}, s.explain(kind.rt)},
 		)
 	}

@@ -134,3 +134,16 @@ func (c *Client) Explain(ctx context.Context, sandboxID, name, host string) (res
 	err := c.do(ctx, http.MethodGet, "/api/v1/sandboxes/"+seg(sandboxID)+"/explain/"+seg(name), q, nil, &out)
 	return out, err
 }
+
+// ReissueToken gives a sandbox or computer a new proxy token, valid for
+// ttl ("24h", "7d"; empty: no expiry), and returns it with the env that
+// carries it. The old token stops at once.
+func (c *Client) ReissueToken(ctx context.Context, id, ttl string) (SandboxCreated, error) {
+	var in struct {
+		TokenTTL string `json:"token_ttl,omitempty"`
+	}
+	in.TokenTTL = ttl
+	var out SandboxCreated
+	err := c.do(ctx, http.MethodPost, "/api/v1/sandboxes/"+seg(id)+"/token", nil, in, &out)
+	return out, err
+}

@@ -27,6 +27,35 @@ func (r *Resolver) Env(ctx context.Context, tenantID, sandboxID string) ([]EnvEn
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	entries, prefixes, err := r.envEntries(tenantID, sandboxID)
+	if err != nil {
+		return nil, err
+	}
+	if len(entries) == 0 {
+		return []EnvEntry{}, nil
+	}
+	for name := range prefixes {
+		if !slices.ContainsFunc(entries, func(e EnvEntry) bool { return e.Name == name }) {
+			delete(prefixes, name)
+		}
+	}
+	phs, err := r.store.EnsurePlaceholders(tenantID, sandboxID, prefixes)
+	if errors.Is(err, vault.ErrNotFound) {
+		return nil, ErrUnknownSandbox
+	}
+	if err != nil {
+		return nil, err
+	}
+	for i := range entries {
+		entries[i].Placeholder = phs[entries[i].Name]
+	}
+	return entries, nil
+}
+
+// envEntries lists the env vars of the names that resolve for the sandbox
+// now, without placeholders, sorted by env var (one entry each), and the
+// placeholder prefix of each listed name's secret.
+func (r *Resolver) envEntries(tenantID, sandboxID string) ([]EnvEntry, map[string]string, error) {
 	var entries []EnvEntry
 	prefixes := map[string]string{}
 	err := r.readSandbox(tenantID, sandboxID, func(rd *vault.Reader, sbx *vault.Sandbox, t *vault.Tenant) error {
@@ -51,7 +80,7 @@ func (r *Resolver) Env(ctx context.Context, tenantID, sandboxID string) ([]EnvEn
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	slices.SortFunc(entries, func(a, b EnvEntry) int {
 		if c := strings.Compare(a.Env, b.Env); c != 0 {
@@ -63,23 +92,25 @@ func (r *Resolver) Env(ctx context.Context, tenantID, sandboxID string) ([]EnvEn
 		return strings.Compare(a.Name, b.Name)
 	})
 	entries = slices.CompactFunc(entries, func(a, b EnvEntry) bool { return a.Env == b.Env })
-	if len(entries) == 0 {
-		return []EnvEntry{}, nil
+	return entries, prefixes, nil
+}
+
+// NameOfEnv returns the secret name that the sandbox's env var env carries
+// now (a binding's or a secret's expose_as_env, or the name's derived env
+// var); ok is false when no name resolving for the sandbox is exposed as
+// env. It issues no placeholder.
+func (r *Resolver) NameOfEnv(ctx context.Context, tenantID, sandboxID, env string) (name string, ok bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return "", false, err
 	}
-	for name := range prefixes {
-		if !slices.ContainsFunc(entries, func(e EnvEntry) bool { return e.Name == name }) {
-			delete(prefixes, name)
+	entries, _, err := r.envEntries(tenantID, sandboxID)
+	if err != nil {
+		return "", false, err
+	}
+	for _, e := range entries {
+		if e.Env == env {
+			return e.Name, true, nil
 		}
 	}
-	phs, err := r.store.EnsurePlaceholders(tenantID, sandboxID, prefixes)
-	if errors.Is(err, vault.ErrNotFound) {
-		return nil, ErrUnknownSandbox
-	}
-	if err != nil {
-		return nil, err
-	}
-	for i := range entries {
-		entries[i].Placeholder = phs[entries[i].Name]
-	}
-	return entries, nil
+	return "", false, nil
 }

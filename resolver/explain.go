@@ -11,6 +11,11 @@ import (
 type Explanation struct {
 	SandboxID string `json:"sandbox_id"`
 	Name      string `json:"name"`
+	// MatchedAs says how the asked name was read: MatchedSecretName, or
+	// MatchedEnvName when it was the env var a secret is exposed as (Env
+	// then holds it and Name the secret's name).
+	MatchedAs string `json:"matched_as"`
+	Env       string `json:"env,omitempty"`
 	Resolved  bool   `json:"resolved"`
 	// Level is the level that matched (none if nothing resolves).
 	Level    Level  `json:"level"`
@@ -24,11 +29,39 @@ type Explanation struct {
 	Steps                   []Step `json:"steps"`
 }
 
+// How Explain read the asked name.
+const (
+	MatchedSecretName = "secret_name"
+	MatchedEnvName    = "env_name"
+)
+
+// ExplainAny explains asked as a secret name; when that resolves nothing
+// and asked is the env var of a name that resolves for the sandbox, it
+// explains that name instead (MatchedAs says which).
+func (r *Resolver) ExplainAny(ctx context.Context, tenantID, sandboxID, asked, host string) (Explanation, error) {
+	if vault.ValidName(asked) {
+		ex, err := r.Explain(ctx, tenantID, sandboxID, asked, host)
+		if err != nil || ex.Resolved || !vault.ValidEnvName(asked) {
+			return ex, err
+		}
+	}
+	name, ok, err := r.NameOfEnv(ctx, tenantID, sandboxID, asked)
+	if err != nil {
+		return Explanation{}, err
+	}
+	if !ok {
+		return r.Explain(ctx, tenantID, sandboxID, asked, host)
+	}
+	ex, err := r.Explain(ctx, tenantID, sandboxID, name, host)
+	ex.MatchedAs, ex.Env = MatchedEnvName, asked
+	return ex, err
+}
+
 // Explain walks every level for (sandbox, name) without the cache and
 // reports what each found. host, if not empty, is checked against the
 // matched secret's allowed_hosts.
 func (r *Resolver) Explain(ctx context.Context, tenantID, sandboxID, name, host string) (Explanation, error) {
-	ex := Explanation{SandboxID: sandboxID, Name: name, Host: host}
+	ex := Explanation{SandboxID: sandboxID, Name: name, Host: host, MatchedAs: MatchedSecretName}
 	if err := ctx.Err(); err != nil {
 		return ex, err
 	}

@@ -32,14 +32,14 @@ func (t *TTL) UnmarshalJSON(b []byte) error {
 		}
 		d, err := ParseTTL(s)
 		if err != nil {
-			return err
+			return invalid("token_ttl", "%v", err)
 		}
 		*t = TTL(d)
 		return nil
 	}
 	n, err := strconv.ParseInt(string(b), 10, 64)
 	if err != nil || n < 0 || n > int64(MaxTokenTTL/time.Second) {
-		return fmt.Errorf("want a duration such as \"24h\" or \"7d\", or whole seconds")
+		return invalid("token_ttl", "want a duration such as \"24h\" or \"7d\", or whole seconds")
 	}
 	*t = TTL(time.Duration(n) * time.Second)
 	return nil
