@@ -102,15 +102,15 @@ func (c *trackedConn) capped(t time.Time) time.Time {
 }
 
 // challenged notes a 407 that asks for credentials: the next request must
-// come within challengeWait. It reports whether the connection may stay
-// open for it (false past maxChallenges, or once a sandbox owns it).
-func (c *trackedConn) challenged(now time.Time) bool {
+// come by the deadline by. It reports whether the connection may stay open
+// for it (false past maxChallenges, or once a sandbox owns it).
+func (c *trackedConn) challenged(by time.Time) bool {
 	c.mu.Lock()
 	c.challenges++
 	ok := c.challenges <= maxChallenges && c.sandbox == ""
 	c.mu.Unlock()
 	c.dmu.Lock()
-	c.authBy = now.Add(challengeWait)
+	c.authBy = by
 	c.Conn.SetReadDeadline(c.capped(c.readDeadline))
 	c.readPushed = time.Time{}
 	c.dmu.Unlock()

@@ -56,13 +56,10 @@ func (p *Proxy) authenticate(r *http.Request) (vault.Sandbox, Reason) {
 	return sbx, ReasonNone
 }
 
-// Bounds of the credential challenge: a connection may be asked for
-// credentials this many times, and must send its next request within
-// challengeWait of each ask.
-const (
-	maxChallenges = 3
-	challengeWait = 10 * time.Second
-)
+// maxChallenges bounds the credential challenge: a connection may be asked
+// for credentials this many times (and must send its next request within
+// Config.ChallengeWait of each ask).
+const maxChallenges = 3
 
 // isProxyRequest: a CONNECT or an absolute-form request, the two that
 // carry Proxy-Authorization (anything else gets not_a_proxy_request).
@@ -89,7 +86,7 @@ func (p *Proxy) challenge(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodConnect {
 		ev.Path = ""
 	}
-	if c := connFrom(r.Context()); c != nil && !c.challenged(start) {
+	if c := connFrom(r.Context()); c != nil && !c.challenged(time.Now().Add(p.cfg.ChallengeWait)) {
 		w.Header().Set("Connection", "close")
 	}
 	w.Header().Set("Proxy-Authenticate", `Basic realm="egressd"`)

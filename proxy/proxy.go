@@ -72,6 +72,9 @@ type Config struct {
 	// ResponseHeaderTimeout bounds the wait for an upstream's response
 	// headers; zero means 2 minutes.
 	ResponseHeaderTimeout time.Duration
+	// ChallengeWait bounds the wait for the credentialed retry after a 407
+	// that asked for proxy credentials; zero means 10s.
+	ChallengeWait time.Duration
 	// MaxHeaderBytes bounds a request's headers; zero means 64 KiB.
 	MaxHeaderBytes int
 	// MaxConnsPerSandbox bounds a sandbox's open connections; zero means 256.
@@ -131,6 +134,9 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	if cfg.ResponseHeaderTimeout == 0 {
 		cfg.ResponseHeaderTimeout = 2 * time.Minute
+	}
+	if cfg.ChallengeWait == 0 {
+		cfg.ChallengeWait = 10 * time.Second
 	}
 	if cfg.MaxHeaderBytes == 0 {
 		cfg.MaxHeaderBytes = 64 << 10
