@@ -90,6 +90,17 @@ type Serve struct {
 	// PublicURL is the base URL browsers reach the admin listener at, for
 	// the OAuth callback; empty means http://<admin listener address>.
 	PublicURL string
+	// StaticHosts is a comma-separated list of NAME=ADDR entries the proxy
+	// resolves to ADDR instead of asking DNS (see ParseStaticHosts); the
+	// addresses still pass the deny table. Empty means DNS for every name.
+	StaticHosts string
+	// Hosts is StaticHosts parsed by Check: lower-case name to address.
+	Hosts map[string]netip.Addr
+	// SandboxNoProxy is a comma-separated list of extra NO_PROXY entries
+	// for the sandboxes' env (see ParseNoProxy); empty adds none.
+	SandboxNoProxy string
+	// NoProxy is SandboxNoProxy parsed by Check.
+	NoProxy []string
 }
 
 // Check fills in the defaults and refuses settings that cannot work, with
@@ -176,6 +187,13 @@ func (s *Serve) Check() error {
 		if err := checkPublicURL(s.PublicURL); err != nil {
 			return fmt.Errorf("--public-url %q: %w", s.PublicURL, err)
 		}
+	}
+	var err error
+	if s.Hosts, err = ParseStaticHosts(s.StaticHosts); err != nil {
+		return err
+	}
+	if s.NoProxy, err = ParseNoProxy(s.SandboxNoProxy); err != nil {
+		return err
 	}
 	if s.MaxBufferedBody < 0 || s.MaxConnsPerSandbox < 0 || s.ProxyIdleTimeout < 0 {
 		return errors.New("--max-buffered-body, --max-conns-per-sandbox and --proxy-idle-timeout must not be negative")
