@@ -90,6 +90,8 @@ func classify(err error) (status int, code string) {
 		return http.StatusBadRequest, "invalid_request"
 	case errors.Is(err, oauth.ErrTooManyWaiters):
 		return http.StatusTooManyRequests, "too_many_waiters"
+	case errors.Is(err, ErrRateLimited):
+		return http.StatusTooManyRequests, "rate_limited"
 	case errors.Is(err, ErrMethodNotAllowed):
 		return http.StatusMethodNotAllowed, "method_not_allowed"
 	case errors.Is(err, vault.ErrConflict):

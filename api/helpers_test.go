@@ -88,6 +88,8 @@ func newHarnessWith(t testing.TB, edit func(*api.Config)) *harness {
 		Registerer: h.reg,
 		CACertPEM:  []byte(testCAPEM),
 		ProxyURL:   "http://egressd:8080",
+		// Tests send bursts no client would; TestRateLimits sets limits.
+		RateLimits: &api.RateLimits{},
 	}
 	if edit != nil {
 		edit(&cfg)

@@ -67,6 +67,9 @@ type Config struct {
 	// /api/v1/ca.pem?bundle=system puts before egressd's CA; empty means
 	// the first that exists of the files crypto/x509 reads on Linux.
 	SystemRootsFile string
+	// RateLimits shape the per-key, per-client and failed-authentication
+	// buckets; nil means DefaultRateLimits.
+	RateLimits *RateLimits
 }
 
 // Server is the admin API. It is an http.Handler, safe for concurrent use.
@@ -80,6 +83,7 @@ type Server struct {
 	caPath   string
 	noProxy  string
 	roots    *systemRoots
+	limits   *limiters
 	now      func() time.Time
 	mux      *http.ServeMux
 	oauth    *oauth.Service
@@ -134,6 +138,13 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.RateLimits == nil {
+		cfg.RateLimits = &DefaultRateLimits
+	}
+	lim, err := newLimiters(*cfg.RateLimits, cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	dash, err := ui.New(ui.Config{Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
@@ -141,7 +152,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		store: cfg.Store, resolver: cfg.Resolver, log: cfg.Logger, metrics: m,
 		caPEM: string(cfg.CACertPEM), proxy: proxy, caPath: cfg.CABundlePath, noProxy: noProxy, now: cfg.Now,
-		roots: &systemRoots{file: cfg.SystemRootsFile},
+		roots: &systemRoots{file: cfg.SystemRootsFile}, limits: lim,
 		mux:   http.NewServeMux(), oauth: cfg.OAuth, ui: dash,
 	}
 	s.register(s.routes())
@@ -250,12 +261,25 @@ func (s *Server) wrap(pattern string, a access, params []string, h handlerFunc) 
 			s.observe(r, pattern, rec, p, start)
 		}()
 		err := func() error {
+			addr := clientAddr(r)
 			if a == publicAccess {
+				if ok, retry := s.limits.perClient.Allow(addr); !ok {
+					return s.limits.refuse(rec, "per_client", retry)
+				}
 				return h(rec, r, nil)
+			}
+			if blocked, retry := s.limits.failedAuth.Blocked(addr); blocked {
+				return s.limits.refuse(rec, "failed_auth", retry)
 			}
 			var err error
 			if p, err = s.authenticate(r); err != nil {
+				if errors.Is(err, ErrUnauthorized) {
+					s.limits.failedAuth.Fail(addr)
+				}
 				return err
+			}
+			if ok, retry := s.limits.perKey.Allow(p.key.ID); !ok {
+				return s.limits.refuse(rec, "per_key", retry)
 			}
 			if err := p.allow(a); err != nil {
 				return err
