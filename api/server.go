@@ -153,7 +153,7 @@ func New(cfg Config) (*Server, error) {
 		store: cfg.Store, resolver: cfg.Resolver, log: cfg.Logger, metrics: m,
 		caPEM: string(cfg.CACertPEM), proxy: proxy, caPath: cfg.CABundlePath, noProxy: noProxy, now: cfg.Now,
 		roots: &systemRoots{file: cfg.SystemRootsFile}, limits: lim,
-		mux:   http.NewServeMux(), oauth: cfg.OAuth, ui: dash,
+		mux: http.NewServeMux(), oauth: cfg.OAuth, ui: dash,
 	}
 	s.register(s.routes())
 	return s, nil
