@@ -3,7 +3,6 @@ package vault
 import (
 	"sort"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 )
 
@@ -56,17 +55,11 @@ func ValidButtonLabel(s string) bool {
 		return false
 	}
 	for _, r := range s {
-		if unicode.IsControl(r) || bidiControl(r) || r == utf8.RuneError {
+		if unsafeRune(r) || r == utf8.RuneError {
 			return false
 		}
 	}
 	return true
-}
-
-// bidiControl reports the characters that reorder the text around them
-// (a label could otherwise render as something else than it reads).
-func bidiControl(r rune) bool {
-	return r == 0x061c || r == 0x200e || r == 0x200f || (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069)
 }
 
 // ValidColor reports whether s is a colour as #rrggbb.

@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -70,13 +69,13 @@ func (s *Store) PutOAuthOverride(tenantID, provider string, in OAuthOverrideInpu
 		return OAuthOverride{}, invalid("provider", "must match [A-Za-z0-9_.-]{1,128}")
 	}
 	if in.ClientID == "" || !validExternalID(in.ClientID) {
-		return OAuthOverride{}, invalid("client_id", "required, at most %d bytes, no control characters", MaxIDLen)
+		return OAuthOverride{}, invalid("client_id", "required, "+idRule, MaxIDLen)
 	}
 	if len(in.ClientSecret) > MaxValueLen {
 		return OAuthOverride{}, invalid("client_secret", "at most %d bytes", MaxValueLen)
 	}
-	if len(in.DisplayName) > 128 || !validExternalID(in.DisplayName) || strings.ContainsFunc(in.DisplayName, bidiControl) {
-		return OAuthOverride{}, invalid("display_name", "at most 128 bytes, no control or bidirectional formatting characters")
+	if len(in.DisplayName) > 128 || !validExternalID(in.DisplayName) {
+		return OAuthOverride{}, invalid("display_name", idRule, 128)
 	}
 	if len(in.CallbackURL) > 2048 {
 		return OAuthOverride{}, invalid("callback_url", "at most 2048 bytes")

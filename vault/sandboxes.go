@@ -42,7 +42,7 @@ func (s *Store) CreateSandbox(tenantID string, in SandboxInput) (Sandbox, string
 	}
 	for field, v := range map[string]string{"name": in.Name, "owner_user_id": in.OwnerUserID, "workspace_id": in.WorkspaceID, "external_user_id": in.ExternalUserID, "external_workspace_id": in.ExternalWorkspaceID, "external_project_id": in.ExternalProjectID} {
 		if !validExternalID(v) {
-			return Sandbox{}, "", invalid(field, "at most %d bytes, no control characters", MaxIDLen)
+			return Sandbox{}, "", invalid(field, idRule, MaxIDLen)
 		}
 	}
 	if err := checkMetadata("metadata", in.Metadata); err != nil {

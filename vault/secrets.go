@@ -85,7 +85,7 @@ func (in *SecretInput) check() error {
 	}
 	for field, v := range map[string]string{"owner_user_id": in.OwnerUserID, "workspace_id": in.WorkspaceID, "external_user_id": in.ExternalUserID, "external_workspace_id": in.ExternalWorkspaceID, "resource_id": in.ResourceID} {
 		if !validExternalID(v) {
-			return invalid(field, "at most %d bytes, no control characters", MaxIDLen)
+			return invalid(field, idRule, MaxIDLen)
 		}
 	}
 	if in.ResourceID != "" && in.ResourceType == "" {

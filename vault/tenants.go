@@ -4,18 +4,25 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
 )
 
 var metaOperator = []byte("operator_key")
 
+// tenantNameRule is how a refusal by validTenantName reads.
+const tenantNameRule = "tenant name must be 1 to %d bytes of UTF-8, without control, format (bidirectional, zero-width) or line separator characters"
+
+// validTenantName reports whether name (trimmed) can name a tenant.
+func validTenantName(name string) bool {
+	return name != "" && len(name) <= MaxTenantName && validText(name)
+}
+
 // EnsureTenant returns the tenant named name, creating it if absent.
 func (s *Store) EnsureTenant(name string) (t Tenant, created bool, err error) {
 	name = strings.TrimSpace(name)
-	if name == "" || len(name) > MaxTenantName || !utf8.ValidString(name) || strings.ContainsRune(name, 0) {
-		return Tenant{}, false, invalid("name", "tenant name must be 1 to %d bytes of UTF-8", MaxTenantName)
+	if !validTenantName(name) {
+		return Tenant{}, false, invalid("name", tenantNameRule, MaxTenantName)
 	}
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		if id := tx.Bucket(bTenantNames).Get([]byte(name)); id != nil {
@@ -40,8 +47,8 @@ func (s *Store) EnsureTenant(name string) (t Tenant, created bool, err error) {
 // transaction. A name already in use is a conflict.
 func (s *Store) CreateTenant(name string) (Tenant, string, error) {
 	name = strings.TrimSpace(name)
-	if name == "" || len(name) > MaxTenantName || !utf8.ValidString(name) || strings.ContainsRune(name, 0) {
-		return Tenant{}, "", invalid("name", "tenant name must be 1 to %d bytes of UTF-8", MaxTenantName)
+	if !validTenantName(name) {
+		return Tenant{}, "", invalid("name", tenantNameRule, MaxTenantName)
 	}
 	var t Tenant
 	var token string
@@ -165,7 +172,7 @@ func (s *Store) UpdateSettings(tenantID string, p SettingsPatch) (Settings, erro
 // externalUserID; ttl zero means no expiry.
 func (s *Store) CreateAPIKey(tenantID string, kind KeyKind, externalUserID string, ttl time.Duration) (string, APIKey, error) {
 	if kind == KeyBrowser && (externalUserID == "" || !validExternalID(externalUserID)) {
-		return "", APIKey{}, invalid("external_user_id", "required for a browser token, at most %d bytes", MaxIDLen)
+		return "", APIKey{}, invalid("external_user_id", "required for a browser token, "+idRule, MaxIDLen)
 	}
 	if kind != KeyAdmin && kind != KeyBrowser {
 		return "", APIKey{}, invalid("kind", "unknown key kind %q", kind)

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -33,18 +34,32 @@ func ValidName(s string) bool {
 	return true
 }
 
-// validExternalID accepts the ids a platform stamps: printable, no
-// separators we use in keys, at most 128 bytes.
+// validExternalID accepts the ids a platform stamps: UTF-8 of at most 128
+// bytes without unsafeRune (so no separator we use in keys either).
 func validExternalID(s string) bool {
-	if len(s) > MaxIDLen || !utf8.ValidString(s) {
-		return false
-	}
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f {
-			return false
-		}
-	}
-	return true
+	return len(s) <= MaxIDLen && validText(s)
+}
+
+// idRule is how a refusal by validExternalID reads.
+const idRule = "at most %d bytes of UTF-8, without control, format (bidirectional, zero-width) or line separator characters"
+
+// validText reports whether s is UTF-8 without unsafeRune.
+func validText(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsFunc(s, unsafeRune)
+}
+
+// unsafeRune reports the characters an id or a name may not hold, since
+// they make it read or split differently from what it is, in a dashboard, a
+// log line or an exported audit file:
+//   - controls (Cc): C0, DEL and C1, NEL (U+0085) among them;
+//   - format characters (Cf): the bidirectional marks, embeddings,
+//     overrides and isolates (U+200E, U+200F, U+202A–U+202E,
+//     U+2066–U+2069, U+061C), zero-width spaces and joiners
+//     (U+200B–U+200D, U+2060, U+FEFF), soft hyphen, invisible operators,
+//     interlinear annotations and tag characters;
+//   - the line and paragraph separators (Zl U+2028, Zp U+2029).
+func unsafeRune(r rune) bool {
+	return unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
 }
 
 // maxEnvNameLen leaves room for the '_' that EnvNameFor puts before a
@@ -164,8 +179,8 @@ func checkMetadata(field string, m map[string]string) error {
 		return invalid(field, "at most %d entries", MaxMetadata)
 	}
 	for k, v := range m {
-		if k == "" || len(k) > MaxMetadataKey || !utf8.ValidString(k) {
-			return invalid(field, "keys must be 1 to %d bytes of UTF-8", MaxMetadataKey)
+		if k == "" || len(k) > MaxMetadataKey || !validText(k) {
+			return invalid(field, "keys must be 1 to %d bytes of UTF-8, without control, format (bidirectional, zero-width) or line separator characters", MaxMetadataKey)
 		}
 		if len(v) > MaxMetadataValue || !utf8.ValidString(v) {
 			return invalid(field, "values must be at most %d bytes of UTF-8", MaxMetadataValue)

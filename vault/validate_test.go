@@ -163,3 +163,62 @@ func TestEnvNameFor(t *testing.T) {
 		}
 	}
 }
+
+// Regression: ids and names took bidirectional overrides and line
+// separators, which make a dashboard, a log line or an audit export read
+// something else than what is stored.
+func TestIDsRefuseFormatAndSeparators(t *testing.T) {
+	bad := map[string]rune{
+		"LRE": 0x202a, "RLE": 0x202b, "PDF": 0x202c, "LRO": 0x202d, "RLO": 0x202e,
+		"LRI": 0x2066, "RLI": 0x2067, "FSI": 0x2068, "PDI": 0x2069,
+		"LRM": 0x200e, "RLM": 0x200f, "ALM": 0x061c,
+		"LS": 0x2028, "PS": 0x2029, "NEL": 0x0085, "CSI (C1)": 0x009b,
+		"NUL": 0, "LF": '\n', "CR": '\r', "TAB": '\t', "ESC": 0x1b, "DEL": 0x7f,
+		"ZWSP": 0x200b, "ZWNJ": 0x200c, "ZWJ": 0x200d, "WJ": 0x2060, "BOM": 0xfeff,
+		"soft hyphen": 0x00ad, "tag a": 0xe0061, "interlinear anchor": 0xfff9,
+	}
+	for _, ok := range []string{"", "user-1", "Zoë", "工作区", "a b", "u@example.com", "x:y/z"} {
+		if !validExternalID(ok) {
+			t.Errorf("validExternalID(%q) = false", ok)
+		}
+	}
+	s := openTest(t)
+	tn := mustTenant(t, s, "acme")
+	for name, r := range bad {
+		id := "ab" + string(r) + "cd"
+		if validExternalID(id) || validText(id) || ValidButtonLabel(id) || validTenantName(id) {
+			t.Errorf("%s (U+%04X) accepted", name, r)
+		}
+		t.Run(name, func(t *testing.T) {
+			cases := []refusal{
+				{"tenant name", "name", ErrInvalid, func() error { _, _, err := s.CreateTenant(id); return err }},
+				{"browser token", "external_user_id", ErrInvalid, func() error { _, _, err := s.CreateAPIKey(tn.ID, KeyBrowser, id, 0); return err }},
+				{"override client_id", "client_id", ErrInvalid, func() error {
+					_, err := s.PutOAuthOverride(tn.ID, "github", OAuthOverrideInput{ClientID: id, ClientSecret: "s"})
+					return err
+				}},
+				{"override display_name", "display_name", ErrInvalid, func() error {
+					_, err := s.PutOAuthOverride(tn.ID, "github", OAuthOverrideInput{ClientID: "c", ClientSecret: "s", DisplayName: id})
+					return err
+				}},
+				{"secret metadata key", "metadata", ErrInvalid, func() error {
+					_, err := s.UpsertSecret(tn.ID, SecretInput{Name: "k", Value: "v", Scope: ScopeTenant, AllowedHosts: []string{"a.example"}, Metadata: map[string]string{id: "v"}})
+					return err
+				}},
+			}
+			for _, f := range []string{"name", "owner_user_id", "workspace_id", "external_user_id", "external_workspace_id", "external_project_id"} {
+				in := SandboxInput{}
+				*map[string]*string{"name": &in.Name, "owner_user_id": &in.OwnerUserID, "workspace_id": &in.WorkspaceID, "external_user_id": &in.ExternalUserID,
+					"external_workspace_id": &in.ExternalWorkspaceID, "external_project_id": &in.ExternalProjectID}[f] = id
+				cases = append(cases, refusal{"sandbox " + f, f, ErrInvalid, func() error { _, _, err := s.CreateSandbox(tn.ID, in); return err }})
+			}
+			for _, f := range []string{"owner_user_id", "workspace_id", "external_user_id", "external_workspace_id", "resource_id"} {
+				in := SecretInput{Name: "k", Value: "v", Scope: ScopeTenant, AllowedHosts: []string{"a.example"}}
+				*map[string]*string{"owner_user_id": &in.OwnerUserID, "workspace_id": &in.WorkspaceID, "external_user_id": &in.ExternalUserID,
+					"external_workspace_id": &in.ExternalWorkspaceID, "resource_id": &in.ResourceID}[f] = id
+				cases = append(cases, refusal{"secret " + f, f, ErrInvalid, func() error { _, err := s.UpsertSecret(tn.ID, in); return err }})
+			}
+			checkRefusals(t, s, tn.ID, cases)
+		})
+	}
+}
