@@ -1,0 +1,5 @@
+//go:build race
+
+package clientmatrix
+
+func init() { raceEnabled = true }
