@@ -95,8 +95,10 @@ func detail(s *Step) string {
 		return "a usable secret is here, but a higher level matched first"
 	case StatusDisabled:
 		return "a secret is here but disabled; it counts as absent"
+	case StatusNoAllowedHosts:
+		return "a secret is here but has no allowed_hosts (stored by an older version, which sent it to any host); it counts as absent until it is stored again with allowed_hosts"
 	case StatusBlockedBySetting:
-		return "a secret is here but the tenant's allow_end_user_credentials is off"
+		return "a secret is here but the tenant's " + s.setting + " is off"
 	case StatusEmptyAttribution:
 		return "the sandbox has no " + s.Attribute + ", so this level matches nothing"
 	case StatusNotFound:

@@ -95,8 +95,13 @@ const (
 	StatusEmptyAttribution Status = "empty_attribution"
 	// StatusDisabled: a secret exists here but is disabled, so it counts as absent.
 	StatusDisabled Status = "disabled"
-	// StatusBlockedBySetting: a secret exists here but the tenant's
-	// allow_end_user_credentials is off and its scope is end-user.
+	// StatusNoAllowedHosts: a secret exists here but has no allowed_hosts
+	// (stored by a version that read none as any host), so it counts as
+	// absent until it is stored again with hosts.
+	StatusNoAllowedHosts Status = "no_allowed_hosts"
+	// StatusBlockedBySetting: a secret exists here but a tenant setting
+	// is off: allow_end_user_credentials and its scope is end-user, or
+	// allow_any_host_secrets and its allowed_hosts are ["*"].
 	StatusBlockedBySetting Status = "blocked_by_setting"
 	// StatusShadowed: a usable secret exists here but a higher level matched first.
 	StatusShadowed Status = "shadowed"

@@ -55,7 +55,7 @@ var attribution = vault.SandboxInput{OwnerUserID: "u1", WorkspaceID: "w1", Exter
 // put stores a secret that the walk finds at level l for sbx.
 func (f *fixture) put(tid string, sbx vault.Sandbox, l Level, name, value string) vault.Secret {
 	f.t.Helper()
-	in := vault.SecretInput{Name: name, Value: value}
+	in := vault.SecretInput{Name: name, Value: value, AllowedHosts: []string{"api.example.com"}}
 	switch l {
 	case LevelBinding:
 		in.Scope, in.ResourceID, in.ResourceType = vault.ScopeResource, sbx.ID, sbx.ResourceType
@@ -237,7 +237,7 @@ func TestWalkTenantToggle(t *testing.T) {
 			t.Errorf("explain %s: %s, want %s", st.Level, st.Status, want)
 		}
 	}
-	if _, err := f.store.UpsertSecret(tid, vault.SecretInput{Name: "x", Value: "v", Scope: vault.ScopeExternalUser, ExternalUserID: "eu1"}); !errors.Is(err, vault.ErrForbidden) {
+	if _, err := f.store.UpsertSecret(tid, vault.SecretInput{Name: "x", Value: "v", Scope: vault.ScopeExternalUser, ExternalUserID: "eu1", AllowedHosts: []string{"api.example.com"}}); !errors.Is(err, vault.ErrForbidden) {
 		t.Fatalf("external_user secret with toggle off: %v", err)
 	}
 	setToggle(true)
@@ -373,7 +373,7 @@ func TestEnvAndPlaceholders(t *testing.T) {
 	tid := f.tenant("acme")
 	sbx := f.sandbox(tid, attribution)
 	other := f.sandbox(tid, attribution)
-	if _, err := f.store.UpsertSecret(tid, vault.SecretInput{Name: "openai", Value: "sk-real", Scope: vault.ScopeTenant, ExposeAsEnv: "OPENAI_API_KEY", PlaceholderPrefix: "sk-proj-"}); err != nil {
+	if _, err := f.store.UpsertSecret(tid, vault.SecretInput{Name: "openai", Value: "sk-real", Scope: vault.ScopeTenant, ExposeAsEnv: "OPENAI_API_KEY", PlaceholderPrefix: "sk-proj-", AllowedHosts: []string{"api.example.com"}}); err != nil {
 		t.Fatal(err)
 	}
 	f.put(tid, sbx, LevelExternalUser, "github.token", "ghp_real")

@@ -20,6 +20,7 @@ type Step struct {
 	Version        int            `json:"version,omitempty"`
 	Detail         string         `json:"detail,omitempty"`
 	candidates     []vault.Secret // internal: what the level saw
+	setting        string         // internal: the setting that blocked it
 }
 
 // walk runs the six levels for (sbx, name) over one snapshot. With all set
@@ -27,15 +28,18 @@ type Step struct {
 // match. It returns the winning secret, its level and binding (level 1), and
 // the steps visited.
 func walk(rd *vault.Reader, t *vault.Tenant, sbx *vault.Sandbox, name string, all bool) (win *vault.Secret, level Level, binding *vault.Binding, steps []Step, err error) {
-	allowEndUser := t.Settings.AllowEndUserCredentials
-	usable := func(sec *vault.Secret) Status {
+	usable := func(sec *vault.Secret) (Status, string) {
 		switch {
 		case sec.Disabled:
-			return StatusDisabled
-		case !allowEndUser && sec.Scope.EndUser():
-			return StatusBlockedBySetting
+			return StatusDisabled, ""
+		case len(sec.AllowedHosts) == 0:
+			return StatusNoAllowedHosts, ""
+		case !t.Settings.AllowEndUserCredentials && sec.Scope.EndUser():
+			return StatusBlockedBySetting, "allow_end_user_credentials"
+		case !t.Settings.AllowAnyHostSecrets && vault.AnyHostAllowed(sec.AllowedHosts):
+			return StatusBlockedBySetting, "allow_any_host_secrets"
 		}
-		return StatusMatched
+		return StatusMatched, ""
 	}
 	for _, l := range Levels {
 		field, val := l.attribute(sbx)
@@ -58,10 +62,11 @@ func walk(rd *vault.Reader, t *vault.Tenant, sbx *vault.Sandbox, name string, al
 				if sec.Name != name {
 					continue
 				}
-				s := usable(&sec)
+				s, setting := usable(&sec)
 				if better(s, best) {
 					best = s
 					st.Status, st.SecretID, st.Scope, st.BindingID, st.Version = s, sec.ID, sec.Scope, bs[i].ID, sec.Version
+					st.setting = setting
 					if s == StatusMatched && win == nil {
 						w, b := sec, bs[i]
 						win, level, binding = &w, l, &b
@@ -79,7 +84,8 @@ func walk(rd *vault.Reader, t *vault.Tenant, sbx *vault.Sandbox, name string, al
 				case err != nil:
 					return nil, 0, nil, nil, err
 				default:
-					st.Status, st.SecretID, st.Scope, st.Version = usable(&sec), sec.ID, sec.Scope, sec.Version
+					st.Status, st.setting = usable(&sec)
+					st.SecretID, st.Scope, st.Version = sec.ID, sec.Scope, sec.Version
 					if st.Status == StatusMatched && win == nil {
 						w := sec
 						win, level = &w, l
@@ -99,8 +105,9 @@ func walk(rd *vault.Reader, t *vault.Tenant, sbx *vault.Sandbox, name string, al
 }
 
 // better orders what a binding level reports when several bound secrets
-// share the name: a usable one beats a blocked one beats a disabled one.
+// share the name: a usable one beats a blocked one beats one without
+// allowed hosts beats a disabled one.
 func better(s, than Status) bool {
-	rank := map[Status]int{"": 0, StatusDisabled: 1, StatusBlockedBySetting: 2, StatusMatched: 3}
+	rank := map[Status]int{"": 0, StatusDisabled: 1, StatusNoAllowedHosts: 2, StatusBlockedBySetting: 3, StatusMatched: 4}
 	return rank[s] > rank[than]
 }

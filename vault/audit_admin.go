@@ -163,6 +163,9 @@ func changedSettings(a, b Settings) string {
 	if strings.Join(a.EgressDenyHosts, "\n") != strings.Join(b.EgressDenyHosts, "\n") {
 		names = append(names, "egress_deny_hosts")
 	}
+	if a.AllowAnyHostSecrets != b.AllowAnyHostSecrets {
+		names = append(names, "allow_any_host_secrets")
+	}
 	return strings.Join(names, ",")
 }
 

@@ -61,27 +61,27 @@ func TestAdminAuditRows(t *testing.T) {
 				return chain(AuditRow{Action: ActionSandboxCreated, Details: map[string]string{"resource_type": "sandbox"}})
 			}},
 		{"secret.created", func() error {
-			r, err := a.UpsertSecret(tn.ID, SecretInput{Name: "openai", Value: "sk-VALUE-1", Scope: ScopeTenant})
+			r, err := a.UpsertSecret(tn.ID, SecretInput{Name: "openai", Value: "sk-VALUE-1", Scope: ScopeTenant, AllowedHosts: []string{"api.example.com"}})
 			openai = r.Secret
 			return err
 		}, func() AuditRow {
 			return AuditRow{TenantID: tn.ID, Action: ActionSecretCreated, SecretID: openai.ID, SecretName: "openai", SecretVersion: 1, Details: map[string]string{"scope": "tenant"}}
 		}},
 		{"secret.updated", func() error {
-			_, err := a.UpsertSecret(tn.ID, SecretInput{Name: "openai", Value: "sk-VALUE-2", Scope: ScopeTenant})
+			_, err := a.UpsertSecret(tn.ID, SecretInput{Name: "openai", Value: "sk-VALUE-2", Scope: ScopeTenant, AllowedHosts: []string{"api.example.com"}})
 			return err
 		}, func() AuditRow {
 			return AuditRow{TenantID: tn.ID, Action: ActionSecretUpdated, SecretID: openai.ID, SecretName: "openai", SecretVersion: 2, Details: map[string]string{"scope": "tenant"}}
 		}},
 		{"secret.created end-user", func() error {
-			r, err := a.UpsertSecret(tn.ID, SecretInput{Name: "gh", Value: "ghp-VALUE-3", Scope: ScopeExternalUser, ExternalUserID: "eu1", ExternalWorkspaceID: "ew1"})
+			r, err := a.UpsertSecret(tn.ID, SecretInput{Name: "gh", Value: "ghp-VALUE-3", Scope: ScopeExternalUser, ExternalUserID: "eu1", ExternalWorkspaceID: "ew1", AllowedHosts: []string{"api.example.com"}})
 			gh = r.Secret
 			return err
 		}, func() AuditRow {
 			return AuditRow{TenantID: tn.ID, ExternalUserID: "eu1", ExternalWorkspaceID: "ew1", Action: ActionSecretCreated, SecretID: gh.ID, SecretName: "gh", SecretVersion: 1, Details: map[string]string{"scope": "external_user"}}
 		}},
 		{"secret.created with binding", func() error {
-			r, err := a.UpsertSecret(tn.ID, SecretInput{Name: "res", Value: "VALUE-4", Scope: ScopeResource, ResourceID: sbx.ID, ExposeAsEnv: "RES", OwnerUserID: "u1"})
+			r, err := a.UpsertSecret(tn.ID, SecretInput{Name: "res", Value: "VALUE-4", Scope: ScopeResource, ResourceID: sbx.ID, ExposeAsEnv: "RES", OwnerUserID: "u1", AllowedHosts: []string{"api.example.com"}})
 			res = r.Secret
 			if err == nil {
 				bnd = *r.Binding
@@ -139,7 +139,7 @@ func TestAdminAuditRows(t *testing.T) {
 				return chain(AuditRow{Action: ActionSandboxDeleted, Details: map[string]string{"resource_type": "sandbox", "bindings_deleted": "1", "secrets_deleted": res.ID}})
 			}},
 		{"oauth.completed", func() error {
-			_, err := a.WithAudit(ActionOAuthCompleted, map[string]string{"provider": "github"}).UpsertSecret(tn.ID, SecretInput{Name: "gh", Value: "gho-VALUE-6", Scope: ScopeUser, OwnerUserID: "u1"})
+			_, err := a.WithAudit(ActionOAuthCompleted, map[string]string{"provider": "github"}).UpsertSecret(tn.ID, SecretInput{Name: "gh", Value: "gho-VALUE-6", Scope: ScopeUser, OwnerUserID: "u1", AllowedHosts: []string{"api.example.com"}})
 			return err
 		}, func() AuditRow {
 			sec, _ := s.ListSecrets(tn.ID, SecretFilter{Name: "gh"})
@@ -172,7 +172,7 @@ func TestAdminAuditRows(t *testing.T) {
 	// Writes that record nothing: a Store not made by As, an admin key, a
 	// placeholder issued on an env read.
 	n := len(adminRows(t, s, tn.ID))
-	if _, err := s.UpsertSecret(tn.ID, SecretInput{Name: "quiet", Value: "v", Scope: ScopeTenant}); err != nil {
+	if _, err := s.UpsertSecret(tn.ID, SecretInput{Name: "quiet", Value: "v", Scope: ScopeTenant, AllowedHosts: []string{"api.example.com"}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := a.CreateAPIKey(tn.ID, KeyAdmin, "", 0); err != nil {
@@ -195,7 +195,7 @@ func TestAdminAuditRefused(t *testing.T) {
 	tn := mustTenant(t, s, "acme")
 	a := s.As(Actor{Kind: ActorCLI, ID: "ops"})
 	sbx, _ := mustSandbox(t, s, tn.ID, SandboxInput{ExternalUserID: "eu1"})
-	sec := mustUpsert(t, s, tn.ID, SecretInput{Name: "k", Value: "v", Scope: ScopeTenant}).Secret
+	sec := mustUpsert(t, s, tn.ID, SecretInput{Name: "k", Value: "v", Scope: ScopeTenant, AllowedHosts: []string{"api.example.com"}}).Secret
 	if _, err := s.UpdateSettings(tn.ID, SettingsPatch{AllowEndUserCredentials: ptr(false)}); err != nil {
 		t.Fatal(err)
 	}
@@ -206,15 +206,15 @@ func TestAdminAuditRefused(t *testing.T) {
 		want error
 	}{
 		{"upsert without value", func() error {
-			_, err := a.UpsertSecret(tn.ID, SecretInput{Name: "x", Scope: ScopeTenant})
+			_, err := a.UpsertSecret(tn.ID, SecretInput{Name: "x", Scope: ScopeTenant, AllowedHosts: []string{"api.example.com"}})
 			return err
 		}, ErrInvalid},
 		{"upsert forbidden by setting", func() error {
-			_, err := a.UpsertSecret(tn.ID, SecretInput{Name: "x", Value: "v", Scope: ScopeExternalUser, ExternalUserID: "eu1"})
+			_, err := a.UpsertSecret(tn.ID, SecretInput{Name: "x", Value: "v", Scope: ScopeExternalUser, ExternalUserID: "eu1", AllowedHosts: []string{"api.example.com"}})
 			return err
 		}, ErrForbidden},
 		{"upsert onto unknown sandbox", func() error {
-			_, err := a.UpsertSecret(tn.ID, SecretInput{Name: "x", Value: "v", Scope: ScopeResource, ResourceID: "sbx_nope"})
+			_, err := a.UpsertSecret(tn.ID, SecretInput{Name: "x", Value: "v", Scope: ScopeResource, ResourceID: "sbx_nope", AllowedHosts: []string{"api.example.com"}})
 			return err
 		}, ErrNotFound},
 		{"rotate unknown", func() error { _, err := a.RotateSecret(tn.ID, "sec_nope", RotateInput{Value: "v"}); return err }, ErrNotFound},
@@ -243,7 +243,7 @@ func TestAdminAuditRefused(t *testing.T) {
 		{"browser token of unknown tenant", func() error { _, _, err := a.CreateAPIKey("ten_nope", KeyBrowser, "eu1", 0); return err }, ErrNotFound},
 		// The row fails inside the write's transaction: the write goes too.
 		{"row refused: upsert", func() error {
-			_, err := bogus.UpsertSecret(tn.ID, SecretInput{Name: "new", Value: "v", Scope: ScopeTenant})
+			_, err := bogus.UpsertSecret(tn.ID, SecretInput{Name: "new", Value: "v", Scope: ScopeTenant, AllowedHosts: []string{"api.example.com"}})
 			return err
 		}, ErrInvalid},
 		{"row refused: delete", func() error { return bogus.DeleteSecret(tn.ID, sec.ID) }, ErrInvalid},

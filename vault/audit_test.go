@@ -202,14 +202,14 @@ func TestAuditHoldsNoValue(t *testing.T) {
 		t.Fatal(err)
 	}
 	values := []string{"sk-PLAINTEXT-aaaa-0001", "rt-PLAINTEXT-bbbb-0002", "sk-PLAINTEXT-cccc-0003", "PLAINTEXT-dddd-0004", proxyToken}
-	r1, err := a.UpsertSecret(tn.ID, SecretInput{Name: "openai", Value: values[0], RefreshToken: values[1], Scope: ScopeTenant, ResourceID: sbx.ID, ExposeAsEnv: "OPENAI"})
+	r1, err := a.UpsertSecret(tn.ID, SecretInput{Name: "openai", Value: values[0], RefreshToken: values[1], Scope: ScopeTenant, ResourceID: sbx.ID, ExposeAsEnv: "OPENAI", AllowedHosts: []string{"api.example.com"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a.RotateSecret(tn.ID, r1.Secret.ID, RotateInput{Value: values[2]}); err != nil {
 		t.Fatal(err)
 	}
-	r2, err := a.UpsertSecret(tn.ID, SecretInput{Name: "res", Value: values[3], Scope: ScopeResource, ResourceID: sbx.ID})
+	r2, err := a.UpsertSecret(tn.ID, SecretInput{Name: "res", Value: values[3], Scope: ScopeResource, ResourceID: sbx.ID, AllowedHosts: []string{"api.example.com"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,7 @@ func BenchmarkUpsertSecret(b *testing.B) {
 			in := SecretInput{Name: "openai", Value: "sk-proj-0123456789abcdefghijklmnopqrstuvwxyz", Scope: ScopeTenant, AllowedHosts: []string{"api.openai.com"}}
 			// Other secrets of the tenant, so the tree is not trivial.
 			for i := range 200 {
-				mustUpsert(b, s, tn.ID, SecretInput{Name: fmt.Sprintf("s%d", i), Value: "v", Scope: ScopeUser, OwnerUserID: fmt.Sprintf("u%d", i)})
+				mustUpsert(b, s, tn.ID, SecretInput{Name: fmt.Sprintf("s%d", i), Value: "v", Scope: ScopeUser, OwnerUserID: fmt.Sprintf("u%d", i), AllowedHosts: []string{"api.example.com"}})
 			}
 			b.ReportAllocs()
 			for b.Loop() {
@@ -38,7 +38,7 @@ func BenchmarkOpenValue(b *testing.B) {
 	tn := mustTenant(b, s, "acme")
 	var id string
 	for i := range 200 {
-		sec := mustUpsert(b, s, tn.ID, SecretInput{Name: fmt.Sprintf("s%d", i), Value: "sk-proj-0123456789abcdefghijklmnopqrstuvwxyz", Scope: ScopeTenant}).Secret
+		sec := mustUpsert(b, s, tn.ID, SecretInput{Name: fmt.Sprintf("s%d", i), Value: "sk-proj-0123456789abcdefghijklmnopqrstuvwxyz", Scope: ScopeTenant, AllowedHosts: []string{"api.example.com"}}).Secret
 		if i == 100 {
 			id = sec.ID
 		}

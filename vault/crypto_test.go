@@ -129,9 +129,9 @@ func TestCopiedRowFailsToOpen(t *testing.T) {
 	s := openTest(t)
 	ta := mustTenant(t, s, "a")
 	tb := mustTenant(t, s, "b")
-	a := mustUpsert(t, s, ta.ID, SecretInput{Name: "a", Value: "value-of-a", Scope: ScopeTenant, RefreshToken: "refresh-of-a"}).Secret
-	b := mustUpsert(t, s, ta.ID, SecretInput{Name: "b", Value: "value-of-b", Scope: ScopeTenant}).Secret
-	c := mustUpsert(t, s, tb.ID, SecretInput{Name: "c", Value: "value-of-c", Scope: ScopeTenant}).Secret
+	a := mustUpsert(t, s, ta.ID, SecretInput{Name: "a", Value: "value-of-a", Scope: ScopeTenant, RefreshToken: "refresh-of-a", AllowedHosts: []string{"api.example.com"}}).Secret
+	b := mustUpsert(t, s, ta.ID, SecretInput{Name: "b", Value: "value-of-b", Scope: ScopeTenant, AllowedHosts: []string{"api.example.com"}}).Secret
+	c := mustUpsert(t, s, tb.ID, SecretInput{Name: "c", Value: "value-of-c", Scope: ScopeTenant, AllowedHosts: []string{"api.example.com"}}).Secret
 	aKey, bKey, cKey := key(ta.ID, a.ID), key(ta.ID, b.ID), key(tb.ID, c.ID)
 	aValue := rowField(t, s, aKey, "value")
 
@@ -189,7 +189,7 @@ func TestCopiedRowFailsToOpen(t *testing.T) {
 		}
 	})
 	t.Run("refresh token as value", func(t *testing.T) {
-		d := mustUpsert(t, s, ta.ID, SecretInput{Name: "d", Value: "value-of-d", Scope: ScopeTenant, RefreshToken: "refresh-of-d"}).Secret
+		d := mustUpsert(t, s, ta.ID, SecretInput{Name: "d", Value: "value-of-d", Scope: ScopeTenant, RefreshToken: "refresh-of-d", AllowedHosts: []string{"api.example.com"}}).Secret
 		dKey := key(ta.ID, d.ID)
 		editRow(t, s, dKey, func(row map[string]json.RawMessage) { row["value"] = row["refresh"] })
 		if _, _, _, err := openValue(s, ta.ID, d.ID); !errors.Is(err, ErrDecrypt) {
@@ -314,7 +314,7 @@ func TestSecretTypesNeverPrint(t *testing.T) {
 		"holder": holder{v: v, k: k, m: *k}, "*holder": &holder{v: v, k: k, m: *k},
 		"Holder": Holder{V: v, K: k, M: *k},
 		"slice":  []Value{v}, "map": map[string]Value{"a": v},
-		"SecretInput": SecretInput{Name: "n", Value: plain, RefreshToken: plain},
+		"SecretInput": SecretInput{Name: "n", Value: plain, RefreshToken: plain, AllowedHosts: []string{"api.example.com"}},
 		"RotateInput": RotateInput{Value: plain, RefreshToken: plain},
 	}
 	verbs := []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d", "%T %v"}

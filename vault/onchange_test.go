@@ -44,7 +44,7 @@ func TestOnChange(t *testing.T) {
 	rec.take()
 	second.take()
 	sbx, _ := mustSandbox(t, s, tn.ID, SandboxInput{})
-	sec := mustUpsert(t, s, tn.ID, SecretInput{Name: "k", Value: "v1", Scope: ScopeTenant}).Secret
+	sec := mustUpsert(t, s, tn.ID, SecretInput{Name: "k", Value: "v1", Scope: ScopeTenant, AllowedHosts: []string{"api.example.com"}}).Secret
 	rec.take()
 	second.take()
 
@@ -78,7 +78,7 @@ func TestOnChange(t *testing.T) {
 	}
 	var bindingID string
 	expect("UpsertSecret", tn.ID, version(2), func() error {
-		_, err := s.UpsertSecret(tn.ID, SecretInput{Name: "k", Value: "v2", Scope: ScopeTenant})
+		_, err := s.UpsertSecret(tn.ID, SecretInput{Name: "k", Value: "v2", Scope: ScopeTenant, AllowedHosts: []string{"api.example.com"}})
 		return err
 	})
 	expect("RotateSecret", tn.ID, version(3), func() error {
@@ -142,7 +142,7 @@ func TestOnChange(t *testing.T) {
 	s.EnsurePlaceholders(tn.ID, sbx.ID, map[string]string{"k": ""})
 	s.ListSecrets(tn.ID, SecretFilter{})
 	s.EnsureTenant("acme")
-	s.UpsertSecret(tn.ID, SecretInput{Name: "bad name", Value: "v", Scope: ScopeTenant})
+	s.UpsertSecret(tn.ID, SecretInput{Name: "bad name", Value: "v", Scope: ScopeTenant, AllowedHosts: []string{"api.example.com"}})
 	s.DeleteSecret(tn.ID, "sec_nope")
 	if c := rec.take(); len(c) != 0 {
 		t.Errorf("calls without a write: %v", c)

@@ -67,13 +67,13 @@ func fill(t *testing.T, s *Store) *world {
 		return res.Secret
 	}
 	put(SecretInput{Name: "openai", Value: "sk-proj-PLAINTEXT-openai-0001", Scope: ScopeTenant, AllowedHosts: []string{"api.openai.com"}, PlaceholderPrefix: "sk-proj-", Metadata: map[string]string{"team": "ml"}})
-	put(SecretInput{Name: "gh", Value: "ghp_PLAINTEXT-github-0002", Scope: ScopeUser, OwnerUserID: "u1", Type: "oauth_token", RefreshToken: "ghr_PLAINTEXT-refresh-0003", ExpiresAt: &exp})
-	put(SecretInput{Name: "ws", Value: "PLAINTEXT-workspace-0004", Scope: ScopeWorkspace, WorkspaceID: "w1", SubstituteIn: []Location{InBody, InHeader}})
-	put(SecretInput{Name: "ew", Value: "PLAINTEXT-extws-0005", Scope: ScopeExternalWorkspace, ExternalWorkspaceID: "ew1"})
-	put(SecretInput{Name: "res", Value: "PLAINTEXT-resource-0006", Scope: ScopeResource, ResourceID: w.sbx.ID, ExposeAsEnv: "RES_KEY"})
-	put(SecretInput{Name: "bound", Value: "PLAINTEXT-bound-0007", Scope: ScopeTenant, ResourceID: w.cmp.ID, ResourceType: ResourceComputer, ExposeAsEnv: "BOUND"})
+	put(SecretInput{Name: "gh", Value: "ghp_PLAINTEXT-github-0002", Scope: ScopeUser, OwnerUserID: "u1", Type: "oauth_token", RefreshToken: "ghr_PLAINTEXT-refresh-0003", ExpiresAt: &exp, AllowedHosts: []string{"api.example.com"}})
+	put(SecretInput{Name: "ws", Value: "PLAINTEXT-workspace-0004", Scope: ScopeWorkspace, WorkspaceID: "w1", SubstituteIn: []Location{InBody, InHeader}, AllowedHosts: []string{"api.example.com"}})
+	put(SecretInput{Name: "ew", Value: "PLAINTEXT-extws-0005", Scope: ScopeExternalWorkspace, ExternalWorkspaceID: "ew1", AllowedHosts: []string{"api.example.com"}})
+	put(SecretInput{Name: "res", Value: "PLAINTEXT-resource-0006", Scope: ScopeResource, ResourceID: w.sbx.ID, ExposeAsEnv: "RES_KEY", AllowedHosts: []string{"api.example.com"}})
+	put(SecretInput{Name: "bound", Value: "PLAINTEXT-bound-0007", Scope: ScopeTenant, ResourceID: w.cmp.ID, ResourceType: ResourceComputer, ExposeAsEnv: "BOUND", AllowedHosts: []string{"api.example.com"}})
 	// A second version of gh, and a disabled one.
-	put(SecretInput{Name: "gh", Value: "ghp_PLAINTEXT-github-v2-0008", Scope: ScopeUser, OwnerUserID: "u1", Type: "oauth_token", RefreshToken: "ghr_PLAINTEXT-refresh-v2-0009"})
+	put(SecretInput{Name: "gh", Value: "ghp_PLAINTEXT-github-v2-0008", Scope: ScopeUser, OwnerUserID: "u1", Type: "oauth_token", RefreshToken: "ghr_PLAINTEXT-refresh-v2-0009", AllowedHosts: []string{"api.example.com"}})
 	rot, err := s.RotateSecret(w.tenant.ID, w.secrets["ws"].ID, RotateInput{Value: "PLAINTEXT-workspace-v2-0010"})
 	if err != nil {
 		t.Fatal(err)
@@ -199,7 +199,7 @@ func TestOpenWrongMasterKey(t *testing.T) {
 	s := openTest(t)
 	key := s.key
 	tn := mustTenant(t, s, "acme")
-	sec := mustUpsert(t, s, tn.ID, SecretInput{Name: "a", Value: "v", Scope: ScopeTenant}).Secret
+	sec := mustUpsert(t, s, tn.ID, SecretInput{Name: "a", Value: "v", Scope: ScopeTenant, AllowedHosts: []string{"api.example.com"}}).Secret
 	path := s.Path()
 	s.Close()
 	before, err := os.ReadFile(path)
@@ -395,7 +395,7 @@ func TestRawFileHoldsNoPlaintext(t *testing.T) {
 	s := openTest(t, func(c *Config) { c.NoSync = false })
 	w := fill(t, s)
 	// Deleted and rotated-away values must not linger either.
-	extra := mustUpsert(t, s, w.tenant.ID, SecretInput{Name: "gone", Value: "PLAINTEXT-deleted-0011", Scope: ScopeTenant, RefreshToken: "PLAINTEXT-deleted-refresh-0012"}).Secret
+	extra := mustUpsert(t, s, w.tenant.ID, SecretInput{Name: "gone", Value: "PLAINTEXT-deleted-0011", Scope: ScopeTenant, RefreshToken: "PLAINTEXT-deleted-refresh-0012", AllowedHosts: []string{"api.example.com"}}).Secret
 	if err := s.DeleteSecret(w.tenant.ID, extra.ID); err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@ func TestEnsurePlaceholders(t *testing.T) {
 	tn := mustTenant(t, s, "acme")
 	sbx, _ := mustSandbox(t, s, tn.ID, SandboxInput{})
 	other, _ := mustSandbox(t, s, tn.ID, SandboxInput{})
-	sec := mustUpsert(t, s, tn.ID, SecretInput{Name: "openai", Value: "v1", Scope: ScopeTenant, PlaceholderPrefix: "sk-proj-"}).Secret
+	sec := mustUpsert(t, s, tn.ID, SecretInput{Name: "openai", Value: "v1", Scope: ScopeTenant, PlaceholderPrefix: "sk-proj-", AllowedHosts: []string{"api.example.com"}}).Secret
 	want := map[string]string{"openai": "sk-proj-", "plain": "", "gh": "ghp_"}
 	phs, err := s.EnsurePlaceholders(tn.ID, sbx.ID, want)
 	if err != nil {
@@ -63,7 +63,7 @@ func TestEnsurePlaceholders(t *testing.T) {
 		t.Fatal(err)
 	}
 	same("after rotation")
-	mustUpsert(t, s, tn.ID, SecretInput{Name: "openai", Value: "v3", Scope: ScopeTenant, PlaceholderPrefix: "other-"})
+	mustUpsert(t, s, tn.ID, SecretInput{Name: "openai", Value: "v3", Scope: ScopeTenant, PlaceholderPrefix: "other-", AllowedHosts: []string{"api.example.com"}})
 	same("after upsert with another prefix")
 	s.SetDisabled(tn.ID, sec.ID, true)
 	same("after disable")

@@ -85,23 +85,23 @@ func TestDeleteSandbox(t *testing.T) {
 	sbx, token := mustSandbox(t, s, tn.ID, SandboxInput{})
 	other, otherToken := mustSandbox(t, s, tn.ID, SandboxInput{})
 	// A secret scoped to the sandbox, bound to it and also to the other one.
-	scoped := mustUpsert(t, s, tn.ID, SecretInput{Name: "scoped", Value: "v", Scope: ScopeResource, ResourceID: sbx.ID}).Secret
+	scoped := mustUpsert(t, s, tn.ID, SecretInput{Name: "scoped", Value: "v", Scope: ScopeResource, ResourceID: sbx.ID, AllowedHosts: []string{"api.example.com"}}).Secret
 	if _, err := s.CreateBinding(tn.ID, BindingInput{SecretID: scoped.ID, ResourceID: other.ID}); err != nil {
 		t.Fatal(err)
 	}
 	// A secret scoped to the sandbox whose binding was deleted.
-	unbound := mustUpsert(t, s, tn.ID, SecretInput{Name: "unbound", Value: "v", Scope: ScopeResource, ResourceID: sbx.ID})
+	unbound := mustUpsert(t, s, tn.ID, SecretInput{Name: "unbound", Value: "v", Scope: ScopeResource, ResourceID: sbx.ID, AllowedHosts: []string{"api.example.com"}})
 	if err := s.DeleteBinding(tn.ID, unbound.Binding.ID); err != nil {
 		t.Fatal(err)
 	}
 	// A tenant secret bound to both: it stays, with the other's binding.
-	shared := mustUpsert(t, s, tn.ID, SecretInput{Name: "shared", Value: "v", Scope: ScopeTenant, ResourceID: sbx.ID, ExposeAsEnv: "SHARED"}).Secret
+	shared := mustUpsert(t, s, tn.ID, SecretInput{Name: "shared", Value: "v", Scope: ScopeTenant, ResourceID: sbx.ID, ExposeAsEnv: "SHARED", AllowedHosts: []string{"api.example.com"}}).Secret
 	keep, err := s.CreateBinding(tn.ID, BindingInput{SecretID: shared.ID, ResourceID: other.ID, ExposeAsEnv: "SHARED"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The other sandbox's own scoped secret stays.
-	otherScoped := mustUpsert(t, s, tn.ID, SecretInput{Name: "scoped", Value: "v", Scope: ScopeResource, ResourceID: other.ID}).Secret
+	otherScoped := mustUpsert(t, s, tn.ID, SecretInput{Name: "scoped", Value: "v", Scope: ScopeResource, ResourceID: other.ID, AllowedHosts: []string{"api.example.com"}}).Secret
 	phs, err := s.EnsurePlaceholders(tn.ID, sbx.ID, map[string]string{"shared": "", "scoped": "x-"})
 	if err != nil {
 		t.Fatal(err)
@@ -185,9 +185,9 @@ func TestTenantIsolation(t *testing.T) {
 	b := mustTenant(t, s, "b")
 	sbxA, tokA := mustSandbox(t, s, a.ID, SandboxInput{ExternalUserID: "same"})
 	sbxB, _ := mustSandbox(t, s, b.ID, SandboxInput{ExternalUserID: "same"})
-	resA := mustUpsert(t, s, a.ID, SecretInput{Name: "k", Value: "value-a", Scope: ScopeExternalUser, ExternalUserID: "same", ResourceID: sbxA.ID, ExposeAsEnv: "K"})
+	resA := mustUpsert(t, s, a.ID, SecretInput{Name: "k", Value: "value-a", Scope: ScopeExternalUser, ExternalUserID: "same", ResourceID: sbxA.ID, ExposeAsEnv: "K", AllowedHosts: []string{"api.example.com"}})
 	secA, bindA := resA.Secret, *resA.Binding
-	secB := mustUpsert(t, s, b.ID, SecretInput{Name: "k", Value: "value-b", Scope: ScopeExternalUser, ExternalUserID: "same"}).Secret
+	secB := mustUpsert(t, s, b.ID, SecretInput{Name: "k", Value: "value-b", Scope: ScopeExternalUser, ExternalUserID: "same", AllowedHosts: []string{"api.example.com"}}).Secret
 	if secA.ID == secB.ID {
 		t.Fatal("the same external id in two tenants is one secret")
 	}
@@ -221,7 +221,7 @@ func TestTenantIsolation(t *testing.T) {
 	notFound("CreateBinding to a's sandbox", err)
 	_, err = s.EnsurePlaceholders(b.ID, sbxA.ID, map[string]string{"k": ""})
 	notFound("EnsurePlaceholders", err)
-	_, err = s.UpsertSecret(b.ID, SecretInput{Name: "k", Value: "x", Scope: ScopeResource, ResourceID: sbxA.ID})
+	_, err = s.UpsertSecret(b.ID, SecretInput{Name: "k", Value: "x", Scope: ScopeResource, ResourceID: sbxA.ID, AllowedHosts: []string{"api.example.com"}})
 	notFound("UpsertSecret on a's sandbox", err)
 	_, err = s.UpdateSettings("ten_nope", SettingsPatch{})
 	notFound("UpdateSettings", err)

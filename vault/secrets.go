@@ -22,23 +22,28 @@ type storedSecret struct {
 // SecretInput creates or upserts a secret. The upsert key is (tenant,
 // scope, scope owner id, name).
 type SecretInput struct {
-	Name                string            `json:"name"`
-	Value               string            `json:"value"`
-	Type                string            `json:"type"`
-	Scope               Scope             `json:"scope"`
-	OwnerUserID         string            `json:"owner_user_id"`
-	WorkspaceID         string            `json:"workspace_id"`
-	ExternalUserID      string            `json:"external_user_id"`
-	ExternalWorkspaceID string            `json:"external_workspace_id"`
-	ExposeAsEnv         string            `json:"expose_as_env"`
-	AllowedHosts        []string          `json:"allowed_hosts"`
-	SubstituteIn        []Location        `json:"substitute_in"`
-	PlaceholderPrefix   string            `json:"placeholder_prefix"`
-	Metadata            map[string]string `json:"metadata"`
-	ResourceID          string            `json:"resource_id"`
-	ResourceType        ResourceType      `json:"resource_type"`
-	RefreshToken        string            `json:"refresh_token"`
-	ExpiresAt           *time.Time        `json:"expires_at"`
+	Name                string `json:"name"`
+	Value               string `json:"value"`
+	Type                string `json:"type"`
+	Scope               Scope  `json:"scope"`
+	OwnerUserID         string `json:"owner_user_id"`
+	WorkspaceID         string `json:"workspace_id"`
+	ExternalUserID      string `json:"external_user_id"`
+	ExternalWorkspaceID string `json:"external_workspace_id"`
+	ExposeAsEnv         string `json:"expose_as_env"`
+	// AllowedHosts (required) are the only hosts the value is sent to:
+	// host names, IP addresses, "*.domain" (not over a public suffix), or
+	// ["*"] where the tenant's allow_any_host_secrets is on.
+	AllowedHosts []string `json:"allowed_hosts"`
+	// SubstituteIn are the parts of a request where the value is
+	// substituted; empty means DefaultSubstituteIn (headers only).
+	SubstituteIn      []Location        `json:"substitute_in"`
+	PlaceholderPrefix string            `json:"placeholder_prefix"`
+	Metadata          map[string]string `json:"metadata"`
+	ResourceID        string            `json:"resource_id"`
+	ResourceType      ResourceType      `json:"resource_type"`
+	RefreshToken      string            `json:"refresh_token"`
+	ExpiresAt         *time.Time        `json:"expires_at"`
 }
 
 // String never shows the value or refresh token.
@@ -106,7 +111,7 @@ func (in *SecretInput) check() error {
 		return invalid("placeholder_prefix", "at most %d characters of [A-Za-z0-9_.-]", MaxPlaceholderPrefix)
 	}
 	var err error
-	if in.AllowedHosts, err = normalizeHosts("allowed_hosts", in.AllowedHosts); err != nil {
+	if in.AllowedHosts, err = normalizeSecretHosts(in.AllowedHosts); err != nil {
 		return err
 	}
 	if in.SubstituteIn, err = normalizeLocations(in.SubstituteIn); err != nil {
@@ -116,11 +121,14 @@ func (in *SecretInput) check() error {
 }
 
 // txCheckSecretTarget checks what a checked input refers to in the
-// tenant: the tenant allows its scope, its resource exists and is of its
-// type.
+// tenant: the tenant allows its scope and its allowed_hosts, its resource
+// exists and is of its type.
 func txCheckSecretTarget(tx *bolt.Tx, tenantID string, in *SecretInput) error {
 	t, err := txTenant(tx, tenantID)
 	if err != nil {
+		return err
+	}
+	if err := checkAnyHost(&t, in.AllowedHosts); err != nil {
 		return err
 	}
 	if in.Scope == ScopeExternalUser && !t.Settings.AllowEndUserCredentials {

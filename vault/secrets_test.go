@@ -23,7 +23,7 @@ func TestUpsertUpdatesInPlace(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock.Advance(time.Minute)
-	in.Value, in.Metadata, in.AllowedHosts, in.Type = "v2", map[string]string{"b": "2"}, nil, "api_key"
+	in.Value, in.Metadata, in.AllowedHosts, in.Type = "v2", map[string]string{"b": "2"}, []string{"uploads.github.com"}, "api_key"
 	second := mustUpsert(t, s, tn.ID, in)
 	sec := second.Secret
 	switch {
@@ -37,7 +37,7 @@ func TestUpsertUpdatesInPlace(t *testing.T) {
 		t.Error("upsert re-enabled a disabled secret")
 	case !sec.CreatedAt.Equal(first.Secret.CreatedAt) || !sec.UpdatedAt.Equal(clock.Now()):
 		t.Errorf("timestamps %v %v", sec.CreatedAt, sec.UpdatedAt)
-	case !reflect.DeepEqual(sec.Metadata, map[string]string{"b": "2"}) || len(sec.AllowedHosts) != 0 || sec.Type != "api_key":
+	case !reflect.DeepEqual(sec.Metadata, map[string]string{"b": "2"}) || !reflect.DeepEqual(sec.AllowedHosts, []string{"uploads.github.com"}) || sec.Type != "api_key":
 		t.Errorf("fields not replaced: %+v", sec)
 	}
 	if v, _, ver, err := openValue(s, tn.ID, sec.ID); err != nil || v != "v2" || ver != 2 {
@@ -60,19 +60,19 @@ func TestUpsertKey(t *testing.T) {
 	s := openTest(t)
 	tn := mustTenant(t, s, "acme")
 	other := mustTenant(t, s, "other")
-	base := mustUpsert(t, s, tn.ID, SecretInput{Name: "k", Value: "v", Scope: ScopeUser, OwnerUserID: "u1"}).Secret
+	base := mustUpsert(t, s, tn.ID, SecretInput{Name: "k", Value: "v", Scope: ScopeUser, OwnerUserID: "u1", AllowedHosts: []string{"api.example.com"}}).Secret
 	for name, c := range map[string]struct {
 		tenant string
 		in     SecretInput
 	}{
-		"other owner":       {tn.ID, SecretInput{Name: "k", Value: "v", Scope: ScopeUser, OwnerUserID: "u2"}},
-		"other scope":       {tn.ID, SecretInput{Name: "k", Value: "v", Scope: ScopeExternalUser, ExternalUserID: "u1"}},
-		"other workspace":   {tn.ID, SecretInput{Name: "k", Value: "v", Scope: ScopeWorkspace, WorkspaceID: "u1"}},
-		"other name":        {tn.ID, SecretInput{Name: "K", Value: "v", Scope: ScopeUser, OwnerUserID: "u1"}},
-		"other tenant":      {other.ID, SecretInput{Name: "k", Value: "v", Scope: ScopeUser, OwnerUserID: "u1"}},
-		"tenant scope":      {tn.ID, SecretInput{Name: "k", Value: "v", Scope: ScopeTenant}},
-		"ext workspace":     {tn.ID, SecretInput{Name: "k", Value: "v", Scope: ScopeExternalWorkspace, ExternalWorkspaceID: "u1"}},
-		"owner with suffix": {tn.ID, SecretInput{Name: "k", Value: "v", Scope: ScopeUser, OwnerUserID: "u1 "}},
+		"other owner":       {tn.ID, SecretInput{Name: "k", Value: "v", Scope: ScopeUser, OwnerUserID: "u2", AllowedHosts: []string{"api.example.com"}}},
+		"other scope":       {tn.ID, SecretInput{Name: "k", Value: "v", Scope: ScopeExternalUser, ExternalUserID: "u1", AllowedHosts: []string{"api.example.com"}}},
+		"other workspace":   {tn.ID, SecretInput{Name: "k", Value: "v", Scope: ScopeWorkspace, WorkspaceID: "u1", AllowedHosts: []string{"api.example.com"}}},
+		"other name":        {tn.ID, SecretInput{Name: "K", Value: "v", Scope: ScopeUser, OwnerUserID: "u1", AllowedHosts: []string{"api.example.com"}}},
+		"other tenant":      {other.ID, SecretInput{Name: "k", Value: "v", Scope: ScopeUser, OwnerUserID: "u1", AllowedHosts: []string{"api.example.com"}}},
+		"tenant scope":      {tn.ID, SecretInput{Name: "k", Value: "v", Scope: ScopeTenant, AllowedHosts: []string{"api.example.com"}}},
+		"ext workspace":     {tn.ID, SecretInput{Name: "k", Value: "v", Scope: ScopeExternalWorkspace, ExternalWorkspaceID: "u1", AllowedHosts: []string{"api.example.com"}}},
+		"owner with suffix": {tn.ID, SecretInput{Name: "k", Value: "v", Scope: ScopeUser, OwnerUserID: "u1 ", AllowedHosts: []string{"api.example.com"}}},
 	} {
 		res := mustUpsert(t, s, c.tenant, c.in)
 		if !res.Created || res.Secret.ID == base.ID {
@@ -80,8 +80,8 @@ func TestUpsertKey(t *testing.T) {
 		}
 	}
 	// For scope tenant, the owner fields are not part of the key.
-	a := mustUpsert(t, s, tn.ID, SecretInput{Name: "t", Value: "v", Scope: ScopeTenant, OwnerUserID: "x"}).Secret
-	b := mustUpsert(t, s, tn.ID, SecretInput{Name: "t", Value: "v", Scope: ScopeTenant, OwnerUserID: "y"})
+	a := mustUpsert(t, s, tn.ID, SecretInput{Name: "t", Value: "v", Scope: ScopeTenant, OwnerUserID: "x", AllowedHosts: []string{"api.example.com"}}).Secret
+	b := mustUpsert(t, s, tn.ID, SecretInput{Name: "t", Value: "v", Scope: ScopeTenant, OwnerUserID: "y", AllowedHosts: []string{"api.example.com"}})
 	if b.Created || b.Secret.ID != a.ID {
 		t.Errorf("tenant scope: owner_user_id split the secret")
 	}
@@ -103,9 +103,14 @@ func TestUpsertDefaults(t *testing.T) {
 	if !reflect.DeepEqual(sec.SubstituteIn, []Location{InBody}) {
 		t.Errorf("substitute_in %q", sec.SubstituteIn)
 	}
-	def := mustUpsert(t, s, tn.ID, SecretInput{Name: "d", Value: "v", Scope: ScopeTenant}).Secret
+	def := mustUpsert(t, s, tn.ID, SecretInput{Name: "d", Value: "v", Scope: ScopeTenant, AllowedHosts: []string{"api.example.com"}}).Secret
 	if !reflect.DeepEqual(def.SubstituteIn, DefaultSubstituteIn) || def.AllowedHosts == nil {
 		t.Errorf("defaults: %+v", def)
+	}
+	// Regression: the default was header, query and path; an API that
+	// stores a URL handed a value put in its path or query back later.
+	if !reflect.DeepEqual(def.SubstituteIn, []Location{InHeader}) {
+		t.Errorf("default substitute_in %q, want only header", def.SubstituteIn)
 	}
 }
 
@@ -150,10 +155,10 @@ func TestUpsertValidation(t *testing.T) {
 	tn := mustTenant(t, s, "acme")
 	sbx, _ := mustSandbox(t, s, tn.ID, SandboxInput{})
 	cmp, _ := mustSandbox(t, s, tn.ID, SandboxInput{ResourceType: ResourceComputer})
-	existing := mustUpsert(t, s, tn.ID, SecretInput{Name: "keep", Value: "SECRETVALUE", Scope: ScopeTenant, ResourceID: sbx.ID, ExposeAsEnv: "KEEP"})
+	existing := mustUpsert(t, s, tn.ID, SecretInput{Name: "keep", Value: "SECRETVALUE", Scope: ScopeTenant, ResourceID: sbx.ID, ExposeAsEnv: "KEEP", AllowedHosts: []string{"api.example.com"}})
 	_ = existing
 	ok := func() SecretInput {
-		return SecretInput{Name: "keep", Value: "SECRETVALUE-2", Scope: ScopeTenant}
+		return SecretInput{Name: "keep", Value: "SECRETVALUE-2", Scope: ScopeTenant, AllowedHosts: []string{"api.example.com"}}
 	}
 	with := func(f func(*SecretInput)) func() error {
 		return func() error {
@@ -198,7 +203,15 @@ func TestUpsertValidation(t *testing.T) {
 		})},
 		{"bad allowed host", "allowed_hosts", ErrInvalid, with(func(in *SecretInput) { in.AllowedHosts = []string{"api.example.com", "https://evil.com"} })},
 		{"wildcard TLD", "allowed_hosts", ErrInvalid, with(func(in *SecretInput) { in.AllowedHosts = []string{"*.com"} })},
-		{"bare wildcard", "allowed_hosts", ErrInvalid, with(func(in *SecretInput) { in.AllowedHosts = []string{"*"} })},
+		// Regression: no hosts was stored and meant "any host".
+		{"no allowed hosts", "allowed_hosts", ErrInvalid, with(func(in *SecretInput) { in.AllowedHosts = nil })},
+		{"empty allowed hosts", "allowed_hosts", ErrInvalid, with(func(in *SecretInput) { in.AllowedHosts = []string{} })},
+		// Regression: any host needs the tenant's allow_any_host_secrets.
+		{"any host while the tenant does not allow it", "allowed_hosts", ErrForbidden, with(func(in *SecretInput) { in.AllowedHosts = []string{"*"} })},
+		{"any host among others while the tenant does not allow it", "allowed_hosts", ErrForbidden, with(func(in *SecretInput) { in.AllowedHosts = []string{"api.example.com", " * "} })},
+		// Regression: wildcards over public suffixes, ICANN and private.
+		{"wildcard over an ICANN public suffix", "allowed_hosts", ErrInvalid, with(func(in *SecretInput) { in.AllowedHosts = []string{"*.co.uk"} })},
+		{"wildcard over a private public suffix", "allowed_hosts", ErrInvalid, with(func(in *SecretInput) { in.AllowedHosts = []string{"api.example.com", "*.github.io"} })},
 		{"empty allowed host", "allowed_hosts", ErrInvalid, with(func(in *SecretInput) { in.AllowedHosts = []string{""} })},
 		{"host with port", "allowed_hosts", ErrInvalid, with(func(in *SecretInput) { in.AllowedHosts = []string{"api.example.com:443"} })},
 		{"too many hosts", "allowed_hosts", ErrInvalid, with(func(in *SecretInput) { in.AllowedHosts = manyHosts })},
@@ -232,7 +245,7 @@ func TestUpsertResourceMustExist(t *testing.T) {
 	var errs []error
 	for _, id := range []string{"sbx_doesnotexist", foreign.ID} {
 		before := dump(t, s)
-		_, err := s.UpsertSecret(tn.ID, SecretInput{Name: "k", Value: "v", Scope: ScopeResource, ResourceID: id})
+		_, err := s.UpsertSecret(tn.ID, SecretInput{Name: "k", Value: "v", Scope: ScopeResource, ResourceID: id, AllowedHosts: []string{"api.example.com"}})
 		var ve *ValidationError
 		if !errors.Is(err, ErrNotFound) || !errors.As(err, &ve) || ve.Field != "resource_id" {
 			t.Fatalf("resource %s: %v, want ErrNotFound naming resource_id", id, err)
@@ -248,7 +261,7 @@ func TestUpsertResourceMustExist(t *testing.T) {
 	}
 	// Also for a non-resource scope that names a resource to bind to.
 	before := dump(t, s)
-	if _, err := s.UpsertSecret(tn.ID, SecretInput{Name: "k", Value: "v", Scope: ScopeTenant, ResourceID: foreign.ID, ExposeAsEnv: "K"}); err == nil {
+	if _, err := s.UpsertSecret(tn.ID, SecretInput{Name: "k", Value: "v", Scope: ScopeTenant, ResourceID: foreign.ID, ExposeAsEnv: "K", AllowedHosts: []string{"api.example.com"}}); err == nil {
 		t.Fatal("bound a secret to another tenant's sandbox")
 	}
 	if !reflect.DeepEqual(before, dump(t, s)) {
@@ -263,7 +276,7 @@ func TestExternalUserForbidden(t *testing.T) {
 	if _, err := s.UpdateSettings(tn.ID, SettingsPatch{AllowEndUserCredentials: &off}); err != nil {
 		t.Fatal(err)
 	}
-	in := SecretInput{Name: "k", Value: "SECRETVALUE", Scope: ScopeExternalUser, ExternalUserID: "eu1"}
+	in := SecretInput{Name: "k", Value: "SECRETVALUE", Scope: ScopeExternalUser, ExternalUserID: "eu1", AllowedHosts: []string{"api.example.com"}}
 	checkRefusals(t, s, tn.ID, []refusal{{"external_user while off", "scope", ErrForbidden, func() error {
 		_, err := s.UpsertSecret(tn.ID, in)
 		if errors.Is(err, ErrInvalid) {
@@ -272,8 +285,8 @@ func TestExternalUserForbidden(t *testing.T) {
 		return err
 	}}})
 	// The scopes that still resolve can be written.
-	mustUpsert(t, s, tn.ID, SecretInput{Name: "k", Value: "v", Scope: ScopeTenant})
-	mustUpsert(t, s, tn.ID, SecretInput{Name: "k", Value: "v", Scope: ScopeExternalWorkspace, ExternalWorkspaceID: "ew"})
+	mustUpsert(t, s, tn.ID, SecretInput{Name: "k", Value: "v", Scope: ScopeTenant, AllowedHosts: []string{"api.example.com"}})
+	mustUpsert(t, s, tn.ID, SecretInput{Name: "k", Value: "v", Scope: ScopeExternalWorkspace, ExternalWorkspaceID: "ew", AllowedHosts: []string{"api.example.com"}})
 	if _, err := s.UpdateSettings(tn.ID, SettingsPatch{AllowEndUserCredentials: &on}); err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +306,7 @@ func TestResourceScopeBinds(t *testing.T) {
 		t.Fatalf("ids %s %s", sbx.ID, cmp.ID)
 	}
 
-	res := mustUpsert(t, s, tn.ID, SecretInput{Name: "db", Value: "v", Scope: ScopeResource, ResourceID: sbx.ID})
+	res := mustUpsert(t, s, tn.ID, SecretInput{Name: "db", Value: "v", Scope: ScopeResource, ResourceID: sbx.ID, AllowedHosts: []string{"api.example.com"}})
 	if res.Binding == nil || res.Binding.SecretID != res.Secret.ID || res.Binding.ResourceID != sbx.ID || res.Binding.ResourceType != ResourceSandbox {
 		t.Fatalf("binding %+v", res.Binding)
 	}
@@ -301,7 +314,7 @@ func TestResourceScopeBinds(t *testing.T) {
 		t.Fatalf("secret %+v", res.Secret)
 	}
 	// Upserting again keeps one binding and updates its env var.
-	again := mustUpsert(t, s, tn.ID, SecretInput{Name: "db", Value: "v2", Scope: ScopeResource, ResourceID: sbx.ID, ExposeAsEnv: "DB_URL"})
+	again := mustUpsert(t, s, tn.ID, SecretInput{Name: "db", Value: "v2", Scope: ScopeResource, ResourceID: sbx.ID, ExposeAsEnv: "DB_URL", AllowedHosts: []string{"api.example.com"}})
 	if again.Created || again.Binding == nil || again.Binding.ID != res.Binding.ID || again.Binding.ExposeAsEnv != "DB_URL" {
 		t.Fatalf("second upsert: %+v %+v", again, again.Binding)
 	}
@@ -309,16 +322,16 @@ func TestResourceScopeBinds(t *testing.T) {
 		t.Fatalf("bindings %+v", bs)
 	}
 	// A computer takes its own type.
-	c := mustUpsert(t, s, tn.ID, SecretInput{Name: "db", Value: "v", Scope: ScopeResource, ResourceID: cmp.ID, ResourceType: ResourceComputer})
+	c := mustUpsert(t, s, tn.ID, SecretInput{Name: "db", Value: "v", Scope: ScopeResource, ResourceID: cmp.ID, ResourceType: ResourceComputer, AllowedHosts: []string{"api.example.com"}})
 	if !c.Created || c.Binding == nil || c.Binding.ResourceType != ResourceComputer {
 		t.Fatalf("computer: %+v", c)
 	}
 	// A non-resource scope binds only with expose_as_env, and records no resource.
-	tnt := mustUpsert(t, s, tn.ID, SecretInput{Name: "t", Value: "v", Scope: ScopeTenant, ResourceID: sbx.ID, ExposeAsEnv: "T"})
+	tnt := mustUpsert(t, s, tn.ID, SecretInput{Name: "t", Value: "v", Scope: ScopeTenant, ResourceID: sbx.ID, ExposeAsEnv: "T", AllowedHosts: []string{"api.example.com"}})
 	if tnt.Binding == nil || tnt.Secret.ResourceID != "" || tnt.Binding.ExposeAsEnv != "T" {
 		t.Fatalf("tenant secret with binding: %+v %+v", tnt.Secret, tnt.Binding)
 	}
-	nob := mustUpsert(t, s, tn.ID, SecretInput{Name: "n", Value: "v", Scope: ScopeTenant, ResourceID: sbx.ID})
+	nob := mustUpsert(t, s, tn.ID, SecretInput{Name: "n", Value: "v", Scope: ScopeTenant, ResourceID: sbx.ID, AllowedHosts: []string{"api.example.com"}})
 	if nob.Binding != nil {
 		t.Fatalf("bound without expose_as_env: %+v", nob.Binding)
 	}
@@ -346,16 +359,16 @@ func TestListSecretsFilters(t *testing.T) {
 	tn := mustTenant(t, s, "acme")
 	sbx, _ := mustSandbox(t, s, tn.ID, SandboxInput{})
 	cmp, _ := mustSandbox(t, s, tn.ID, SandboxInput{ResourceType: ResourceComputer})
-	mustUpsert(t, s, tn.ID, SecretInput{Name: "t", Value: "v", Scope: ScopeTenant, Type: "api_key"})
-	mustUpsert(t, s, tn.ID, SecretInput{Name: "u", Value: "v", Scope: ScopeUser, OwnerUserID: "u1"})
-	mustUpsert(t, s, tn.ID, SecretInput{Name: "w", Value: "v", Scope: ScopeWorkspace, WorkspaceID: "w1"})
-	mustUpsert(t, s, tn.ID, SecretInput{Name: "eu", Value: "v", Scope: ScopeExternalUser, ExternalUserID: "eu1"})
-	mustUpsert(t, s, tn.ID, SecretInput{Name: "ew", Value: "v", Scope: ScopeExternalWorkspace, ExternalWorkspaceID: "ew1"})
-	mustUpsert(t, s, tn.ID, SecretInput{Name: "rs", Value: "v", Scope: ScopeResource, ResourceID: sbx.ID})
-	mustUpsert(t, s, tn.ID, SecretInput{Name: "rc", Value: "v", Scope: ScopeResource, ResourceID: cmp.ID, ResourceType: ResourceComputer})
-	mustUpsert(t, s, tn.ID, SecretInput{Name: "bc", Value: "v", Scope: ScopeTenant, ResourceID: cmp.ID, ResourceType: ResourceComputer, ExposeAsEnv: "BC"})
+	mustUpsert(t, s, tn.ID, SecretInput{Name: "t", Value: "v", Scope: ScopeTenant, Type: "api_key", AllowedHosts: []string{"api.example.com"}})
+	mustUpsert(t, s, tn.ID, SecretInput{Name: "u", Value: "v", Scope: ScopeUser, OwnerUserID: "u1", AllowedHosts: []string{"api.example.com"}})
+	mustUpsert(t, s, tn.ID, SecretInput{Name: "w", Value: "v", Scope: ScopeWorkspace, WorkspaceID: "w1", AllowedHosts: []string{"api.example.com"}})
+	mustUpsert(t, s, tn.ID, SecretInput{Name: "eu", Value: "v", Scope: ScopeExternalUser, ExternalUserID: "eu1", AllowedHosts: []string{"api.example.com"}})
+	mustUpsert(t, s, tn.ID, SecretInput{Name: "ew", Value: "v", Scope: ScopeExternalWorkspace, ExternalWorkspaceID: "ew1", AllowedHosts: []string{"api.example.com"}})
+	mustUpsert(t, s, tn.ID, SecretInput{Name: "rs", Value: "v", Scope: ScopeResource, ResourceID: sbx.ID, AllowedHosts: []string{"api.example.com"}})
+	mustUpsert(t, s, tn.ID, SecretInput{Name: "rc", Value: "v", Scope: ScopeResource, ResourceID: cmp.ID, ResourceType: ResourceComputer, AllowedHosts: []string{"api.example.com"}})
+	mustUpsert(t, s, tn.ID, SecretInput{Name: "bc", Value: "v", Scope: ScopeTenant, ResourceID: cmp.ID, ResourceType: ResourceComputer, ExposeAsEnv: "BC", AllowedHosts: []string{"api.example.com"}})
 	other := mustTenant(t, s, "other")
-	mustUpsert(t, s, other.ID, SecretInput{Name: "t", Value: "v", Scope: ScopeTenant, Type: "api_key"})
+	mustUpsert(t, s, other.ID, SecretInput{Name: "t", Value: "v", Scope: ScopeTenant, Type: "api_key", AllowedHosts: []string{"api.example.com"}})
 	for _, c := range []struct {
 		f    SecretFilter
 		want []string
@@ -390,7 +403,7 @@ func TestRotateAndDisable(t *testing.T) {
 	clock := newTestClock()
 	s := openTest(t, func(c *Config) { c.Now = clock.Now })
 	tn := mustTenant(t, s, "acme")
-	sec := mustUpsert(t, s, tn.ID, SecretInput{Name: "k", Value: "v1", Scope: ScopeTenant, RefreshToken: "r1"}).Secret
+	sec := mustUpsert(t, s, tn.ID, SecretInput{Name: "k", Value: "v1", Scope: ScopeTenant, RefreshToken: "r1", AllowedHosts: []string{"api.example.com"}}).Secret
 	exp := clock.Now().Add(time.Hour)
 	clock.Advance(time.Second)
 	rot, err := s.RotateSecret(tn.ID, sec.ID, RotateInput{Value: "v2", RefreshToken: "r2", ExpiresAt: &exp})
@@ -415,7 +428,7 @@ func TestRotateAndDisable(t *testing.T) {
 	if v, r, ver, err := openValue(s, tn.ID, sec.ID); v != "v3" || r != "r2" || ver != 3 || err != nil {
 		t.Fatalf("after rotate without refresh token: %q %q %d %v", v, r, ver, err)
 	}
-	plain := mustUpsert(t, s, tn.ID, SecretInput{Name: "plain", Value: "p1", Scope: ScopeTenant}).Secret
+	plain := mustUpsert(t, s, tn.ID, SecretInput{Name: "plain", Value: "p1", Scope: ScopeTenant, AllowedHosts: []string{"api.example.com"}}).Secret
 	if rot, err := s.RotateSecret(tn.ID, plain.ID, RotateInput{Value: "p2"}); err != nil || rot.HasRefreshToken {
 		t.Fatalf("rotate without any refresh token: %+v %v", rot, err)
 	}
@@ -438,11 +451,11 @@ func TestDeleteSecretRemovesBindings(t *testing.T) {
 	tn := mustTenant(t, s, "acme")
 	a, _ := mustSandbox(t, s, tn.ID, SandboxInput{})
 	b, _ := mustSandbox(t, s, tn.ID, SandboxInput{})
-	sec := mustUpsert(t, s, tn.ID, SecretInput{Name: "k", Value: "v", Scope: ScopeTenant, ResourceID: a.ID, ExposeAsEnv: "K"}).Secret
+	sec := mustUpsert(t, s, tn.ID, SecretInput{Name: "k", Value: "v", Scope: ScopeTenant, ResourceID: a.ID, ExposeAsEnv: "K", AllowedHosts: []string{"api.example.com"}}).Secret
 	if _, err := s.CreateBinding(tn.ID, BindingInput{SecretID: sec.ID, ResourceID: b.ID}); err != nil {
 		t.Fatal(err)
 	}
-	keep := mustUpsert(t, s, tn.ID, SecretInput{Name: "keep", Value: "v", Scope: ScopeTenant, ResourceID: a.ID, ExposeAsEnv: "KEEP"})
+	keep := mustUpsert(t, s, tn.ID, SecretInput{Name: "keep", Value: "v", Scope: ScopeTenant, ResourceID: a.ID, ExposeAsEnv: "KEEP", AllowedHosts: []string{"api.example.com"}})
 	if err := s.DeleteSecret(tn.ID, sec.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -472,7 +485,7 @@ func TestDeleteSecretRemovesBindings(t *testing.T) {
 		t.Fatalf("second delete: %v", err)
 	}
 	// The name is free again: a new upsert creates a new secret.
-	again := mustUpsert(t, s, tn.ID, SecretInput{Name: "k", Value: "v", Scope: ScopeTenant})
+	again := mustUpsert(t, s, tn.ID, SecretInput{Name: "k", Value: "v", Scope: ScopeTenant, AllowedHosts: []string{"api.example.com"}})
 	if !again.Created || again.Secret.ID == sec.ID {
 		t.Fatalf("upsert after delete: %+v", again)
 	}
@@ -483,7 +496,7 @@ func TestBindings(t *testing.T) {
 	tn := mustTenant(t, s, "acme")
 	sbx, _ := mustSandbox(t, s, tn.ID, SandboxInput{})
 	cmp, _ := mustSandbox(t, s, tn.ID, SandboxInput{ResourceType: ResourceComputer})
-	sec := mustUpsert(t, s, tn.ID, SecretInput{Name: "k", Value: "v", Scope: ScopeTenant}).Secret
+	sec := mustUpsert(t, s, tn.ID, SecretInput{Name: "k", Value: "v", Scope: ScopeTenant, AllowedHosts: []string{"api.example.com"}}).Secret
 	b, err := s.CreateBinding(tn.ID, BindingInput{SecretID: sec.ID, ResourceID: sbx.ID, ExposeAsEnv: "A"})
 	if err != nil || b.ResourceType != ResourceSandbox || !strings.HasPrefix(b.ID, "bnd_") {
 		t.Fatalf("bind: %+v %v", b, err)
@@ -552,7 +565,7 @@ func TestBindings(t *testing.T) {
 func TestReservedMetadataRefusedAtStore(t *testing.T) {
 	s := openTest(t)
 	tn, _, _ := s.EnsureTenant("acme")
-	in := SecretInput{Name: "k", Value: "v", Scope: ScopeTenant, Metadata: map[string]string{"OAuth_Client": "operator:x"}}
+	in := SecretInput{Name: "k", Value: "v", Scope: ScopeTenant, Metadata: map[string]string{"OAuth_Client": "operator:x"}, AllowedHosts: []string{"api.example.com"}}
 	if _, err := s.UpsertSecret(tn.ID, in); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("reserved key accepted: %v", err)
 	}

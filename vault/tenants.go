@@ -112,6 +112,7 @@ type SettingsPatch struct {
 	CABundlePath            *string   `json:"ca_bundle_path"`
 	EgressAllowHosts        *[]string `json:"egress_allow_hosts"`
 	EgressDenyHosts         *[]string `json:"egress_deny_hosts"`
+	AllowAnyHostSecrets     *bool     `json:"allow_any_host_secrets"`
 }
 
 // UpdateSettings applies p and returns the new settings.
@@ -156,6 +157,9 @@ func (s *Store) UpdateSettings(tenantID string, p SettingsPatch) (Settings, erro
 		}
 		if p.EgressDenyHosts != nil {
 			t.Settings.EgressDenyHosts = *p.EgressDenyHosts
+		}
+		if p.AllowAnyHostSecrets != nil {
+			t.Settings.AllowAnyHostSecrets = *p.AllowAnyHostSecrets
 		}
 		t.UpdatedAt = s.stamp()
 		if err := putJSON(tx.Bucket(bTenants), []byte(t.ID), &t); err != nil {

@@ -60,9 +60,11 @@ const (
 	InBody   Location = "body"
 )
 
-// DefaultSubstituteIn is used when a secret names no locations. The body is
-// opt-in: agents quote their own placeholders in prompts.
-var DefaultSubstituteIn = []Location{InHeader, InQuery, InPath}
+// DefaultSubstituteIn is used when a secret names no locations: headers,
+// Basic credentials included. The rest is opt-in: an API may store a URL
+// (query, path) and hand the value back to a later request, and agents
+// quote their own placeholders in prompts (body).
+var DefaultSubstituteIn = []Location{InHeader}
 
 // SecretTypes are the accepted values of Secret.Type.
 var SecretTypes = []string{"generic", "api_key", "bearer_token", "basic_auth", "password", "oauth_token"}
@@ -94,6 +96,10 @@ type Settings struct {
 	// EgressDenyHosts are hosts this tenant's sandboxes may never reach; a
 	// deny wins over an allow.
 	EgressDenyHosts []string `json:"egress_deny_hosts,omitempty"`
+	// AllowAnyHostSecrets lets a secret's allowed_hosts be ["*"] (any
+	// host). Off (the default): such a secret is refused when stored, and
+	// one stored while it was on counts as absent in the walk.
+	AllowAnyHostSecrets bool `json:"allow_any_host_secrets"`
 }
 
 // EgressAllowed reports whether the tenant's host rules let a sandbox reach host.

@@ -138,20 +138,22 @@ func allDigits(s string) bool {
 }
 
 // HostAllowed reports whether host matches one of patterns (as returned by
-// NormalizeHostPattern); no patterns means any host. An IP address host is
-// compared in its canonical form (brackets, zero runs and case do not
-// matter), and never matches a "*.suffix" pattern.
+// NormalizeHostPattern, or AnyHost); no patterns means no host. An IP
+// address host is compared in its canonical form (brackets, zero runs and
+// case do not matter), and never matches a "*.suffix" pattern; AnyHost
+// matches every host.
 func HostAllowed(patterns []string, host string) bool {
-	if len(patterns) == 0 {
-		return true
-	}
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
 	isIP := false
 	if ip, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")); err == nil {
 		host, isIP = ip.String(), true
 	}
 	for _, p := range patterns {
-		if suffix, ok := strings.CutPrefix(p, "*"); ok {
+		if p == AnyHost {
+			if host != "" {
+				return true
+			}
+		} else if suffix, ok := strings.CutPrefix(p, "*"); ok {
 			if !isIP && strings.HasSuffix(host, suffix) && len(host) > len(suffix) {
 				return true
 			}

@@ -74,7 +74,13 @@ func TestHostAllowed(t *testing.T) {
 		host     string
 		want     bool
 	}{
-		{nil, "anything.example", true}, // no patterns: any host
+		// Regression: no patterns meant any host.
+		{nil, "anything.example", false},
+		{[]string{}, "1.2.3.4", false},
+		{[]string{AnyHost}, "anything.example", true},
+		{[]string{AnyHost}, "1.2.3.4", true},
+		{[]string{AnyHost}, "[::1]", true},
+		{[]string{AnyHost}, "", false},
 		{norm("api.openai.com"), "api.openai.com", true},
 		{norm("api.openai.com"), "API.OpenAI.COM", true},
 		{norm("api.openai.com"), "api.openai.com.", true},
