@@ -121,7 +121,7 @@ func TestAuditExportCSVSafeAndNoValues(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
 	value := randomText("sk-export-")
-	sec := must[client.UpsertResult](t)(h.admin.UpsertSecret(ctx, client.SecretInput{Name: "K", Value: value, Scope: vault.ScopeTenant}))
+	sec := must[client.UpsertResult](t)(h.admin.UpsertSecret(ctx, client.SecretInput{Name: "K", Value: value, Scope: vault.ScopeTenant, AllowedHosts: []string{"api.example.com"}}))
 	must[vault.Secret](t)(h.admin.RotateSecret(ctx, sec.Secret.ID, client.RotateInput{Value: value + "-2"}))
 	at := time.Now().UTC()
 	evil := []vault.AuditRow{{ID: vault.NewAuditID(at), Time: at, Kind: vault.AuditKindRequest, TenantID: h.tenant.ID,

@@ -27,8 +27,8 @@ func TestAuditRefusedWritesAndReads(t *testing.T) {
 
 	refused := map[string]error{}
 	// Refused by the vault, inside the write's transaction.
-	_, refused["end-user secret with the setting off"] = c.UpsertSecret(ctx, client.SecretInput{Name: "x", Value: "v", Scope: vault.ScopeExternalUser, ExternalUserID: "eu9"})
-	_, refused["upsert bound to a missing sandbox"] = c.UpsertSecret(ctx, client.SecretInput{Name: "x", Value: "v", Scope: vault.ScopeTenant, ExposeAsEnv: "X", ResourceID: "sbx_missing", ResourceType: vault.ResourceSandbox})
+	_, refused["end-user secret with the setting off"] = c.UpsertSecret(ctx, client.SecretInput{Name: "x", Value: "v", Scope: vault.ScopeExternalUser, ExternalUserID: "eu9", AllowedHosts: []string{"api.example.com"}})
+	_, refused["upsert bound to a missing sandbox"] = c.UpsertSecret(ctx, client.SecretInput{Name: "x", Value: "v", Scope: vault.ScopeTenant, ExposeAsEnv: "X", ResourceID: "sbx_missing", ResourceType: vault.ResourceSandbox, AllowedHosts: []string{"api.example.com"}})
 	_, refused["rotate a missing secret"] = c.RotateSecret(ctx, "sec_missing", client.RotateInput{Value: "v"})
 	_, refused["disable a missing secret"] = c.DisableSecret(ctx, "sec_missing")
 	refused["delete a missing secret"] = c.DeleteSecret(ctx, "sec_missing")

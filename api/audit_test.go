@@ -72,7 +72,7 @@ func TestAuditAdminRows(t *testing.T) {
 		userSec, tenantSec client.UpsertResult
 		bnd                vault.Binding
 		bt                 client.BrowserToken
-		off                = false
+		off, on            = false, true
 	)
 	steps := []struct {
 		name    string
@@ -93,13 +93,13 @@ func TestAuditAdminRows(t *testing.T) {
 			return want(vault.ActionSandboxCreated, identity{ExternalUserID: "eu1", ExternalWorkspaceID: "ew1", SandboxID: cmp.ID})
 		}, map[string]string{"resource_type": "computer"}},
 		{"create secret with binding", func() (err error) {
-			userSec, err = c.UpsertSecret(ctx, client.SecretInput{Name: "gh", Value: "v1", Scope: vault.ScopeExternalUser, ExternalUserID: "eu1", ExposeAsEnv: "GH_TOKEN", ResourceID: sbx.ID})
+			userSec, err = c.UpsertSecret(ctx, client.SecretInput{Name: "gh", Value: "v1", Scope: vault.ScopeExternalUser, ExternalUserID: "eu1", ExposeAsEnv: "GH_TOKEN", ResourceID: sbx.ID, AllowedHosts: []string{"api.example.com"}})
 			return err
 		}, func() identity {
 			return want(vault.ActionSecretCreated, identity{ExternalUserID: "eu1", SecretID: userSec.Secret.ID})
 		}, map[string]string{"scope": "external_user"}},
 		{"update secret", func() error {
-			_, err := c.UpsertSecret(ctx, client.SecretInput{Name: "gh", Value: "v2", Scope: vault.ScopeExternalUser, ExternalUserID: "eu1"})
+			_, err := c.UpsertSecret(ctx, client.SecretInput{Name: "gh", Value: "v2", Scope: vault.ScopeExternalUser, ExternalUserID: "eu1", AllowedHosts: []string{"api.example.com"}})
 			return err
 		}, func() identity {
 			return want(vault.ActionSecretUpdated, identity{ExternalUserID: "eu1", SecretID: userSec.Secret.ID})
@@ -117,7 +117,7 @@ func TestAuditAdminRows(t *testing.T) {
 			return want(vault.ActionSecretEnabled, identity{ExternalUserID: "eu1", SecretID: userSec.Secret.ID})
 		}, nil},
 		{"create tenant secret", func() (err error) {
-			tenantSec, err = c.UpsertSecret(ctx, client.SecretInput{Name: "shared", Value: "vs", Scope: vault.ScopeTenant})
+			tenantSec, err = c.UpsertSecret(ctx, client.SecretInput{Name: "shared", Value: "vs", Scope: vault.ScopeTenant, AllowedHosts: []string{"api.example.com"}})
 			return err
 		}, func() identity { return want(vault.ActionSecretCreated, identity{SecretID: tenantSec.Secret.ID}) }, map[string]string{"scope": "tenant"}},
 		{"create binding", func() (err error) {
@@ -133,6 +133,10 @@ func TestAuditAdminRows(t *testing.T) {
 			_, err := c.UpdateSettings(ctx, vault.SettingsPatch{AllowEndUserCredentials: &off})
 			return err
 		}, func() identity { return want(vault.ActionSettingsChanged, identity{}) }, map[string]string{"changed": "allow_end_user_credentials"}},
+		{"allow any-host secrets", func() error {
+			_, err := c.UpdateSettings(ctx, vault.SettingsPatch{AllowAnyHostSecrets: &on})
+			return err
+		}, func() identity { return want(vault.ActionSettingsChanged, identity{}) }, map[string]string{"changed": "allow_any_host_secrets"}},
 		{"issue browser token", func() (err error) {
 			bt, err = c.CreateBrowserToken(ctx, "eu1", time.Hour)
 			return err

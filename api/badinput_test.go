@@ -16,10 +16,12 @@ func TestBadInput(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
 	sbx := must[client.SandboxCreated](t)(h.admin.CreateSandbox(ctx, client.SandboxInput{ExternalUserID: "eu1"}))
-	sec := must[client.UpsertResult](t)(h.admin.UpsertSecret(ctx, client.SecretInput{Name: "ok", Value: "v", Scope: vault.ScopeTenant})).Secret
+	sec := must[client.UpsertResult](t)(h.admin.UpsertSecret(ctx, client.SecretInput{Name: "ok", Value: "v", Scope: vault.ScopeTenant, AllowedHosts: []string{"api.example.com"}})).Secret
 
 	huge := `{"name":"big","scope":"tenant","value":"` + strings.Repeat("a", 1<<20) + `"}`
-	secret := func(fields string) string { return `{"name":"n","value":"v","scope":"tenant"` + fields + `}` }
+	secret := func(fields string) string {
+		return `{"name":"n","value":"v","scope":"tenant","allowed_hosts":["api.example.com"]` + fields + `}`
+	}
 	cases := []struct {
 		name, method, path, body string
 		token                    string // "" means the admin key
@@ -27,7 +29,7 @@ func TestBadInput(t *testing.T) {
 		msg                      string
 	}{
 		{"unknown field", "POST", "/api/v1/egress/secrets", secret(`,"valu":"x"`), "", 400, `unknown field "valu"`},
-		{"unknown field listed", "POST", "/api/v1/egress/secrets", secret(`,"Allowed_Hosts":["x"]`), "", 400, "known: name, value"},
+		{"unknown field listed", "POST", "/api/v1/egress/secrets", secret(`,"Allowed_Host":["x"]`), "", 400, "known: name, value"},
 		{"over 1 MiB", "POST", "/api/v1/egress/secrets", huge, "", 413, "exceeds 1048576 bytes"},
 		{"over 1 MiB of trailing space", "POST", "/api/v1/egress/secrets", secret("") + strings.Repeat(" ", 1<<20), "", 413, "exceeds"},
 		{"trailing data", "POST", "/api/v1/egress/secrets", secret("") + `{}`, "", 400, "trailing data"},
@@ -53,12 +55,19 @@ func TestBadInput(t *testing.T) {
 		{"external_workspace without id", "POST", "/api/v1/egress/secrets", `{"name":"n","value":"v","scope":"external_workspace"}`, "", 400, "external_workspace_id: required"},
 		{"workspace without id", "POST", "/api/v1/egress/secrets", `{"name":"n","value":"v","scope":"workspace"}`, "", 400, "workspace_id: required"},
 		{"resource without id", "POST", "/api/v1/egress/secrets", `{"name":"n","value":"v","scope":"resource"}`, "", 400, "resource_id: required"},
-		{"bad host", "POST", "/api/v1/egress/secrets", secret(`,"allowed_hosts":["http://x.com/"]`), "", 400, "allowed_hosts:"},
+		{"bad host", "POST", "/api/v1/egress/secrets", `{"name":"n","value":"v","scope":"tenant","allowed_hosts":["http://x.com/"]}`, "", 400, "allowed_hosts:"},
+		// Regression: no hosts was taken as any host.
+		{"no allowed_hosts", "POST", "/api/v1/egress/secrets", `{"name":"n","value":"v","scope":"tenant"}`, "", 400, "allowed_hosts: required"},
+		{"empty allowed_hosts", "POST", "/api/v1/egress/secrets", `{"name":"n","value":"v","scope":"tenant","allowed_hosts":[]}`, "", 400, "allowed_hosts: required"},
+		{"null allowed_hosts", "POST", "/api/v1/egress/secrets", `{"name":"n","value":"v","scope":"tenant","allowed_hosts":null}`, "", 400, "allowed_hosts: required"},
+		{"any host while the tenant does not allow it", "POST", "/api/v1/egress/secrets", `{"name":"n","value":"v","scope":"tenant","allowed_hosts":["*"]}`, "", 403, "allowed_hosts: [\"*\"] (any host) needs the tenant setting allow_any_host_secrets"},
+		{"wildcard over a public suffix", "POST", "/api/v1/egress/secrets", `{"name":"n","value":"v","scope":"tenant","allowed_hosts":["*.co.uk"]}`, "", 400, "allowed_hosts: \"*.co.uk\" is a wildcard over the public suffix"},
+		{"wildcard over a private public suffix", "POST", "/api/v1/egress/secrets", `{"name":"n","value":"v","scope":"tenant","allowed_hosts":["*.github.io"]}`, "", 400, "public suffix \"github.io\""},
 		{"bad location", "POST", "/api/v1/egress/secrets", secret(`,"substitute_in":["cookie"]`), "", 400, `substitute_in: unknown location "cookie"`},
 		{"bad env name", "POST", "/api/v1/egress/secrets", secret(`,"expose_as_env":"1X"`), "", 400, "expose_as_env:"},
 		{"bad expires_at", "POST", "/api/v1/egress/secrets", secret(`,"expires_at":"tomorrow"`), "", 400, "RFC 3339"},
 		{"bad placeholder_prefix", "POST", "/api/v1/egress/secrets", secret(`,"placeholder_prefix":"a b"`), "", 400, "placeholder_prefix:"},
-		{"upsert on a sandbox as computer", "POST", "/api/v1/egress/secrets", `{"name":"n","value":"v","scope":"resource","resource_id":"` + sbx.ID + `","resource_type":"computer"}`, "", 400, "resource_type:"},
+		{"upsert on a sandbox as computer", "POST", "/api/v1/egress/secrets", `{"name":"n","value":"v","scope":"resource","resource_id":"` + sbx.ID + `","resource_type":"computer","allowed_hosts":["api.example.com"]}`, "", 400, "resource_type:"},
 		{"field twice", "POST", "/api/v1/egress/secrets", secret(`,"scope":"user"`), "", 400, `field "scope" given twice`},
 		{"field in another case", "POST", "/api/v1/egress/secrets", secret(`,"Value":"w"`), "", 400, "unknown field (not shown)"},
 
@@ -73,11 +82,18 @@ func TestBadInput(t *testing.T) {
 		{"sandbox unknown resource_type", "POST", "/api/v1/sandboxes", `{"resource_type":"vm"}`, "", 400, `unknown resource type "vm"`},
 		{"sandbox unknown field", "POST", "/api/v1/sandboxes", `{"id":"sbx_mine"}`, "", 400, `unknown field "id"`},
 		{"sandbox control char", "POST", "/api/v1/sandboxes", `{"external_user_id":"a\u0000b"}`, "", 400, "external_user_id:"},
+		// Regression: bidi overrides and line separators were accepted in ids.
+		{"sandbox bidi override", "POST", "/api/v1/sandboxes", `{"external_user_id":"a\u202eb"}`, "", 400, "external_user_id: at most 128 bytes of UTF-8, without control, format"},
+		{"sandbox line separator", "POST", "/api/v1/sandboxes", `{"name":"a\u2028b"}`, "", 400, "name:"},
+		{"secret bidi isolate", "POST", "/api/v1/egress/secrets", `{"name":"n","value":"v","scope":"workspace","workspace_id":"w\u2067x","allowed_hosts":["api.example.com"]}`, "", 400, "workspace_id:"},
+		{"browser token NEL", "POST", "/api/v1/browser_tokens", `{"external_user_id":"eu\u0085"}`, "", 400, "external_user_id:"},
+		{"tenant paragraph separator", "POST", "/api/v1/tenants", `{"name":"a\u2029b"}`, "operator", 400, "name:"},
 		{"computer as sandbox", "POST", "/api/v1/computers", `{"resource_type":"sandbox"}`, "", 400, "creates computers only"},
 
 		{"settings unknown field", "PATCH", "/api/v1/tenant/settings", `{"allow_end_user_credential":false}`, "", 400, `unknown field "allow_end_user_credential"`},
 		{"settings relative path", "PATCH", "/api/v1/tenant/settings", `{"ca_bundle_path":"ca.pem"}`, "", 400, "ca_bundle_path: must be an absolute path"},
 		{"settings wrong type", "PATCH", "/api/v1/tenant/settings", `{"allow_end_user_credentials":"no"}`, "", 400, "want a boolean"},
+		{"any-host setting wrong type", "PATCH", "/api/v1/tenant/settings", `{"allow_any_host_secrets":1}`, "", 400, "want a boolean"},
 		{"browser token bad ttl", "POST", "/api/v1/browser_tokens", `{"external_user_id":"eu1","ttl":"1 day"}`, "", 400, "ttl:"},
 		{"browser token ttl too long", "POST", "/api/v1/browser_tokens", `{"external_user_id":"eu1","ttl":"48h"}`, "", 400, "ttl: at most 24h"},
 		{"browser token no user", "POST", "/api/v1/browser_tokens", `{}`, "", 400, "external_user_id:"},
@@ -113,13 +129,13 @@ func TestBadInput(t *testing.T) {
 	off := false
 	must[vault.Settings](t)(h.admin.UpdateSettings(ctx, vault.SettingsPatch{AllowEndUserCredentials: &off}))
 	before := h.snapshot(h.tenant.ID)
-	code, body := h.do("POST", "/api/v1/egress/secrets", h.adminKey, strings.NewReader(`{"name":"n","value":"v","scope":"external_user","external_user_id":"eu1"}`))
+	code, body := h.do("POST", "/api/v1/egress/secrets", h.adminKey, strings.NewReader(`{"name":"n","value":"v","scope":"external_user","external_user_id":"eu1","allowed_hosts":["api.example.com"]}`))
 	checkRefusal(t, code, body, 403, "allow_end_user_credentials is off")
 	if after := h.snapshot(h.tenant.ID); !reflect.DeepEqual(before, after) {
 		t.Errorf("the store changed:\n%+v\n%+v", before, after)
 	}
 	// ... and an existing one cannot be upserted either, but tenant ones can.
-	if _, err := h.admin.UpsertSecret(ctx, client.SecretInput{Name: "t", Value: "v", Scope: vault.ScopeTenant}); err != nil {
+	if _, err := h.admin.UpsertSecret(ctx, client.SecretInput{Name: "t", Value: "v", Scope: vault.ScopeTenant, AllowedHosts: []string{"api.example.com"}}); err != nil {
 		t.Fatalf("a tenant secret with the setting off: %v", err)
 	}
 }

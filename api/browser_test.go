@@ -25,7 +25,7 @@ func TestBrowserTokens(t *testing.T) {
 
 	off := false
 	writes := map[string]error{}
-	_, writes["UpsertSecret"] = br.UpsertSecret(ctx, client.SecretInput{Name: "n", Value: "v", Scope: vault.ScopeExternalUser, ExternalUserID: "eu1"})
+	_, writes["UpsertSecret"] = br.UpsertSecret(ctx, client.SecretInput{Name: "n", Value: "v", Scope: vault.ScopeExternalUser, ExternalUserID: "eu1", AllowedHosts: []string{"api.example.com"}})
 	_, writes["RotateSecret"] = br.RotateSecret(ctx, a.userSecret.ID, client.RotateInput{Value: "v2"})
 	_, writes["DisableSecret"] = br.DisableSecret(ctx, a.userSecret.ID)
 	_, writes["EnableSecret"] = br.EnableSecret(ctx, a.userSecret.ID)

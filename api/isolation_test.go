@@ -27,10 +27,10 @@ func seedTenantA(t *testing.T, h *harness) tenantA {
 	a.sbx = must[client.SandboxCreated](t)(c.CreateSandbox(ctx, client.SandboxInput{ExternalUserID: "eu1"}))
 	a.cmp = must[client.SandboxCreated](t)(c.CreateComputer(ctx, client.SandboxInput{ExternalUserID: "eu1"}))
 	a.other = must[client.SandboxCreated](t)(c.CreateSandbox(ctx, client.SandboxInput{ExternalUserID: "eu2"}))
-	a.tenantSecret = must[client.UpsertResult](t)(c.UpsertSecret(ctx, client.SecretInput{Name: "shared", Value: "v-shared", Scope: vault.ScopeTenant})).Secret
-	up := must[client.UpsertResult](t)(c.UpsertSecret(ctx, client.SecretInput{Name: "gh", Value: "v-eu1", Scope: vault.ScopeExternalUser, ExternalUserID: "eu1", ExposeAsEnv: "GH_TOKEN", ResourceID: a.sbx.ID}))
+	a.tenantSecret = must[client.UpsertResult](t)(c.UpsertSecret(ctx, client.SecretInput{Name: "shared", Value: "v-shared", Scope: vault.ScopeTenant, AllowedHosts: []string{"api.example.com"}})).Secret
+	up := must[client.UpsertResult](t)(c.UpsertSecret(ctx, client.SecretInput{Name: "gh", Value: "v-eu1", Scope: vault.ScopeExternalUser, ExternalUserID: "eu1", ExposeAsEnv: "GH_TOKEN", ResourceID: a.sbx.ID, AllowedHosts: []string{"api.example.com"}}))
 	a.userSecret, a.binding = up.Secret, *up.Binding
-	up = must[client.UpsertResult](t)(c.UpsertSecret(ctx, client.SecretInput{Name: "gh", Value: "v-eu2", Scope: vault.ScopeExternalUser, ExternalUserID: "eu2", ExposeAsEnv: "GH_TOKEN", ResourceID: a.other.ID}))
+	up = must[client.UpsertResult](t)(c.UpsertSecret(ctx, client.SecretInput{Name: "gh", Value: "v-eu2", Scope: vault.ScopeExternalUser, ExternalUserID: "eu2", ExposeAsEnv: "GH_TOKEN", ResourceID: a.other.ID, AllowedHosts: []string{"api.example.com"}}))
 	a.otherSecret, a.otherBinding = up.Secret, *up.Binding
 	must[vault.Binding](t)(c.CreateBinding(ctx, client.BindingInput{SecretID: a.tenantSecret.ID, ResourceID: a.cmp.ID, ResourceType: vault.ResourceComputer}))
 	return a
@@ -45,7 +45,7 @@ func TestTenantIsolation(t *testing.T) {
 	a := seedTenantA(t, h)
 	tenantB, keyB, b := h.newTenant("globex")
 	sbxB := must[client.SandboxCreated](t)(b.CreateSandbox(ctx, client.SandboxInput{ExternalUserID: "eu1"}))
-	secB := must[client.UpsertResult](t)(b.UpsertSecret(ctx, client.SecretInput{Name: "shared", Value: "v-b", Scope: vault.ScopeTenant})).Secret
+	secB := must[client.UpsertResult](t)(b.UpsertSecret(ctx, client.SecretInput{Name: "shared", Value: "v-b", Scope: vault.ScopeTenant, AllowedHosts: []string{"api.example.com"}})).Secret
 	beforeA, beforeB := h.snapshot(h.tenant.ID), h.snapshot(tenantB.ID)
 
 	// Each call is made twice: on A's id, and on an id that exists nowhere.
@@ -66,11 +66,11 @@ func TestTenantIsolation(t *testing.T) {
 			return err
 		},
 		"UpsertOnSandboxA": func(id string) error {
-			_, err := b.UpsertSecret(ctx, client.SecretInput{Name: "n", Value: "v", Scope: vault.ScopeResource, ResourceID: id})
+			_, err := b.UpsertSecret(ctx, client.SecretInput{Name: "n", Value: "v", Scope: vault.ScopeResource, ResourceID: id, AllowedHosts: []string{"api.example.com"}})
 			return err
 		},
 		"UpsertBoundToSandboxA": func(id string) error {
-			_, err := b.UpsertSecret(ctx, client.SecretInput{Name: "n", Value: "v", Scope: vault.ScopeTenant, ExposeAsEnv: "N", ResourceID: id})
+			_, err := b.UpsertSecret(ctx, client.SecretInput{Name: "n", Value: "v", Scope: vault.ScopeTenant, ExposeAsEnv: "N", ResourceID: id, AllowedHosts: []string{"api.example.com"}})
 			return err
 		},
 		"GetSandbox":    func(id string) error { _, err := b.GetSandbox(ctx, id); return err },

@@ -46,7 +46,7 @@ func TestNoLeak(t *testing.T) {
 	up := must[client.UpsertResult](t)(c.UpsertSecret(ctx, client.SecretInput{Name: "openai", Value: value, RefreshToken: refresh, Type: "oauth_token",
 		Scope: vault.ScopeExternalUser, ExternalUserID: "eu1", ExposeAsEnv: "OPENAI_API_KEY", ResourceID: sbx.ID, AllowedHosts: []string{"api.openai.com"}}))
 	record(up, nil)
-	record(c.UpsertSecret(ctx, client.SecretInput{Name: "shared", Value: value, Scope: vault.ScopeTenant}))
+	record(c.UpsertSecret(ctx, client.SecretInput{Name: "shared", Value: value, Scope: vault.ScopeTenant, AllowedHosts: []string{"api.example.com"}}))
 	record(c.CreateBinding(ctx, client.BindingInput{SecretID: up.Secret.ID, ResourceID: cmp.ID, ResourceType: vault.ResourceComputer}))
 
 	// The resolver does see the value: the test looks for something real.

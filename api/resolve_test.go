@@ -20,9 +20,9 @@ func TestWritesReachTheNextResolve(t *testing.T) {
 	ctx := context.Background()
 	c := h.admin
 	sbx := must[client.SandboxCreated](t)(c.CreateSandbox(ctx, client.SandboxInput{ExternalUserID: "eu1"}))
-	tenantSec := must[client.UpsertResult](t)(c.UpsertSecret(ctx, client.SecretInput{Name: "key", Value: "tenant-v1", Scope: vault.ScopeTenant})).Secret
-	userSec := must[client.UpsertResult](t)(c.UpsertSecret(ctx, client.SecretInput{Name: "key", Value: "user-v1", Scope: vault.ScopeExternalUser, ExternalUserID: "eu1"})).Secret
-	bound := must[client.UpsertResult](t)(c.UpsertSecret(ctx, client.SecretInput{Name: "key", Value: "bound-v1", Scope: vault.ScopeResource, ResourceID: sbx.ID}))
+	tenantSec := must[client.UpsertResult](t)(c.UpsertSecret(ctx, client.SecretInput{Name: "key", Value: "tenant-v1", Scope: vault.ScopeTenant, AllowedHosts: []string{"api.example.com"}})).Secret
+	userSec := must[client.UpsertResult](t)(c.UpsertSecret(ctx, client.SecretInput{Name: "key", Value: "user-v1", Scope: vault.ScopeExternalUser, ExternalUserID: "eu1", AllowedHosts: []string{"api.example.com"}})).Secret
+	bound := must[client.UpsertResult](t)(c.UpsertSecret(ctx, client.SecretInput{Name: "key", Value: "bound-v1", Scope: vault.ScopeResource, ResourceID: sbx.ID, AllowedHosts: []string{"api.example.com"}}))
 
 	resolve := func() (string, resolver.Level, int) {
 		t.Helper()

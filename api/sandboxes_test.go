@@ -16,8 +16,8 @@ func TestSandboxesCRUD(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
 	c := h.admin
-	must[client.UpsertResult](t)(c.UpsertSecret(ctx, client.SecretInput{Name: "openai", Value: "sk-real", Scope: vault.ScopeTenant, PlaceholderPrefix: "sk-proj-"}))
-	must[client.UpsertResult](t)(c.UpsertSecret(ctx, client.SecretInput{Name: "gh", Value: "ghp_real", Scope: vault.ScopeExternalUser, ExternalUserID: "eu1", ExposeAsEnv: "GITHUB_TOKEN"}))
+	must[client.UpsertResult](t)(c.UpsertSecret(ctx, client.SecretInput{Name: "openai", Value: "sk-real", Scope: vault.ScopeTenant, PlaceholderPrefix: "sk-proj-", AllowedHosts: []string{"api.example.com"}}))
+	must[client.UpsertResult](t)(c.UpsertSecret(ctx, client.SecretInput{Name: "gh", Value: "ghp_real", Scope: vault.ScopeExternalUser, ExternalUserID: "eu1", ExposeAsEnv: "GITHUB_TOKEN", AllowedHosts: []string{"api.example.com"}}))
 
 	in := client.SandboxInput{Name: "agent-1", OwnerUserID: "u1", WorkspaceID: "w1", ExternalUserID: "eu1", ExternalWorkspaceID: "ew1", ExternalProjectID: "p1", Metadata: map[string]string{"k": "v"}}
 	created := must[client.SandboxCreated](t)(c.CreateSandbox(ctx, in))
@@ -153,9 +153,9 @@ func TestExplainLevels(t *testing.T) {
 	}
 	tenant := up(client.SecretInput{Scope: vault.ScopeTenant, AllowedHosts: []string{"api.example.com"}})
 	ws := up(client.SecretInput{Scope: vault.ScopeWorkspace, WorkspaceID: "w1", AllowedHosts: []string{"*.example.com"}})
-	ext := up(client.SecretInput{Scope: vault.ScopeExternalUser, ExternalUserID: "eu1"})
-	user := up(client.SecretInput{Scope: vault.ScopeUser, OwnerUserID: "u1"})
-	bound := up(client.SecretInput{Scope: vault.ScopeResource, ResourceID: sbx.ID})
+	ext := up(client.SecretInput{Scope: vault.ScopeExternalUser, ExternalUserID: "eu1", AllowedHosts: []string{"api.example.com"}})
+	user := up(client.SecretInput{Scope: vault.ScopeUser, OwnerUserID: "u1", AllowedHosts: []string{"api.example.com"}})
+	bound := up(client.SecretInput{Scope: vault.ScopeResource, ResourceID: sbx.ID, AllowedHosts: []string{"api.example.com"}})
 
 	status := func(ex resolver.Explanation) map[resolver.Level]resolver.Status {
 		m := map[resolver.Level]resolver.Status{}

@@ -26,7 +26,7 @@ func TestSecretsCRUD(t *testing.T) {
 	if !first.Created || first.Secret.Version != 1 || first.Secret.Name != "openai" || first.Binding != nil {
 		t.Fatalf("first upsert: %+v", first)
 	}
-	if !slices.Equal(first.Secret.AllowedHosts, []string{"api.openai.com"}) || len(first.Secret.SubstituteIn) != 3 {
+	if !slices.Equal(first.Secret.AllowedHosts, []string{"api.openai.com"}) || !slices.Equal(first.Secret.SubstituteIn, []vault.Location{vault.InHeader}) {
 		t.Fatalf("normalisation: %+v", first.Secret)
 	}
 	in.Value = "sk-live-2"
@@ -36,7 +36,7 @@ func TestSecretsCRUD(t *testing.T) {
 	}
 
 	// 201 on create, 200 on update, on the wire.
-	body := `{"name":"wire","value":"v","scope":"workspace","workspace_id":"w1"}`
+	body := `{"name":"wire","value":"v","scope":"workspace","workspace_id":"w1","allowed_hosts":["api.example.com"]}`
 	if code, _ := h.do("POST", "/api/v1/egress/secrets", h.adminKey, strings.NewReader(body)); code != http.StatusCreated {
 		t.Fatalf("create: %d", code)
 	}
@@ -46,7 +46,7 @@ func TestSecretsCRUD(t *testing.T) {
 
 	// expose_as_env with resource_id also binds.
 	bound := must[client.UpsertResult](t)(c.UpsertSecret(ctx, client.SecretInput{Name: "gh", Value: "ghp_x", Scope: vault.ScopeExternalUser,
-		ExternalUserID: "eu1", ExposeAsEnv: "GH_TOKEN", ResourceID: sbx.ID}))
+		ExternalUserID: "eu1", ExposeAsEnv: "GH_TOKEN", ResourceID: sbx.ID, AllowedHosts: []string{"api.example.com"}}))
 	if bound.Binding == nil || bound.Binding.ResourceID != sbx.ID || bound.Binding.ExposeAsEnv != "GH_TOKEN" || bound.Binding.SecretID != bound.Secret.ID {
 		t.Fatalf("binding from upsert: %+v", bound.Binding)
 	}
@@ -116,7 +116,7 @@ func TestBindingsCRUD(t *testing.T) {
 	c := h.admin
 	sbx := must[client.SandboxCreated](t)(c.CreateSandbox(ctx, client.SandboxInput{}))
 	cmp := must[client.SandboxCreated](t)(c.CreateComputer(ctx, client.SandboxInput{}))
-	sec := must[client.UpsertResult](t)(c.UpsertSecret(ctx, client.SecretInput{Name: "db", Value: "pw", Scope: vault.ScopeTenant}))
+	sec := must[client.UpsertResult](t)(c.UpsertSecret(ctx, client.SecretInput{Name: "db", Value: "pw", Scope: vault.ScopeTenant, AllowedHosts: []string{"api.example.com"}}))
 
 	b1 := must[vault.Binding](t)(c.CreateBinding(ctx, client.BindingInput{SecretID: sec.Secret.ID, ResourceID: sbx.ID, ExposeAsEnv: "DB_PASSWORD"}))
 	if b1.ResourceType != vault.ResourceSandbox || b1.ExposeAsEnv != "DB_PASSWORD" {

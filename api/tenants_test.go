@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -44,9 +45,24 @@ func TestTenantsSettingsAndBrowserTokens(t *testing.T) {
 	mustStatus(t, err, 403)
 
 	st := must[vault.Settings](t)(h.admin.GetSettings(ctx))
-	if !st.AllowEndUserCredentials || st.CABundlePath != "" {
+	if !st.AllowEndUserCredentials || st.CABundlePath != "" || st.AllowAnyHostSecrets {
 		t.Fatalf("default settings: %+v", st)
 	}
+	// allow_any_host_secrets: off by default, on the wire by its name,
+	// and what lets a secret's allowed_hosts be ["*"].
+	anyHost := client.SecretInput{Name: "anywhere", Value: "v", Scope: vault.ScopeTenant, AllowedHosts: []string{"*"}}
+	_, err = h.admin.UpsertSecret(ctx, anyHost)
+	mustStatus(t, err, 403)
+	if code, body := h.do("PATCH", "/api/v1/tenant/settings", h.adminKey, strings.NewReader(`{"allow_any_host_secrets":true}`)); code != 200 || !strings.Contains(body, `"allow_any_host_secrets":true`) {
+		t.Fatalf("patch allow_any_host_secrets: %d %s", code, body)
+	}
+	if sec := must[client.UpsertResult](t)(h.admin.UpsertSecret(ctx, anyHost)).Secret; !slices.Equal(sec.AllowedHosts, []string{"*"}) {
+		t.Fatalf("any-host secret: %+v", sec)
+	}
+	if st = must[vault.Settings](t)(h.admin.GetSettings(ctx)); !st.AllowAnyHostSecrets {
+		t.Fatalf("settings after the patch: %+v", st)
+	}
+	must[vault.Settings](t)(h.admin.UpdateSettings(ctx, vault.SettingsPatch{AllowAnyHostSecrets: new(bool)}))
 	off := false
 	if st = must[vault.Settings](t)(h.admin.UpdateSettings(ctx, vault.SettingsPatch{AllowEndUserCredentials: &off})); st.AllowEndUserCredentials {
 		t.Fatal("patch did not apply")
@@ -141,7 +157,7 @@ func TestInternalErrorsAreGeneric(t *testing.T) {
 // who called, and metrics labelled by route pattern and code only.
 func TestObservability(t *testing.T) {
 	h := newHarness(t)
-	must[client.UpsertResult](t)(h.admin.UpsertSecret(context.Background(), client.SecretInput{Name: "n", Value: "v", Scope: vault.ScopeTenant}))
+	must[client.UpsertResult](t)(h.admin.UpsertSecret(context.Background(), client.SecretInput{Name: "n", Value: "v", Scope: vault.ScopeTenant, AllowedHosts: []string{"api.example.com"}}))
 	h.do("GET", "/api/v1/egress/secrets/sec_none", h.adminKey, nil)
 
 	var lines []map[string]any

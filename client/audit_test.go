@@ -162,7 +162,7 @@ func TestAuditRealAPI(t *testing.T) {
 	c, _ := realAPI(t)
 	ctx := context.Background()
 	for i := range 5 {
-		if _, err := c.UpsertSecret(ctx, client.SecretInput{Name: "s" + strconv.Itoa(i), Value: "v", Scope: vault.ScopeTenant}); err != nil {
+		if _, err := c.UpsertSecret(ctx, client.SecretInput{Name: "s" + strconv.Itoa(i), Value: "v", Scope: vault.ScopeTenant, AllowedHosts: []string{"api.example.com"}}); err != nil {
 			t.Fatal(err)
 		}
 	}

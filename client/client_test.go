@@ -68,7 +68,7 @@ func TestAgainstTheRealAPI(t *testing.T) {
 	if sbx.ProxyToken == "" || sbx.Env["HTTPS_PROXY"] != sbx.ProxyURL || sbx.ProxyURL != "http://"+sbx.ID+":"+sbx.ProxyToken+"@localhost:8080" {
 		t.Fatalf("sandbox: %+v", sbx)
 	}
-	up, err := c.UpsertSecret(ctx, client.SecretInput{Name: "k", Value: "v", Scope: vault.ScopeUser, OwnerUserID: "u1"})
+	up, err := c.UpsertSecret(ctx, client.SecretInput{Name: "k", Value: "v", Scope: vault.ScopeUser, OwnerUserID: "u1", AllowedHosts: []string{"api.example.com"}})
 	if err != nil || !up.Created {
 		t.Fatalf("upsert: %+v %v", up, err)
 	}
