@@ -35,7 +35,8 @@ type Provider struct {
 	// ScopeSeparator joins scopes in the authorize URL; empty means a space.
 	ScopeSeparator string `json:"scope_separator,omitempty"`
 	// AllowedHosts are where its tokens may be sent: they become the
-	// secret's allowed_hosts.
+	// secret's allowed_hosts. Required: host names, IP addresses or
+	// "*.domain" (not over a public suffix); never ["*"].
 	AllowedHosts []string `json:"allowed_hosts"`
 	// Refresh says whether the provider issues refresh tokens.
 	Refresh bool `json:"refresh"`
@@ -76,7 +77,10 @@ func Builtins() []Provider {
 			Scopes: []string{"repo", "read:user"}, AllowedHosts: []string{"api.github.com", "github.com", "uploads.github.com", "raw.githubusercontent.com"},
 			Refresh: true, PKCE: true, PlaceholderPrefix: "gho_"},
 		{Name: "google", DisplayName: "Google", AuthURL: "https://accounts.google.com/o/oauth2/v2/auth", TokenURL: "https://oauth2.googleapis.com/token",
-			Scopes: []string{"openid", "email", "profile"}, AllowedHosts: []string{"*.googleapis.com"},
+			// googleapis.com is a public suffix (each customer's
+			// endpoints live under it): the hosts of the default
+			// scopes' APIs, named one by one.
+			Scopes: []string{"openid", "email", "profile"}, AllowedHosts: []string{"www.googleapis.com", "openidconnect.googleapis.com", "people.googleapis.com"},
 			Refresh: true, PKCE: true, AuthParams: map[string]string{"access_type": "offline", "prompt": "consent"}},
 		{Name: "slack", DisplayName: "Slack", AuthURL: "https://slack.com/oauth/v2/authorize", TokenURL: "https://slack.com/api/oauth.v2.access",
 			Scopes: []string{"channels:read", "chat:write"}, ScopeSeparator: ",", AllowedHosts: []string{"slack.com", "*.slack.com"},
@@ -121,6 +125,9 @@ type Catalogue struct {
 func NewCatalogue(file string) (*Catalogue, error) {
 	c := &Catalogue{byName: map[string]*Provider{}}
 	for _, p := range Builtins() {
+		if err := checkHosts(&p); err != nil {
+			return nil, fmt.Errorf("built-in provider %s: %v", p.Name, err)
+		}
 		p.Builtin = true
 		c.byName[p.Name] = &p
 	}
@@ -177,15 +184,30 @@ func (c *Catalogue) add(raw json.RawMessage) error {
 			return fmt.Errorf("%s: want an absolute https URL", u.field)
 		}
 	}
+	if err := checkHosts(p); err != nil {
+		return err
+	}
+	c.byName[p.Name] = p
+	return nil
+}
+
+// checkHosts refuses a provider whose tokens could go to a host nobody
+// named: its allowed_hosts, which every secret it stores takes, must name
+// hosts as a secret's must, and may not be ["*"] (no tenant setting is
+// asked when a provider is loaded).
+func checkHosts(p *Provider) error {
 	if len(p.AllowedHosts) == 0 {
 		return fmt.Errorf("allowed_hosts: required (the hosts its tokens may be sent to)")
 	}
 	for _, h := range p.AllowedHosts {
-		if _, ok := vault.NormalizeHostPattern(h); !ok {
-			return fmt.Errorf("allowed_hosts: %q is not a host name, IP address or *.suffix", h)
+		n, err := vault.NormalizeSecretHost(h)
+		if err != nil {
+			return fmt.Errorf("allowed_hosts: %v", err)
+		}
+		if n == vault.AnyHost {
+			return fmt.Errorf(`allowed_hosts: "*" (any host) is not allowed for a provider: name the hosts its tokens may be sent to`)
 		}
 	}
-	c.byName[p.Name] = p
 	return nil
 }
 

@@ -41,6 +41,28 @@ func TestCatalogueFile(t *testing.T) {
 			t.Fatalf("%s: %v", bad, err)
 		}
 	}
+	// Regression: a provider's hosts become its secrets' allowed_hosts, so
+	// they follow a secret's rules: required, no public-suffix wildcard, and
+	// here never any host. A built-in one cannot be emptied either.
+	for bad, msg := range map[string]string{
+		`{"providers":[{"name":"x","auth_url":"https://a","token_url":"https://b","allowed_hosts":[]}]}`:                          "allowed_hosts: required",
+		`{"providers":[{"name":"x","auth_url":"https://a","token_url":"https://b","allowed_hosts":["*"]}]}`:                       `"*" (any host) is not allowed`,
+		`{"providers":[{"name":"x","auth_url":"https://a","token_url":"https://b","allowed_hosts":["a.test","*.co.uk"]}]}`:        "public suffix",
+		`{"providers":[{"name":"x","auth_url":"https://a","token_url":"https://b","allowed_hosts":["*.appspot.com"]}]}`:           "public suffix",
+		`{"providers":[{"name":"github","client_id":"i","client_secret":"s","allowed_hosts":[]}]}`:                                "providers[0]: allowed_hosts: required",
+		`{"providers":[{"name":"google","client_id":"i","client_secret":"s","allowed_hosts":["*.googleapis.com"]}]}`:              "public suffix",
+		`{"providers":[{"name":"x","auth_url":"https://a","token_url":"https://b","allowed_hosts":["https://api.example.com"]}]}`: "not a host name",
+	} {
+		_, err := NewCatalogue(write(bad))
+		if !errors.Is(err, ErrBadProvidersFile) || !strings.Contains(err.Error(), msg) {
+			t.Errorf("%s: %v, want a bad providers file saying %q", bad, err, msg)
+		}
+	}
+	for _, p := range Builtins() {
+		if err := checkHosts(&p); err != nil {
+			t.Errorf("built-in %s: %v", p.Name, err)
+		}
+	}
 	if len(Builtins()) < 7 {
 		t.Fatal("catalogue too small")
 	}
