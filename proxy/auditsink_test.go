@@ -25,7 +25,8 @@ func TestVaultSinkOneRowPerRequest(t *testing.T) {
 			}
 			e.proxy.cfg.Sink = sink
 			sbx, token := e.sandbox(vault.SandboxInput{OwnerUserID: "u1", WorkspaceID: "w1", ExternalUserID: "eu1", ExternalWorkspaceID: "ew1", ExternalProjectID: "p1"})
-			sec := e.secret(vault.SecretInput{Name: "k", Value: "row-secret-value", Scope: vault.ScopeExternalUser, ExternalUserID: "eu1"})
+			sec := e.secret(vault.SecretInput{Name: "k", Value: "row-secret-value", Scope: vault.ScopeExternalUser, ExternalUserID: "eu1",
+				SubstituteIn: []vault.Location{vault.InHeader, vault.InQuery}})
 			ph := e.placeholder(sbx, "k")
 			do(t, e.client(sbx.ID, token), "GET", e.url("https", "api.test", "/v1/x?q="+ph), nil, map[string]string{"X-Key": ph})
 			var rows []vault.AuditRow

@@ -210,6 +210,11 @@ func newEnv(t testing.TB, mod func(*Config)) *env {
 		t.Fatal(err)
 	}
 	e.tenant = tn.ID
+	// For the tests whose secrets name no hosts: see secret.
+	on := true
+	if _, err := store.UpdateSettings(tn.ID, vault.SettingsPatch{AllowAnyHostSecrets: &on}); err != nil {
+		t.Fatal(err)
+	}
 	return e
 }
 
@@ -223,8 +228,14 @@ func (e *env) sandbox(in vault.SandboxInput) (vault.Sandbox, string) {
 	return sbx, token
 }
 
+// secret stores in in the harness's tenant. A test that names no
+// allowed_hosts is about something else than hosts and gets ["*"] (the
+// tenant allows it), what no hosts meant before hosts were required.
 func (e *env) secret(in vault.SecretInput) vault.Secret {
 	e.t.Helper()
+	if len(in.AllowedHosts) == 0 {
+		in.AllowedHosts = []string{vault.AnyHost}
+	}
 	res, err := e.store.UpsertSecret(e.tenant, in)
 	if err != nil {
 		e.t.Fatal(err)

@@ -165,7 +165,7 @@ func TestSubstitutionEverywhere(t *testing.T) {
 func TestSubstitutionEscapesURLValues(t *testing.T) {
 	e := newEnv(t, nil)
 	sbx, token := e.sandbox(vault.SandboxInput{})
-	e.secret(vault.SecretInput{Name: "k", Value: "a+b/c=d&e", Scope: vault.ScopeTenant})
+	e.secret(vault.SecretInput{Name: "k", Value: "a+b/c=d&e", Scope: vault.ScopeTenant, SubstituteIn: []vault.Location{vault.InQuery, vault.InPath}})
 	ph := e.placeholder(sbx, "k")
 	do(t, e.client(sbx.ID, token), "GET", e.url("https", "api.test", "/p/"+ph+"?k="+ph), nil, nil)
 	got := e.up.last(t)

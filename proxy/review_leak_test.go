@@ -25,7 +25,7 @@ import (
 func TestReviewResponseHeaderEchoMasked(t *testing.T) {
 	e := newEnv(t, nil)
 	sbx, token := e.sandbox(vault.SandboxInput{})
-	e.secret(vault.SecretInput{Name: "k", Value: realValue, Scope: vault.ScopeTenant, AllowedHosts: []string{"api.test"}})
+	e.secret(vault.SecretInput{Name: "k", Value: realValue, Scope: vault.ScopeTenant, AllowedHosts: []string{"api.test"}, SubstituteIn: []vault.Location{vault.InHeader, vault.InQuery, vault.InPath}})
 	ph := e.placeholder(sbx, "k")
 	e.up.reply = func(w http.ResponseWriter, r *http.Request, _ []byte) {
 		// Pagination, trailing-slash and login redirects send the request
@@ -141,8 +141,8 @@ func TestReviewRedactionMasksEncodedEchoes(t *testing.T) {
 	e := newEnv(t, nil)
 	sbx, token := e.sandbox(vault.SandboxInput{})
 	const slashy = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
-	e.secret(vault.SecretInput{Name: "basic", Value: realValue, Scope: vault.ScopeTenant})
-	e.secret(vault.SecretInput{Name: "aws", Value: slashy, Scope: vault.ScopeTenant})
+	e.secret(vault.SecretInput{Name: "basic", Value: realValue, Scope: vault.ScopeTenant, SubstituteIn: []vault.Location{vault.InHeader, vault.InQuery, vault.InPath}})
+	e.secret(vault.SecretInput{Name: "aws", Value: slashy, Scope: vault.ScopeTenant, SubstituteIn: []vault.Location{vault.InHeader, vault.InQuery, vault.InPath}})
 	phBasic, phAWS := e.placeholder(sbx, "basic"), e.placeholder(sbx, "aws")
 	c := e.client(sbx.ID, token)
 

@@ -17,7 +17,7 @@ import (
 func TestReviewMITMQueryForwardedVerbatim(t *testing.T) {
 	e := newEnv(t, nil)
 	sbx, token := e.sandbox(vault.SandboxInput{})
-	e.secret(vault.SecretInput{Name: "k", Value: realValue, Scope: vault.ScopeTenant, AllowedHosts: []string{"api.test"}})
+	e.secret(vault.SecretInput{Name: "k", Value: realValue, Scope: vault.ScopeTenant, AllowedHosts: []string{"api.test"}, SubstituteIn: []vault.Location{vault.InQuery}})
 	ph := e.placeholder(sbx, "k")
 	c := e.client(sbx.ID, token)
 	for _, tc := range []struct{ q, want string }{
