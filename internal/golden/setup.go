@@ -45,6 +45,11 @@ type SecretSpec struct {
 	Rotations []string `json:"rotations"`
 	// Disabled disables the secret after it was created and rotated.
 	Disabled bool `json:"disabled"`
+	// Refused names the field for which storing the secret must be
+	// refused (say "allowed_hosts"): setup checks that the refusal names
+	// it, and the secret is not stored: its name resolves as if it were
+	// absent.
+	Refused string `json:"refused"`
 }
 
 // BindingSpec binds a secret to a sandbox.
@@ -83,10 +88,16 @@ func parseSetup(data []byte) (*Setup, error) {
 				return nil, fmt.Errorf("setup: secret %q: unknown sandbox %q", l, sec.Sandbox)
 			}
 		}
+		if sec.Refused != "" && (len(sec.Rotations) > 0 || sec.Disabled) {
+			return nil, fmt.Errorf("setup: secret %q: a refused secret has no rotations and cannot be disabled", l)
+		}
 	}
 	for _, b := range s.Bindings {
 		if !labels[b.Secret] {
 			return nil, fmt.Errorf("setup: binding: unknown secret %q", b.Secret)
+		}
+		if s.secret(b.Secret).Refused != "" {
+			return nil, fmt.Errorf("setup: binding: secret %q is refused", b.Secret)
 		}
 		if _, ok := s.Sandboxes[b.Sandbox]; !ok {
 			return nil, fmt.Errorf("setup: binding: unknown sandbox %q", b.Sandbox)
