@@ -265,9 +265,9 @@ func (c *mitmConn) roundTrip(req *http.Request, st *reqState, ws bool) (resp *ht
 		req.Body = nil // nothing to send, nothing to retry
 	}
 	if p.cfg.Redact {
-		// Let the transport negotiate and decode compression, so an
+		// egressd negotiates and decodes compression itself, so an
 		// echoed value can be found and masked in the answer.
-		req.Header.Del("Accept-Encoding")
+		askGzip(req, st)
 	}
 	if _, ok := req.Header["User-Agent"]; !ok {
 		req.Header["User-Agent"] = []string{""} // no Go default in its place

@@ -37,6 +37,9 @@ type reqState struct {
 	status int
 	done   bool
 	ctx    context.Context
+	// askedGzip: egressd asked the upstream for gzip (askGzip), and
+	// undoes it.
+	askedGzip bool
 }
 
 // hopHeaders are removed before forwarding (RFC 9110 7.6.1), as

@@ -2,14 +2,11 @@ package proxy
 
 import (
 	"bytes"
-	"compress/gzip"
-	"compress/zlib"
 	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/elazarl/goproxy"
 )
@@ -33,11 +30,15 @@ func (p *Proxy) onResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Res
 // its status. The request is recorded later, by finalize.
 func (p *Proxy) respond(st *reqState, resp *http.Response) {
 	st.status = resp.StatusCode
-	if !p.cfg.Redact || st.sub == nil {
-		return
+	var echoes []echo
+	live := false
+	if p.cfg.Redact && st.sub != nil {
+		echoes, live = st.sub.snapshot()
 	}
-	echoes, live := st.sub.snapshot()
 	if len(echoes) == 0 && !live {
+		if st.askedGzip {
+			undoAskedGzip(resp)
+		}
 		return
 	}
 	redactHeader(resp.Header, echoes)
@@ -45,15 +46,18 @@ func (p *Proxy) respond(st *reqState, resp *http.Response) {
 	// (their values are masked at the end of the body).
 	redactHeader(resp.Trailer, echoes)
 	if !decodeForRedaction(resp) {
-		// An encoding egressd cannot read could carry a value back: refuse
-		// the body rather than pass it unchecked (fail closed).
+		// A coding egressd cannot read, or more than one, could carry a
+		// value back: refuse the body rather than pass it unchecked (fail
+		// closed).
 		resp.Body.Close()
 		*resp = *errorResponse(resp.Request, http.StatusBadGateway, ReasonNone,
 			"the upstream's answer uses a content encoding egressd cannot check for echoed credentials")
-		st.upstreamErr = true
+		st.status, st.upstreamErr = resp.StatusCode, true
 		return
 	}
-	if !redactable(resp) {
+	// Every content type is scanned: a value echoed in a binary or
+	// untyped body is masked too.
+	if bodyless(resp) {
 		return
 	}
 	if !live && resp.ContentLength >= 0 && resp.ContentLength <= p.cfg.MaxBufferedBody {
@@ -63,7 +67,7 @@ func (p *Proxy) respond(st *reqState, resp *http.Response) {
 		resp.Body.Close()
 		if err != nil || int64(len(body)) != resp.ContentLength {
 			*resp = *errorResponse(resp.Request, http.StatusBadGateway, ReasonNone, "the upstream's answer was cut short")
-			st.upstreamErr = true
+			st.status, st.upstreamErr = resp.StatusCode, true
 			return
 		}
 		out := maskAll(body, echoes)
@@ -72,43 +76,11 @@ func (p *Proxy) respond(st *reqState, resp *http.Response) {
 		resp.Header.Set("Content-Length", strconv.Itoa(len(out)))
 		return
 	}
+	// The redactor takes the declared length first: a body that ends
+	// short of it broke off.
 	resp.Body = newRedactor(resp.Body, st.sub, resp)
 	resp.ContentLength = -1
 	resp.Header.Del("Content-Length")
-}
-
-// decodeForRedaction undoes a gzip or deflate Content-Encoding the
-// transport did not (an upstream may compress unasked), so the body can be
-// scanned. It reports false for an encoding it cannot read.
-func decodeForRedaction(resp *http.Response) bool {
-	if resp.Body == nil || resp.Body == http.NoBody || resp.StatusCode == http.StatusSwitchingProtocols {
-		return true
-	}
-	var dec io.Reader
-	switch strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding"))) {
-	case "", "identity":
-		return true
-	case "gzip", "x-gzip":
-		zr, err := gzip.NewReader(resp.Body)
-		if err != nil {
-			return false
-		}
-		dec = zr
-	case "deflate":
-		zr, err := zlib.NewReader(resp.Body)
-		if err != nil {
-			return false
-		}
-		dec = zr
-	default:
-		return false
-	}
-	resp.Body = readCloser{dec, resp.Body}
-	resp.Header.Del("Content-Encoding")
-	resp.Header.Del("Content-Length")
-	resp.ContentLength = -1
-	resp.Uncompressed = true
-	return true
 }
 
 // finalize logs and records the request, once, after everything about it
@@ -199,17 +171,4 @@ func (p *Proxy) finish(ctx context.Context, ev *Event, _ *http.Response) {
 			p.log.Error("audit sink", "err", err.Error())
 		}
 	}
-}
-
-// redactable: a response body that can be scanned: not a protocol switch,
-// and not compressed in a way the transport did not undo (with redaction on
-// the proxy lets the transport negotiate compression, so this is rare).
-// Every content type is scanned: a value echoed in a binary or untyped body
-// is masked too.
-func redactable(resp *http.Response) bool {
-	if resp.Body == nil || resp.Body == http.NoBody || resp.StatusCode == http.StatusSwitchingProtocols {
-		return false
-	}
-	ce := resp.Header.Get("Content-Encoding")
-	return ce == "" || strings.EqualFold(ce, "identity")
 }

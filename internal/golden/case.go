@@ -51,7 +51,10 @@ type UpstreamExpect struct {
 	Headers [][2]string
 	Absent  []string
 	// Echo tells the recording upstream what to send back: "header NAME"
-	// (its value, in the body and in X-Echo) or "body" (the body, as JSON).
+	// (its value, in the body and in X-Echo) or "body" (the body, as JSON);
+	// and how: "gzip" compresses the answer's body (once per line),
+	// "content-encoding VALUE" adds a Content-Encoding line as written
+	// (one per line, in order).
 	Echo []string
 	Body string
 }
@@ -239,8 +242,8 @@ func parseUpstream(s string) (*UpstreamExpect, error) {
 		case "absent":
 			u.Absent = append(u.Absent, v)
 		case "echo":
-			if v != "body" && !strings.HasPrefix(v, "header ") {
-				return nil, fmt.Errorf("upstream: echo must be \"header NAME\" or \"body\"")
+			if v != "body" && v != "gzip" && !strings.HasPrefix(v, "header ") && !strings.HasPrefix(v, "content-encoding ") {
+				return nil, fmt.Errorf("upstream: echo must be \"header NAME\", \"body\", \"gzip\" or \"content-encoding VALUE\"")
 			}
 			u.Echo = append(u.Echo, v)
 		default:

@@ -115,21 +115,36 @@ func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	u.mu.Unlock()
 	var out bytes.Buffer
 	ctype := "text/plain; charset=utf-8"
+	gzips, echoed := 0, false
 	for _, e := range echo {
 		if name, ok := strings.CutPrefix(e, "header "); ok {
 			v := r.Header.Get(name)
 			w.Header().Add("X-Echo", v)
 			fmt.Fprintf(&out, "%s: %s\n", name, v)
+			echoed = true
+		} else if coding, ok := strings.CutPrefix(e, "content-encoding "); ok {
+			w.Header().Add("Content-Encoding", coding)
 		} else if e == "body" {
 			ctype = "application/json"
 			out.Write(body)
+			echoed = true
+		} else if e == "gzip" {
+			gzips++
 		}
 	}
-	if len(echo) == 0 {
+	if !echoed {
 		out.WriteString("ok\n")
 	}
+	b := out.Bytes()
+	for range gzips {
+		var z bytes.Buffer
+		zw := gzip.NewWriter(&z)
+		zw.Write(b)
+		zw.Close()
+		b = z.Bytes()
+	}
 	w.Header().Set("Content-Type", ctype)
-	w.Write(out.Bytes())
+	w.Write(b)
 }
 
 // Local is the real proxy built in-process in front of an Upstream: a
