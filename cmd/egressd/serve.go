@@ -40,6 +40,8 @@ func runServe(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	fs.DurationVar(&s.AuditRetention, "audit-retention", 90*24*time.Hour, "how long audit rows are kept; older ones are pruned in the background")
 	fs.StringVar(&s.OAuthProviders, "oauth-providers", "", "JSON file of OAuth providers: custom ones and the operator's client_id/client_secret per provider")
 	fs.StringVar(&s.PublicURL, "public-url", "", "URL browsers reach the admin listener at, for the OAuth callback (default http://<admin listen address>)")
+	fs.StringVar(&s.StaticHosts, "static-hosts", "", "NAME=ADDR[,NAME=ADDR...]: names the proxy resolves to fixed IPv4 or IPv6 addresses instead of asking DNS (the deny table still applies)")
+	fs.StringVar(&s.SandboxNoProxy, "sandbox-no-proxy", "", "comma-separated extra NO_PROXY entries of the sandboxes' env: host names, .domains, IP addresses or CIDRs")
 	if code, done := parseFlags(fs, args, stderr, getenv); done {
 		return code
 	}
@@ -52,17 +54,11 @@ func runServe(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	}
 	src, err := datadir.NewKeySource(datadir.Dir(s.DataDir), s.MasterKeyFile, config.IsSet(fs, "master-key-file"), getenv(config.MasterKeyEnv))
 	if err != nil {
-		log.Error("cannot start", "err", err)
-		return 1
+		return fail(stderr, "serve", err)
 	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	go func() {
-		<-ctx.Done()
-		stop() // a second signal kills at once
-	}()
-	log.Info("egressd starting", "version", versionString())
-	err = server.Run(ctx, server.Config{
+	// Every flag, file and listen address is checked before anything is
+	// created or printed; a refusal is one line on stderr.
+	srv, err := server.Prepare(server.Config{
 		Serve:     s,
 		KeySource: src,
 		Logger:    log,
@@ -71,10 +67,21 @@ func runServe(args []string, stdout, stderr io.Writer, getenv func(string) strin
 			return api.New(api.Config{
 				Store: d.Store, Resolver: d.Resolver, Logger: d.Logger, Registerer: d.Registerer,
 				CACertPEM: d.CACertPEM, ProxyURL: d.ProxyURL, CABundlePath: d.CABundlePath, Now: time.Now,
-				OAuth: d.OAuth,
+				OAuth: d.OAuth, NoProxy: d.NoProxy,
 			})
 		},
 	})
+	if err != nil {
+		return fail(stderr, "serve", err)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal kills at once
+	}()
+	log.Info("egressd starting", "version", versionString())
+	err = srv.Run(ctx)
 	if err != nil {
 		log.Error("egressd stopped with an error", "err", err)
 		return 1

@@ -31,26 +31,6 @@ func newGroup(log *slog.Logger, timeout time.Duration) *group {
 	return &group{log: log, timeout: timeout, errc: make(chan error, 4)}
 }
 
-// listen binds addr and serves h there. The bound address (useful with
-// port 0) is logged and written to addrFile.
-func (g *group) listen(name, addr, addrFile string, h http.Handler) (net.Addr, error) {
-	ln, err := bind(name, addr, addrFile)
-	if err != nil {
-		return nil, err
-	}
-	return ln.Addr(), g.serve(name, ln, ln, addrFile, httpServer(h, g.log.With("listener", name)))
-}
-
-// bind listens on addr, first removing a stale address file.
-func bind(name, addr, addrFile string) (net.Listener, error) {
-	_ = os.Remove(addrFile) // a stale file from a run that crashed
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("%s listener: %w", name, err)
-	}
-	return ln, nil
-}
-
 // serve runs srv on served (ln, possibly wrapped) and writes ln's address to
 // addrFile.
 func (g *group) serve(name string, ln, served net.Listener, addrFile string, srv *http.Server) error {

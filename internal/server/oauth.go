@@ -1,7 +1,6 @@
 package server
 
 import (
-	"fmt"
 	"log/slog"
 	"net"
 
@@ -10,13 +9,10 @@ import (
 	"github.com/egressd/egressd/vault"
 )
 
-// newOAuth builds the OAuth service: the providers file (--oauth-providers)
-// and the callback base (--public-url, or the admin listener's address).
-func newOAuth(s config.Serve, store *vault.Store, admin net.Addr, log *slog.Logger) (*oauth.Service, error) {
-	cat, err := oauth.NewCatalogue(s.OAuthProviders)
-	if err != nil {
-		return nil, fmt.Errorf("--oauth-providers: %w", err)
-	}
+// newOAuth builds the OAuth service: the providers read from
+// --oauth-providers and the callback base (--public-url, or the admin
+// listener's address).
+func newOAuth(s config.Serve, cat *oauth.Catalogue, store *vault.Store, admin net.Addr, log *slog.Logger) (*oauth.Service, error) {
 	public := s.PublicURL
 	if public == "" {
 		host, port, _ := net.SplitHostPort(admin.String())

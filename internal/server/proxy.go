@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -18,14 +17,13 @@ import (
 	"github.com/egressd/egressd/resolver"
 )
 
-// newProxy builds the proxy from the serve settings. Every listener of this
-// egressd is passed as a destination the proxy must never dial.
-func newProxy(s config.Serve, o *datadir.Opened, res *resolver.Resolver, reg prometheus.Registerer, log *slog.Logger, sink proxy.Sink, oa *oauth.Service, own ...net.Addr) (*proxy.Proxy, error) {
+// newProxy builds the proxy from the serve settings, with roots (nil: the
+// system's) to verify upstreams and lookup (nil: DNS) to resolve their
+// names. Every listener of this egressd is passed as a destination the
+// proxy must never dial.
+func newProxy(s config.Serve, o *datadir.Opened, res *resolver.Resolver, reg prometheus.Registerer, log *slog.Logger, sink proxy.Sink, oa *oauth.Service,
+	roots *x509.CertPool, lookup proxy.Lookuper, own ...net.Addr) (*proxy.Proxy, error) {
 	leafs, err := certs.NewLeafCache(o.CA, certs.LeafConfig{})
-	if err != nil {
-		return nil, err
-	}
-	roots, err := upstreamRoots(s.UpstreamCA)
 	if err != nil {
 		return nil, err
 	}
@@ -44,25 +42,6 @@ func newProxy(s config.Serve, o *datadir.Opened, res *resolver.Resolver, reg pro
 		MITMAll: s.MITM == "all", UpstreamRoots: roots,
 		MaxBufferedBody: s.MaxBufferedBody, Redact: s.RedactResponses,
 		MaxConnsPerSandbox: s.MaxConnsPerSandbox, IdleTimeout: s.ProxyIdleTimeout,
-		Sink: sink, AuditAsync: s.Audit == "async", Refresher: oa,
+		Sink: sink, AuditAsync: s.Audit == "async", Refresher: oa, Lookup: lookup,
 	})
-}
-
-// upstreamRoots is the system pool plus the PEM certificates in file.
-func upstreamRoots(file string) (*x509.CertPool, error) {
-	if file == "" {
-		return nil, nil
-	}
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("--upstream-ca: %w", err)
-	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("--upstream-ca %s: no PEM certificate in it", file)
-	}
-	return pool, nil
 }

@@ -1,18 +1,21 @@
-// Package server runs egressd serve: it opens the data dir (creating it on
-// first run and showing the first keys once), builds the resolver and the
-// admin API, serves the admin listener (API, /healthz, /readyz) and the
-// metrics listener, and shuts both down cleanly before closing the vault.
+// Package server runs egressd serve: it checks every setting, file and
+// listen address before it creates anything, opens the data dir (creating
+// it on first run and showing the first keys once), builds the resolver,
+// the admin API and the proxy, serves the admin listener (API, /healthz,
+// /readyz), the metrics listener and the proxy, and shuts them down cleanly
+// before closing the vault.
 package server
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,11 +43,14 @@ type Deps struct {
 	// OAuth runs the OAuth connect flows; the proxy refreshes tokens
 	// through it.
 	OAuth *oauth.Service
+	// NoProxy are the extra NO_PROXY entries of the sandboxes' env
+	// (--sandbox-no-proxy, checked); nil adds none.
+	NoProxy []string
 }
 
 // Config configures Run.
 type Config struct {
-	// Serve are the settings; Run calls Serve.Check.
+	// Serve are the settings; Prepare calls Serve.Check.
 	Serve config.Serve
 	// KeySource is where the master key comes from. Required.
 	KeySource datadir.KeySource
@@ -57,51 +63,39 @@ type Config struct {
 	Stdout io.Writer
 }
 
-// Run serves until ctx is done, then shuts down gracefully (bounded by
-// Serve.ShutdownTimeout) and closes the vault. It returns nil after a clean
-// shutdown and the first error otherwise.
+// Run is Prepare followed by Server.Run.
 func Run(ctx context.Context, cfg Config) error {
-	if cfg.AdminAPI == nil {
-		return errors.New("server: no admin API")
-	}
-	if err := cfg.Serve.Check(); err != nil {
-		return err
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	out := cfg.Stdout
-	if out == nil {
-		out = io.Discard
-	}
-	s := cfg.Serve
-	dir := datadir.Dir(s.DataDir)
-
-	o, err := datadir.Open(dir, cfg.KeySource)
+	srv, err := Prepare(cfg)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := o.Store.Close(); err != nil {
-			log.Error("close vault", "err", err)
-			return
-		}
-		log.Info("vault closed", "path", dir.DB())
-	}()
-	logOpened(log, dir, cfg.KeySource, o)
+	return srv.Run(ctx)
+}
 
-	creds, first, err := datadir.Bootstrap(o.Store)
-	if err != nil {
-		return fmt.Errorf("first-run setup: %w", err)
-	}
-	if first {
-		if err := json.NewEncoder(out).Encode(creds); err != nil {
-			return fmt.Errorf("print first-run keys: %w (the default tenant exists now: stop egressd and run egressd init --tenant %s for a new admin key)", err, datadir.DefaultTenant)
-		}
-		log.Warn("first run: created the default tenant and printed its admin key and the operator key to stdout; they are not shown again",
-			"tenant", creds)
-	}
+// Server is an egressd that passed every check of Prepare: it holds the
+// bound listeners and the open data dir, and serves with Run.
+type Server struct {
+	cfg   Config
+	s     config.Serve
+	log   *slog.Logger
+	out   io.Writer
+	dir   datadir.Dir
+	socks *sockets
+	roots *x509.CertPool
+	cat   *oauth.Catalogue
+	o     *datadir.Opened
+	once  sync.Once
+}
+
+// Run serves until ctx is done, then shuts down gracefully (bounded by
+// Serve.ShutdownTimeout) and closes the vault. On a first run it prints the
+// first keys once everything else is built, just before it serves. It
+// returns nil after a clean shutdown and the first error otherwise.
+func (srv *Server) Run(ctx context.Context) error {
+	defer srv.Close()
+	s, log, dir, o := srv.s, srv.log, srv.dir, srv.o
+	logOpened(log, dir, srv.cfg.KeySource, o)
+	warnHostlessSecrets(log, o.Store)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
@@ -113,27 +107,19 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	proxyLn, err := bind("proxy", s.ProxyListen, dir.Path(datadir.ProxyAddrFile))
-	if err != nil {
-		return err
-	}
-	defer proxyLn.Close()
+	socks := srv.socks
 	if s.ProxyURLDerived {
-		_, port, _ := net.SplitHostPort(proxyLn.Addr().String())
+		_, port, _ := net.SplitHostPort(socks.proxy.Addr().String())
 		s.ProxyURL = "http://localhost:" + port
 	}
-	adminLn, err := bind("admin", s.AdminListen, dir.Path(datadir.AdminAddrFile))
+	oa, err := newOAuth(s, srv.cat, o.Store, socks.admin.Addr(), log)
 	if err != nil {
 		return err
 	}
-	defer adminLn.Close()
-	oa, err := newOAuth(s, o.Store, adminLn.Addr(), log)
-	if err != nil {
-		return err
-	}
-	api, err := cfg.AdminAPI(Deps{
+	api, err := srv.cfg.AdminAPI(Deps{
 		Store: o.Store, Resolver: res, Registerer: reg, Logger: log,
 		CACertPEM: o.CA.CertPEM(), ProxyURL: s.ProxyURL, CABundlePath: s.CABundlePath, OAuth: oa,
+		NoProxy: s.NoProxy,
 	})
 	if err != nil {
 		return fmt.Errorf("admin API: %w", err)
@@ -147,21 +133,8 @@ func Run(ctx context.Context, cfg Config) error {
 	metrics := http.NewServeMux()
 	metrics.Handle("GET /metrics", promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 
-	g := newGroup(log, s.ShutdownTimeout)
-	defer g.removeAddrFiles()
-	adminAddr := adminLn.Addr()
-	if err := g.serve("admin", adminLn, adminLn, dir.Path(datadir.AdminAddrFile), httpServer(admin, log.With("listener", "admin"))); err != nil {
-		g.closeAll()
-		return err
-	}
-	metricsAddr, err := g.listen("metrics", s.MetricsListen, dir.Path(datadir.MetricsAddrFile), metrics)
-	if err != nil {
-		g.closeAll()
-		return err
-	}
 	sink, err := proxy.NewVaultSink(o.Store, proxy.SinkConfig{Async: s.Audit == "async", Journal: s.Audit == "journal", Logger: log.With("component", "audit"), Registerer: reg})
 	if err != nil {
-		g.closeAll()
 		return fmt.Errorf("audit: %w", err)
 	}
 	// Stopped after the servers, before the vault closes (defers run last
@@ -169,17 +142,36 @@ func Run(ctx context.Context, cfg Config) error {
 	defer sink.Close()
 	stopPrune := startRetention(o.Store, s.AuditRetention, log.With("component", "audit"))
 	defer stopPrune()
-	p, err := newProxy(s, o, res, reg, log, sink, oa, adminAddr, metricsAddr, proxyLn.Addr())
+	p, err := newProxy(s, o, res, reg, log, sink, oa, srv.roots, newLookup(s.Hosts),
+		socks.admin.Addr(), socks.metrics.Addr(), socks.proxy.Addr())
 	if err != nil {
-		g.closeAll()
 		return fmt.Errorf("proxy: %w", err)
 	}
-	if err := g.serve("proxy", proxyLn, p.Listener(proxyLn), dir.Path(datadir.ProxyAddrFile), p.Server()); err != nil {
-		g.closeAll()
+
+	if err := srv.bootstrap(); err != nil {
 		return err
 	}
+
+	g := newGroup(log, s.ShutdownTimeout)
+	defer g.removeAddrFiles()
+	for _, l := range []struct {
+		name     string
+		ln       net.Listener
+		served   net.Listener
+		addrFile string
+		srv      *http.Server
+	}{
+		{"admin", socks.admin, socks.admin, datadir.AdminAddrFile, httpServer(admin, log.With("listener", "admin"))},
+		{"metrics", socks.metrics, socks.metrics, datadir.MetricsAddrFile, httpServer(metrics, log.With("listener", "metrics"))},
+		{"proxy", socks.proxy, p.Listener(socks.proxy), datadir.ProxyAddrFile, p.Server()},
+	} {
+		if err := g.serve(l.name, l.ln, l.served, dir.Path(l.addrFile), l.srv); err != nil {
+			g.closeAll()
+			return err
+		}
+	}
 	log.Info("proxy serving", "proxy_url", s.ProxyURL, "mitm", s.MITM, "allow_private_destinations", s.AllowPrivateDestinations,
-		"redact_responses", s.RedactResponses, "max_buffered_body", s.MaxBufferedBody)
+		"static_hosts", len(s.Hosts), "redact_responses", s.RedactResponses, "max_buffered_body", s.MaxBufferedBody)
 	h.ready.Store(true)
 	log.Info("egressd serving", "data_dir", dir, "master_key_id", o.MasterKeyID)
 
@@ -187,6 +179,38 @@ func Run(ctx context.Context, cfg Config) error {
 	h.ready.Store(false)
 	g.shutdown()
 	return err
+}
+
+// bootstrap creates the default tenant on a vault that has none and prints
+// its admin key and the operator key, once, as one JSON line.
+func (srv *Server) bootstrap() error {
+	creds, first, err := datadir.Bootstrap(srv.o.Store)
+	if err != nil {
+		return fmt.Errorf("first-run setup: %w", err)
+	}
+	if !first {
+		return nil
+	}
+	if err := json.NewEncoder(srv.out).Encode(creds); err != nil {
+		return fmt.Errorf("print first-run keys: %w (the default tenant exists now: stop egressd and run egressd init --tenant %s for a new admin key)", err, datadir.DefaultTenant)
+	}
+	srv.log.Warn("first run: created the default tenant and printed its admin key and the operator key to stdout; they are not shown again",
+		"tenant", creds)
+	return nil
+}
+
+// Close releases what Prepare took: the listeners and the vault. Run calls
+// it; call it yourself only when Run is not called. Calling it again does
+// nothing.
+func (srv *Server) Close() {
+	srv.once.Do(func() {
+		srv.socks.close()
+		if err := srv.o.Store.Close(); err != nil {
+			srv.log.Error("close vault", "err", err)
+			return
+		}
+		srv.log.Info("vault closed", "path", srv.dir.DB())
+	})
 }
 
 func logOpened(log *slog.Logger, dir datadir.Dir, src datadir.KeySource, o *datadir.Opened) {
