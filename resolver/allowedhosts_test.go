@@ -2,15 +2,13 @@ package resolver
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
+	"github.com/egressd/egressd/internal/vaulttest"
 	"github.com/egressd/egressd/vault"
 )
 
@@ -52,7 +50,7 @@ func TestOldSecretWithoutHostsDoesNotResolve(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	stripAllowedHosts(t, path, old...)
+	vaulttest.StripAllowedHosts(t, path, old...)
 	s, err = vault.Open(vault.Config{Path: path, MasterKey: key, NoSync: true, Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -107,53 +105,6 @@ func stepWith(ex Explanation, scopes ...vault.Scope) *Step {
 		}
 	}
 	return nil
-}
-
-// stripAllowedHosts rewrites the rows of the secrets ids in the closed
-// vault file at path without allowed_hosts, as versions that took none as
-// "any host" stored them.
-func stripAllowedHosts(t *testing.T, path string, ids ...string) {
-	t.Helper()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	n := 0
-	err = db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte("secrets"))
-		type edit struct{ k, v []byte }
-		var edits []edit
-		err := b.ForEach(func(k, v []byte) error {
-			var row map[string]json.RawMessage
-			if err := json.Unmarshal(v, &row); err != nil {
-				return err
-			}
-			var id string
-			json.Unmarshal(row["id"], &id)
-			for _, want := range ids {
-				if id == want {
-					delete(row, "allowed_hosts")
-					raw, err := json.Marshal(row)
-					if err != nil {
-						return err
-					}
-					edits = append(edits, edit{append([]byte(nil), k...), raw})
-				}
-			}
-			return nil
-		})
-		for _, e := range edits {
-			if err := b.Put(e.k, e.v); err != nil {
-				return err
-			}
-			n++
-		}
-		return err
-	})
-	if err != nil || n != len(ids) {
-		t.Fatalf("rewrote %d of %d rows: %v", n, len(ids), err)
-	}
 }
 
 // Regression: ["*"] resolves only while the tenant's
