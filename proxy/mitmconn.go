@@ -275,6 +275,10 @@ func (c *mitmConn) roundTrip(req *http.Request, st *reqState, ws bool) (resp *ht
 	if ws {
 		req.Header["Connection"] = []string{"Upgrade"}
 		req.Header["Upgrade"] = []string{req.Header.Get("Upgrade")}
+		if refusal := p.wsHandshake(req, st); refusal != nil {
+			p.respond(st, refusal)
+			return refusal, false
+		}
 	}
 	resp, err := p.transport.RoundTrip(req)
 	if err != nil {
@@ -494,8 +498,10 @@ func (c *mitmConn) refuse(req *http.Request, status int, msg string) {
 }
 
 // upgrade completes a WebSocket upgrade the upstream accepted: the 101
-// goes to the client, then bytes pass both ways, unread, until either
-// side closes.
+// goes to the client, then bytes pass both ways until either side
+// closes: unread, but for the upstream's frames of a handshake that
+// carried a substituted value, which are read and masked
+// (websocket_redact.go).
 func (c *mitmConn) upgrade(req *http.Request, resp *http.Response, st *reqState) {
 	up, ok := resp.Body.(io.ReadWriteCloser)
 	if !ok {
@@ -505,6 +511,11 @@ func (c *mitmConn) upgrade(req *http.Request, resp *http.Response, st *reqState)
 		return
 	}
 	defer up.Close()
+	echoes := c.p.wsEchoes(st)
+	if echoes != nil && wsExtensionAnswered(resp.Header) {
+		c.refuseUpgrade(req, st, up)
+		return
+	}
 	c.wmu.Lock()
 	c.answered = true
 	c.wmu.Unlock()
@@ -527,7 +538,11 @@ func (c *mitmConn) upgrade(req *http.Request, resp *http.Response, st *reqState)
 			up.Close()
 		}
 	}()
-	io.Copy(c.conn, up)
+	if echoes != nil {
+		c.relayMasked(up, st, echoes)
+	} else {
+		io.Copy(c.conn, up)
+	}
 	c.conn.Close()
 	up.Close()
 	<-done

@@ -47,13 +47,18 @@ const (
 	// ReasonTokenExpired: the sandbox's proxy token was right but its
 	// token_ttl has passed, or it was replaced by a re-issued one.
 	ReasonTokenExpired
+	// ReasonWebSocketUnreadable: a WebSocket whose handshake carried a
+	// substituted value, with redaction on, whose frames egressd cannot
+	// read to mask echoes: another WebSocket version, an extension the
+	// upstream answered with, or a frame that breaks RFC 6455.
+	ReasonWebSocketUnreadable
 )
 
 var reasonNames = [...]string{
 	"", "no_credentials", "bad_credentials", "private_address", "own_listener", "host_denied",
 	"unresolvable_host", "host_not_allowed", "location_not_allowed", "plain_http", "host_mismatch",
 	"too_many_connections", "invalid_value", "bad_request", "resolve_error", "audit_unavailable",
-	"oauth_refresh_failed", "token_expired",
+	"oauth_refresh_failed", "token_expired", "websocket_unreadable",
 }
 
 // String is the reason's wire name.
@@ -101,6 +106,9 @@ func (r Reason) Message() string {
 		return "the audit log cannot be written, so no credential may be sent"
 	case ReasonOAuthRefreshFailed:
 		return "the OAuth token expired and could not be refreshed; connect the account again"
+	case ReasonWebSocketUnreadable:
+		return "the WebSocket carries a credential, so its frames must be readable to mask echoes: " +
+			"RFC 6455 (version 13) without extensions only"
 	}
 	return ""
 }
