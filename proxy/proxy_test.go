@@ -482,7 +482,7 @@ func (b *bufConn) Read(p []byte) (int, error) { return b.r.Read(p) }
 func TestWebSocketThroughMITM(t *testing.T) {
 	e := newEnv(t, nil)
 	sbx, token := e.sandbox(vault.SandboxInput{})
-	e.secret(vault.SecretInput{Name: "ws", Value: "ws-real", Scope: vault.ScopeTenant})
+	e.secret(vault.SecretInput{Name: "ws", Value: "ws-real", Scope: vault.ScopeTenant, AllowedHosts: []string{"api.test"}})
 	ph := e.placeholder(sbx, "ws")
 	e.up.reply = func(w http.ResponseWriter, r *http.Request, _ []byte) {
 		if r.Header.Get("Upgrade") != "websocket" || r.Header.Get("X-Key") != "ws-real" {
@@ -495,7 +495,7 @@ func TestWebSocketThroughMITM(t *testing.T) {
 		}
 		defer conn.Close()
 		io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-		// Echo frames (opaque bytes here) until the client closes.
+		// Echo the client's bytes until it closes.
 		buf := make([]byte, 64)
 		for {
 			n, err := brw.Read(buf)
@@ -523,9 +523,12 @@ func TestWebSocketThroughMITM(t *testing.T) {
 	}
 	rw := resp.Body.(io.ReadWriteCloser)
 	defer rw.Close()
-	rw.Write([]byte("frame-1"))
-	got := make([]byte, 7)
-	if _, err := io.ReadFull(rw, got); err != nil || string(got) != "frame-1" {
+	// The handshake carried a value: egressd reads the upstream's frames
+	// (here the client's masked frame, echoed) and passes them unmasked.
+	rw.Write(clientFrame("frame-1"))
+	want := textFrame(true, "frame-1")
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(rw, got); err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("echo %q %v", got, err)
 	}
 }
