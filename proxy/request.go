@@ -112,7 +112,21 @@ func (p *Proxy) prepare(req *http.Request, sess *session, overTLS bool) (*reqSta
 			return p.refuse(st, req, r.Status(), r)
 		}
 	}
+	if p.cfg.Redact {
+		dropRanges(req.Header, s)
+	}
 	return st, nil
+}
+
+// dropRanges removes Range and If-Range from a request that carries a
+// value (or may yet, in a streamed body): the whole answer comes back and
+// is masked whole, where ranges could each hold a piece of an echoed
+// value that no mask recognizes.
+func dropRanges(h http.Header, s *subst) {
+	if echoes, live := s.snapshot(); len(echoes) > 0 || live {
+		delete(h, "Range")
+		delete(h, "If-Range")
+	}
 }
 
 func (p *Proxy) refuse(st *reqState, req *http.Request, status int, r Reason) (*reqState, *http.Response) {
