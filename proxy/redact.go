@@ -12,10 +12,17 @@ import (
 // that echoes a credential never shows it to the sandbox. It reads the
 // request's echoes live: a streamed request body may still be substituting
 // values while the response flows. At the end it masks the trailers too.
+// A body that breaks off (a read error other than io.EOF, or an end short
+// of its Content-Length) drops what was held back: the start of a value
+// whose rest never came is never given out.
 type redactor struct {
 	src  io.ReadCloser
 	sub  *subst
 	resp *http.Response
+	// owed is what the source still owes of its declared length, when
+	// counted.
+	owed    int64
+	counted bool
 
 	buf []byte // undecided input
 	out []byte // decided output
@@ -26,8 +33,14 @@ type redactor struct {
 // redactRead is how much the redactor asks its source for at once.
 const redactRead = 8 << 10
 
+// newRedactor reads src, the body of resp (nil in tests), whose
+// ContentLength, if known, is the length the body must reach.
 func newRedactor(src io.ReadCloser, sub *subst, resp *http.Response) *redactor {
-	return &redactor{src: src, sub: sub, resp: resp}
+	r := &redactor{src: src, sub: sub, resp: resp}
+	if resp != nil && resp.ContentLength >= 0 {
+		r.owed, r.counted = resp.ContentLength, true
+	}
+	return r
 }
 
 func (r *redactor) Close() error { return r.src.Close() }
@@ -43,7 +56,14 @@ func (r *redactor) Read(p []byte) (int, error) {
 		echoes, _ := r.sub.snapshot()
 		if r.err != nil {
 			if len(r.buf) > 0 {
-				r.decide(echoes, len(r.buf))
+				if r.err == io.EOF {
+					r.decide(echoes, len(r.buf))
+				} else {
+					// Broke off: give out what cannot begin a value, drop
+					// the rest.
+					r.decide(echoes, len(r.buf)-holdBack(r.buf, echoes))
+					r.buf = r.buf[:0]
+				}
 				continue
 			}
 			if r.err == io.EOF && r.resp != nil {
@@ -62,6 +82,11 @@ func (r *redactor) Read(p []byte) (int, error) {
 		}
 		n, err := r.src.Read(r.buf[len(r.buf):cap(r.buf)])
 		r.buf = r.buf[:len(r.buf)+n]
+		if r.counted {
+			if r.owed -= int64(n); err == io.EOF && r.owed > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+		}
 		r.err = err
 		if safe := len(r.buf) - holdBack(r.buf, echoes); safe > 0 && err == nil {
 			r.decide(echoes, safe)
