@@ -130,7 +130,7 @@ func (s *Store) UpdateSettings(tenantID string, p SettingsPatch) (Settings, erro
 		if f.list == nil {
 			continue
 		}
-		n, err := normalizeHosts(f.name, *f.list)
+		n, err := normalizeEgressRules(f.name, *f.list)
 		if err != nil {
 			return Settings{}, err
 		}

@@ -91,23 +91,16 @@ type Settings struct {
 	// a sandbox; empty means the server's default.
 	CABundlePath string `json:"ca_bundle_path,omitempty"`
 	// EgressAllowHosts, when not empty, are the only hosts (exact names, IPs
-	// or *.suffix) this tenant's sandboxes may reach through the proxy.
+	// or *.suffix) and address ranges (CIDRs) this tenant's sandboxes may
+	// reach through the proxy; hostrules.go says what each kind can stop.
 	EgressAllowHosts []string `json:"egress_allow_hosts,omitempty"`
-	// EgressDenyHosts are hosts this tenant's sandboxes may never reach; a
-	// deny wins over an allow.
+	// EgressDenyHosts are hosts and address ranges this tenant's sandboxes
+	// may never reach; a deny wins over an allow.
 	EgressDenyHosts []string `json:"egress_deny_hosts,omitempty"`
 	// AllowAnyHostSecrets lets a secret's allowed_hosts be ["*"] (any
 	// host). Off (the default): such a secret is refused when stored, and
 	// one stored while it was on counts as absent in the walk.
 	AllowAnyHostSecrets bool `json:"allow_any_host_secrets"`
-}
-
-// EgressAllowed reports whether the tenant's host rules let a sandbox reach host.
-func (s *Settings) EgressAllowed(host string) bool {
-	if len(s.EgressDenyHosts) > 0 && HostAllowed(s.EgressDenyHosts, host) {
-		return false
-	}
-	return len(s.EgressAllowHosts) == 0 || HostAllowed(s.EgressAllowHosts, host)
 }
 
 // DefaultSettings are the settings of a new tenant.
