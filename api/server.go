@@ -86,6 +86,7 @@ type Server struct {
 	limits   *limiters
 	now      func() time.Time
 	mux      *http.ServeMux
+	public   *http.ServeMux
 	oauth    *oauth.Service
 	ui       http.Handler
 }
@@ -153,7 +154,7 @@ func New(cfg Config) (*Server, error) {
 		store: cfg.Store, resolver: cfg.Resolver, log: cfg.Logger, metrics: m,
 		caPEM: string(cfg.CACertPEM), proxy: proxy, caPath: cfg.CABundlePath, noProxy: noProxy, now: cfg.Now,
 		roots: &systemRoots{file: cfg.SystemRootsFile}, limits: lim,
-		mux: http.NewServeMux(), oauth: cfg.OAuth, ui: dash,
+		mux: http.NewServeMux(), public: http.NewServeMux(), oauth: cfg.OAuth, ui: dash,
 	}
 	s.register(s.routes())
 	return s, nil
@@ -161,6 +162,17 @@ func New(cfg Config) (*Server, error) {
 
 // ServeHTTP serves the API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Public is the end users' part of the server alone, for a listener that
+// faces them (--public-listen): the OAuth callback, the Connect page and
+// its stylesheet. Everything else, the API and the dashboard included,
+// answers 404 there. The same pages stay on ServeHTTP too.
+func (s *Server) Public() http.Handler { return s.public }
+
+// endUserPage reports whether a route belongs on the public listener.
+func endUserPage(rt route) bool {
+	return rt.access == publicAccess && (strings.HasPrefix(rt.path, oauth.ConnectPath) || rt.path == oauth.CallbackPath)
+}
 
 // routes is the API's table of endpoints.
 func (s *Server) routes() []route {
@@ -219,7 +231,11 @@ func (s *Server) register(rs []route) {
 	var paths []string
 	for _, rt := range rs {
 		pattern := rt.method + " " + rt.path
-		s.mux.Handle(pattern, s.wrap(pattern, rt.access, rt.params, rt.h))
+		h := s.wrap(pattern, rt.access, rt.params, rt.h)
+		s.mux.Handle(pattern, h)
+		if endUserPage(rt) {
+			s.public.Handle(pattern, h)
+		}
 		if _, ok := allow[rt.path]; !ok {
 			paths = append(paths, rt.path)
 		}
@@ -240,6 +256,9 @@ func (s *Server) register(rs []route) {
 	s.mux.Handle(ui.DashboardPath, s.ui)
 	s.mux.Handle("/", s.unrouted("unmatched", func(_ http.ResponseWriter, r *http.Request) error {
 		return errorf(ErrNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
+	}))
+	s.public.Handle("/", s.unrouted("public_unmatched", func(_ http.ResponseWriter, r *http.Request) error {
+		return errorf(ErrNotFound, "not found")
 	}))
 }
 

@@ -35,6 +35,12 @@ type Serve struct {
 	// ProxyListen is the address of the proxy, the sandboxes' HTTPS_PROXY.
 	// Port 0 picks a free port, written to DataDir/proxy.addr.
 	ProxyListen string
+	// PublicListen, if set, is the address of the end users' listener: the
+	// OAuth callback, the Connect page and its stylesheet, and nothing
+	// else, so that the admin listener can stay private. Port 0 picks a
+	// free port, written to DataDir/public.addr. Empty: those pages are
+	// served by the admin listener only.
+	PublicListen string
 	// MetricsListen is the address of /metrics. Port 0 picks a free port,
 	// written to DataDir/metrics.addr.
 	MetricsListen string
@@ -129,7 +135,11 @@ func (s *Serve) Check() error {
 		{"--admin-listen", s.AdminListen},
 		{"--proxy-listen", s.ProxyListen},
 		{"--metrics-listen", s.MetricsListen},
+		{"--public-listen", s.PublicListen},
 	} {
+		if l.addr == "" && l.flag == "--public-listen" {
+			continue
+		}
 		if err := checkListen(l.addr); err != nil {
 			return fmt.Errorf("%s %q: %w", l.flag, l.addr, err)
 		}

@@ -17,6 +17,7 @@ const (
 	AdminAddrFile   = "admin.addr"
 	MetricsAddrFile = "metrics.addr"
 	ProxyAddrFile   = "proxy.addr"
+	PublicAddrFile  = "public.addr"
 )
 
 // Dir is a data directory.

@@ -71,6 +71,8 @@ func Prepare(cfg Config) (*Server, error) {
 // sockets are the bound listeners of one egressd.
 type sockets struct {
 	proxy, admin, metrics net.Listener
+	// public is nil without --public-listen.
+	public net.Listener
 }
 
 // bindAll binds every listen address of s. On an error the ones bound so
@@ -84,7 +86,11 @@ func bindAll(s config.Serve) (*sockets, error) {
 		{"--proxy-listen", s.ProxyListen, &out.proxy},
 		{"--admin-listen", s.AdminListen, &out.admin},
 		{"--metrics-listen", s.MetricsListen, &out.metrics},
+		{"--public-listen", s.PublicListen, &out.public},
 	} {
+		if l.addr == "" {
+			continue // --public-listen is optional
+		}
 		ln, err := net.Listen("tcp", l.addr)
 		if err != nil {
 			out.close()
@@ -98,7 +104,7 @@ func bindAll(s config.Serve) (*sockets, error) {
 // close closes every listener that is bound (again, for one a server has
 // closed already: harmless).
 func (s *sockets) close() {
-	for _, ln := range []net.Listener{s.proxy, s.admin, s.metrics} {
+	for _, ln := range []net.Listener{s.proxy, s.admin, s.metrics, s.public} {
 		if ln != nil {
 			_ = ln.Close()
 		}

@@ -112,7 +112,11 @@ func (srv *Server) Run(ctx context.Context) error {
 		_, port, _ := net.SplitHostPort(socks.proxy.Addr().String())
 		s.ProxyURL = "http://localhost:" + port
 	}
-	oa, err := newOAuth(s, srv.cat, o.Store, socks.admin.Addr(), log)
+	pages := socks.admin.Addr() // where end users reach the Connect page
+	if socks.public != nil {
+		pages = socks.public.Addr()
+	}
+	oa, err := newOAuth(s, srv.cat, o.Store, pages, log)
 	if err != nil {
 		return err
 	}
@@ -142,8 +146,11 @@ func (srv *Server) Run(ctx context.Context) error {
 	defer sink.Close()
 	stopPrune := startRetention(o.Store, s.AuditRetention, log.With("component", "audit"))
 	defer stopPrune()
-	p, err := newProxy(s, o, res, reg, log, sink, oa, srv.roots, newLookup(s.Hosts),
-		socks.admin.Addr(), socks.metrics.Addr(), socks.proxy.Addr())
+	own := []net.Addr{socks.admin.Addr(), socks.metrics.Addr(), socks.proxy.Addr()}
+	if socks.public != nil {
+		own = append(own, socks.public.Addr())
+	}
+	p, err := newProxy(s, o, res, reg, log, sink, oa, srv.roots, newLookup(s.Hosts), own...)
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)
 	}
@@ -154,17 +161,30 @@ func (srv *Server) Run(ctx context.Context) error {
 
 	g := newGroup(log, s.ShutdownTimeout)
 	defer g.removeAddrFiles()
-	for _, l := range []struct {
+	type served struct {
 		name     string
 		ln       net.Listener
 		served   net.Listener
 		addrFile string
 		srv      *http.Server
-	}{
+	}
+	listeners := []served{
 		{"admin", socks.admin, socks.admin, datadir.AdminAddrFile, httpServer(admin, log.With("listener", "admin"))},
 		{"metrics", socks.metrics, socks.metrics, datadir.MetricsAddrFile, httpServer(metrics, log.With("listener", "metrics"))},
 		{"proxy", socks.proxy, p.Listener(socks.proxy), datadir.ProxyAddrFile, p.Server()},
-	} {
+	}
+	if socks.public != nil {
+		pub, ok := api.(interface{ Public() http.Handler })
+		if !ok {
+			g.closeAll()
+			return fmt.Errorf("--public-listen: the admin API has no public pages")
+		}
+		public := http.NewServeMux()
+		public.HandleFunc("GET /healthz", h.healthz)
+		public.Handle("/", pub.Public())
+		listeners = append(listeners, served{"public", socks.public, socks.public, datadir.PublicAddrFile, httpServer(public, log.With("listener", "public"))})
+	}
+	for _, l := range listeners {
 		if err := g.serve(l.name, l.ln, l.served, dir.Path(l.addrFile), l.srv); err != nil {
 			g.closeAll()
 			return err
