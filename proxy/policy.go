@@ -14,6 +14,9 @@ import (
 
 // deniedPrefixes are never dialed unless Config.AllowPrivate opens them.
 // Go's IsPrivate and friends miss several of these; the table is explicit.
+// An IPv4-mapped address (::ffff:a.b.c.d) is classified as the IPv4
+// address it maps, so ::ffff:127.0.0.1 is loopback and a mapped public
+// address is public.
 var deniedPrefixes = func() []netip.Prefix {
 	var out []netip.Prefix
 	for _, s := range []string{
@@ -34,7 +37,8 @@ var deniedPrefixes = func() []netip.Prefix {
 		"240.0.0.0/4",     // reserved, broadcast
 		"::/128",          // unspecified
 		"::1/128",         // loopback
-		"::ffff:0:0/96",   // IPv4-mapped (checked unmapped too)
+		"::/96",           // IPv4-compatible (deprecated), ::127.0.0.1 and the like
+		"::ffff:0:0:0/96", // IPv4-translated (SIIT, deprecated)
 		"64:ff9b::/96",    // NAT64
 		"64:ff9b:1::/48",  // local NAT64
 		"100::/64",        // discard
@@ -104,9 +108,8 @@ func (p *policy) check(ap netip.AddrPort) Reason {
 			return ReasonNone
 		}
 	}
-	orig := ap.Addr().WithZone("")
 	for _, pre := range deniedPrefixes {
-		if pre.Contains(addr) || pre.Contains(orig) {
+		if pre.Contains(addr) {
 			return ReasonPrivateAddress
 		}
 	}

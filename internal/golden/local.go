@@ -132,9 +132,6 @@ func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			gzips++
 		}
 	}
-	if serveWebSocket(w, r, echo, out.Bytes()) {
-		return
-	}
 	if !echoed {
 		out.WriteString("ok\n")
 	}
