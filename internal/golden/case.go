@@ -54,7 +54,8 @@ type UpstreamExpect struct {
 	// (its value, in the body and in X-Echo) or "body" (the body, as JSON);
 	// and how: "gzip" compresses the answer's body (once per line),
 	// "content-encoding VALUE" adds a Content-Encoding line as written
-	// (one per line, in order).
+	// (one per line, in order); "websocket" accepts a WebSocket handshake
+	// and sends the echo as frames (websocket.go).
 	Echo []string
 	Body string
 }
@@ -242,8 +243,8 @@ func parseUpstream(s string) (*UpstreamExpect, error) {
 		case "absent":
 			u.Absent = append(u.Absent, v)
 		case "echo":
-			if v != "body" && v != "gzip" && !strings.HasPrefix(v, "header ") && !strings.HasPrefix(v, "content-encoding ") {
-				return nil, fmt.Errorf("upstream: echo must be \"header NAME\", \"body\", \"gzip\" or \"content-encoding VALUE\"")
+			if v != "body" && v != "gzip" && v != wsEcho && !strings.HasPrefix(v, "header ") && !strings.HasPrefix(v, "content-encoding ") {
+				return nil, fmt.Errorf("upstream: echo must be \"header NAME\", \"body\", \"gzip\", \"content-encoding VALUE\" or \"websocket\"")
 			}
 			u.Echo = append(u.Echo, v)
 		default:

@@ -132,6 +132,9 @@ func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			gzips++
 		}
 	}
+	if serveWebSocket(w, r, echo, out.Bytes()) {
+		return
+	}
 	if !echoed {
 		out.WriteString("ok\n")
 	}

@@ -379,6 +379,10 @@ func (r *runner) replay() (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the response: %w", err)
 	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// The body is the WebSocket's frames, as a transcript.
+		resp.Body = io.NopCloser(bytes.NewReader(wsTranscript(br)))
+	}
 	return r.result(resp)
 }
 

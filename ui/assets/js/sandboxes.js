@@ -11,7 +11,8 @@
     not_found: ['not found', 'muted', 'No secret of that name here.'],
     empty_attribution: ['no id', 'muted', 'The sandbox has no id for this level, so it matches nothing.'],
     disabled: ['disabled', 'bad', 'A secret is here but disabled: it counts as absent.'],
-    blocked_by_setting: ['blocked by setting', 'warn', 'An end-user secret is here but allow_end_user_credentials is off.'],
+    no_allowed_hosts: ['no allowed hosts', 'bad', 'A secret is here but has no allowed hosts (stored by an older version): it counts as absent until it is stored again with its hosts.'],
+    blocked_by_setting: ['blocked by setting', 'warn', 'A secret is here but a tenant setting (allow_end_user_credentials or allow_any_host_secrets) is off.'],
   };
   const LEVEL_LABEL = {
     binding: 'Binding on this sandbox', user: 'User (owner_user_id)', external_user: 'External user',

@@ -16,6 +16,22 @@
     return s.scope === 'resource' ? `${s.resource_type || 'sandbox'} ${s.resource_id}` : s[f];
   }
 
+  // hostsCell shows where a secret may go, with a warning for the two
+  // kinds of secret that need one: none (stored by an older version that
+  // read no hosts as any host; it no longer resolves) and any host.
+  function hostsCell(s) {
+    const hosts = s.allowed_hosts || [];
+    if (!hosts.length) {
+      return [EG.badge('no hosts: does not resolve', 'bad'),
+        h('span', { class: 'sub' }, 'Stored without allowed hosts by an older version. Store it again with its hosts.')];
+    }
+    if (hosts.includes('*')) {
+      return [EG.badge('any host', 'warn'),
+        h('span', { class: 'sub' }, 'Sent to whatever host a sandbox names; resolves only while Settings allow any-host secrets.')];
+    }
+    return hosts.join(', ');
+  }
+
   function filterForm(r) {
     const q = r.query;
     const form = h('form', { class: 'grid', 'aria-label': 'Filter secrets', role: 'search' },
@@ -58,15 +74,15 @@
     showOwner();
     const locations = h('fieldset', { class: 'field wide' }, h('legend', null, 'Substitute in'),
       h('div', { class: 'checks' }, ['header', 'query', 'path', 'body'].map((l) =>
-        h('label', null, h('input', { type: 'checkbox', name: 'substitute_in', value: l, checked: l !== 'body' }), l))),
-      h('small', null, 'Body is off by default: agents quote their own placeholders in prompts.'));
+        h('label', null, h('input', { type: 'checkbox', name: 'substitute_in', value: l, checked: l === 'header' }), l))),
+      h('small', null, 'Header (Basic credentials included) is the default. Query and path are opt-in: an API may store a URL and hand the value back later. Body is opt-in: agents quote their own placeholders in prompts.'));
     const form = h('form', { class: 'grid', id: 'secret-create', 'aria-label': 'Add a secret', novalidate: true },
       EG.field('Name', EG.input('name', { id: 'secret-name', required: true, pattern: '[A-Za-z0-9_.\\-]{1,128}' }), 'Letters, digits, _ . -'),
       EG.field('Value', value, 'Write-only: stored encrypted, never shown again.'),
       EG.field('Type', EG.select('type', TYPES, 'generic')),
       EG.field('Scope', scope, 'Who the secret belongs to.'),
       ownerBox,
-      EG.field('Allowed hosts', h('textarea', { name: 'allowed_hosts', id: 'secret-hosts', rows: '2', spellcheck: 'false' }), 'One a line: api.example.com or *.example.com. Empty: any host.', { class: 'field wide' }),
+      EG.field('Allowed hosts', h('textarea', { name: 'allowed_hosts', id: 'secret-hosts', rows: '2', spellcheck: 'false', required: true }), 'Required. One a line: api.example.com or *.example.com (not over a public suffix such as *.co.uk). * alone: any host, where Settings allow it.', { class: 'field wide' }),
       locations,
       EG.field('Placeholder prefix', EG.input('placeholder_prefix'), 'Such as sk-proj- so SDKs accept the shape.'),
       EG.field('Expose as env var', EG.input('expose_as_env'), 'Needs a resource id: also binds it there.'),
@@ -153,7 +169,7 @@
           { label: 'Name', rowHeader: true, cell: (s) => [h('span', { class: 'mono' }, s.name), h('span', { class: 'sub mono' }, s.id)] },
           { label: 'Scope', cell: (s) => [s.scope, owner(s) ? h('span', { class: 'sub mono' }, owner(s)) : null] },
           { label: 'Type', cell: (s) => s.type },
-          { label: 'Allowed hosts', cell: (s) => (s.allowed_hosts && s.allowed_hosts.length ? s.allowed_hosts.join(', ') : h('span', { class: 'muted' }, 'any')) },
+          { label: 'Allowed hosts', cell: hostsCell },
           { label: 'Substitute in', cell: (s) => (s.substitute_in || []).join(', ') },
           { label: 'Version', num: true, cell: (s) => s.version },
           { label: 'State', cell: (s) => (s.disabled ? EG.badge('disabled', 'bad') : EG.badge('enabled', 'ok')) },

@@ -1,28 +1,30 @@
-// egressd dashboard: Settings → Security. The end-user credentials switch
-// (saved when flipped) and the tenant's egress host rules.
+// egressd dashboard: Settings → Security. The end-user credentials and
+// any-host secrets switches (saved when flipped) and the tenant's egress
+// host rules.
 'use strict';
 (() => {
   const EG = window.EG;
   const h = EG.h;
 
-  function toggleCard(st) {
-    const box = h('input', { type: 'checkbox', id: 'allow-end-user', role: 'switch', checked: st.allow_end_user_credentials, 'aria-describedby': 'allow-end-user-help' });
-    const state = h('p', { class: 'small', id: 'allow-end-user-state' });
+  // switchCard is a setting's on/off switch, saved when flipped. o: id (of
+  // the checkbox; its state and help get -state and -help), setting (the
+  // settings field), title, label, state(on) (the line under the label),
+  // said(on) (what the status line says once saved), help (nodes).
+  function switchCard(st, o) {
+    const box = h('input', { type: 'checkbox', id: o.id, role: 'switch', checked: st[o.setting], 'aria-describedby': o.id + '-help' });
+    const state = h('p', { class: 'small', id: o.id + '-state' });
     const showState = () => {
-      state.replaceChildren(box.checked
-        ? EG.badge('on', 'ok') : EG.badge('off', 'warn'),
-      box.checked ? ' End-user credentials resolve.' : ' Only tenant and external_workspace secrets resolve.');
+      const [kind, text] = o.state(box.checked);
+      state.replaceChildren(EG.badge(box.checked ? 'on' : 'off', kind), ' ' + text);
     };
     showState();
     box.addEventListener('change', async () => {
       const want = box.checked;
       box.disabled = true;
       try {
-        const res = await EG.api('PATCH', '/api/v1/tenant/settings', { body: { allow_end_user_credentials: want } });
-        box.checked = res.allow_end_user_credentials;
-        EG.say(res.allow_end_user_credentials
-          ? 'End-user credentials are allowed again.'
-          : 'End-user credentials are now off: only tenant and external_workspace secrets resolve.');
+        const res = await EG.api('PATCH', '/api/v1/tenant/settings', { body: { [o.setting]: want } });
+        box.checked = res[o.setting];
+        EG.say(o.said(res[o.setting]));
       } catch (e) {
         box.checked = !want;
         EG.fail(e);
@@ -31,16 +33,35 @@
         showState();
       }
     });
-    return h('section', { class: 'card', 'aria-labelledby': 'sec-title' },
-      h('h2', { id: 'sec-title' }, 'End-user credentials'),
-      h('div', { class: 'switch' }, box, h('div', null,
-        h('label', { for: 'allow-end-user' }, 'Allow end-user-scoped credentials'), state)),
-      h('div', { id: 'allow-end-user-help' },
-        h('p', null, 'This is a kill switch for credentials that belong to end-users and their sandboxes. It takes effect for the very next request.'),
+    return h('section', { class: 'card', 'aria-labelledby': o.id + '-title' },
+      h('h2', { id: o.id + '-title' }, o.title),
+      h('div', { class: 'switch' }, box, h('div', null, h('label', { for: o.id }, o.label), state)),
+      h('div', { id: o.id + '-help' }, o.help));
+  }
+
+  function endUserCard(st) {
+    return switchCard(st, {
+      id: 'allow-end-user', setting: 'allow_end_user_credentials', title: 'End-user credentials', label: 'Allow end-user-scoped credentials',
+      state: (on) => (on ? ['ok', 'End-user credentials resolve.'] : ['warn', 'Only tenant and external_workspace secrets resolve.']),
+      said: (on) => (on ? 'End-user credentials are allowed again.' : 'End-user credentials are now off: only tenant and external_workspace secrets resolve.'),
+      help: [h('p', null, 'This is a kill switch for credentials that belong to end-users and their sandboxes. It takes effect for the very next request.'),
         h('ul', { class: 'explain' },
           h('li', null, h('strong', null, 'When off: '), 'only secrets of scope ', EG.code('tenant'), ' and ', EG.code('external_workspace'), ' resolve, at whatever level of the walk they are found (a binding of a tenant secret still works). Secrets of scope ', EG.code('external_user'), ', ', EG.code('user'), ', ', EG.code('workspace'), ' and ', EG.code('resource'), ' do not: a request carrying their placeholder goes out with the placeholder unreplaced, and the audit log says why.'),
           h('li', null, h('strong', null, 'When off: '), 'creating an ', EG.code('external_user'), ' secret is refused (403), through this page, the API and OAuth connect alike.'),
-          h('li', null, h('strong', null, 'Nothing is deleted: '), 'turn it back on and the same secrets resolve again.'))));
+          h('li', null, h('strong', null, 'Nothing is deleted: '), 'turn it back on and the same secrets resolve again.'))],
+    });
+  }
+
+  function anyHostCard(st) {
+    return switchCard(st, {
+      id: 'allow-any-host', setting: 'allow_any_host_secrets', title: 'Any-host secrets', label: 'Allow secrets whose allowed hosts are *',
+      state: (on) => (on ? ['warn', 'A secret may name * and go to whatever host a sandbox asks for.'] : ['ok', 'Every secret names the hosts it may go to.']),
+      said: (on) => (on ? 'Any-host secrets are now allowed.' : 'Any-host secrets are now off: secrets whose allowed hosts are * no longer resolve.'),
+      help: [h('p', null, 'Off by default. A secret that may go to any host goes wherever a prompt-injected agent points it.'),
+        h('ul', { class: 'explain' },
+          h('li', null, h('strong', null, 'When on: '), 'a secret may be stored with allowed hosts ', EG.code('*'), '; the Secrets page marks each one.'),
+          h('li', null, h('strong', null, 'When off: '), 'storing one is refused (403), and those stored while it was on do not resolve; turn it back on and they do again.'))],
+    });
   }
 
   function hostsCard(st) {
@@ -77,7 +98,7 @@
     async render(view, r, live) {
       const st = await EG.api('GET', '/api/v1/tenant/settings');
       if (!live()) return;
-      view.append(...EG.header('Settings → Security', 'Switches that apply to every sandbox of this tenant.'), toggleCard(st), hostsCard(st));
+      view.append(...EG.header('Settings → Security', 'Switches that apply to every sandbox of this tenant.'), endUserCard(st), anyHostCard(st), hostsCard(st));
     },
   };
 })();

@@ -122,6 +122,54 @@ test('create a secret and see it listed without its value', async () => {
   });
 });
 
+test('a secret needs its hosts; any host needs the setting and is marked, as is one without hosts', async () => {
+  const t = await newTenant(stack, 'hosts');
+  await withPage(browser, 'secret-hosts', async (page) => {
+    await signIn(page, stack, t.key);
+    await page.goto(stack.admin + '/ui/#/secrets');
+    // Without hosts the form's secret is refused, naming the field; the
+    // default locations are header only.
+    await page.click('#secret-add summary');
+    assert.deepEqual(await page.$$eval('#secret-create input[name=substitute_in]:checked', (cs) => cs.map((c) => c.value)), ['header']);
+    await page.fill('#secret-name', 'NO_HOSTS');
+    await page.fill('#secret-value', randomValue('v'));
+    await page.click('#secret-create button[type=submit]');
+    await page.waitForFunction(() => document.getElementById('secret-create-error').textContent !== '');
+    assert.match(await page.textContent('#secret-create-error'), /allowed_hosts: required/);
+    // * is refused while the switch is off...
+    await page.fill('#secret-name', 'ANYWHERE');
+    await page.fill('#secret-value', randomValue('v'));
+    await page.fill('#secret-hosts', '*');
+    await page.click('#secret-create button[type=submit]');
+    await page.waitForFunction(() => /allow_any_host_secrets/.test(document.getElementById('secret-create-error').textContent));
+    assert.equal((await must(stack, t.key, 'GET', '/api/v1/egress/secrets')).secrets.length, 0);
+    // ...and taken once it is on.
+    await page.click('#nav a[data-page=settings]');
+    const sw = page.locator('#allow-any-host');
+    assert.equal(await sw.isChecked(), false);
+    await sw.click();
+    await waitStatus(page, /Any-host secrets are now allowed/);
+    assert.equal((await must(stack, t.key, 'GET', '/api/v1/tenant/settings')).allow_any_host_secrets, true);
+    await must(stack, t.key, 'POST', '/api/v1/egress/secrets', { name: 'ANYWHERE', value: randomValue('v'), scope: 'tenant', allowed_hosts: ['*'] });
+    await must(stack, t.key, 'POST', '/api/v1/egress/secrets', { name: 'OLD', value: randomValue('v'), scope: 'tenant', allowed_hosts: ['old.example.com'] });
+    // An older version stored secrets without hosts: the page gets one as
+    // the API reads it back (the API cannot store one any more).
+    await page.route(/\/api\/v1\/egress\/secrets(\?.*)?$/, async (route) => {
+      const res = await route.fetch();
+      const body = await res.json();
+      for (const sec of body.secrets) if (sec.name === 'OLD') sec.allowed_hosts = null;
+      await route.fulfill({ response: res, json: body });
+    });
+    await page.click('#nav a[data-page=secrets]');
+    const any = page.locator('#secrets-list tbody tr', { hasText: 'ANYWHERE' });
+    await any.waitFor();
+    assert.match(await any.locator('.badge.warn').textContent(), /any host/);
+    const old = page.locator('#secrets-list tbody tr', { hasText: 'OLD' });
+    assert.match(await old.locator('.badge.bad').textContent(), /no hosts: does not resolve/);
+    assert.match(await old.textContent(), /Store it again with its hosts/);
+  });
+});
+
 test('with end-user credentials off, creating an external_user secret is refused', async () => {
   const t = await newTenant(stack, 'toggle');
   await withPage(browser, 'toggle', async (page) => {
@@ -140,6 +188,7 @@ test('with end-user credentials off, creating an external_user secret is refused
     await page.click('#secret-add summary');
     await page.fill('#secret-name', 'GITHUB_TOKEN');
     await page.fill('#secret-value', value);
+    await page.fill('#secret-hosts', 'api.github.com');
     await page.selectOption('#secret-scope', 'external_user');
     await page.fill('#secret-external-user', 'u-1');
     await page.click('#secret-create button[type=submit]');
@@ -158,6 +207,7 @@ test('with end-user credentials off, creating an external_user secret is refused
     await page.click('#secret-add summary');
     await page.fill('#secret-name', 'GITHUB_TOKEN');
     await page.fill('#secret-value', value);
+    await page.fill('#secret-hosts', 'api.github.com');
     await page.selectOption('#secret-scope', 'external_user');
     await page.fill('#secret-external-user', 'u-1');
     await page.click('#secret-create button[type=submit]');
@@ -225,7 +275,7 @@ test('bindings, a sandbox\'s env and the explain view of the walk', async () => 
   const sbx = await must(stack, t.key, 'POST', '/api/v1/sandboxes', { external_user_id: 'u-w', owner_user_id: 'w', name: 'walker' });
   await must(stack, t.key, 'POST', '/api/v1/egress/secrets', { name: 'API_TOKEN', value: randomValue('t'), scope: 'tenant', allowed_hosts: ['api.example.com'] });
   await must(stack, t.key, 'POST', '/api/v1/egress/secrets', { name: 'API_TOKEN', value: randomValue('u'), scope: 'external_user', external_user_id: 'u-w', allowed_hosts: ['api.example.com'] });
-  const bound = await must(stack, t.key, 'POST', '/api/v1/egress/secrets', { name: 'DEPLOY_KEY', value: randomValue('d'), scope: 'workspace', workspace_id: 'elsewhere' });
+  const bound = await must(stack, t.key, 'POST', '/api/v1/egress/secrets', { name: 'DEPLOY_KEY', value: randomValue('d'), scope: 'workspace', workspace_id: 'elsewhere', allowed_hosts: ['deploy.example.com'] });
   await withPage(browser, 'bindings-explain', async (page) => {
     await signIn(page, stack, t.key);
     await page.goto(stack.admin + '/ui/#/bindings');
@@ -362,8 +412,8 @@ test('a browser token sees only its own user\'s data, read-only', async () => {
   const t = await newTenant(stack, 'browser');
   const mine = await must(stack, t.key, 'POST', '/api/v1/sandboxes', { external_user_id: 'u-alice', name: 'alice-box' });
   const theirs = await must(stack, t.key, 'POST', '/api/v1/sandboxes', { external_user_id: 'u-bob', name: 'bob-box' });
-  await must(stack, t.key, 'POST', '/api/v1/egress/secrets', { name: 'ALICE_KEY', value: randomValue('a'), scope: 'external_user', external_user_id: 'u-alice' });
-  await must(stack, t.key, 'POST', '/api/v1/egress/secrets', { name: 'BOB_KEY', value: randomValue('b'), scope: 'external_user', external_user_id: 'u-bob' });
+  await must(stack, t.key, 'POST', '/api/v1/egress/secrets', { name: 'ALICE_KEY', value: randomValue('a'), scope: 'external_user', external_user_id: 'u-alice', allowed_hosts: ['api.example.com'] });
+  await must(stack, t.key, 'POST', '/api/v1/egress/secrets', { name: 'BOB_KEY', value: randomValue('b'), scope: 'external_user', external_user_id: 'u-bob', allowed_hosts: ['api.example.com'] });
   const bt = await must(stack, t.key, 'POST', '/api/v1/browser_tokens', { external_user_id: 'u-alice', ttl: '10m' });
 
   await withPage(browser, 'browser-token', async (page) => {
@@ -395,7 +445,7 @@ test('a browser token sees only its own user\'s data, read-only', async () => {
       const tok = sessionStorage.getItem('egressd.token');
       const call = (method, p, body) => fetch(p, { method, headers: { Authorization: 'Bearer ' + tok, 'Content-Type': 'application/json' }, body: body && JSON.stringify(body) }).then((r) => r.status);
       return [
-        await call('POST', '/api/v1/egress/secrets', { name: 'X', value: 'v', scope: 'external_user', external_user_id: 'u-alice' }),
+        await call('POST', '/api/v1/egress/secrets', { name: 'X', value: 'v', scope: 'external_user', external_user_id: 'u-alice', allowed_hosts: ['api.example.com'] }),
         await call('DELETE', '/api/v1/sandboxes/' + id),
         await call('PATCH', '/api/v1/tenant/settings', { allow_end_user_credentials: false }),
         await call('GET', '/api/v1/audit?external_user_id=u-bob'),

@@ -20,7 +20,7 @@ async function seed(stack) {
   await post('/api/v1/egress/secrets', { name: 'GITHUB_TOKEN', value: randomValue('ghp'), type: 'bearer_token', scope: 'external_user', external_user_id: 'u-alice', allowed_hosts: ['api.github.com', 'localhost'], placeholder_prefix: 'ghp_' });
   const stripe = await post('/api/v1/egress/secrets', { name: 'STRIPE_KEY', value: randomValue('rk'), scope: 'tenant', allowed_hosts: ['api.stripe.com'] });
   await post('/api/v1/egress/bindings', { secret_id: stripe.secret.id, resource_id: alice.id, resource_type: 'sandbox', expose_as_env: 'STRIPE_API_KEY' });
-  const old = await post('/api/v1/egress/secrets', { name: 'LEGACY_TOKEN', value: randomValue('x'), scope: 'tenant' });
+  const old = await post('/api/v1/egress/secrets', { name: 'LEGACY_TOKEN', value: randomValue('x'), scope: 'tenant', allowed_hosts: ['legacy.example.com'] });
   await post(`/api/v1/egress/secrets/${old.secret.id}/disable`);
   await must(stack, t.key, 'PUT', '/api/v1/egress/oauth/overrides/acme', { client_id: 'acme-robotics-app', client_secret: randomValue('cs'), display_name: 'Acme Robotics', branding: { button_label: 'Connect your Acme ID', primary_color: '#0f6e5f' } });
   await must(stack, t.key, 'PATCH', '/api/v1/tenant/settings', { egress_allow_hosts: ['*.openai.com', 'api.github.com', 'localhost'], egress_deny_hosts: ['uploads.github.com'] });
