@@ -3,12 +3,10 @@ package proxy
 import (
 	"bytes"
 	"compress/gzip"
-	"context"
 	"errors"
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/egressd/egressd/vault"
 )
@@ -18,22 +16,25 @@ const maxInflateRatio = 32
 
 // substituteBody handles the request body. When a secret of the sandbox may
 // be substituted in this body, bodies up to MaxBufferedBody are read whole
-// (Content-Length stays exact) and larger ones stream chunked; gzip bodies
-// are decoded and re-encoded. Otherwise the body passes through without a
-// copy while an observer notes any placeholder in it.
+// (Content-Length stays exact) and larger ones stream chunked; a gzip body
+// is decoded and, once a value may be in it, goes on decoded (never
+// re-compressed, so that an upstream that stores or echoes it hands back
+// bytes the redactor can read). Otherwise the body passes through without
+// a copy while an observer notes any placeholder in it.
 func (p *Proxy) substituteBody(req *http.Request, s *subst, substitute bool) Reason {
 	if !substitute {
 		req.Body = newObserver(req.Body, s.fn(vault.InBody, true))
 		return ReasonNone
 	}
 	fn := s.fn(vault.InBody, false)
-	switch enc := strings.ToLower(strings.TrimSpace(req.Header.Get("Content-Encoding"))); enc {
-	case "", "identity":
+	switch coding, ok := contentCoding(req.Header); {
+	case ok && coding == codingNone:
 		return p.plainBody(req, s, fn)
-	case "gzip", "x-gzip":
+	case ok && coding == codingGzip:
 		return p.gzipBody(req, s, fn)
 	default:
-		// An encoding we cannot decode: pass it through, noting nothing.
+		// A coding we do not decode, or more than one: pass it through,
+		// noting nothing.
 		return ReasonNone
 	}
 }
@@ -107,18 +108,16 @@ func (p *Proxy) gzipBody(req *http.Request, s *subst, fn SubstFunc) Reason {
 				setBody(req, buf) // nothing substituted: the original bytes go out
 				return ReasonNone
 			}
-			var z bytes.Buffer
-			zw := gzip.NewWriter(&z)
-			zw.Write(out)
-			zw.Close()
-			setBody(req, z.Bytes())
+			setBody(req, out)
+			req.Header.Del("Content-Encoding")
 			return ReasonNone
 		}
 		req.Body = io.NopCloser(bytes.NewReader(buf))
 	} else {
 		req.Body = readCloser{io.MultiReader(bytes.NewReader(buf), req.Body), req.Body}
 	}
-	// Stream: decode, substitute, encode, through a pipe.
+	// Stream: decode and substitute as the transport reads; the body goes
+	// on decoded.
 	s.mu.Lock()
 	s.bodyLive = true
 	s.mu.Unlock()
@@ -128,31 +127,11 @@ func (p *Proxy) gzipBody(req *http.Request, s *subst, fn SubstFunc) Reason {
 	if err != nil {
 		return ReasonBadRequest
 	}
-	pr, pw := io.Pipe()
-	ctx := req.Context()
-	go func() {
-		// Stop when the request is over, however it ended: a reader that
-		// never comes back would otherwise hold this goroutine for good.
-		stop := context.AfterFunc(ctx, func() { pr.CloseWithError(ctx.Err()) })
-		defer stop()
-		zw := gzip.NewWriter(pw)
-		_, err := io.Copy(zw, NewReader(&inflateGuard{r: zr, in: counted}, fn))
-		if err == nil {
-			err = zw.Close()
-		}
-		src.Close()
-		pw.CloseWithError(err)
-	}()
-	req.Body = pipeBody{pr}
+	req.Body = readCloser{NewReader(&inflateGuard{r: zr, in: counted}, fn), src}
+	req.Header.Del("Content-Encoding")
 	setStreamed(req)
 	return ReasonNone
 }
-
-// pipeBody closes its pipe on Close, which ends the encoding goroutine
-// when the transport gives up on the body.
-type pipeBody struct{ *io.PipeReader }
-
-func (b pipeBody) Close() error { return b.CloseWithError(errBodyClosed) }
 
 var errBodyClosed = errors.New("request body closed")
 
