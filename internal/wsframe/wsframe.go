@@ -124,11 +124,7 @@ func (r *Reader) header() (Header, error) {
 	if h.Opcode.Control() && n > MaxControlPayload {
 		return h, ErrControlTooLong
 	}
-	rest := ext
-	if h.Masked {
-		rest += 4
-	}
-	if _, err := io.ReadFull(r.r, b[2:2+rest]); err != nil {
+	if _, err := io.ReadFull(r.r, b[2:2+ext]); err != nil {
 		return h, unexpected(err)
 	}
 	switch ext {
@@ -142,7 +138,9 @@ func (r *Reader) header() (Header, error) {
 	}
 	h.Length = n
 	if h.Masked {
-		copy(h.Key[:], b[2+ext:2+ext+4])
+		if _, err := io.ReadFull(r.r, h.Key[:]); err != nil {
+			return h, unexpected(err)
+		}
 	}
 	switch {
 	case h.Opcode.Control():

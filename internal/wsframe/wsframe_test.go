@@ -65,6 +65,7 @@ func TestReaderRefuses(t *testing.T) {
 		{"fragmented close", []byte{0x08, 0x00}, ErrControlFragmented},
 		{"ping of 126", []byte{0x89, 0x7E, 0x00, 0x7E}, ErrControlTooLong},
 		{"length top bit", []byte{0x82, 0x7F, 0x80, 0, 0, 0, 0, 0, 0, 0}, ErrLength},
+		{"length top bit, key cut", []byte{0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0, 1}, ErrLength},
 		{"continuation first", []byte{0x80, 0x00}, ErrContinuation},
 		{"text in a message", []byte{0x01, 0x00, 0x81, 0x00}, ErrUnfinished},
 		{"cut in a header", []byte{0x81}, io.ErrUnexpectedEOF},
