@@ -64,8 +64,8 @@ func (p *Proxy) onConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectA
 	ctx.UserData = sess
 	if !use.Any && !p.cfg.MITMAll {
 		p.log.Debug("tunnel", "sandbox", sbx.ID, "host", hostname)
-		p.metrics.outcome(OutcomeTunnelled).requests.Inc()
-		return &goproxy.ConnectAction{Action: goproxy.ConnectAccept}, target.String()
+		t := &passTunnel{p: p, sess: sess, target: target, ev: ev, checkHello: p.hostRulesInForce(req.Context(), sbx.TenantID)}
+		return &goproxy.ConnectAction{Action: goproxy.ConnectHijack, Hijack: t.hijack}, host
 	}
 	sess.mitm = true
 	return &goproxy.ConnectAction{Action: goproxy.ConnectHijack, Hijack: p.hijackMITM(sess)}, net.JoinHostPort(hostname, port)
@@ -81,6 +81,15 @@ func (p *Proxy) tenantRule(ctx context.Context, sbx *vault.Sandbox, host string)
 		return ReasonHostDenied
 	}
 	return ReasonNone
+}
+
+// hostRulesInForce reports whether the tenant restricts hosts at all
+// (egress_allow_hosts or egress_deny_hosts not empty): its pass-through
+// tunnels must then name their CONNECT host in the TLS ClientHello.
+func (p *Proxy) hostRulesInForce(ctx context.Context, tenantID string) bool {
+	st, err := p.cfg.Resolver.Settings(ctx, tenantID)
+	// An error here follows a successful read in tenantRule: check.
+	return err != nil || len(st.EgressAllowHosts) > 0 || len(st.EgressDenyHosts) > 0
 }
 
 // tlsConfig serves the MITM'd client a leaf for the CONNECT host.

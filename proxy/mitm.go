@@ -2,12 +2,12 @@ package proxy
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/elazarl/goproxy"
 )
@@ -36,9 +36,14 @@ func (p *Proxy) hijackMITM(sess *session) func(*http.Request, net.Conn, *goproxy
 		if _, err := io.WriteString(client, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
 			return
 		}
+		// The tunnel must start, and TLS be set up, within the handshake
+		// timeout (not the idle timeout: a CONNECT that never starts is
+		// not kept for minutes).
+		client.SetDeadline(time.Now().Add(p.cfg.HandshakeTimeout))
 		br := bufio.NewReader(client)
 		first, err := br.Peek(1)
 		if err != nil {
+			p.log.Debug("mitm: tunnel never started", "sandbox", sess.sbx.ID, "host", sess.host, "err", err.Error())
 			return
 		}
 		var conn net.Conn = &peekedConn{Conn: client, r: br}
@@ -50,15 +55,13 @@ func (p *Proxy) hijackMITM(sess *session) func(*http.Request, net.Conn, *goproxy
 				return
 			}
 			tc := tls.Server(conn, cfg)
-			ctx, cancel := context.WithTimeout(context.Background(), p.cfg.HeaderTimeout)
-			err = tc.HandshakeContext(ctx)
-			cancel()
-			if err != nil {
+			if err := tc.Handshake(); err != nil {
 				p.log.Debug("mitm: client handshake failed", "sandbox", sess.sbx.ID, "host", sess.host, "err", err.Error())
 				return
 			}
 			conn = tc
 		}
+		client.SetDeadline(time.Time{})
 		c := newMITMConn(p, sess, conn, overTLS)
 		c.raw = client
 		if !p.tunnels.add(c) {

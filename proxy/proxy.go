@@ -69,6 +69,11 @@ type Config struct {
 	IdleTimeout time.Duration
 	// HeaderTimeout bounds reading a request's headers; zero means 10s.
 	HeaderTimeout time.Duration
+	// HandshakeTimeout bounds the start of a CONNECT tunnel once its 200 is
+	// sent: the TLS handshake of a MITM'd tunnel, the ClientHello of a
+	// pass-through tunnel under host rules, the first bytes of any other;
+	// zero means 10s.
+	HandshakeTimeout time.Duration
 	// ResponseHeaderTimeout bounds the wait for an upstream's response
 	// headers; zero means 2 minutes.
 	ResponseHeaderTimeout time.Duration
@@ -131,6 +136,9 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	if cfg.HeaderTimeout == 0 {
 		cfg.HeaderTimeout = 10 * time.Second
+	}
+	if cfg.HandshakeTimeout == 0 {
+		cfg.HandshakeTimeout = 10 * time.Second
 	}
 	if cfg.ResponseHeaderTimeout == 0 {
 		cfg.ResponseHeaderTimeout = 2 * time.Minute

@@ -52,6 +52,13 @@ const (
 	// read to mask echoes: another WebSocket version, an extension the
 	// upstream answered with, or a frame that breaks RFC 6455.
 	ReasonWebSocketUnreadable
+	// ReasonSNIMismatch: under the tenant's host rules, the TLS ClientHello
+	// in a pass-through tunnel names another server than the CONNECT host,
+	// names none where the CONNECT named a host, or hides its name (ECH).
+	ReasonSNIMismatch
+	// ReasonTunnelNotTLS: under the tenant's host rules, a pass-through
+	// tunnel did not start with a TLS ClientHello egressd could read.
+	ReasonTunnelNotTLS
 )
 
 var reasonNames = [...]string{
@@ -59,6 +66,7 @@ var reasonNames = [...]string{
 	"unresolvable_host", "host_not_allowed", "location_not_allowed", "plain_http", "host_mismatch",
 	"too_many_connections", "invalid_value", "bad_request", "resolve_error", "audit_unavailable",
 	"oauth_refresh_failed", "token_expired", "websocket_unreadable",
+	"sni_mismatch", "tunnel_not_tls",
 }
 
 // String is the reason's wire name.
@@ -109,6 +117,10 @@ func (r Reason) Message() string {
 	case ReasonWebSocketUnreadable:
 		return "the WebSocket carries a credential, so its frames must be readable to mask echoes: " +
 			"RFC 6455 (version 13) without extensions only"
+	case ReasonSNIMismatch:
+		return "the TLS server name (SNI) must be the CONNECT host under this tenant's host rules"
+	case ReasonTunnelNotTLS:
+		return "under this tenant's host rules a tunnel carries only TLS that names its CONNECT host"
 	}
 	return ""
 }

@@ -33,6 +33,9 @@ type Request struct {
 	Mode string
 	// Connect overrides the CONNECT host; default the Host header ("# connect:").
 	Connect string
+	// SNI is the server name of the TLS ClientHello; default the CONNECT
+	// host ("# sni:").
+	SNI string
 	// Gzip compresses the body before sending ("# body: gzip").
 	Gzip bool
 	// Head is the request line and header lines; Body what follows the
@@ -67,6 +70,10 @@ type ResponseExpect struct {
 	Denied   string
 	Contains []string
 	Lacks    []string
+	// Closed is what the sandbox's TLS client reported when egressd closed
+	// the tunnel instead of completing the handshake ("closed:"); empty
+	// means the handshake must complete.
+	Closed string
 }
 
 // AuditExpect is the "audit" section: the final audit event.
@@ -193,6 +200,8 @@ func parseRequest(s string) (*Request, error) {
 			r.ProxyAuth = v
 		case "mode":
 			r.Mode = v
+		case "sni":
+			r.SNI = v
 		case "connect":
 			r.Connect = v
 		case "body":
@@ -274,6 +283,8 @@ func parseResponse(s string) (*ResponseExpect, error) {
 				return nil, fmt.Errorf("response: status %q", v)
 			}
 			r.Status = n
+		case "closed":
+			r.Closed = v
 		case "denied":
 			r.Denied = v
 		case "contains":

@@ -69,6 +69,9 @@ func Diff(c *Case, res *Result) ([]string, error) {
 		if res.Status != e.Status {
 			add("response status: got %d, want %d", res.Status, e.Status)
 		}
+		if res.Closed != e.Closed {
+			add("response: TLS handshake closed with %q, want %q", res.Closed, e.Closed)
+		}
 		if got := res.Header.Get("X-Egress-Denied"); got != e.Denied {
 			add("response X-Egress-Denied: got %q, want %q", got, e.Denied)
 		}

@@ -28,6 +28,9 @@ type Result struct {
 	Status   int
 	Header   http.Header
 	Body     []byte
+	// Closed is the TLS client's error when egressd closed the tunnel
+	// instead of completing the handshake (Status is then the CONNECT's).
+	Closed string
 	// Event is the final audit event, nil if none came.
 	Event *proxy.Event
 	// Z writes values and placeholders of this run as tokens.
@@ -365,9 +368,18 @@ func (r *runner) replay() (*Result, error) {
 		}
 		// roots hold egressd's CA and the upstream's: a tunnelled host
 		// answers with its own certificate.
-		tc := tls.Client(conn, &tls.Config{ServerName: w.host, RootCAs: r.s.roots(), NextProtos: []string{"http/1.1"}})
-		if err := tc.Handshake(); err != nil {
-			return nil, fmt.Errorf("TLS to egressd: %w", err)
+		sni := w.host
+		if req.SNI != "" {
+			sni = req.SNI
+		}
+		tc := tls.Client(conn, &tls.Config{ServerName: sni, RootCAs: r.s.roots(), NextProtos: []string{"http/1.1"}})
+		if herr := tc.Handshake(); herr != nil {
+			res, err := r.result(resp)
+			if err != nil {
+				return nil, err
+			}
+			res.Closed = herr.Error()
+			return res, nil
 		}
 		rw, br = tc, bufio.NewReader(tc)
 	}

@@ -56,6 +56,9 @@ func Update(c *Case, res *Result) []byte {
 	if d := res.Header.Get("X-Egress-Denied"); d != "" {
 		fmt.Fprintf(&b, "denied: %s\n", d)
 	}
+	if res.Closed != "" {
+		fmt.Fprintf(&b, "closed: %s\n", res.Closed)
+	}
 	if e := c.Response; e != nil {
 		for _, s := range e.Contains {
 			fmt.Fprintf(&b, "contains: %s\n", s)
