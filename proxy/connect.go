@@ -43,10 +43,12 @@ func (p *Proxy) onConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectA
 	if c := connFrom(req.Context()); c != nil && !c.claim(sbx.ID) {
 		return reject(http.StatusTooManyRequests, ReasonTooManyConnections)
 	}
-	if r := p.tenantRule(req.Context(), &sbx, hostname); r != ReasonNone {
+	// The checks and dials of this CONNECT apply the tenant's address rules.
+	tctx := withTenant(req.Context(), sbx.TenantID)
+	if r := p.tenantRule(tctx, &sbx, hostname); r != ReasonNone {
 		return reject(http.StatusForbidden, r)
 	}
-	target, r := p.precheck(req.Context(), hostname, port)
+	target, r := p.precheck(tctx, hostname, port)
 	if r != ReasonNone {
 		return reject(r.Status(), r)
 	}
@@ -64,15 +66,18 @@ func (p *Proxy) onConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectA
 	ctx.UserData = sess
 	if !use.Any && !p.cfg.MITMAll {
 		p.log.Debug("tunnel", "sandbox", sbx.ID, "host", hostname)
-		t := &passTunnel{p: p, sess: sess, target: target, ev: ev, checkHello: p.hostRulesInForce(req.Context(), sbx.TenantID)}
+		t := &passTunnel{p: p, sess: sess, target: target, ev: ev, checkHello: p.hostRulesInForce(tctx, sbx.TenantID)}
 		return &goproxy.ConnectAction{Action: goproxy.ConnectHijack, Hijack: t.hijack}, host
 	}
 	sess.mitm = true
 	return &goproxy.ConnectAction{Action: goproxy.ConnectHijack, Hijack: p.hijackMITM(sess)}, net.JoinHostPort(hostname, port)
 }
 
-// tenantRule applies the tenant's egress_allow_hosts and egress_deny_hosts.
+// tenantRule applies the name rules of the tenant's egress_allow_hosts and
+// egress_deny_hosts to host; their address rules apply where the dialer
+// connects (addrrules.go).
 func (p *Proxy) tenantRule(ctx context.Context, sbx *vault.Sandbox, host string) Reason {
+	p.transport.noteSandbox(sbx)
 	st, err := p.cfg.Resolver.Settings(ctx, sbx.TenantID)
 	if err != nil {
 		return ReasonResolveError

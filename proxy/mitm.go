@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"io"
 	"net"
@@ -64,6 +65,10 @@ func (p *Proxy) hijackMITM(sess *session) func(*http.Request, net.Conn, *goproxy
 		client.SetDeadline(time.Time{})
 		c := newMITMConn(p, sess, conn, overTLS)
 		c.raw = client
+		// The tunnel's requests dial under the tenant's address rules
+		// (addrrules.go).
+		c.cancel()
+		c.ctx, c.cancel = context.WithCancel(withTenant(context.Background(), sess.sbx.TenantID))
 		if !p.tunnels.add(c) {
 			return // shutting down
 		}

@@ -129,6 +129,9 @@ type dialer struct {
 	policy  *policy
 	lookup  Lookuper
 	timeout time.Duration
+	// tenant applies the address rules of the tenant the dial in ctx is
+	// for (addrrules.go) to an address host resolved to; nil applies none.
+	tenant func(ctx context.Context, host string, addr netip.Addr) Reason
 }
 
 func (d *dialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
@@ -172,7 +175,11 @@ func (d *dialer) allowed(ctx context.Context, host string, port uint16) ([]netip
 	var firstDeny *DenyError
 	for _, a := range addrs {
 		ap := netip.AddrPortFrom(a, port)
-		if r := d.policy.check(ap); r != ReasonNone {
+		r := d.policy.check(ap)
+		if r == ReasonNone && d.tenant != nil {
+			r = d.tenant(ctx, host, a)
+		}
+		if r != ReasonNone {
 			if firstDeny == nil {
 				firstDeny = &DenyError{Reason: r, Addr: ap.String()}
 			}
@@ -186,7 +193,9 @@ func (d *dialer) allowed(ctx context.Context, host string, port uint16) ([]netip
 	return out, nil
 }
 
-// control re-checks the address the socket is about to connect to.
+// control re-checks the address the socket is about to connect to. The
+// tenant's rules need no second look: the address dialed is the literal
+// allowed checked.
 func (d *dialer) control(_ context.Context, _, address string, _ syscall.RawConn) error {
 	ap, err := netip.ParseAddrPort(address)
 	if err != nil {

@@ -106,7 +106,7 @@ type Refresher interface {
 type Proxy struct {
 	cfg       Config
 	gp        *goproxy.ProxyHttpServer
-	transport *http.Transport
+	transport *upstreams
 	dialer    *dialer
 	log       *slog.Logger
 	metrics   *metrics
@@ -177,7 +177,7 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	// Our own transport: verification on, our dialer, no proxy from the
 	// environment, keep-alive on with a generous idle pool.
-	p.transport = &http.Transport{
+	base := &http.Transport{
 		Proxy:                 nil,
 		DialContext:           p.dialer.DialContext,
 		TLSClientConfig:       &tls.Config{RootCAs: cfg.UpstreamRoots, MinVersion: tls.VersionTLS12},
@@ -188,13 +188,15 @@ func New(cfg Config) (*Proxy, error) {
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
+	p.transport = newUpstreams(base, cfg.Store, cfg.Resolver.Settings)
+	p.dialer.tenant = p.transport.addrRule
 	gp := goproxy.NewProxyHttpServer()
 	gp.Verbose = false
 	gp.Logger = log.New(io.Discard, "", 0)
 	if os.Getenv("EGRESSD_GOPROXY_DEBUG") != "" {
 		gp.Verbose, gp.Logger = true, log.New(os.Stderr, "goproxy ", 0)
 	}
-	gp.Tr = p.transport
+	gp.Tr = base
 	gp.ConnectDial = nil
 	gp.ConnectDialWithReq = func(req *http.Request, network, addr string) (net.Conn, error) {
 		return p.dialer.DialContext(req.Context(), network, addr)

@@ -60,7 +60,8 @@ type passTunnel struct {
 func (t *passTunnel) hijack(req *http.Request, client net.Conn, _ *goproxy.ProxyCtx) {
 	p := t.p
 	defer client.Close()
-	up, err := p.dialer.DialContext(req.Context(), "tcp", t.target.String())
+	ctx := withTunnelHost(req.Context(), t.sess.sbx.TenantID, t.sess.host)
+	up, err := p.dialer.DialContext(ctx, "tcp", t.target.String())
 	if err != nil {
 		status, reason := http.StatusBadGateway, denyReason(err)
 		if reason != ReasonNone {
