@@ -5,13 +5,18 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/egressd/egressd/internal/ratelimit"
 	"github.com/egressd/egressd/vault"
 )
 
 // One MITM'd request with a header placeholder, end to end: a keep-alive
 // client, the real proxy, a TLS upstream, all on loopback.
 func BenchmarkMITMHeaderSubstitution(b *testing.B) {
-	e := newEnv(b, nil)
+	// The limits' code runs, their buckets never empty.
+	e := newEnv(b, func(c *Config) {
+		huge := ratelimit.Limit{Rate: 1e9, Burst: 1e9}
+		c.RateLimits = &RateLimits{SandboxRequests: huge, SandboxConnections: huge, FailedAuth: huge}
+	})
 	sbx, token := e.sandbox(vault.SandboxInput{})
 	e.secret(vault.SecretInput{Name: "openai", Value: "sk-real-value", Scope: vault.ScopeTenant})
 	ph := e.placeholder(sbx, "openai")

@@ -35,11 +35,20 @@ func (p *Proxy) onConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectA
 		p.finish(req.Context(), ev, nil)
 		return goproxy.RejectConnect, host
 	}
-	sbx, reason := p.authenticate(req)
+	sbx, reason, retry := p.authenticate(req)
 	if reason != ReasonNone {
-		return reject(http.StatusProxyAuthRequired, reason)
+		action, h := reject(reason.Status(), reason)
+		if reason == ReasonRateLimited {
+			withRetryAfter(ctx.Resp, retry)
+		}
+		return action, h
 	}
 	stampIdentity(ev, &sbx)
+	if ok, retry := p.allowSandbox(req.Context(), &sbx, true); !ok {
+		action, h := reject(http.StatusTooManyRequests, ReasonRateLimited)
+		withRetryAfter(ctx.Resp, retry)
+		return action, h
+	}
 	if c := connFrom(req.Context()); c != nil && !c.claim(sbx.ID) {
 		return reject(http.StatusTooManyRequests, ReasonTooManyConnections)
 	}

@@ -179,7 +179,9 @@ func newEnv(t testing.TB, mod func(*Config)) *env {
 		OwnListeners:  []netip.AddrPort{netip.MustParseAddrPort(l.Addr().String())},
 		UpstreamRoots: e.up.roots,
 		Redact:        true,
-		Lookup:        loopbackLookup{"metadata.test": netip.MustParseAddr("169.254.169.254"), "private.test": netip.MustParseAddr("10.1.2.3")},
+		// Tests send bursts no sandbox would; the rate tests set limits.
+		RateLimits: &RateLimits{},
+		Lookup:     loopbackLookup{"metadata.test": netip.MustParseAddr("169.254.169.254"), "private.test": netip.MustParseAddr("10.1.2.3")},
 	}
 	if mod != nil {
 		mod(&cfg)

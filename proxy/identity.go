@@ -37,23 +37,34 @@ func sandboxCredentials(h http.Header) (id, token string, ok bool) {
 }
 
 // authenticate checks the request's proxy credentials against the vault
-// (the token is compared to its stored hash in constant time).
-func (p *Proxy) authenticate(r *http.Request) (vault.Sandbox, Reason) {
+// (the token is compared to its stored hash in constant time). An address
+// whose failures emptied its bucket is refused (ReasonRateLimited, retry
+// says when to come back) before its credentials are looked at.
+func (p *Proxy) authenticate(r *http.Request) (sbx vault.Sandbox, reason Reason, retry time.Duration) {
+	addr := clientHost(r)
+	if blocked, retry := p.rates.failedAuth.Blocked(addr); blocked {
+		return vault.Sandbox{}, ReasonRateLimited, retry
+	}
+	defer func() {
+		if reason != ReasonNone && reason != ReasonNoCredentials {
+			p.rates.failedAuth.Fail(addr)
+		}
+	}()
 	id, token, ok := sandboxCredentials(r.Header)
 	if !ok {
 		if r.Header.Get("Proxy-Authorization") == "" {
-			return vault.Sandbox{}, ReasonNoCredentials
+			return vault.Sandbox{}, ReasonNoCredentials, 0
 		}
-		return vault.Sandbox{}, ReasonBadCredentials
+		return vault.Sandbox{}, ReasonBadCredentials, 0
 	}
 	sbx, err := p.cfg.Store.AuthenticateSandbox(id, token)
 	if errors.Is(err, vault.ErrTokenExpired) {
-		return vault.Sandbox{}, ReasonTokenExpired
+		return vault.Sandbox{}, ReasonTokenExpired, 0
 	}
 	if err != nil {
-		return vault.Sandbox{}, ReasonBadCredentials
+		return vault.Sandbox{}, ReasonBadCredentials, 0
 	}
-	return sbx, ReasonNone
+	return sbx, ReasonNone, 0
 }
 
 // maxChallenges bounds the credential challenge: a connection may be asked

@@ -77,6 +77,9 @@ type Config struct {
 	// ResponseHeaderTimeout bounds the wait for an upstream's response
 	// headers; zero means 2 minutes.
 	ResponseHeaderTimeout time.Duration
+	// RateLimits shape the per-sandbox and failed-authentication buckets;
+	// nil means DefaultRateLimits.
+	RateLimits *RateLimits
 	// ChallengeWait bounds the wait for the credentialed retry after a 407
 	// that asked for proxy credentials; zero means 10s.
 	ChallengeWait time.Duration
@@ -115,6 +118,7 @@ type Proxy struct {
 	phMiss    *lru.Cache[string, struct{}]
 	server    *http.Server
 	tunnels   tunnelSet
+	rates     *rateLimiter
 }
 
 // New builds a proxy.
@@ -142,6 +146,9 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	if cfg.ResponseHeaderTimeout == 0 {
 		cfg.ResponseHeaderTimeout = 2 * time.Minute
+	}
+	if cfg.RateLimits == nil {
+		cfg.RateLimits = &DefaultRateLimits
 	}
 	if cfg.ChallengeWait == 0 {
 		cfg.ChallengeWait = 10 * time.Second
@@ -173,6 +180,7 @@ func New(cfg Config) (*Proxy, error) {
 	p := &Proxy{
 		cfg: cfg, log: cfg.Logger, metrics: m, phs: phs, phMiss: phMiss,
 		limits: &limits{max: cfg.MaxConnsPerSandbox, n: map[string]int{}},
+		rates:  newRateLimiter(*cfg.RateLimits),
 		dialer: &dialer{policy: &policy{allow: cfg.AllowPrivate, own: cfg.OwnListeners, local: localAddrs()}, lookup: cfg.Lookup, timeout: cfg.DialTimeout},
 	}
 	// Our own transport: verification on, our dialer, no proxy from the

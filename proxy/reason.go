@@ -59,6 +59,9 @@ const (
 	// ReasonTunnelNotTLS: under the tenant's host rules, a pass-through
 	// tunnel did not start with a TLS ClientHello egressd could read.
 	ReasonTunnelNotTLS
+	// ReasonRateLimited: the sandbox (or, for failed authentications, the
+	// client address) is over its rate limit.
+	ReasonRateLimited
 )
 
 var reasonNames = [...]string{
@@ -66,7 +69,7 @@ var reasonNames = [...]string{
 	"unresolvable_host", "host_not_allowed", "location_not_allowed", "plain_http", "host_mismatch",
 	"too_many_connections", "invalid_value", "bad_request", "resolve_error", "audit_unavailable",
 	"oauth_refresh_failed", "token_expired", "websocket_unreadable",
-	"sni_mismatch", "tunnel_not_tls",
+	"sni_mismatch", "tunnel_not_tls", "rate_limited",
 }
 
 // String is the reason's wire name.
@@ -121,6 +124,8 @@ func (r Reason) Message() string {
 		return "the TLS server name (SNI) must be the CONNECT host under this tenant's host rules"
 	case ReasonTunnelNotTLS:
 		return "under this tenant's host rules a tunnel carries only TLS that names its CONNECT host"
+	case ReasonRateLimited:
+		return "too many requests or connections from this sandbox (or failed authentications from this address): retry after the time in Retry-After"
 	}
 	return ""
 }
@@ -130,6 +135,8 @@ func (r Reason) Status() int {
 	switch r {
 	case ReasonNoCredentials, ReasonBadCredentials, ReasonTokenExpired:
 		return 407
+	case ReasonRateLimited:
+		return 429
 	case ReasonTooManyConnections:
 		return 429
 	case ReasonBadRequest:

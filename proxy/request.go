@@ -68,9 +68,13 @@ func (p *Proxy) prepare(req *http.Request, sess *session, overTLS bool) (*reqSta
 	st := &reqState{id: newEventID(now), start: now, path: req.URL.Path, method: req.Method, host: host, ctx: req.Context()}
 	inTunnel := sess != nil
 	if !inTunnel {
-		sbx, reason := p.authenticate(req)
+		sbx, reason, retry := p.authenticate(req)
+		if reason == ReasonRateLimited {
+			st, resp := p.refuse(st, req, reason.Status(), reason)
+			return st, withRetryAfter(resp, retry)
+		}
 		if reason != ReasonNone {
-			return p.refuse(st, req, http.StatusProxyAuthRequired, reason)
+			return p.refuse(st, req, reason.Status(), reason)
 		}
 		if c := connFrom(req.Context()); c != nil && !c.claim(sbx.ID) {
 			return p.refuse(st, req, http.StatusTooManyRequests, ReasonTooManyConnections)
@@ -78,6 +82,10 @@ func (p *Proxy) prepare(req *http.Request, sess *session, overTLS bool) (*reqSta
 		sess = &session{sbx: sbx}
 	}
 	st.sess = sess
+	if ok, retry := p.allowSandbox(req.Context(), &sess.sbx, false); !ok {
+		st, resp := p.refuse(st, req, http.StatusTooManyRequests, ReasonRateLimited)
+		return st, withRetryAfter(resp, retry)
+	}
 	if inTunnel && (host != sess.host || urlPort(req.URL) != sess.port) {
 		return p.refuse(st, req, http.StatusForbidden, ReasonHostMismatch)
 	}

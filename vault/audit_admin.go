@@ -166,6 +166,12 @@ func changedSettings(a, b Settings) string {
 	if a.AllowAnyHostSecrets != b.AllowAnyHostSecrets {
 		names = append(names, "allow_any_host_secrets")
 	}
+	if a.SandboxRequestRate != b.SandboxRequestRate {
+		names = append(names, "sandbox_request_rate")
+	}
+	if a.SandboxConnectionRate != b.SandboxConnectionRate {
+		names = append(names, "sandbox_connection_rate")
+	}
 	return strings.Join(names, ",")
 }
 

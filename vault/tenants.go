@@ -113,6 +113,8 @@ type SettingsPatch struct {
 	EgressAllowHosts        *[]string `json:"egress_allow_hosts"`
 	EgressDenyHosts         *[]string `json:"egress_deny_hosts"`
 	AllowAnyHostSecrets     *bool     `json:"allow_any_host_secrets"`
+	SandboxRequestRate      *int      `json:"sandbox_request_rate"`
+	SandboxConnectionRate   *int      `json:"sandbox_connection_rate"`
 }
 
 // UpdateSettings applies p and returns the new settings.
@@ -121,6 +123,14 @@ func (s *Store) UpdateSettings(tenantID string, p SettingsPatch) (Settings, erro
 		v := *p.CABundlePath
 		if v != "" && (!strings.HasPrefix(v, "/") || len(v) > 1024 || strings.ContainsAny(v, "\x00\n\r")) {
 			return Settings{}, invalid("ca_bundle_path", "must be an absolute path")
+		}
+	}
+	for _, f := range []struct {
+		name string
+		rate *int
+	}{{"sandbox_request_rate", p.SandboxRequestRate}, {"sandbox_connection_rate", p.SandboxConnectionRate}} {
+		if f.rate != nil && (*f.rate < 0 || *f.rate > MaxSandboxRate) {
+			return Settings{}, invalid(f.name, "a whole number of requests a second from 1 to %d, or 0 for the server's default", MaxSandboxRate)
 		}
 	}
 	for _, f := range []struct {
@@ -160,6 +170,12 @@ func (s *Store) UpdateSettings(tenantID string, p SettingsPatch) (Settings, erro
 		}
 		if p.AllowAnyHostSecrets != nil {
 			t.Settings.AllowAnyHostSecrets = *p.AllowAnyHostSecrets
+		}
+		if p.SandboxRequestRate != nil {
+			t.Settings.SandboxRequestRate = *p.SandboxRequestRate
+		}
+		if p.SandboxConnectionRate != nil {
+			t.Settings.SandboxConnectionRate = *p.SandboxConnectionRate
 		}
 		t.UpdatedAt = s.stamp()
 		if err := putJSON(tx.Bucket(bTenants), []byte(t.ID), &t); err != nil {

@@ -101,7 +101,17 @@ type Settings struct {
 	// host). Off (the default): such a secret is refused when stored, and
 	// one stored while it was on counts as absent in the walk.
 	AllowAnyHostSecrets bool `json:"allow_any_host_secrets"`
+	// SandboxRequestRate bounds the proxy requests of one sandbox, a
+	// second (bursts of twice as many); zero means the server's default.
+	SandboxRequestRate int `json:"sandbox_request_rate,omitempty"`
+	// SandboxConnectionRate bounds the new proxy connections (CONNECTs) of
+	// one sandbox, a second (bursts of twice as many); zero means the
+	// server's default.
+	SandboxConnectionRate int `json:"sandbox_connection_rate,omitempty"`
 }
+
+// MaxSandboxRate bounds the per-sandbox rates a tenant may set.
+const MaxSandboxRate = 100_000
 
 // DefaultSettings are the settings of a new tenant.
 func DefaultSettings() Settings { return Settings{AllowEndUserCredentials: true} }

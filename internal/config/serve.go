@@ -81,6 +81,13 @@ type Serve struct {
 	// ProxyIdleTimeout closes a quiet proxy connection (tunnels included);
 	// zero means 5 minutes.
 	ProxyIdleTimeout time.Duration
+	// ProxyHandshakeTimeout bounds a tunnel's TLS ClientHello (or first
+	// byte) and a MITM'd TLS handshake; zero means 10s.
+	ProxyHandshakeTimeout time.Duration
+	// SandboxRequestRate and SandboxConnectionRate bound one sandbox's
+	// proxy requests and new connections a second (bursts of twice as
+	// many); a tenant's own setting overrides them. Zero: no limit.
+	SandboxRequestRate, SandboxConnectionRate int
 	// Audit is "sync" (a substituted request is forwarded only after its
 	// audit row is on disk; a failing log refuses it), "journal" (only
 	// after its row is written to the audit journal: an egressd crash loses
@@ -205,8 +212,9 @@ func (s *Serve) Check() error {
 	if s.NoProxy, err = ParseNoProxy(s.SandboxNoProxy); err != nil {
 		return err
 	}
-	if s.MaxBufferedBody < 0 || s.MaxConnsPerSandbox < 0 || s.ProxyIdleTimeout < 0 {
-		return errors.New("--max-buffered-body, --max-conns-per-sandbox and --proxy-idle-timeout must not be negative")
+	if s.MaxBufferedBody < 0 || s.MaxConnsPerSandbox < 0 || s.ProxyIdleTimeout < 0 || s.ProxyHandshakeTimeout < 0 ||
+		s.SandboxRequestRate < 0 || s.SandboxConnectionRate < 0 {
+		return errors.New("--max-buffered-body, --max-conns-per-sandbox, --proxy-idle-timeout, --proxy-handshake-timeout, --sandbox-request-rate and --sandbox-connection-rate must not be negative")
 	}
 	return nil
 }

@@ -69,15 +69,19 @@ func (l *Limiter) AllowWith(key string, lim Limit) (ok bool, retryAfter time.Dur
 	}
 	now := l.cfg.Now()
 	b := l.bucket(key, lim)
-	r := b.ReserveN(now, 1)
-	if !r.OK() {
-		return false, time.Second
+	if b.AllowN(now, 1) { // no allocation on the way that passes
+		return true, 0
 	}
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
-		return false, d
+	return false, wait(b, now)
+}
+
+// wait is how long until b holds a whole token.
+func wait(b *rate.Limiter, now time.Time) time.Duration {
+	tokens := b.TokensAt(now)
+	if tokens >= 1 || b.Limit() <= 0 {
+		return 0
 	}
-	return true, 0
+	return time.Duration(math.Ceil((1-tokens)/float64(b.Limit())*1e9)) * time.Nanosecond
 }
 
 // Blocked reports whether key's bucket is empty now, without taking a
@@ -93,9 +97,8 @@ func (l *Limiter) Blocked(key string) (blocked bool, retryAfter time.Duration) {
 	if !ok {
 		return false, 0
 	}
-	now := l.cfg.Now()
-	if tokens := b.TokensAt(now); tokens < 1 {
-		return true, time.Duration(math.Ceil((1-tokens)/float64(b.Limit())*1e9)) * time.Nanosecond
+	if d := wait(b, l.cfg.Now()); d > 0 {
+		return true, d
 	}
 	return false, 0
 }
@@ -116,20 +119,16 @@ func (l *Limiter) Fail(key string) {
 	}
 }
 
-// bucket finds or makes key's bucket, reshaped to lim when it changed.
+// bucket finds or makes key's bucket. A key whose limit changed (a tenant
+// raised or lowered its own) starts again with a full bucket of the new
+// shape.
 func (l *Limiter) bucket(key string, lim Limit) *rate.Limiter {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b, ok := l.buckets.Get(key)
-	if !ok {
+	if !ok || b.Limit() != rate.Limit(lim.Rate) || b.Burst() != max(lim.Burst, 1) {
 		b = rate.NewLimiter(rate.Limit(lim.Rate), max(lim.Burst, 1))
 		l.buckets.Add(key, b)
-		return b
-	}
-	if b.Limit() != rate.Limit(lim.Rate) || b.Burst() != max(lim.Burst, 1) {
-		now := l.cfg.Now()
-		b.SetLimitAt(now, rate.Limit(lim.Rate))
-		b.SetBurstAt(now, max(lim.Burst, 1))
 	}
 	return b
 }

@@ -60,6 +60,10 @@ func TestAllowWithReshapes(t *testing.T) {
 	if ok, _ := l.AllowWith("t", wide); ok {
 		t.Fatal("past the wider burst")
 	}
+	// A changed limit starts with a full bucket.
+	if ok, _ := l.AllowWith("t", Limit{Rate: 1, Burst: 1}); !ok {
+		t.Fatal("a reshaped bucket starts empty")
+	}
 }
 
 func TestFailAndBlocked(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"github.com/egressd/egressd/certs"
 	"github.com/egressd/egressd/internal/config"
 	"github.com/egressd/egressd/internal/datadir"
+	"github.com/egressd/egressd/internal/ratelimit"
 	"github.com/egressd/egressd/oauth"
 	"github.com/egressd/egressd/proxy"
 	"github.com/egressd/egressd/resolver"
@@ -43,5 +44,16 @@ func newProxy(s config.Serve, o *datadir.Opened, res *resolver.Resolver, reg pro
 		MaxBufferedBody: s.MaxBufferedBody, Redact: s.RedactResponses,
 		MaxConnsPerSandbox: s.MaxConnsPerSandbox, IdleTimeout: s.ProxyIdleTimeout,
 		Sink: sink, AuditAsync: s.Audit == "async", Refresher: oa, Lookup: lookup,
+		HandshakeTimeout: s.ProxyHandshakeTimeout,
+		RateLimits: &proxy.RateLimits{
+			SandboxRequests:    perSecond(s.SandboxRequestRate),
+			SandboxConnections: perSecond(s.SandboxConnectionRate),
+			FailedAuth:         proxy.DefaultRateLimits.FailedAuth,
+		},
 	})
+}
+
+// perSecond is a bucket of n a second with bursts of 2n (none for 0).
+func perSecond(n int) ratelimit.Limit {
+	return ratelimit.Limit{Rate: float64(n), Burst: 2 * n}
 }
