@@ -102,6 +102,8 @@ const (
 	ActionBrowserTokenIssued = "browser_token.issued"
 	ActionOAuthCompleted     = "oauth.completed"
 	ActionTenantCreated      = "tenant.created"
+	ActionAPIKeyIssued       = "api_key.issued"
+	ActionVaultRekeyed       = "vault.rekeyed"
 )
 
 const (

@@ -169,13 +169,26 @@ func TestAdminAuditRows(t *testing.T) {
 		}
 	}
 
-	// Writes that record nothing: a Store not made by As, an admin key, a
-	// placeholder issued on an env read.
+	// An admin key issued by an actor (egressd init) is on record.
 	n := len(adminRows(t, s, tn.ID))
-	if _, err := s.UpsertSecret(tn.ID, SecretInput{Name: "quiet", Value: "v", Scope: ScopeTenant, AllowedHosts: []string{"api.example.com"}}); err != nil {
+	_, k, err := a.CreateAPIKey(tn.ID, KeyAdmin, "", 0)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := a.CreateAPIKey(tn.ID, KeyAdmin, "", 0); err != nil {
+	issued := 0
+	for _, r := range adminRows(t, s, tn.ID) {
+		if r.Action == ActionAPIKeyIssued && r.Details["key_id"] == k.ID && r.ActorID == actor.ID {
+			issued++
+		}
+	}
+	if got := len(adminRows(t, s, tn.ID)); got != n+1 || issued != 1 {
+		t.Errorf("admin key issued: %d new rows, %d for the key", got-n, issued)
+	}
+
+	// Writes that record nothing: a Store not made by As, a placeholder
+	// issued on an env read.
+	n = len(adminRows(t, s, tn.ID))
+	if _, err := s.UpsertSecret(tn.ID, SecretInput{Name: "quiet", Value: "v", Scope: ScopeTenant, AllowedHosts: []string{"api.example.com"}}); err != nil {
 		t.Fatal(err)
 	}
 	sbx2, _ := mustSandbox(t, s, tn.ID, SandboxInput{})

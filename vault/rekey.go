@@ -100,7 +100,30 @@ func Rekey(path string, oldKey, newKey *MasterKey, timeout time.Duration) (Rekey
 			}
 		}
 		res.Secrets = len(updates)
-		return rekeyOAuth(tx, oldKey, newKey)
+		if err := rekeyOAuth(tx, oldKey, newKey); err != nil {
+			return err
+		}
+		return auditRekey(tx, &res)
 	})
 	return res, err
+}
+
+// auditRekey appends to every tenant's log an admin row saying the
+// operator re-wrapped its data keys, in the rekey's own transaction: the
+// master key ids (never a key) and how many secrets the vault holds.
+func auditRekey(tx *bolt.Tx, res *RekeyResult) error {
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	b := txAuditBuckets(tx)
+	return tx.Bucket(bTenants).ForEach(func(id, _ []byte) error {
+		row := AuditRow{
+			TenantID: string(id), Kind: AuditKindAdmin, Action: ActionVaultRekeyed, Time: now,
+			ActorKind: ActorCLI, ActorID: "egressd vault rekey",
+			Details: map[string]string{"old_master_key_id": res.OldKeyID, "new_master_key_id": res.NewKeyID, "vault_secrets": itoa(res.Secrets)},
+		}
+		e, err := row.prepare(time.Now)
+		if err != nil {
+			return err
+		}
+		return b.put(&e)
+	})
 }

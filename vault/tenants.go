@@ -35,7 +35,10 @@ func (s *Store) EnsureTenant(name string) (t Tenant, created bool, err error) {
 		if err := tx.Bucket(bTenantNames).Put([]byte(name), []byte(t.ID)); err != nil {
 			return err
 		}
-		return putJSON(tx.Bucket(bTenants), []byte(t.ID), &t)
+		if err := putJSON(tx.Bucket(bTenants), []byte(t.ID), &t); err != nil {
+			return err
+		}
+		return s.txAudit(tx, ActionTenantCreated, AuditRow{TenantID: t.ID})
 	})
 	if err == nil && created {
 		s.changed(t.ID)
@@ -204,12 +207,15 @@ func (s *Store) CreateAPIKey(tenantID string, kind KeyKind, externalUserID strin
 			return fmt.Errorf("tenant: %w", ErrNotFound)
 		}
 		var err error
-		if token, k, err = s.putKey(tx, tenantID, kind, externalUserID, ttl); err != nil || kind != KeyBrowser {
+		if token, k, err = s.putKey(tx, tenantID, kind, externalUserID, ttl); err != nil {
 			return err
 		}
 		d := map[string]string{"key_id": k.ID}
 		if k.ExpiresAt != nil {
 			d["expires_at"] = k.ExpiresAt.Format(time.RFC3339)
+		}
+		if kind == KeyAdmin {
+			return s.txAudit(tx, ActionAPIKeyIssued, AuditRow{TenantID: tenantID, Details: d})
 		}
 		return s.txAudit(tx, ActionBrowserTokenIssued, AuditRow{TenantID: tenantID, ExternalUserID: externalUserID, Details: d})
 	})

@@ -34,19 +34,27 @@ func (c Credentials) LogValue() slog.Value {
 }
 
 // IssueKeys returns the tenant named name (creating it if absent) with a
-// new admin key, and the operator key if none existed yet.
-func IssueKeys(st *vault.Store, name string) (Credentials, error) {
+// new admin key, and the operator key if none existed yet. The tenant's
+// log gets an admin row for its creation and one for the key (which says
+// whether the operator key was issued with it), their actor the command
+// by (a CLI actor: "egressd init").
+func IssueKeys(st *vault.Store, name, by string) (Credentials, error) {
+	st = st.As(vault.Actor{Kind: vault.ActorCLI, ID: by})
 	t, _, err := st.EnsureTenant(name)
 	if err != nil {
 		return Credentials{}, fmt.Errorf("tenant %q: %w", name, err)
 	}
-	token, _, err := st.CreateAPIKey(t.ID, vault.KeyAdmin, "", 0)
-	if err != nil {
-		return Credentials{}, fmt.Errorf("admin key for tenant %q: %w", name, err)
-	}
 	op, err := st.EnsureOperatorKey()
 	if err != nil {
 		return Credentials{}, fmt.Errorf("operator key: %w", err)
+	}
+	keys := st
+	if op != "" {
+		keys = st.WithAudit("", map[string]string{"operator_key_issued": "true"})
+	}
+	token, _, err := keys.CreateAPIKey(t.ID, vault.KeyAdmin, "", 0)
+	if err != nil {
+		return Credentials{}, fmt.Errorf("admin key for tenant %q: %w", name, err)
 	}
 	return Credentials{TenantID: t.ID, TenantName: t.Name, APIKey: token, OperatorKey: op}, nil
 }
@@ -62,7 +70,7 @@ func Bootstrap(st *vault.Store) (c Credentials, ok bool, err error) {
 	if len(ts) > 0 {
 		return Credentials{}, false, nil
 	}
-	c, err = IssueKeys(st, DefaultTenant)
+	c, err = IssueKeys(st, DefaultTenant, "egressd serve (first run)")
 	return c, err == nil, err
 }
 
@@ -86,7 +94,7 @@ func Init(dir Dir, src KeySource, tenant string) (InitResult, error) {
 	if err != nil {
 		return InitResult{}, err
 	}
-	c, err := IssueKeys(o.Store, tenant)
+	c, err := IssueKeys(o.Store, tenant, "egressd init")
 	if cerr := o.Store.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("close vault: %w", cerr)
 	}
