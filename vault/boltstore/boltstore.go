@@ -87,8 +87,21 @@ func (s *Store) Batch(fn func(storage.Tx) error) error {
 }
 
 // EnsureBuckets creates the named buckets that do not exist yet, in one
-// transaction.
+// transaction. When they all exist it writes nothing: opening a file
+// leaves it as it was.
 func (s *Store) EnsureBuckets(names ...[]byte) error {
+	missing := false
+	if err := s.db.View(func(t *bolt.Tx) error {
+		for _, name := range names {
+			if t.Bucket(name) == nil {
+				missing = true
+				break
+			}
+		}
+		return nil
+	}); err != nil || !missing {
+		return err
+	}
 	return s.db.Update(func(t *bolt.Tx) error {
 		for _, name := range names {
 			if _, err := t.CreateBucketIfNotExists(name); err != nil {

@@ -55,8 +55,13 @@ func TestSeamErrors(t *testing.T) {
 	if err := s.EnsureBuckets([]byte("a"), []byte("b")); err != nil {
 		t.Fatal(err)
 	}
+	before := s.Stats()
 	if err := s.EnsureBuckets([]byte("a")); err != nil {
 		t.Fatalf("again: %v", err)
+	}
+	after := s.Stats()
+	if d := after.Sub(&before); d.TxStats.GetWrite() != 0 {
+		t.Error("EnsureBuckets of buckets that exist wrote to the file")
 	}
 	err := s.View(func(tx storage.Tx) error {
 		if tx.Bucket([]byte("missing")) != nil {
