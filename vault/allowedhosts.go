@@ -5,7 +5,7 @@ import (
 	"slices"
 	"strings"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/egressd/egressd/vault/storage"
 	"golang.org/x/net/publicsuffix"
 )
 
@@ -77,7 +77,7 @@ func checkAnyHost(t *Tenant, hosts []string) error {
 // host". They no longer resolve until they are stored again with hosts.
 func (s *Store) SecretsWithoutHosts() (int, error) {
 	n := 0
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx storage.Tx) error {
 		return tx.Bucket(bSecrets).ForEach(func(_, v []byte) error {
 			// Only the hosts are decoded (json copies them out of
 			// the transaction's memory).

@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"strings"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/egressd/egressd/vault/storage"
 )
 
 // Actor is who makes an admin write; it is recorded in the write's audit
@@ -81,7 +81,7 @@ func (s *Store) Actor() Actor { return s.audit.actor }
 
 // txAudit appends the admin row of a write to tx, if s has an actor. row
 // carries the identity chain; action and details are the write's own.
-func (s *Store) txAudit(tx *bolt.Tx, action string, row AuditRow) error {
+func (s *Store) txAudit(tx storage.Tx, action string, row AuditRow) error {
 	a := s.audit
 	switch a.actor.Kind {
 	case "":

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/egressd/egressd/vault/storage"
 )
 
 // BenchmarkAppendAuditConcurrent measures request rows per second with 64
@@ -30,7 +30,7 @@ func BenchmarkAppendAuditConcurrent(b *testing.B) {
 		if err != nil {
 			return err
 		}
-		return s.db.Batch(func(tx *bolt.Tx) error {
+		return s.backend.Batch(func(tx storage.Tx) error {
 			ab := txAuditBuckets(tx)
 			return ab.put(&e)
 		})
@@ -54,7 +54,8 @@ func BenchmarkAppendAuditConcurrent(b *testing.B) {
 		b.Run(v.name, func(b *testing.B) {
 			s := openTest(b, func(c *Config) { c.NoSync = v.noSync })
 			if v.size > 0 {
-				s.db.MaxBatchSize, s.db.MaxBatchDelay = v.size, v.delay
+				db := needBoltFile(b, s).DB()
+				db.MaxBatchSize, db.MaxBatchDelay = v.size, v.delay
 			}
 			var n atomic.Int64
 			b.SetParallelism((writers + 1) / 2) // times GOMAXPROCS (2 here)
@@ -143,7 +144,7 @@ func buildAuditLog(b *testing.B, s *Store, n int) {
 			}
 			entries = append(entries, e)
 		}
-		err := s.db.Update(func(tx *bolt.Tx) error {
+		err := s.backend.Update(func(tx storage.Tx) error {
 			ab := txAuditBuckets(tx)
 			for j := range entries {
 				if err := ab.put(&entries[j]); err != nil {

@@ -6,7 +6,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/egressd/egressd/vault/storage"
 )
 
 const (
@@ -22,7 +22,7 @@ const (
 // committer) gathers the rows of concurrent AppendAudit calls, writes
 // them to the audit journal with one write and one fdatasync, hands them
 // to the indexer and answers each caller. The indexer (audit_index.go)
-// puts them into the bbolt buckets in larger transactions. Readers of the
+// puts them into the store's buckets in larger transactions. Readers of the
 // log (QueryAudit, ExportAudit, PruneAudit) first wait for the indexer to
 // commit what it holds, so a row is visible once AppendAudit returned.
 //
@@ -44,7 +44,7 @@ const (
 // with 1 writer 160 rows/s (3.5k here): db.Batch is only fast when its
 // size matches the number of writers.
 type auditLog struct {
-	db   *bolt.DB
+	db   storage.Backend
 	j    *journal
 	reqs chan *auditReq // unbuffered: a send succeeds only into the committer's hands
 	stop chan struct{}
@@ -69,7 +69,7 @@ type auditReq struct {
 
 var auditReqPool = sync.Pool{New: func() any { return &auditReq{err: make(chan error, 1)} }}
 
-func newAuditLog(db *bolt.DB, j *journal) *auditLog {
+func newAuditLog(db storage.Backend, j *journal) *auditLog {
 	l := &auditLog{db: db, j: j, reqs: make(chan *auditReq), stop: make(chan struct{}), done: make(chan struct{})}
 	l.idx = newAuditIndexer(db)
 	go l.run()
@@ -78,7 +78,7 @@ func newAuditLog(db *bolt.DB, j *journal) *auditLog {
 
 // close stops the committer after the commit in progress (callers that
 // were not taken into it get ErrClosed), then the indexer after it has
-// put every journaled row into bbolt, then rewinds the journal when that
+// put every journaled row into the store, then rewinds the journal when that
 // worked.
 func (l *auditLog) close() error {
 	l.once.Do(func() {
@@ -96,7 +96,7 @@ func (l *auditLog) close() error {
 	return l.closeErr
 }
 
-// sync waits until every row AppendAudit has acknowledged is in bbolt.
+// sync waits until every row AppendAudit has acknowledged is in the store.
 func (l *auditLog) sync() error { return l.idx.flush() }
 
 func (l *auditLog) run() {
@@ -184,7 +184,7 @@ func (l *auditLog) commit(payloads [][]byte, entries []auditEntry, sync bool) er
 // disk: written to the audit journal and fdatasync'd (unless the store was
 // opened with NoSync). Concurrent callers share one write and one sync
 // (group commit). QueryAudit, ExportAudit and PruneAudit see them as soon
-// as it returns; the indexer has them in the bbolt buckets within
+// as it returns; the indexer has them in the store's buckets within
 // indexMaxWait.
 //
 // Each row needs Kind and TenantID; an empty ID and a zero Time are filled

@@ -5,7 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/egressd/egressd/vault/storage"
 )
 
 const (
@@ -13,7 +13,7 @@ const (
 	// commits them at once.
 	indexMaxRows = 4096
 	// indexMaxWait is how long a journaled row waits for its commit to
-	// bbolt at most, when no reader asks for it sooner.
+	// the store at most, when no reader asks for it sooner.
 	indexMaxWait = 50 * time.Millisecond
 	// indexRetry is how long the indexer waits after a failed commit.
 	indexRetry = 100 * time.Millisecond
@@ -22,7 +22,7 @@ const (
 	indexQueue = 1024
 )
 
-// auditIndexer puts journaled rows into the bbolt buckets. One goroutine
+// auditIndexer puts journaled rows into the store's audit buckets. One goroutine
 // gathers them for up to indexMaxWait or indexMaxRows and writes them in
 // one transaction; a row written twice in that window (the proxy's
 // provisional row and its final one share a key) is written once, as its
@@ -30,7 +30,7 @@ const (
 // flushes go through one channel, so a flush covers every group handed
 // over before it.
 type auditIndexer struct {
-	db *bolt.DB
+	db storage.Backend
 	in chan indexMsg
 
 	mu     sync.RWMutex // guards closed against sends on the closed channel
@@ -57,7 +57,7 @@ type indexMsg struct {
 	reply   chan error
 }
 
-func newAuditIndexer(db *bolt.DB) *auditIndexer {
+func newAuditIndexer(db storage.Backend) *auditIndexer {
 	x := &auditIndexer{db: db, in: make(chan indexMsg, indexQueue), exited: make(chan struct{}), pos: map[string]int{}}
 	go x.run()
 	return x
@@ -81,7 +81,7 @@ func (x *auditIndexer) failing() error {
 }
 
 // flush returns once every group handed over before it was called is
-// committed to bbolt, or with the error of the commit that tried.
+// committed to the store, or with the error of the commit that tried.
 func (x *auditIndexer) flush() error {
 	reply := make(chan error, 1)
 	x.mu.RLock()
@@ -176,7 +176,7 @@ func (x *auditIndexer) commit() error {
 	if len(x.pending) == 0 {
 		return nil
 	}
-	err := x.db.Update(func(tx *bolt.Tx) error {
+	err := x.db.Update(func(tx storage.Tx) error {
 		b := txAuditBuckets(tx)
 		for i := range x.pending {
 			if err := b.put(&x.pending[i]); err != nil {

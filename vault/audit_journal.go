@@ -9,26 +9,27 @@ import (
 	"os"
 	"path/filepath"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/egressd/egressd/vault/storage"
 )
 
-// The audit journal is the request rows' write-ahead file, next to the
-// bbolt file (its path plus ".audit-journal"). A group of rows is made
+// The audit journal is the request rows' write-ahead file, on this node's
+// disk whatever the backend (Config.JournalPath; by default next to the
+// bbolt file: its path plus ".audit-journal"). A group of rows is made
 // durable with one write and one fdatasync here; the indexer moves the
-// rows into the bbolt buckets (rows and indexes) later, in transactions of
-// a thousand rows instead of one per group. Only the process holding the
-// bbolt file's lock opens it.
+// rows into the store's audit buckets (rows and indexes) later, in
+// transactions of a thousand rows instead of one per group. Only the
+// process that has the vault open opens it.
 //
 // Layout: a 16-byte header (the magic, then the epoch as 8 little-endian
 // bytes), then records: length (4 bytes LE), CRC-32C (4 bytes LE) of the
 // epoch's 8 bytes followed by the payload, then the payload (a row's
 // JSON). The file is written from the header on and, once every row in
-// it is in bbolt, rewound: the epoch is incremented and records are
+// it is in the store, rewound: the epoch is incremented and records are
 // written again from the start, over the old ones. A record of an older
 // epoch fails its CRC under the new one, as does a torn record, so reading
 // stops at the first record that is not of the current epoch and whole.
 //
-// Every indexer transaction also records in the vault file how far into
+// Every indexer transaction also records in the store how far into
 // the journal it has put rows (the epoch and the offset after the last
 // record it took, metaAuditJournal): a replay puts only the records after
 // that point. Putting a row again that is already indexed is not harmless:
@@ -74,7 +75,7 @@ func (p journalPos) encode() []byte {
 
 // indexedPos reads the position the audit buckets hold every row up to
 // (zero when none was recorded).
-func indexedPos(meta *bolt.Bucket) journalPos {
+func indexedPos(meta storage.Bucket) journalPos {
 	v := meta.Get(metaAuditJournal)
 	if len(v) != 16 {
 		return journalPos{}
@@ -105,7 +106,7 @@ type journal struct {
 
 // openJournal opens (creating if absent) the journal at path and returns
 // the current epoch's whole records, oldest first. The caller puts them
-// into bbolt and then calls rewind.
+// into the store and then calls rewind.
 func openJournal(path string, nosync bool) (*journal, []journalRecord, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
@@ -218,7 +219,7 @@ func (j *journal) sum(p []byte) uint32 { return crc32.Update(j.seed, crc32c, p) 
 
 // rewind starts a new epoch: the header with the next epoch is written and
 // synced, and records go from the start again. Everything in the file must
-// be in bbolt, committed, before it is called.
+// be in the store, committed, before it is called.
 func (j *journal) rewind() error {
 	if j.broken != nil {
 		return j.broken
@@ -289,10 +290,10 @@ func (j *journal) close() error { return j.f.Close() }
 
 // openAuditJournal opens the journal at path and puts the rows it holds
 // past the position the audit buckets are indexed up to (those a crash
-// left unindexed) into bbolt, then rewinds it.
+// left unindexed) into the store, then rewinds it.
 func (s *Store) openAuditJournal(path string, nosync bool) (*journal, error) {
 	var done journalPos
-	if err := s.db.View(func(tx *bolt.Tx) error {
+	if err := s.backend.View(func(tx storage.Tx) error {
 		done = indexedPos(tx.Bucket(bMeta))
 		return nil
 	}); err != nil {
@@ -303,7 +304,7 @@ func (s *Store) openAuditJournal(path string, nosync bool) (*journal, error) {
 		return nil, err
 	}
 	if done.epoch == j.epoch {
-		// Records up to done are in bbolt. If a power loss took some of
+		// Records up to done are in the store. If a power loss took some of
 		// them (unsynced), none after them was synced either.
 		i := 0
 		for i < len(records) && records[i].end <= done.off {
@@ -313,7 +314,7 @@ func (s *Store) openAuditJournal(path string, nosync bool) (*journal, error) {
 	}
 	for len(records) > 0 {
 		n := min(len(records), indexMaxRows)
-		err := s.db.Update(func(tx *bolt.Tx) error {
+		err := s.backend.Update(func(tx storage.Tx) error {
 			b := txAuditBuckets(tx)
 			for _, rec := range records[:n] {
 				var r AuditRow

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/egressd/egressd/vault/boltstore"
 )
 
 // allAudit reads every row of the tenant through QueryAudit, page by page.
@@ -170,7 +170,7 @@ func TestAuditJournalForeignFile(t *testing.T) {
 		t.Fatalf("the foreign file was changed: %q", b)
 	}
 	// And the bbolt file's lock was released.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 100 * time.Millisecond})
+	db, err := boltstore.Open(path, boltstore.Options{Timeout: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

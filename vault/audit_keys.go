@@ -7,7 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/egressd/egressd/vault/storage"
 )
 
 // How the audit log is laid out in the file: rows in bAudit keyed tenant
@@ -186,15 +186,16 @@ func truncateUTF8(s string, n int) string {
 
 // auditBuckets are the audit log's buckets in one transaction.
 type auditBuckets struct {
-	rows *bolt.Bucket
-	idx  [auditIndexCount]*bolt.Bucket
+	rows storage.Bucket
+	idx  [auditIndexCount]storage.Bucket
 }
 
-func txAuditBuckets(tx *bolt.Tx) auditBuckets {
+func txAuditBuckets(tx storage.Tx) auditBuckets {
 	b := auditBuckets{rows: tx.Bucket(bAudit)}
 	// Rows of one tenant are mostly appended in time order: fill pages
-	// fuller than bbolt's default half before splitting them.
-	b.rows.FillPercent = 0.9
+	// fuller than bbolt's default half before splitting them (a hint
+	// other backends may ignore).
+	b.rows.FillHint(0.9)
 	for i, ix := range auditIndexes {
 		b.idx[i] = tx.Bucket(ix.bucket)
 	}

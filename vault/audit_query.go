@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/egressd/egressd/vault/storage"
 )
 
 // AuditFilter narrows QueryAudit; empty fields match everything.
@@ -120,7 +120,7 @@ func (s *Store) queryAudit(tenantID string, f AuditFilter, budget int) ([]AuditR
 
 	out := []AuditRow{}
 	var next string
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx storage.Tx) error {
 		rowsB := tx.Bucket(bAudit)
 		c := tx.Bucket(bucket).Cursor()
 		var k, v []byte
@@ -194,7 +194,7 @@ func containsAll(v []byte, needles [][]byte) bool {
 }
 
 // seekBefore moves c to the last key below k.
-func seekBefore(c *bolt.Cursor, k []byte) ([]byte, []byte) {
+func seekBefore(c storage.Cursor, k []byte) ([]byte, []byte) {
 	if at, _ := c.Seek(k); at == nil {
 		return c.Last()
 	}

@@ -5,7 +5,7 @@ import (
 	"container/heap"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/egressd/egressd/vault/storage"
 )
 
 // DefaultAuditPruneBatch is the batch PruneAudit uses when given none.
@@ -40,7 +40,7 @@ func (s *Store) PruneAudit(before time.Time, batch int) (deleted int, err error)
 	limit := auditTime(before)
 	for {
 		n := 0
-		err := s.db.Update(func(tx *bolt.Tx) error {
+		err := s.backend.Update(func(tx storage.Tx) error {
 			n = 0
 			b := txAuditBuckets(tx)
 			type victim struct {
@@ -108,7 +108,7 @@ func (s *Store) ExportAudit(tenantID string, since time.Time, fn func(AuditRow) 
 	pos := map[string][]byte{}
 	for {
 		var rows []AuditRow
-		err := s.view(func(tx *bolt.Tx) error {
+		err := s.view(func(tx storage.Tx) error {
 			b := tx.Bucket(bAudit)
 			tenants := []string{tenantID}
 			if tenantID == "" {
@@ -163,7 +163,7 @@ func (s *Store) ExportAudit(tenantID string, since time.Time, fn func(AuditRow) 
 
 // auditTenants lists the tenants that have audit rows, by skipping from
 // each tenant's first key to the next tenant's.
-func auditTenants(b *bolt.Bucket) []string {
+func auditTenants(b storage.Bucket) []string {
 	var out []string
 	c := b.Cursor()
 	for k, _ := c.First(); k != nil; {
@@ -182,7 +182,7 @@ func auditTenants(b *bolt.Bucket) []string {
 type exportHead struct {
 	tenant string
 	p      []byte // tenant \0
-	c      *bolt.Cursor
+	c      storage.Cursor
 	k, v   []byte
 }
 

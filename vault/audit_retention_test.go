@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/egressd/egressd/vault/storage"
 )
 
 // oldestFirst sorts rows as ExportAudit gives them.
@@ -34,7 +34,7 @@ func indexKeys(tb testing.TB, s *Store, rows []AuditRow) (have, want []string) {
 	if err := s.log.sync(); err != nil {
 		tb.Fatal(err)
 	}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.backend.View(func(tx storage.Tx) error {
 		for _, name := range [][]byte{bAuditByExtUser, bAuditByExtWorkspace, bAuditBySandbox, bAuditBySecret} {
 			tx.Bucket(name).ForEach(func(k, _ []byte) error {
 				have = append(have, fmt.Sprintf("%s/%q", name, k))
@@ -135,8 +135,8 @@ func TestPruneAuditBounded(t *testing.T) {
 				return
 			default:
 			}
-			s.db.View(func(tx *bolt.Tx) error {
-				counts = append(counts, tx.Bucket(bAudit).Stats().KeyN)
+			s.backend.View(func(tx storage.Tx) error {
+				counts = append(counts, countKeys(tx.Bucket(bAudit)))
 				return nil
 			})
 		}

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"fmt"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/egressd/egressd/vault/storage"
 )
 
 // BindingInput attaches a secret to a resource.
@@ -35,7 +35,7 @@ func (s *Store) CreateBinding(tenantID string, in BindingInput) (Binding, error)
 		return Binding{}, invalid("expose_as_env", "must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
 	}
 	var b Binding
-	err := s.update(tenantID, func(tx *bolt.Tx) error {
+	err := s.update(tenantID, func(tx storage.Tx) error {
 		sec, err := txSecret(tx, tenantID, in.SecretID)
 		if err != nil {
 			return err
@@ -55,7 +55,7 @@ func (s *Store) CreateBinding(tenantID string, in BindingInput) (Binding, error)
 	return b, err
 }
 
-func (s *Store) txBind(tx *bolt.Tx, tenantID, secretID, resourceID string, rt ResourceType, env string) (Binding, error) {
+func (s *Store) txBind(tx storage.Tx, tenantID, secretID, resourceID string, rt ResourceType, env string) (Binding, error) {
 	var b Binding
 	p := prefix(tenantID, secretID)
 	c := tx.Bucket(bBindBySecret).Cursor()
@@ -81,7 +81,7 @@ func (s *Store) txBind(tx *bolt.Tx, tenantID, secretID, resourceID string, rt Re
 
 // DeleteBinding removes one binding.
 func (s *Store) DeleteBinding(tenantID, id string) error {
-	return s.update(tenantID, func(tx *bolt.Tx) error {
+	return s.update(tenantID, func(tx storage.Tx) error {
 		b, err := txDeleteBinding(tx, tenantID, id)
 		if err != nil || s.audit.actor.Kind == "" {
 			return err
@@ -101,7 +101,7 @@ func (s *Store) DeleteBinding(tenantID, id string) error {
 }
 
 // txDeleteBinding deletes a binding and returns what it was.
-func txDeleteBinding(tx *bolt.Tx, tenantID, id string) (Binding, error) {
+func txDeleteBinding(tx storage.Tx, tenantID, id string) (Binding, error) {
 	var b Binding
 	ok, err := getJSON(tx.Bucket(bBindings), key(tenantID, id), &b)
 	if err != nil {
@@ -122,7 +122,7 @@ func txDeleteBinding(tx *bolt.Tx, tenantID, id string) (Binding, error) {
 // Binding returns one binding.
 func (s *Store) Binding(tenantID, id string) (Binding, error) {
 	var b Binding
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx storage.Tx) error {
 		ok, err := getJSON(tx.Bucket(bBindings), key(tenantID, id), &b)
 		if err == nil && (!ok || b.TenantID != tenantID) {
 			err = fmt.Errorf("binding %q: %w", id, ErrNotFound)
@@ -144,7 +144,7 @@ type BindingFilter struct {
 // ListBindings lists a tenant's bindings.
 func (s *Store) ListBindings(tenantID string, f BindingFilter) ([]Binding, error) {
 	out := []Binding{}
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx storage.Tx) error {
 		p := prefix(tenantID)
 		c := tx.Bucket(bBindings).Cursor()
 		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
@@ -164,7 +164,7 @@ func (s *Store) ListBindings(tenantID string, f BindingFilter) ([]Binding, error
 	return out, err
 }
 
-func txBindingsOf(tx *bolt.Tx, tenantID, resourceID string) ([]Binding, error) {
+func txBindingsOf(tx storage.Tx, tenantID, resourceID string) ([]Binding, error) {
 	var out []Binding
 	p := prefix(tenantID, resourceID)
 	c := tx.Bucket(bBindByRes).Cursor()

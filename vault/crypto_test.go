@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/egressd/egressd/vault/storage"
 )
 
 func TestSealOpenRoundTrip(t *testing.T) {
@@ -93,10 +93,10 @@ func TestOpenRefusesOtherBinding(t *testing.T) {
 	}
 }
 
-// editRow rewrites the stored row of a secret inside one bolt transaction.
+// editRow rewrites the stored row of a secret inside one transaction.
 func editRow(t *testing.T, s *Store, bucketKey []byte, fn func(row map[string]json.RawMessage)) {
 	t.Helper()
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.backend.Update(func(tx storage.Tx) error {
 		b := tx.Bucket(bSecrets)
 		var row map[string]json.RawMessage
 		if err := json.Unmarshal(b.Get(bucketKey), &row); err != nil {
@@ -149,7 +149,7 @@ func TestCopiedRowFailsToOpen(t *testing.T) {
 	})
 	t.Run("whole row moved to other tenant", func(t *testing.T) {
 		// The attacker also rewrites tenant_id so the row looks at home.
-		err := s.db.Update(func(tx *bolt.Tx) error {
+		err := s.backend.Update(func(tx storage.Tx) error {
 			var row map[string]json.RawMessage
 			if err := json.Unmarshal(tx.Bucket(bSecrets).Get(aKey), &row); err != nil {
 				return err

@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/egressd/egressd/vault/storage"
 )
 
 // OAuth connect state: flows (one per connect, found by their state) and
@@ -208,7 +208,7 @@ func (s *Store) CreateOAuthFlow(tenantID string, in OAuthFlowInput) (OAuthFlow, 
 		}
 		row.AuthURL = v
 	}
-	err := s.update("", func(tx *bolt.Tx) error {
+	err := s.update("", func(tx storage.Tx) error {
 		if _, err := txTenant(tx, tenantID); err != nil {
 			return err
 		}
@@ -229,7 +229,7 @@ func (s *Store) CreateOAuthFlow(tenantID string, in OAuthFlowInput) (OAuthFlow, 
 // OAuthFlow returns one flow of the tenant.
 func (s *Store) OAuthFlow(tenantID, id string) (OAuthFlow, error) {
 	var row storedFlow
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx storage.Tx) error {
 		ok, err := getJSON(tx.Bucket(bOAuthFlows), key(tenantID, id), &row)
 		if err == nil && !ok {
 			err = notFound("id", "no oauth flow %q", id)
@@ -260,7 +260,7 @@ func (s *Store) ClaimOAuthState(state string, by ClaimBy) (OAuthFlow, Value, err
 	var row storedFlow
 	var verifier Value
 	var claimErr error
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.backend.View(func(tx storage.Tx) error {
 		k := tx.Bucket(bOAuthStates).Get(stateKey(state))
 		if k == nil {
 			claimErr = ErrUnknownState
@@ -285,7 +285,7 @@ func (s *Store) ClaimOAuthState(state string, by ClaimBy) (OAuthFlow, Value, err
 		return row.OAuthFlow, Value{}, err
 	}
 	now := s.now()
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.backend.Update(func(tx storage.Tx) error {
 		row, verifier, claimErr = storedFlow{}, Value{}, nil
 		k := tx.Bucket(bOAuthStates).Get(stateKey(state))
 		if k == nil {
@@ -334,7 +334,7 @@ func (s *Store) ClaimOAuthState(state string, by ClaimBy) (OAuthFlow, Value, err
 // secret it stored, or failed (or expired) with a message for the caller.
 func (s *Store) FinishOAuthFlow(tenantID, id, status, secretID, msg string) (OAuthFlow, error) {
 	var row storedFlow
-	err := s.update("", func(tx *bolt.Tx) error {
+	err := s.update("", func(tx storage.Tx) error {
 		ok, err := getJSON(tx.Bucket(bOAuthFlows), key(tenantID, id), &row)
 		if err != nil {
 			return err
@@ -359,7 +359,7 @@ func (s *Store) FinishOAuthFlow(tenantID, id, status, secretID, msg string) (OAu
 // belongs to a flow that says expired.
 func (s *Store) ExpireOAuthFlow(tenantID, id string) (OAuthFlow, error) {
 	var row storedFlow
-	expire := func(tx *bolt.Tx) (bool, error) {
+	expire := func(tx storage.Tx) (bool, error) {
 		ok, err := getJSON(tx.Bucket(bOAuthFlows), key(tenantID, id), &row)
 		if err != nil {
 			return false, err
@@ -370,7 +370,7 @@ func (s *Store) ExpireOAuthFlow(tenantID, id string) (OAuthFlow, error) {
 		return row.Status == FlowPending && !row.StateUsed && !s.now().Before(row.ExpiresAt), nil
 	}
 	var due bool
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx storage.Tx) error {
 		var err error
 		due, err = expire(tx)
 		return err
@@ -378,7 +378,7 @@ func (s *Store) ExpireOAuthFlow(tenantID, id string) (OAuthFlow, error) {
 	if err != nil || !due {
 		return row.OAuthFlow, err
 	}
-	err = s.update("", func(tx *bolt.Tx) error {
+	err = s.update("", func(tx storage.Tx) error {
 		due, err := expire(tx)
 		if err != nil || !due {
 			return err
@@ -393,7 +393,7 @@ func (s *Store) ExpireOAuthFlow(tenantID, id string) (OAuthFlow, error) {
 // PruneOAuthFlows deletes flows (and their states) created before t.
 func (s *Store) PruneOAuthFlows(before time.Time) (int, error) {
 	n := 0
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.backend.Update(func(tx storage.Tx) error {
 		n = 0
 		var dead [][]byte
 		b := tx.Bucket(bOAuthFlows)

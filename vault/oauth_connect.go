@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/egressd/egressd/vault/storage"
 )
 
 // A flow's connect link (public, found by flow id alone): OAuthConnectFlow
@@ -15,7 +15,7 @@ import (
 // browser whose nonce hashes to nonceHash may open it: the flow must be
 // pending, unclaimed, not expired and have a connect link, and be either
 // not bound yet or bound to that same nonce. bound reports the latter.
-func (s *Store) connectLook(tx *bolt.Tx, flowID string, nonceHash []byte, row *storedFlow) (fk []byte, bound bool, err error) {
+func (s *Store) connectLook(tx storage.Tx, flowID string, nonceHash []byte, row *storedFlow) (fk []byte, bound bool, err error) {
 	*row = storedFlow{}
 	k := tx.Bucket(bOAuthFlowIDs).Get([]byte(flowID))
 	if k == nil {
@@ -52,7 +52,7 @@ func (s *Store) connectLook(tx *bolt.Tx, flowID string, nonceHash []byte, row *s
 // a connect link is ErrNotFound and answered zero).
 func (s *Store) OAuthConnectFlow(flowID string, nonceHash []byte) (OAuthFlow, error) {
 	var row storedFlow
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx storage.Tx) error {
 		_, _, err := s.connectLook(tx, flowID, nonceHash, &row)
 		return err
 	})
@@ -85,7 +85,7 @@ func (s *Store) BindOAuthConnect(flowID string, presented, fresh []byte) (f OAut
 	}
 	var row storedFlow
 	var again bool
-	err = s.view(func(tx *bolt.Tx) error {
+	err = s.view(func(tx storage.Tx) error {
 		var err error
 		_, again, err = s.connectLook(tx, flowID, presented, &row)
 		return err
@@ -105,7 +105,7 @@ func (s *Store) BindOAuthConnect(flowID string, presented, fresh []byte) (f OAut
 		return row.OAuthFlow, u, false, nil
 	}
 	var u string
-	err = s.update("", func(tx *bolt.Tx) error {
+	err = s.update("", func(tx storage.Tx) error {
 		fk, again, err := s.connectLook(tx, flowID, presented, &row)
 		if err != nil {
 			return err

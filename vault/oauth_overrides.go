@@ -7,7 +7,7 @@ import (
 	"maps"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/egressd/egressd/vault/storage"
 )
 
 // The actions of OAuth admin rows.
@@ -84,7 +84,7 @@ func (s *Store) PutOAuthOverride(tenantID, provider string, in OAuthOverrideInpu
 		return OAuthOverride{}, err
 	}
 	var out OAuthOverride
-	err := s.update(tenantID, func(tx *bolt.Tx) error {
+	err := s.update(tenantID, func(tx storage.Tx) error {
 		if _, err := txTenant(tx, tenantID); err != nil {
 			return err
 		}
@@ -120,7 +120,7 @@ func (s *Store) PutOAuthOverride(tenantID, provider string, in OAuthOverrideInpu
 // if there is none.
 func (s *Store) OAuthOverride(tenantID, provider string) (OAuthOverride, error) {
 	var row storedOverride
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx storage.Tx) error {
 		ok, err := getJSON(tx.Bucket(bOAuthOverrides), key(tenantID, provider), &row)
 		if err == nil && !ok {
 			err = notFound("provider", "no oauth override for %q", provider)
@@ -135,7 +135,7 @@ func (s *Store) OAuthOverride(tenantID, provider string) (OAuthOverride, error) 
 // exchange and refresh call it.
 func (s *Store) OAuthOverrideSecret(tenantID, provider string) (Value, error) {
 	var row storedOverride
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx storage.Tx) error {
 		ok, err := getJSON(tx.Bucket(bOAuthOverrides), key(tenantID, provider), &row)
 		if err == nil && !ok {
 			err = notFound("provider", "no oauth override for %q", provider)
@@ -155,7 +155,7 @@ func (s *Store) OAuthOverrideSecret(tenantID, provider string) (Value, error) {
 // ListOAuthOverrides lists the tenant's overrides.
 func (s *Store) ListOAuthOverrides(tenantID string) ([]OAuthOverride, error) {
 	out := []OAuthOverride{}
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx storage.Tx) error {
 		p := prefix(tenantID)
 		c := tx.Bucket(bOAuthOverrides).Cursor()
 		for k, v := c.Seek(p); k != nil && len(k) > len(p) && string(k[:len(p)]) == string(p); k, v = c.Next() {
@@ -172,7 +172,7 @@ func (s *Store) ListOAuthOverrides(tenantID string) ([]OAuthOverride, error) {
 
 // DeleteOAuthOverride removes the tenant's override for provider.
 func (s *Store) DeleteOAuthOverride(tenantID, provider string) error {
-	return s.update(tenantID, func(tx *bolt.Tx) error {
+	return s.update(tenantID, func(tx storage.Tx) error {
 		b := tx.Bucket(bOAuthOverrides)
 		if b.Get(key(tenantID, provider)) == nil {
 			return notFound("provider", "no oauth override for %q", provider)
@@ -187,14 +187,14 @@ func (s *Store) DeleteOAuthOverride(tenantID, provider string) error {
 // rekeyOAuth re-wraps the sealed OAuth material (override client secrets,
 // PKCE verifiers and authorize URLs of live flows) from oldKey to newKey inside Rekey's
 // transaction.
-func rekeyOAuth(tx *bolt.Tx, oldKey, newKey *MasterKey) error {
+func rekeyOAuth(tx storage.Tx, oldKey, newKey *MasterKey) error {
 	ob := tx.Bucket(bOAuthOverrides)
 	fb := tx.Bucket(bOAuthFlows)
 	if ob == nil || fb == nil {
 		return nil // a file from before OAuth
 	}
 	type put struct {
-		b   *bolt.Bucket
+		b   storage.Bucket
 		k   []byte
 		row any
 	}

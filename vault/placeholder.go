@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/egressd/egressd/vault/storage"
 )
 
 // PlaceholderMarker starts the unique part of every placeholder. Its first
@@ -61,7 +61,7 @@ func (s *Store) EnsurePlaceholders(tenantID, sandboxID string, prefixes map[stri
 	out := make(map[string]string, len(prefixes))
 	// Most calls find every placeholder issued: read first, write only if not.
 	missing := false
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx storage.Tx) error {
 		if _, err := txSandbox(tx, tenantID, sandboxID); err != nil {
 			return err
 		}
@@ -77,7 +77,7 @@ func (s *Store) EnsurePlaceholders(tenantID, sandboxID string, prefixes map[stri
 	if err != nil || !missing {
 		return out, err
 	}
-	err = s.update(tenantID, func(tx *bolt.Tx) error {
+	err = s.update(tenantID, func(tx storage.Tx) error {
 		if _, err := txSandbox(tx, tenantID, sandboxID); err != nil {
 			return err
 		}
@@ -114,7 +114,7 @@ func (s *Store) LookupPlaceholder(text string) (Placeholder, error) {
 	if core == "" {
 		return p, fmt.Errorf("placeholder: %w", ErrNotFound)
 	}
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx storage.Tx) error {
 		ok, err := getJSON(tx.Bucket(bPlaceholders), []byte(core), &p)
 		if err == nil && !ok {
 			err = fmt.Errorf("placeholder: %w", ErrNotFound)

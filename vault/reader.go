@@ -3,14 +3,14 @@ package vault
 import (
 	"fmt"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/egressd/egressd/vault/storage"
 )
 
 // Reader reads a consistent snapshot of the vault. It is valid only inside
 // the function given to Store.Read; nothing it returns aliases the file.
 type Reader struct {
 	s  *Store
-	tx *bolt.Tx
+	tx storage.Tx
 	// last is the secret row decoded last: the resolver reads a secret's
 	// metadata in the walk and then opens its value, one decode for both.
 	last *storedSecret
@@ -31,7 +31,7 @@ func (r *Reader) secretRow(tenantID, id string) (*storedSecret, error) {
 // Read runs fn over one read transaction. Keep fn short: a long read
 // transaction holds pages that writers cannot reuse.
 func (s *Store) Read(fn func(r *Reader) error) error {
-	return s.view(func(tx *bolt.Tx) error { return fn(&Reader{s: s, tx: tx}) })
+	return s.view(func(tx storage.Tx) error { return fn(&Reader{s: s, tx: tx}) })
 }
 
 // Tenant returns a tenant.

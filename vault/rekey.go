@@ -7,8 +7,8 @@ import (
 	"os"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
+	"github.com/egressd/egressd/vault/boltstore"
+	"github.com/egressd/egressd/vault/storage"
 )
 
 // RekeyResult says what Rekey did.
@@ -31,87 +31,92 @@ func Rekey(path string, oldKey, newKey *MasterKey, timeout time.Duration) (Rekey
 	if timeout == 0 {
 		timeout = time.Second
 	}
-	// bolt.Open would create a missing file: a mistyped --data-dir must not
+	// Opening would create a missing file: a mistyped --data-dir must not
 	// leave an empty vault behind.
 	if _, err := os.Stat(path); err != nil {
 		return res, fmt.Errorf("vault: %w", err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
+	db, err := boltstore.Open(path, boltstore.Options{Timeout: timeout})
 	if err != nil {
-		if errors.Is(err, berrors.ErrTimeout) {
+		if errors.Is(err, storage.ErrLocked) {
 			return res, fmt.Errorf("vault: open %s: %w", path, ErrLocked)
 		}
 		return res, fmt.Errorf("vault: open %s: %w", path, err)
 	}
 	defer db.Close()
-	err = db.Update(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bMeta)
-		if meta == nil || meta.Get(metaCanary) == nil {
-			return fmt.Errorf("vault: %s is not an egressd vault", path)
-		}
-		if err := checkCanary(meta.Get(metaCanary), oldKey); err != nil {
-			return err
-		}
-		var c sealed
-		if err := json.Unmarshal(meta.Get(metaCanary), &c); err != nil {
-			return err
-		}
-		nc, err := oldKey.rewrap(&c, []byte("egressd/canary"), newKey)
-		if err != nil {
-			return err
-		}
-		if err := putJSON(meta, metaCanary, nc); err != nil {
-			return err
-		}
-		b := tx.Bucket(bSecrets)
-		type update struct {
-			k   []byte
-			row storedSecret
-		}
-		var updates []update
-		err = b.ForEach(func(k, v []byte) error {
-			var row storedSecret
-			if err := unmarshal(v, &row); err != nil {
-				return err
-			}
-			if row.Value != nil {
-				nv, err := oldKey.rewrap(row.Value, valueAD(row.TenantID, row.ID, row.Version, "value"), newKey)
-				if err != nil {
-					return fmt.Errorf("secret %s: %w", row.ID, err)
-				}
-				row.Value = nv
-			}
-			if row.Refresh != nil {
-				nr, err := oldKey.rewrap(row.Refresh, valueAD(row.TenantID, row.ID, row.Version, "refresh_token"), newKey)
-				if err != nil {
-					return fmt.Errorf("secret %s refresh token: %w", row.ID, err)
-				}
-				row.Refresh = nr
-			}
-			updates = append(updates, update{k: append([]byte(nil), k...), row: row})
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		for _, u := range updates {
-			if err := putJSON(b, u.k, &u.row); err != nil {
-				return err
-			}
-		}
-		res.Secrets = len(updates)
-		if err := rekeyOAuth(tx, oldKey, newKey); err != nil {
-			return err
-		}
-		return auditRekey(tx, &res)
-	})
+	err = db.Update(func(tx storage.Tx) error { return rekeyTx(tx, path, oldKey, newKey, &res) })
 	return res, err
+}
+
+// rekeyTx re-wraps every data key in one transaction of any backend: the
+// canary, every secret's value and refresh token, the OAuth state; then
+// records it on every tenant's admin log. name names the store in errors.
+func rekeyTx(tx storage.Tx, name string, oldKey, newKey *MasterKey, res *RekeyResult) error {
+	meta := tx.Bucket(bMeta)
+	if meta == nil || meta.Get(metaCanary) == nil {
+		return fmt.Errorf("vault: %s is not an egressd vault", name)
+	}
+	if err := checkCanary(meta.Get(metaCanary), oldKey); err != nil {
+		return err
+	}
+	var c sealed
+	if err := json.Unmarshal(meta.Get(metaCanary), &c); err != nil {
+		return err
+	}
+	nc, err := oldKey.rewrap(&c, []byte("egressd/canary"), newKey)
+	if err != nil {
+		return err
+	}
+	if err := putJSON(meta, metaCanary, nc); err != nil {
+		return err
+	}
+	b := tx.Bucket(bSecrets)
+	type update struct {
+		k   []byte
+		row storedSecret
+	}
+	var updates []update
+	err = b.ForEach(func(k, v []byte) error {
+		var row storedSecret
+		if err := unmarshal(v, &row); err != nil {
+			return err
+		}
+		if row.Value != nil {
+			nv, err := oldKey.rewrap(row.Value, valueAD(row.TenantID, row.ID, row.Version, "value"), newKey)
+			if err != nil {
+				return fmt.Errorf("secret %s: %w", row.ID, err)
+			}
+			row.Value = nv
+		}
+		if row.Refresh != nil {
+			nr, err := oldKey.rewrap(row.Refresh, valueAD(row.TenantID, row.ID, row.Version, "refresh_token"), newKey)
+			if err != nil {
+				return fmt.Errorf("secret %s refresh token: %w", row.ID, err)
+			}
+			row.Refresh = nr
+		}
+		updates = append(updates, update{k: append([]byte(nil), k...), row: row})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, u := range updates {
+		if err := putJSON(b, u.k, &u.row); err != nil {
+			return err
+		}
+	}
+	res.Secrets = len(updates)
+	if err := rekeyOAuth(tx, oldKey, newKey); err != nil {
+		return err
+	}
+	return auditRekey(tx, res)
 }
 
 // auditRekey appends to every tenant's log an admin row saying the
 // operator re-wrapped its data keys, in the rekey's own transaction: the
 // master key ids (never a key) and how many secrets the vault holds.
-func auditRekey(tx *bolt.Tx, res *RekeyResult) error {
+func auditRekey(tx storage.Tx, res *RekeyResult) error {
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	b := txAuditBuckets(tx)
 	return tx.Bucket(bTenants).ForEach(func(id, _ []byte) error {

@@ -22,7 +22,7 @@ func crash(tb testing.TB, s *Store) {
 		}
 		s.log.j.close()
 	})
-	s.db.Close()
+	s.backend.Close()
 }
 
 // journalAppend writes rows to the journal at path as the committer
@@ -99,11 +99,14 @@ func (d *disk) powerLoss(tb testing.TB, path string) {
 }
 
 // openAt opens the vault at path (NoSync as given: false exercises
-// journalSync) and closes it when the test ends.
+// journalSync) on newTestBackend and closes it when the test ends.
 func openAt(tb testing.TB, path string, key *MasterKey, noSync bool) *Store {
 	tb.Helper()
-	s, err := Open(Config{Path: path, MasterKey: key, Timeout: 200 * time.Millisecond, NoSync: noSync})
+	cfg := Config{Path: path, MasterKey: key, Timeout: 200 * time.Millisecond, NoSync: noSync}
+	cfg.Backend = newTestBackend(tb, cfg)
+	s, err := Open(cfg)
 	if err != nil {
+		cfg.Backend.Close()
 		tb.Fatalf("open: %v", err)
 	}
 	tb.Cleanup(func() { s.Close() })

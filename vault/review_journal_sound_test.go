@@ -11,7 +11,8 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/egressd/egressd/vault/boltstore"
+	"github.com/egressd/egressd/vault/storage"
 )
 
 // These tests check what the review found sound: each guards a property
@@ -70,11 +71,11 @@ func plantCorrupt(tb testing.TB, s *Store, row AuditRow) func() {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bAudit).Put(e.key, []byte("{not json")) }); err != nil {
+	if err := s.backend.Update(func(tx storage.Tx) error { return tx.Bucket(bAudit).Put(e.key, []byte("{not json")) }); err != nil {
 		tb.Fatal(err)
 	}
 	return func() {
-		if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bAudit).Delete(e.key) }); err != nil {
+		if err := s.backend.Update(func(tx storage.Tx) error { return tx.Bucket(bAudit).Delete(e.key) }); err != nil {
 			tb.Fatal(err)
 		}
 	}
@@ -124,21 +125,14 @@ func TestReviewJournalIndexerRetryFinalWins(t *testing.T) {
 	if err := s.AppendAuditLater(second); err != nil {
 		t.Fatal(err)
 	}
-	_ = unplant // the store is closed below; the value is taken out in bbolt
+	_ = unplant // the store is closed below; the value is taken out in it
 	if err := s.Close(); err == nil {
 		t.Fatal("Close with rows it could not index said nothing")
 	}
-	// The planted value is still in the file: take it out as an operator
-	// would have to, straight in bbolt.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The planted value is still in the store: take it out as an operator
+	// would have to, straight in it.
 	e, _ := second.prepare(time.Now)
-	if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bAudit).Delete(e.key) }); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+	updateClosed(t, path, func(tx storage.Tx) error { return tx.Bucket(bAudit).Delete(e.key) })
 	s = openAt(t, path, key, true)
 	if r, n := getRow(t, s, "ten_j", second.ID); n != 1 || r.Outcome != "substituted" {
 		t.Fatalf("after reopening: %d rows, outcome %q", n, r.Outcome)
@@ -217,30 +211,20 @@ func TestReviewJournalReplayInterrupted(t *testing.T) {
 	}
 	journalAppend(t, path+".audit-journal", rows...)
 	// A row of the second transaction cannot be put.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
 	e, _ := rows[indexMaxRows+50].prepare(time.Now)
-	if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bAudit).Put(e.key, []byte("{")) }); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	if _, err := Open(Config{Path: path, MasterKey: key, NoSync: true}); err == nil {
+	updateClosed(t, path, func(tx storage.Tx) error { return tx.Bucket(bAudit).Put(e.key, []byte("{")) })
+	cfg := Config{Path: path, MasterKey: key, NoSync: true}
+	cfg.Backend = newTestBackend(t, cfg)
+	if s, err := Open(cfg); err == nil {
+		s.Close()
 		t.Fatal("a failed replay opened the vault")
 	}
-	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg.Backend.Close()
 	var got int
-	if err := db.Update(func(tx *bolt.Tx) error {
-		got = tx.Bucket(bAudit).Stats().KeyN
+	updateClosed(t, path, func(tx storage.Tx) error {
+		got = countKeys(tx.Bucket(bAudit))
 		return tx.Bucket(bAudit).Delete(e.key)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+	})
 	if got != indexMaxRows+1 {
 		t.Fatalf("after the failed replay: %d keys, want the first transaction's %d and the planted one", got, indexMaxRows)
 	}
@@ -295,7 +279,7 @@ func TestReviewJournalConcurrentClose(t *testing.T) {
 			defer wg.Done()
 			for !stop.Load() {
 				_, _, err := s.QueryAudit("ten_j", AuditFilter{Limit: 10})
-				if err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, bolt.ErrDatabaseNotOpen) {
+				if err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, boltstore.ErrClosed) {
 					t.Error(err)
 					return
 				}
@@ -343,9 +327,9 @@ func TestReviewJournalConcurrentClose(t *testing.T) {
 func TestReviewJournalFullChannelNoDeadlock(t *testing.T) {
 	path, key := tempVault(t)
 	s := openAt(t, path, key, true)
-	// Hold bbolt's writer lock: the indexer's next commit waits for it.
+	// Hold the writer lock: the indexer's next commit waits for it.
 	hold, held := make(chan struct{}), make(chan struct{})
-	go s.db.Update(func(*bolt.Tx) error {
+	go s.backend.Update(func(storage.Tx) error {
 		close(held)
 		<-hold
 		return nil

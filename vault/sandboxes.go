@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/egressd/egressd/vault/storage"
 )
 
 // storedSandbox is a sandbox's row: the record and its proxy token's hash.
@@ -65,7 +65,7 @@ func (s *Store) CreateSandbox(tenantID string, in SandboxInput) (Sandbox, string
 		},
 	}
 	token := row.issueToken(now, in.TokenTTL)
-	err := s.update(tenantID, func(tx *bolt.Tx) error {
+	err := s.update(tenantID, func(tx storage.Tx) error {
 		if _, err := txTenant(tx, tenantID); err != nil {
 			return err
 		}
@@ -118,7 +118,7 @@ func (s *Store) ReissueSandboxToken(tenantID, id string, ttl TTL) (Sandbox, stri
 		row   storedSandbox
 		token string
 	)
-	err := s.update(tenantID, func(tx *bolt.Tx) error {
+	err := s.update(tenantID, func(tx storage.Tx) error {
 		ok, err := getJSON(tx.Bucket(bSandboxes), key(tenantID, id), &row)
 		if err != nil {
 			return err
@@ -141,7 +141,7 @@ func (s *Store) ReissueSandboxToken(tenantID, id string, ttl TTL) (Sandbox, stri
 // Sandbox returns one sandbox of the tenant.
 func (s *Store) Sandbox(tenantID, id string) (Sandbox, error) {
 	var out Sandbox
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx storage.Tx) error {
 		sbx, err := txSandbox(tx, tenantID, id)
 		out = sbx
 		return err
@@ -162,7 +162,7 @@ type SandboxFilter struct {
 // ListSandboxes lists a tenant's sandboxes and computers.
 func (s *Store) ListSandboxes(tenantID string, f SandboxFilter) ([]Sandbox, error) {
 	out := []Sandbox{}
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx storage.Tx) error {
 		p := prefix(tenantID)
 		c := tx.Bucket(bSandboxes).Cursor()
 		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
@@ -188,7 +188,7 @@ func (s *Store) ListSandboxes(tenantID string, f SandboxFilter) ([]Sandbox, erro
 // DeleteSandbox deletes a sandbox, its bindings, the secrets scoped to it
 // and its placeholders. Its proxy token stops working at once.
 func (s *Store) DeleteSandbox(tenantID, id string) error {
-	return s.update(tenantID, func(tx *bolt.Tx) error {
+	return s.update(tenantID, func(tx storage.Tx) error {
 		sbx, err := txSandbox(tx, tenantID, id)
 		if err != nil {
 			return err
@@ -268,7 +268,7 @@ func (s *Store) DeleteSandbox(tenantID, id string) error {
 // past its token_ttl is ErrTokenExpired (which wraps it).
 func (s *Store) AuthenticateSandbox(id, token string) (Sandbox, error) {
 	var row storedSandbox
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx storage.Tx) error {
 		tid := tx.Bucket(bSandboxOwner).Get([]byte(id))
 		if tid == nil {
 			return ErrUnauthenticated
@@ -296,7 +296,7 @@ func (s *Store) AuthenticateSandbox(id, token string) (Sandbox, error) {
 	return row.Sandbox, nil
 }
 
-func txSandbox(tx *bolt.Tx, tenantID, id string) (Sandbox, error) {
+func txSandbox(tx storage.Tx, tenantID, id string) (Sandbox, error) {
 	var row storedSandbox
 	ok, err := getJSON(tx.Bucket(bSandboxes), key(tenantID, id), &row)
 	if err != nil {

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/egressd/egressd/vault/storage"
 )
 
 // storedSecret is a Secret's row: its metadata and its sealed values.
@@ -123,7 +123,7 @@ func (in *SecretInput) check() error {
 // txCheckSecretTarget checks what a checked input refers to in the
 // tenant: the tenant allows its scope and its allowed_hosts, its resource
 // exists and is of its type.
-func txCheckSecretTarget(tx *bolt.Tx, tenantID string, in *SecretInput) error {
+func txCheckSecretTarget(tx storage.Tx, tenantID string, in *SecretInput) error {
 	t, err := txTenant(tx, tenantID)
 	if err != nil {
 		return err
@@ -158,7 +158,7 @@ func (s *Store) CheckSecretInput(tenantID string, in SecretInput) error {
 	if err := s.checkInput(&in); err != nil {
 		return err
 	}
-	return s.view(func(tx *bolt.Tx) error { return txCheckSecretTarget(tx, tenantID, &in) })
+	return s.view(func(tx storage.Tx) error { return txCheckSecretTarget(tx, tenantID, &in) })
 }
 
 // ReservedMetadataPrefix starts the metadata keys only egressd's own OAuth
@@ -199,7 +199,7 @@ func (s *Store) UpsertSecret(tenantID string, in SecretInput) (UpsertResult, err
 		return UpsertResult{}, err
 	}
 	var res UpsertResult
-	err := s.update(tenantID, func(tx *bolt.Tx) error {
+	err := s.update(tenantID, func(tx storage.Tx) error {
 		res = UpsertResult{}
 		if err := txCheckSecretTarget(tx, tenantID, &in); err != nil {
 			return err
@@ -331,7 +331,7 @@ func (s *Store) SetDisabled(tenantID, id string, disabled bool) (Secret, error) 
 
 func (s *Store) modifySecret(tenantID, id, action string, fn func(*storedSecret) error) (Secret, error) {
 	var out Secret
-	err := s.update(tenantID, func(tx *bolt.Tx) error {
+	err := s.update(tenantID, func(tx storage.Tx) error {
 		row, err := txSecret(tx, tenantID, id)
 		if err != nil {
 			return err
@@ -351,7 +351,7 @@ func (s *Store) modifySecret(tenantID, id, action string, fn func(*storedSecret)
 
 // DeleteSecret deletes a secret and its bindings.
 func (s *Store) DeleteSecret(tenantID, id string) error {
-	return s.update(tenantID, func(tx *bolt.Tx) error {
+	return s.update(tenantID, func(tx storage.Tx) error {
 		row, err := txSecret(tx, tenantID, id)
 		if err != nil {
 			return err
@@ -368,7 +368,7 @@ func (s *Store) DeleteSecret(tenantID, id string) error {
 
 // txDeleteSecret deletes a secret and its bindings, and says how many
 // bindings went with it.
-func txDeleteSecret(tx *bolt.Tx, row *storedSecret) (int, error) {
+func txDeleteSecret(tx storage.Tx, row *storedSecret) (int, error) {
 	tid := row.TenantID
 	var bids []string
 	p := prefix(tid, row.ID)
@@ -390,7 +390,7 @@ func txDeleteSecret(tx *bolt.Tx, row *storedSecret) (int, error) {
 // Secret returns one secret's metadata.
 func (s *Store) Secret(tenantID, id string) (Secret, error) {
 	var out Secret
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx storage.Tx) error {
 		row, err := txSecret(tx, tenantID, id)
 		if err == nil {
 			out = row.Secret
@@ -431,7 +431,7 @@ func (f *SecretFilter) match(s *Secret) bool {
 // secrets bound to (or scoped to) any resource of that type.
 func (s *Store) ListSecrets(tenantID string, f SecretFilter) ([]Secret, error) {
 	out := []Secret{}
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx storage.Tx) error {
 		var typed map[string]bool
 		if f.ResourceID == "" && f.ResourceType != "" {
 			typed = map[string]bool{}
@@ -481,7 +481,7 @@ func (s *Store) ListSecrets(tenantID string, f SecretFilter) ([]Secret, error) {
 	return out, err
 }
 
-func txTenant(tx *bolt.Tx, id string) (Tenant, error) {
+func txTenant(tx storage.Tx, id string) (Tenant, error) {
 	var t Tenant
 	ok, err := getJSON(tx.Bucket(bTenants), []byte(id), &t)
 	if err == nil && !ok {
@@ -490,7 +490,7 @@ func txTenant(tx *bolt.Tx, id string) (Tenant, error) {
 	return t, err
 }
 
-func txSecret(tx *bolt.Tx, tenantID, id string) (*storedSecret, error) {
+func txSecret(tx storage.Tx, tenantID, id string) (*storedSecret, error) {
 	var row storedSecret
 	ok, err := getJSON(tx.Bucket(bSecrets), key(tenantID, id), &row)
 	if err != nil {

@@ -1,9 +1,12 @@
-// Package vault owns egressd's persistent state: a bbolt file holding
-// tenants, API keys, secrets, bindings, sandboxes, placeholders and tenant
-// settings, and the audit log. Secret values are sealed with envelope encryption: a random
-// XChaCha20-Poly1305 data key per secret version, wrapped by the master key,
-// with associated data binding each ciphertext to its tenant, secret id and
-// version. No read path of this package returns a value except OpenValue.
+// Package vault owns egressd's persistent state: tenants, API keys,
+// secrets, bindings, sandboxes, placeholders and tenant settings, and the
+// audit log, kept in a vault/storage backend (a bbolt file through
+// vault/boltstore by default). Secret values are sealed with envelope
+// encryption: a random XChaCha20-Poly1305 data key per secret version,
+// wrapped by the master key, with associated data binding each ciphertext
+// to its tenant, secret id and version, so a backend holds only
+// ciphertext. No read path of this package returns a value except
+// OpenValue.
 package vault
 
 import (
@@ -15,8 +18,8 @@ import (
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
+	"github.com/egressd/egressd/vault/boltstore"
+	"github.com/egressd/egressd/vault/storage"
 )
 
 // Buckets of the file. Keys that join ids use 0x00, which no id contains.
@@ -48,16 +51,37 @@ const schemaVersion = "1"
 
 // Config configures Open.
 type Config struct {
-	// Path is the bbolt file. Required.
+	// Path is the bbolt file, opened with vault/boltstore (created if
+	// absent), when Backend is nil: the embedded default, one process.
+	// With Backend set nothing is opened at Path; it only places the
+	// audit journal when JournalPath is empty. Store.Path returns it.
 	Path string
+	// Backend is the store to keep the vault in (vault/pgstore for a
+	// cluster); nil means the bbolt file at Path. Open creates the
+	// vault's buckets in it and takes it over once it succeeds:
+	// Store.Close closes it. A failed Open leaves it open, the caller's.
+	// Timeout does not apply to it (it was opened already); NoSync
+	// applies to the journal only.
+	Backend storage.Backend
+	// JournalPath is the audit journal (audit_journal.go), the
+	// request rows' write-ahead file. It is node-local whatever the
+	// backend: only this process writes it, and a row is on disk there
+	// before a value leaves, even while a remote store is slow. Empty
+	// means Path + ".audit-journal", beside the bbolt file; with a
+	// Backend, Path or JournalPath is required. The store records how far
+	// into its journal the audit rows are indexed under one key: one
+	// process with a journal per store until the audit part gives each
+	// node's spool its own (issue 14).
+	JournalPath string
 	// MasterKey wraps the data keys. Required.
 	MasterKey *MasterKey
-	// Timeout bounds the wait for the file lock; zero means 1s. Another
-	// process holding the file then fails Open with ErrLocked.
+	// Timeout bounds the wait for the bbolt file's lock; zero means 1s.
+	// Another process holding the file then fails Open with ErrLocked.
 	Timeout time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// NoSync skips fsync on commit. Only for tests and benchmarks.
+	// NoSync skips fsync on commit (of the bbolt file and of the audit
+	// journal). Only for tests and benchmarks.
 	NoSync bool
 }
 
@@ -76,11 +100,12 @@ type Store struct {
 	reserved bool
 }
 
-// core is the open file and what every Store sharing it shares.
+// core is the open store and what every Store sharing it shares.
 type core struct {
-	db  *bolt.DB
-	key *MasterKey
-	now func() time.Time
+	backend storage.Backend
+	path    string // Config.Path
+	key     *MasterKey
+	now     func() time.Time
 
 	mu        sync.RWMutex
 	listeners []func(tenantID string)
@@ -88,10 +113,11 @@ type core struct {
 	log *auditLog
 }
 
-// Open opens (creating if absent) the vault file and checks that the master
-// key is the one the vault was created with.
+// Open opens (creating if absent) the vault in its backend, the bbolt file
+// at cfg.Path by default, and checks that the master key is the one the
+// vault was created with.
 func Open(cfg Config) (*Store, error) {
-	if cfg.Path == "" {
+	if cfg.Path == "" && (cfg.Backend == nil || cfg.JournalPath == "") {
 		return nil, errors.New("vault: no path")
 	}
 	if cfg.MasterKey == nil {
@@ -103,39 +129,52 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o700); err != nil {
+	if cfg.JournalPath == "" {
+		cfg.JournalPath = cfg.Path + ".audit-journal"
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.JournalPath), 0o700); err != nil {
 		return nil, fmt.Errorf("vault: %w", err)
 	}
-	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{Timeout: cfg.Timeout, NoSync: cfg.NoSync, FreelistType: bolt.FreelistMapType})
-	if err != nil {
-		if errors.Is(err, berrors.ErrTimeout) {
-			return nil, fmt.Errorf("vault: open %s: %w", cfg.Path, ErrLocked)
+	backend := cfg.Backend
+	if backend == nil {
+		if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o700); err != nil {
+			return nil, fmt.Errorf("vault: %w", err)
 		}
-		return nil, fmt.Errorf("vault: open %s: %w", cfg.Path, err)
+		bs, err := boltstore.Open(cfg.Path, boltstore.Options{Timeout: cfg.Timeout, NoSync: cfg.NoSync, FreelistMap: true})
+		if err != nil {
+			if errors.Is(err, storage.ErrLocked) {
+				return nil, fmt.Errorf("vault: open %s: %w", cfg.Path, ErrLocked)
+			}
+			return nil, fmt.Errorf("vault: open %s: %w", cfg.Path, err)
+		}
+		backend = bs
 	}
-	s := &Store{core: &core{db: db, key: cfg.MasterKey, now: cfg.Now}}
+	// fail closes what Open opened, never a Backend it was given.
+	fail := func(err error) (*Store, error) {
+		if cfg.Backend == nil {
+			backend.Close()
+		}
+		return nil, err
+	}
+	s := &Store{core: &core{backend: backend, path: cfg.Path, key: cfg.MasterKey, now: cfg.Now}}
 	if err := s.init(); err != nil {
-		db.Close()
-		return nil, err
+		return fail(err)
 	}
-	j, err := s.openAuditJournal(cfg.Path+".audit-journal", cfg.NoSync)
+	j, err := s.openAuditJournal(cfg.JournalPath, cfg.NoSync)
 	if err != nil {
-		db.Close()
-		return nil, err
+		return fail(err)
 	}
-	s.log = newAuditLog(db, j)
+	s.log = newAuditLog(backend, j)
 	return s, nil
 }
 
-// init creates the buckets and the canary on a new file, or checks the
-// canary on an existing one.
+// init creates the buckets, then the canary on a new store, or checks the
+// canary of an existing one.
 func (s *Store) init() error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		for _, name := range allBuckets {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return fmt.Errorf("vault: create bucket %s: %w", name, err)
-			}
-		}
+	if err := s.backend.EnsureBuckets(allBuckets...); err != nil {
+		return fmt.Errorf("vault: %w", err)
+	}
+	return s.backend.Update(func(tx storage.Tx) error {
 		meta := tx.Bucket(bMeta)
 		if v := meta.Get(metaSchema); v != nil && string(v) != schemaVersion {
 			return fmt.Errorf("vault: file has schema %q, this build reads %q", v, schemaVersion)
@@ -169,18 +208,18 @@ func checkCanary(raw []byte, k *MasterKey) error {
 	return nil
 }
 
-// Close waits for the audit rows being committed, then closes the file.
-// A second Close does nothing.
+// Close waits for the audit rows being committed, then closes the backend
+// (the file). A second Close does nothing.
 func (s *Store) Close() error {
 	err := s.log.close()
-	if cerr := s.db.Close(); err == nil {
+	if cerr := s.backend.Close(); err == nil {
 		err = cerr
 	}
 	return err
 }
 
-// Path is the file's path.
-func (s *Store) Path() string { return s.db.Path() }
+// Path is Config.Path: the bbolt file's path by default.
+func (s *Store) Path() string { return s.path }
 
 // MasterKeyID is the fingerprint of the key in use.
 func (s *Store) MasterKeyID() string { return s.key.ID() }
@@ -206,15 +245,15 @@ func (s *Store) changed(tenantID string) {
 // update runs fn in a write transaction and, once it committed, tells the
 // listeners that tenantID changed. A failed fn changed nothing and tells
 // nobody.
-func (s *Store) update(tenantID string, fn func(tx *bolt.Tx) error) error {
-	err := s.db.Update(fn)
+func (s *Store) update(tenantID string, fn func(tx storage.Tx) error) error {
+	err := s.backend.Update(fn)
 	if err == nil && tenantID != "" {
 		s.changed(tenantID)
 	}
 	return err
 }
 
-func (s *Store) view(fn func(tx *bolt.Tx) error) error { return s.db.View(fn) }
+func (s *Store) view(fn func(tx storage.Tx) error) error { return s.backend.View(fn) }
 
 func (s *Store) stamp() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
 
@@ -235,7 +274,7 @@ func key(parts ...string) []byte {
 
 func prefix(parts ...string) []byte { return append(key(parts...), 0) }
 
-func putJSON(b *bolt.Bucket, k []byte, v any) error {
+func putJSON(b storage.Bucket, k []byte, v any) error {
 	raw, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -243,7 +282,7 @@ func putJSON(b *bolt.Bucket, k []byte, v any) error {
 	return b.Put(k, raw)
 }
 
-func getJSON(b *bolt.Bucket, k []byte, v any) (bool, error) {
+func getJSON(b storage.Bucket, k []byte, v any) (bool, error) {
 	raw := b.Get(k)
 	if raw == nil {
 		return false, nil

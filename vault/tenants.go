@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/egressd/egressd/vault/storage"
 )
 
 var metaOperator = []byte("operator_key")
@@ -24,7 +24,7 @@ func (s *Store) EnsureTenant(name string) (t Tenant, created bool, err error) {
 	if !validTenantName(name) {
 		return Tenant{}, false, invalid("name", tenantNameRule, MaxTenantName)
 	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.backend.Update(func(tx storage.Tx) error {
 		if id := tx.Bucket(bTenantNames).Get([]byte(name)); id != nil {
 			_, err := getJSON(tx.Bucket(bTenants), id, &t)
 			return err
@@ -55,7 +55,7 @@ func (s *Store) CreateTenant(name string) (Tenant, string, error) {
 	}
 	var t Tenant
 	var token string
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.backend.Update(func(tx storage.Tx) error {
 		if tx.Bucket(bTenantNames).Get([]byte(name)) != nil {
 			return fmt.Errorf("%w: a tenant named %q exists", ErrConflict, name)
 		}
@@ -83,7 +83,7 @@ func (s *Store) CreateTenant(name string) (Tenant, string, error) {
 // Tenant returns one tenant.
 func (s *Store) Tenant(id string) (Tenant, error) {
 	var t Tenant
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx storage.Tx) error {
 		ok, err := getJSON(tx.Bucket(bTenants), []byte(id), &t)
 		if err == nil && !ok {
 			err = fmt.Errorf("tenant: %w", ErrNotFound)
@@ -96,7 +96,7 @@ func (s *Store) Tenant(id string) (Tenant, error) {
 // Tenants lists every tenant.
 func (s *Store) Tenants() ([]Tenant, error) {
 	var out []Tenant
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx storage.Tx) error {
 		return tx.Bucket(bTenants).ForEach(func(k, v []byte) error {
 			var t Tenant
 			if _, err := getJSON(tx.Bucket(bTenants), k, &t); err != nil {
@@ -150,7 +150,7 @@ func (s *Store) UpdateSettings(tenantID string, p SettingsPatch) (Settings, erro
 		*f.list = n
 	}
 	var t Tenant
-	err := s.update(tenantID, func(tx *bolt.Tx) error {
+	err := s.update(tenantID, func(tx storage.Tx) error {
 		ok, err := getJSON(tx.Bucket(bTenants), []byte(tenantID), &t)
 		if err != nil {
 			return err
@@ -202,7 +202,7 @@ func (s *Store) CreateAPIKey(tenantID string, kind KeyKind, externalUserID strin
 	}
 	var token string
 	var k APIKey
-	err := s.update(tenantID, func(tx *bolt.Tx) error {
+	err := s.update(tenantID, func(tx storage.Tx) error {
 		if tx.Bucket(bTenants).Get([]byte(tenantID)) == nil {
 			return fmt.Errorf("tenant: %w", ErrNotFound)
 		}
@@ -226,7 +226,7 @@ func (s *Store) CreateAPIKey(tenantID string, kind KeyKind, externalUserID strin
 // its token; if one exists it returns "" (the token was shown once).
 func (s *Store) EnsureOperatorKey() (string, error) {
 	var token string
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.backend.Update(func(tx storage.Tx) error {
 		if tx.Bucket(bMeta).Get(metaOperator) != nil {
 			return nil
 		}
@@ -241,7 +241,7 @@ func (s *Store) EnsureOperatorKey() (string, error) {
 	return token, err
 }
 
-func (s *Store) putKey(tx *bolt.Tx, tenantID string, kind KeyKind, extUser string, ttl time.Duration) (string, APIKey, error) {
+func (s *Store) putKey(tx storage.Tx, tenantID string, kind KeyKind, extUser string, ttl time.Duration) (string, APIKey, error) {
 	prefix := map[KeyKind]string{KeyAdmin: tokenAdmin, KeyOperator: tokenOperator, KeyBrowser: tokenBrowser}[kind]
 	token := newToken(prefix)
 	k := APIKey{ID: newID(prefixKey), TenantID: tenantID, Kind: kind, ExternalUserID: extUser, CreatedAt: s.stamp()}
@@ -259,7 +259,7 @@ func (s *Store) Authenticate(token string) (APIKey, error) {
 	}
 	var k APIKey
 	var ok bool
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx storage.Tx) error {
 		var err error
 		ok, err = getJSON(tx.Bucket(bKeys), tokenHash(token), &k)
 		return err
