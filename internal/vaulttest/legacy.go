@@ -9,7 +9,8 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/egressd/egressd/vault/boltstore"
+	"github.com/egressd/egressd/vault/storage"
 )
 
 // StripAllowedHosts rewrites the rows of the secrets ids in the closed
@@ -18,13 +19,13 @@ import (
 // stay bound to their row.
 func StripAllowedHosts(tb testing.TB, path string, ids ...string) {
 	tb.Helper()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	db, err := boltstore.Open(path, boltstore.Options{Timeout: time.Second})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	defer db.Close()
 	n := 0
-	err = db.Update(func(tx *bolt.Tx) error {
+	err = db.Update(func(tx storage.Tx) error {
 		b := tx.Bucket([]byte("secrets"))
 		type edit struct{ k, v []byte }
 		var edits []edit
