@@ -79,9 +79,12 @@ type Cursor interface {
 	Prev() (k, v []byte)
 }
 
-// Limits every backend accepts.
+// Limits every backend accepts. Keys are at most 2 KiB: a PostgreSQL
+// B-tree entry (bucket and key) holds at most 2704 bytes, and the vault's
+// longest keys (a few ids of at most 128 bytes each) are far below it;
+// bbolt alone would take 32 KiB.
 const (
-	MaxKeySize   = 32 << 10
+	MaxKeySize   = 2 << 10
 	MaxValueSize = 64 << 20
 )
 
