@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"io"
@@ -30,60 +29,78 @@ import (
 // once an answer takes 500 ms, clientWatch), no response machinery and
 // header copies, one write per answer.
 
-// hijackMITM returns goproxy's hijack function for a tunnel of sess.
+// hijackMITM returns goproxy's hijack function for a tunnel of sess. It
+// serves the tunnel on a goroutine of its own and returns at once, so
+// that net/http's connection goroutine ends and lets go of its deep stack
+// and its 4 KiB read and write buffers, which an idle tunnel would
+// otherwise hold for as long as it stays open.
 func (p *Proxy) hijackMITM(sess *session) func(*http.Request, net.Conn, *goproxy.ProxyCtx) {
 	return func(_ *http.Request, client net.Conn, _ *goproxy.ProxyCtx) {
-		defer client.Close()
-		if _, err := io.WriteString(client, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
-			return
-		}
-		// The tunnel must start, and TLS be set up, within the handshake
-		// timeout (not the idle timeout: a CONNECT that never starts is
-		// not kept for minutes).
-		client.SetDeadline(time.Now().Add(p.cfg.HandshakeTimeout))
-		br := bufio.NewReader(client)
-		first, err := br.Peek(1)
-		if err != nil {
-			p.log.Debug("mitm: tunnel never started", "sandbox", sess.sbx.ID, "host", sess.host, "err", err.Error())
-			return
-		}
-		var conn net.Conn = &peekedConn{Conn: client, r: br}
-		overTLS := first[0] == 0x16 // a TLS handshake record
-		if overTLS {
-			cfg, err := p.tlsConfig(net.JoinHostPort(sess.host, sess.port), nil)
-			if err != nil {
-				p.log.Warn("mitm: no certificate", "host", sess.host, "err", err.Error())
-				return
-			}
-			tc := tls.Server(conn, cfg)
-			if err := tc.Handshake(); err != nil {
-				p.log.Debug("mitm: client handshake failed", "sandbox", sess.sbx.ID, "host", sess.host, "err", err.Error())
-				return
-			}
-			conn = tc
-		}
-		client.SetDeadline(time.Time{})
-		c := newMITMConn(p, sess, conn, overTLS)
-		c.raw = client
-		// The tunnel's requests dial under the tenant's address rules
-		// (addrrules.go).
-		c.cancel()
-		c.ctx, c.cancel = context.WithCancel(withTenant(context.Background(), sess.sbx.TenantID))
-		if !p.tunnels.add(c) {
-			return // shutting down
-		}
-		defer p.tunnels.remove(c)
-		c.serve()
+		go p.serveMITM(sess, client)
 	}
 }
 
-// peekedConn reads through the bufio.Reader that peeked at the first byte.
-type peekedConn struct {
-	net.Conn
-	r *bufio.Reader
+// serveMITM sets up a MITM'd tunnel on client and serves its requests.
+func (p *Proxy) serveMITM(sess *session, client net.Conn) {
+	defer client.Close()
+	if _, err := io.WriteString(client, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
+		return
+	}
+	// The tunnel must start, and TLS be set up, within the handshake
+	// timeout (not the idle timeout: a CONNECT that never starts is
+	// not kept for minutes).
+	client.SetDeadline(time.Now().Add(p.cfg.HandshakeTimeout))
+	// The first byte says TLS or plain HTTP; it is read without a
+	// buffer that the tunnel would keep.
+	var first [1]byte
+	if _, err := io.ReadFull(client, first[:]); err != nil {
+		p.log.Debug("mitm: tunnel never started", "sandbox", sess.sbx.ID, "host", sess.host, "err", err.Error())
+		return
+	}
+	var conn net.Conn = &peekedConn{Conn: client, first: first[0], held: true}
+	overTLS := first[0] == 0x16 // a TLS handshake record
+	if overTLS {
+		cfg, err := p.tlsConfig(net.JoinHostPort(sess.host, sess.port), nil)
+		if err != nil {
+			p.log.Warn("mitm: no certificate", "host", sess.host, "err", err.Error())
+			return
+		}
+		tc := tls.Server(conn, cfg)
+		if err := tc.Handshake(); err != nil {
+			p.log.Debug("mitm: client handshake failed", "sandbox", sess.sbx.ID, "host", sess.host, "err", err.Error())
+			return
+		}
+		conn = tc
+	}
+	client.SetDeadline(time.Time{})
+	c := newMITMConn(p, sess, conn, overTLS)
+	c.raw = client
+	// The tunnel's requests dial under the tenant's address rules
+	// (addrrules.go).
+	c.cancel()
+	c.ctx, c.cancel = context.WithCancel(withTenant(context.Background(), sess.sbx.TenantID))
+	if !p.tunnels.add(c) {
+		return // shutting down
+	}
+	defer p.tunnels.remove(c)
+	c.serve()
 }
 
-func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+// peekedConn gives back the first byte, read to tell TLS from plain HTTP,
+// before the rest of the connection.
+type peekedConn struct {
+	net.Conn
+	first byte
+	held  bool
+}
+
+func (c *peekedConn) Read(p []byte) (int, error) {
+	if c.held && len(p) > 0 {
+		p[0], c.held = c.first, false
+		return 1, nil
+	}
+	return c.Conn.Read(p)
+}
 
 // tunnelSet tracks open MITM'd tunnels, to close them on shutdown.
 type tunnelSet struct {

@@ -59,7 +59,6 @@ type mitmConn struct {
 func newMITMConn(p *Proxy, sess *session, conn net.Conn, overTLS bool) *mitmConn {
 	c := &mitmConn{p: p, sess: sess, conn: conn, overTLS: overTLS}
 	c.lim = &headerLimit{r: conn, n: noLimit}
-	c.br = bufio.NewReader(c.lim)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if a := conn.RemoteAddr(); a != nil {
 		c.remote = a.String()
@@ -83,6 +82,53 @@ func (c *mitmConn) serve() {
 	defer c.cancel()
 	for c.next() {
 	}
+	// The reader is not given back here: a request body the transport
+	// may still be reading (the tunnel ended before finish took it back)
+	// reads through it. The collector takes it with the tunnel.
+}
+
+// requestReaders hold the reader a tunnel parses requests with while it
+// has one in hand: an idle tunnel holds none (awaitRequest), 4 KiB less
+// for each of the many a sandbox keeps open.
+var requestReaders = sync.Pool{New: func() any { return bufio.NewReader(nil) }}
+
+// awaitRequest waits, without a buffer, for the first byte of the next
+// request (or the client's end), then takes a reader from the pool that
+// reads that byte first. A tunnel whose reader still holds bytes (a
+// pipelined request) keeps it.
+func (c *mitmConn) awaitRequest() error {
+	if c.br != nil {
+		if c.br.Buffered() > 0 {
+			return nil
+		}
+		c.releaseReader()
+	}
+	var one [1]byte
+	for {
+		n, err := c.conn.Read(one[:])
+		if n == 1 {
+			c.lim.first, c.lim.held = one[0], true
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	c.br = requestReaders.Get().(*bufio.Reader)
+	c.br.Reset(c.lim)
+	return nil
+}
+
+// releaseReader gives the tunnel's reader back to the pool; it must hold
+// no byte, and no request body may read through it any more (between
+// requests, after finish).
+func (c *mitmConn) releaseReader() {
+	if c.br == nil || c.br.Buffered() > 0 {
+		return
+	}
+	c.br.Reset(nil)
+	requestReaders.Put(c.br)
+	c.br = nil
 }
 
 // next reads and answers one request; false ends the tunnel.
@@ -90,6 +136,9 @@ func (c *mitmConn) next() bool {
 	p := c.p
 	// Waiting for a request, the idle timeout applies (trackedConn); from
 	// its first byte on, the header timeout.
+	if err := c.awaitRequest(); err != nil {
+		return false
+	}
 	if err := c.skipBlankLines(); err != nil {
 		return false
 	}
@@ -554,6 +603,10 @@ func (c *mitmConn) upgrade(req *http.Request, resp *http.Response, st *reqState)
 type headerLimit struct {
 	r io.Reader
 	n int64
+	// first, if held, is read before r: the first byte of a request that
+	// an idle tunnel read without a buffer.
+	first byte
+	held  bool
 }
 
 var errHeaderTooLarge = errors.New("request header too large")
@@ -561,6 +614,15 @@ var errHeaderTooLarge = errors.New("request header too large")
 func (l *headerLimit) Read(p []byte) (int, error) {
 	if l.n <= 0 {
 		return 0, errHeaderTooLarge
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if l.held {
+		// The byte the idle tunnel waited for (awaitRequest).
+		p[0], l.held = l.first, false
+		l.n--
+		return 1, nil
 	}
 	if int64(len(p)) > l.n {
 		p = p[:l.n]
