@@ -153,8 +153,8 @@ func (t *tx) Writable() bool { return (*bolt.Tx)(t).Writable() }
 func (b *bucket) Get(key []byte) []byte { return (*bolt.Bucket)(b).Get(key) }
 
 func (b *bucket) Put(key, value []byte) error {
-	if len(value) > storage.MaxValueSize && len(key) > 0 && (*bolt.Bucket)(b).Writable() {
-		return storage.ErrTooLarge // bbolt would take up to 2 GiB
+	if (len(key) > storage.MaxKeySize || len(value) > storage.MaxValueSize) && len(key) > 0 && (*bolt.Bucket)(b).Writable() {
+		return storage.ErrTooLarge // bbolt would take keys of 32 KiB, values of 2 GiB
 	}
 	if value == nil {
 		// bbolt's Get in the same transaction would answer nil, as for
