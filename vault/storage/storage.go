@@ -18,6 +18,14 @@
 //     transaction ends, and must not be modified: copy what you keep.
 //   - Put and Delete inside an Update are seen by the same transaction's
 //     later Get and cursors.
+//   - A cursor walking a bucket that the transaction then writes must be
+//     repositioned (First, Last, Seek) before its next Next or Prev, as
+//     bbolt asks; or collect the keys (copied) during the walk and write
+//     after it. Writing other buckets during a walk is fine.
+//   - The slices passed to Put must not change until the transaction ends
+//     (bbolt keeps them until its commit).
+//
+// vault/storage/storagetest checks each of these.
 package storage
 
 import "errors"
