@@ -87,9 +87,9 @@ type Config struct {
 
 // Store is an open vault. Its methods are safe for concurrent use.
 //
-// A Store returned by As (or WithAudit) shares the open file with the one
-// it came from and differs only in who its writes are recorded as; closing
-// any of them closes the file.
+// A Store returned by As (or WithAudit) shares the open backend (the
+// file) with the one it came from and differs only in who its writes are
+// recorded as; closing any of them closes the backend.
 type Store struct {
 	*core
 	// audit says who acts through this Store; zero means its writes

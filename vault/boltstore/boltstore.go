@@ -20,7 +20,12 @@ import (
 	"github.com/egressd/egressd/vault/storage"
 )
 
-var _ storage.Backend = (*Store)(nil)
+var (
+	_ storage.Backend = (*Store)(nil)
+	_ storage.Tx      = (*tx)(nil)
+	_ storage.Bucket  = (*bucket)(nil)
+	_ storage.Cursor  = (*cursor)(nil)
+)
 
 // DefaultTimeout is how long Open waits for the file lock when
 // Options.Timeout is zero.
@@ -127,10 +132,6 @@ func (s *Store) Stats() bolt.Stats { return s.db.Stats() }
 // or write what the vault would refuse. Transactions begun on it are
 // bbolt's own, not the seam's.
 func (s *Store) DB() *bolt.DB { return s.db }
-
-// ErrClosed is what a transaction on a closed Store returns (bbolt's
-// ErrDatabaseNotOpen).
-var ErrClosed = berrors.ErrDatabaseNotOpen
 
 // tx, bucket and cursor are bbolt's types seen through the seam. They are
 // pointers to bbolt's, so putting one in an interface allocates nothing.
