@@ -168,7 +168,14 @@ func (r *AuditRow) prepare(now func() time.Time) (auditEntry, error) {
 	e.key, e.val = auditKey(r.TenantID, tb, r.ID), val
 	for i, ix := range auditIndexes {
 		for _, v := range ix.values(r) {
-			e.idx[i] = append(e.idx[i], auditKey(r.TenantID+"\x00"+v, tb, r.ID))
+			k := auditKey(r.TenantID+"\x00"+v, tb, r.ID)
+			if len(k) > storage.MaxKeySize {
+				// Two ids near maxAuditField: refused here, where it fails
+				// this caller only, not in the indexer's commit, which would
+				// fail every row after it.
+				return e, invalid("row", "tenant_id and an id of %d bytes make an index key of %d bytes, over the store's %d", len(v), len(k), storage.MaxKeySize)
+			}
+			e.idx[i] = append(e.idx[i], k)
 		}
 	}
 	return e, nil

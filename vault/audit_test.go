@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/egressd/egressd/vault/storage"
 )
 
 // allRows exports every row of the file, oldest first.
@@ -56,6 +58,11 @@ func TestAppendAuditValidates(t *testing.T) {
 		{"long id", func(r *AuditRow) { r.ID = strings.Repeat("a", 65) }},
 		{"time before 1970", func(r *AuditRow) { r.Time = time.Date(1969, 1, 1, 0, 0, 0, 0, time.UTC) }},
 		{"huge id", func(r *AuditRow) { r.SandboxID = strings.Repeat("s", maxAuditField+1) }},
+		// Regression: each within maxAuditField, together over the
+		// store's key limit; the indexer's commit would have failed.
+		{"index key over the store's limit", func(r *AuditRow) {
+			r.TenantID, r.SandboxID = strings.Repeat("t", maxAuditField), strings.Repeat("s", maxAuditField)
+		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			bad := ok
@@ -69,6 +76,26 @@ func TestAppendAuditValidates(t *testing.T) {
 				t.Fatalf("%d rows written", len(rows))
 			}
 		})
+	}
+}
+
+// Ids as long as a store's key allows are indexed and found: the longest
+// index key a row can make that AppendAudit takes, the store takes.
+func TestAppendAuditLongIDsIndexed(t *testing.T) {
+	s := openTest(t)
+	r := requestRow(strings.Repeat("t", 1000), time.Now(), 0)
+	r.SandboxID = strings.Repeat("s", storage.MaxKeySize-len(r.TenantID)-auditTimeLen-3-len(r.ID))
+	if err := s.AppendAudit(r); err != nil {
+		t.Fatal(err)
+	}
+	rows, _, err := s.QueryAudit(r.TenantID, AuditFilter{SandboxID: r.SandboxID})
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("%d rows (%v), want 1", len(rows), err)
+	}
+	r.SandboxID += "s"
+	r.ID = ""
+	if err := s.AppendAudit(r); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("one byte more: %v, want ErrInvalid", err)
 	}
 }
 
