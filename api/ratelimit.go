@@ -21,8 +21,8 @@ type RateLimits struct {
 	// client address.
 	PerClient ratelimit.Limit
 	// FailedAuth bounds failed authentications (401) from one client
-	// address: once its bucket is empty, the address gets 429 before its
-	// key is even looked at, until the bucket refills.
+	// address: once its bucket is empty, the address's failures get 429
+	// instead of 401, until the bucket refills. A right key always passes.
 	FailedAuth ratelimit.Limit
 }
 

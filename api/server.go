@@ -287,13 +287,16 @@ func (s *Server) wrap(pattern string, a access, params []string, h handlerFunc) 
 				}
 				return h(rec, r, nil)
 			}
-			if blocked, retry := s.limits.failedAuth.Blocked(addr); blocked {
-				return s.limits.refuse(rec, "failed_auth", retry)
-			}
 			var err error
 			if p, err = s.authenticate(r); err != nil {
+				// Failures count per address; past its bucket they get 429.
+				// A right key always passes: one address (an office's NAT)
+				// cannot lock the others behind it out.
 				if errors.Is(err, ErrUnauthorized) {
 					s.limits.failedAuth.Fail(addr)
+					if blocked, retry := s.limits.failedAuth.Blocked(addr); blocked {
+						return s.limits.refuse(rec, "failed_auth", retry)
+					}
 				}
 				return err
 			}

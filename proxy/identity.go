@@ -37,17 +37,21 @@ func sandboxCredentials(h http.Header) (id, token string, ok bool) {
 }
 
 // authenticate checks the request's proxy credentials against the vault
-// (the token is compared to its stored hash in constant time). An address
-// whose failures emptied its bucket is refused (ReasonRateLimited, retry
-// says when to come back) before its credentials are looked at.
+// (the token is compared to its stored hash in constant time). Failures
+// (not a missing Proxy-Authorization, which is asked for) are counted per
+// client address; past the address's bucket a failure is answered
+// ReasonRateLimited (retry says when to come back) instead. Right
+// credentials always pass: sandboxes behind one address (a node's NAT)
+// cannot lock each other out.
 func (p *Proxy) authenticate(r *http.Request) (sbx vault.Sandbox, reason Reason, retry time.Duration) {
-	addr := clientHost(r)
-	if blocked, retry := p.rates.failedAuth.Blocked(addr); blocked {
-		return vault.Sandbox{}, ReasonRateLimited, retry
-	}
 	defer func() {
-		if reason != ReasonNone && reason != ReasonNoCredentials {
-			p.rates.failedAuth.Fail(addr)
+		if reason == ReasonNone || reason == ReasonNoCredentials {
+			return
+		}
+		addr := clientHost(r)
+		p.rates.failedAuth.Fail(addr)
+		if blocked, wait := p.rates.failedAuth.Blocked(addr); blocked {
+			reason, retry = ReasonRateLimited, wait
 		}
 	}()
 	id, token, ok := sandboxCredentials(r.Header)

@@ -22,8 +22,9 @@ type RateLimits struct {
 	SandboxConnections ratelimit.Limit
 	// FailedAuth bounds the failed proxy authentications (wrong, expired
 	// or replaced credentials; not the 407 that asks for missing ones)
-	// from one client address: once its bucket is empty the address gets
-	// 429 before its credentials are checked, until it refills.
+	// from one client address: once its bucket is empty the address's
+	// failures get 429 instead of 407, until it refills. Right credentials
+	// always pass.
 	FailedAuth ratelimit.Limit
 }
 
