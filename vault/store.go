@@ -107,6 +107,10 @@ type core struct {
 	key     *MasterKey
 	now     func() time.Time
 
+	// feed is backend's change feed, nil for a backend of one process
+	// (changes.go).
+	feed storage.ChangeFeed
+
 	mu        sync.RWMutex
 	listeners []func(tenantID string)
 
@@ -165,6 +169,10 @@ func Open(cfg Config) (*Store, error) {
 		return fail(err)
 	}
 	s.log = newAuditLog(backend, j)
+	if feed, ok := backend.(storage.ChangeFeed); ok {
+		s.feed = feed
+		feed.Subscribe(s.remoteChange)
+	}
 	return s, nil
 }
 
@@ -226,7 +234,10 @@ func (s *Store) MasterKeyID() string { return s.key.ID() }
 
 // OnChange registers fn to be called after every committed write, with the
 // tenant it touched, before the write method returns. The resolver uses it
-// to drop cached entries before any API answer acknowledges the write.
+// to drop cached entries before any API answer acknowledges the write. On
+// a backend shared by several replicas, fn is also called for the writes
+// of the others as their change feed delivers them, and with AllTenants
+// when it cannot tell which tenants changed (changes.go).
 func (s *Store) OnChange(fn func(tenantID string)) {
 	s.mu.Lock()
 	s.listeners = append(s.listeners, fn)
@@ -243,10 +254,16 @@ func (s *Store) changed(tenantID string) {
 }
 
 // update runs fn in a write transaction and, once it committed, tells the
-// listeners that tenantID changed. A failed fn changed nothing and tells
-// nobody.
+// listeners that tenantID changed; with a change feed, the transaction
+// also tells the other replicas' (publish). A failed fn changed nothing
+// and tells nobody.
 func (s *Store) update(tenantID string, fn func(tx storage.Tx) error) error {
-	err := s.backend.Update(fn)
+	err := s.backend.Update(func(tx storage.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		return s.publish(tx, tenantID)
+	})
 	if err == nil && tenantID != "" {
 		s.changed(tenantID)
 	}

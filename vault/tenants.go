@@ -38,6 +38,9 @@ func (s *Store) EnsureTenant(name string) (t Tenant, created bool, err error) {
 		if err := putJSON(tx.Bucket(bTenants), []byte(t.ID), &t); err != nil {
 			return err
 		}
+		if err := s.publish(tx, t.ID); err != nil {
+			return err
+		}
 		return s.txAudit(tx, ActionTenantCreated, AuditRow{TenantID: t.ID})
 	})
 	if err == nil && created {
@@ -72,6 +75,9 @@ func (s *Store) CreateTenant(name string) (Tenant, string, error) {
 			return err
 		}
 		token = tok
+		if err := s.publish(tx, t.ID); err != nil {
+			return err
+		}
 		return s.txAudit(tx, ActionTenantCreated, AuditRow{TenantID: t.ID, Details: map[string]string{"key_id": k.ID}})
 	})
 	if err == nil {
