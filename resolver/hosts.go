@@ -61,9 +61,12 @@ func (s *hostSummary) use(host string) HostUse {
 
 // MayUse reports what the sandbox's resolvable secrets may do on host. A
 // deleted sandbox answers ErrUnknownSandbox once the delete has returned.
+// While Config.Fresh is false it reads the vault on every call.
 func (r *Resolver) MayUse(ctx context.Context, sandboxID, host string) (HostUse, error) {
-	if v, ok := r.hosts.Get(sandboxID); ok && v.tgen.Load() == v.gen && r.now().UnixNano() < v.expires {
-		return v.use(host), nil
+	if r.fresh() {
+		if v, ok := r.hosts.Get(sandboxID); ok && v.tgen.Load() == v.gen && r.now().UnixNano() < v.expires {
+			return v.use(host), nil
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return HostUse{}, err

@@ -2,7 +2,10 @@
 // walk of DESIGN.md (binding, user, external user, external workspace,
 // workspace, tenant; first match wins; disabled counts as absent), with an
 // LRU of decrypted results in front of the vault that every vault write
-// invalidates for its tenant before the write returns.
+// invalidates for its tenant before the write returns. With several
+// replicas on one store, another replica's write invalidates through the
+// store's change feed; while the store cannot vouch that it hears every
+// such write (Config.Fresh false), nothing is answered from the cache.
 package resolver
 
 import (
@@ -32,6 +35,18 @@ type Config struct {
 	Now func() time.Time
 	// Registerer receives the cache metrics; nil registers nothing.
 	Registerer prometheus.Registerer
+	// Fresh reports whether the resolver hears every write that can make
+	// what it cached stale: vault.Store.ChangesHealthy, which is false
+	// while the change feed of a shared store may be missing other
+	// replicas' writes. While it returns false, Resolve, MayUse and
+	// Settings answer from the vault, never from the cache (Env and
+	// Explain always do); what they read then is cached under the
+	// tenant's generation as it was before the read, so the catch-up
+	// that ends the outage (a change for each tenant written meanwhile,
+	// or AllTenants) makes it stale rather than trusted. It is called on
+	// every cache hit: it must be cheap. nil means always true (a store
+	// of one process).
+	Fresh func() bool
 }
 
 // Result is a resolved secret. It is shared with the cache: treat it as
@@ -65,6 +80,7 @@ type Resolver struct {
 	hosts *lru.Cache[string, *hostSummary]
 	ttl   time.Duration
 	now   func() time.Time
+	fresh func() bool
 
 	mu       sync.RWMutex
 	gens     map[string]*atomic.Uint64
@@ -87,6 +103,9 @@ func New(cfg Config) (*Resolver, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Fresh == nil {
+		cfg.Fresh = alwaysFresh
+	}
 	c, err := lru.New[cacheKey, *entry](cfg.Size)
 	if err != nil {
 		return nil, fmt.Errorf("resolver: %w", err)
@@ -96,7 +115,7 @@ func New(cfg Config) (*Resolver, error) {
 		return nil, fmt.Errorf("resolver: %w", err)
 	}
 	r := &Resolver{
-		store: cfg.Store, cache: c, hosts: hc, ttl: cfg.TTL, now: cfg.Now,
+		store: cfg.Store, cache: c, hosts: hc, ttl: cfg.TTL, now: cfg.Now, fresh: cfg.Fresh,
 		gens: map[string]*atomic.Uint64{}, settings: map[string]*cachedSettings{},
 		hits:   prometheus.NewCounter(prometheus.CounterOpts{Name: "egressd_resolver_cache_hits_total", Help: "Resolve calls answered from the cache."}),
 		misses: prometheus.NewCounter(prometheus.CounterOpts{Name: "egressd_resolver_cache_misses_total", Help: "Resolve calls that walked the vault."}),
@@ -129,21 +148,42 @@ func (r *Resolver) gen(tenantID string) *atomic.Uint64 {
 	return g
 }
 
-// Invalidate drops every cached result of the tenant. The store calls it
-// after each committed write, before the write returns to its caller.
-func (r *Resolver) Invalidate(tenantID string) { r.gen(tenantID).Add(1) }
+func alwaysFresh() bool { return true }
+
+// Invalidate drops every cached result of the tenant, or of every tenant
+// for vault.AllTenants. The store calls it after each committed write,
+// before the write returns to its caller, and for each write of another
+// replica that its change feed delivers.
+func (r *Resolver) Invalidate(tenantID string) {
+	if tenantID == vault.AllTenants {
+		// Every cached answer holds its tenant's counter as it was
+		// before its read: moving each counter that exists makes them
+		// all stale. A counter made after this loop belongs to a read
+		// that starts after it.
+		r.mu.RLock()
+		for _, g := range r.gens {
+			g.Add(1)
+		}
+		r.mu.RUnlock()
+		return
+	}
+	r.gen(tenantID).Add(1)
+}
 
 // Resolve returns the secret that name means for the sandbox, walking the
-// six levels on a cache miss. ErrNoSecret means no level matched;
-// ErrUnknownSandbox that the sandbox does not exist.
+// six levels on a cache miss, or on every call while Config.Fresh is
+// false. ErrNoSecret means no level matched; ErrUnknownSandbox that the
+// sandbox does not exist.
 func (r *Resolver) Resolve(ctx context.Context, sandboxID, name string) (*Result, error) {
 	k := cacheKey{sandboxID, name}
-	if e, ok := r.cache.Get(k); ok && e.tgen.Load() == e.gen && r.now().UnixNano() < e.expires {
-		r.hits.Inc()
-		if e.res == nil {
-			return nil, ErrNoSecret
+	if r.fresh() {
+		if e, ok := r.cache.Get(k); ok && e.tgen.Load() == e.gen && r.now().UnixNano() < e.expires {
+			r.hits.Inc()
+			if e.res == nil {
+				return nil, ErrNoSecret
+			}
+			return e.res, nil
 		}
-		return e.res, nil
 	}
 	r.misses.Inc()
 	if err := ctx.Err(); err != nil {

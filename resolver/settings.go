@@ -12,14 +12,17 @@ type cachedSettings struct {
 	gen uint64
 }
 
-// Settings returns a tenant's settings, cached until the tenant's next write.
+// Settings returns a tenant's settings, cached until the tenant's next
+// write; read from the vault on every call while Config.Fresh is false.
 func (r *Resolver) Settings(ctx context.Context, tenantID string) (vault.Settings, error) {
 	tg := r.gen(tenantID)
-	r.mu.RLock()
-	c, ok := r.settings[tenantID]
-	r.mu.RUnlock()
-	if ok && c.gen == tg.Load() {
-		return c.s, nil
+	if r.fresh() {
+		r.mu.RLock()
+		c, ok := r.settings[tenantID]
+		r.mu.RUnlock()
+		if ok && c.gen == tg.Load() {
+			return c.s, nil
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return vault.Settings{}, err
