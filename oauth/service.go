@@ -76,6 +76,10 @@ type Service struct {
 	sf    singleflight.Group
 
 	backoff refreshBackoff
+	// beforeTokenRequest, when set (tests), runs under the refresh lock
+	// just before the check that the lock is still held and the token
+	// request.
+	beforeTokenRequest func(lctx context.Context)
 
 	mu      sync.Mutex
 	waiters map[string]*waiter // tenant \0 flow id → its long-polls
