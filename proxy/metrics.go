@@ -78,6 +78,11 @@ func newMetrics(reg prometheus.Registerer, certCacheSize func() float64) (*metri
 	for _, o := range []Outcome{OutcomeSubstituted, OutcomePassed, OutcomeDenied, OutcomeUpstreamError, OutcomeTunnelled} {
 		m.byOutcome[o] = outcomeSeries{m.requests.WithLabelValues(string(o)), m.duration.WithLabelValues(string(o))}
 	}
+	// Every reason's series exists from the start at 0, so that a rate or
+	// increase() sees a replica's first refusal of a kind.
+	for _, name := range reasonNames[1:] {
+		m.denials.WithLabelValues(name)
+	}
 	m.byLevel = map[string]prometheus.Counter{}
 	for _, l := range resolver.Levels {
 		m.byLevel[l.String()] = m.substitutions.WithLabelValues(l.String())
