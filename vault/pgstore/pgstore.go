@@ -39,6 +39,10 @@
 // together migrate once; a schema newer than this egressd knows is
 // refused (ErrSchemaTooNew).
 //
+// Every Store is also a storage.ChangeFeed for the replicas on its
+// schema (feed.go): a change log table, NOTIFY in the writing
+// transaction, and a listener connection per Store.
+//
 // Errors wrap pgx's with %w; none quotes the DSN (its password).
 package pgstore
 
@@ -53,6 +57,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/egressd/egressd/vault/storage"
 )
@@ -85,8 +90,29 @@ type Options struct {
 	// first read takes fewer); zero means DefaultPageSize.
 	PageSize int
 	// MaxConns caps the connection pool; zero leaves pgxpool's default
-	// (or the DSN's pool_max_conns).
+	// (or the DSN's pool_max_conns). The change listener's connection is
+	// one more, outside the pool.
 	MaxConns int32
+
+	// ListenerTimeout is how long the change listener may go without
+	// hearing from PostgreSQL before Healthy turns false (a half-open
+	// connection, a stalled server); it reads the change log every
+	// quarter of it when no notification comes. Zero means
+	// DefaultListenerTimeout.
+	ListenerTimeout time.Duration
+	// ReconnectDelay is how long the listener waits before connecting
+	// again after losing its connection; each failed try doubles it, up
+	// to MaxReconnectDelay. Zero means DefaultReconnectDelay.
+	ReconnectDelay time.Duration
+	// ChangeRetention is how long rows stay in the change log: a replica
+	// whose listener was away for longer catches up by dropping all it
+	// cached (storage.TopicAll). Zero means DefaultChangeRetention.
+	ChangeRetention time.Duration
+	// Registerer receives the change listener's metrics
+	// (egressd_store_invalidation_lag_seconds,
+	// egressd_store_listener_reconnects_total, egressd_store_listener_up);
+	// nil registers none (Store.Collectors has them).
+	Registerer prometheus.Registerer
 }
 
 func (o Options) withDefaults() Options {
@@ -98,6 +124,15 @@ func (o Options) withDefaults() Options {
 	}
 	if o.PageSize <= 0 {
 		o.PageSize = DefaultPageSize
+	}
+	if o.ListenerTimeout <= 0 {
+		o.ListenerTimeout = DefaultListenerTimeout
+	}
+	if o.ReconnectDelay <= 0 {
+		o.ReconnectDelay = DefaultReconnectDelay
+	}
+	if o.ChangeRetention <= 0 {
+		o.ChangeRetention = DefaultChangeRetention
 	}
 	return o
 }
@@ -116,6 +151,8 @@ type Store struct {
 
 	mu    sync.RWMutex
 	known map[string]bool // buckets known to exist (never dropped)
+
+	feed *listener // the change feed's listener (feed.go)
 }
 
 // Open connects to the database of dsn (a libpq key=value string or a
@@ -143,6 +180,20 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("pgstore: read buckets: %w", err)
+	}
+	m := newFeedMetrics()
+	if opts.Registerer != nil {
+		for _, c := range m.collectors() {
+			if err := opts.Registerer.Register(c); err != nil {
+				pool.Close()
+				return nil, fmt.Errorf("pgstore: register metrics: %w", err)
+			}
+		}
+	}
+	s.feed = newListener(ctx, pool, opts, m)
+	if err := s.feed.start(ctx); err != nil {
+		pool.Close()
+		return nil, err
 	}
 	return s, nil
 }
@@ -290,6 +341,7 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	s.feed.stop()
 	s.pool.Close()
 	return nil
 }
