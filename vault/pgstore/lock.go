@@ -26,7 +26,8 @@ const MinLockConns = 8
 //
 // The lock is a session lock (pg_advisory_lock) on a connection of its
 // own, opened from the pool's configuration but never part of the pool,
-// and closed when fn returns: the end of that session is the unlock.
+// unlocked when fn returns and then closed: the end of that session
+// releases the lock whatever happened to the unlock.
 // Why so:
 //   - Not a pooled connection: fn uses the store (its reads and its
 //     Update need pool connections) while the lock's connection is held,
@@ -79,7 +80,8 @@ func (s *Store) Lock(ctx context.Context, name string, fn func(context.Context) 
 		defer cancel()
 		conn.Close(cctx) // the session's end releases the lock
 	}()
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1::int8)", lockKey(s.opts.Schema, name)); err != nil {
+	key := lockKey(s.opts.Schema, name)
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1::int8)", key); err != nil {
 		if ctx.Err() != nil {
 			// pgx closed the connection, sending the server a cancel
 			// request first: the wait does not stay queued for the lock.
@@ -110,6 +112,14 @@ func (s *Store) Lock(ctx context.Context, name string, fn func(context.Context) 
 	defer func() { // before the connection closes
 		stop()
 		<-watched
+		// Released before Lock returns, so that what follows in this
+		// process finds it free; should the unlock fail, the close that
+		// follows releases it (the server ends the session at once).
+		if !conn.IsClosed() && context.Cause(fctx) != storage.ErrLockLost {
+			uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			conn.Exec(uctx, "SELECT pg_advisory_unlock($1::int8)", key)
+			cancel()
+		}
 	}()
 	return fn(fctx)
 }
