@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/egressd/egressd/vault/storage"
 )
@@ -171,7 +171,7 @@ func TestFeedCatchesUpAfterReconnect(t *testing.T) {
 	dsn := testDSN(t)
 	schema := freshSchema(t, dsn)
 	a := openNamed(t, schema, "catch-a", Options{})
-	b := openNamed(t, schema, "catch-b", Options{ReconnectDelay: 500 * time.Millisecond})
+	b := openNamed(t, schema, "catch-b", Options{ReconnectDelay: time.Second})
 	rb := subscribe(b)
 	publish(t, a, "before")
 	waitFor(t, "b to hear before", func() bool { return rb.has("before") })

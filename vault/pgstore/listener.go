@@ -197,7 +197,11 @@ func (l *listener) step() error {
 // change is one row of the log as read.
 type change struct {
 	topic string
-	age   float64 // seconds since it was written, at the server's clock when read
+	// age is the seconds since the row was written, at the server's
+	// clock as it ran the read: the lag metric adds the local time from
+	// sending the read to the delivery, so no two clocks are compared
+	// (an upper bound, by the read's way to the server).
+	age float64
 }
 
 // catchUp reads every row after l.last, page by page, and delivers their
