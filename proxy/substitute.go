@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/url"
 	"slices"
 	"sync"
@@ -40,6 +41,9 @@ type subst struct {
 	// bodyLive is set while a streamed body may still substitute values
 	// after the response has begun.
 	bodyLive bool
+	// foreign are the cores issued to other sandboxes that this request
+	// looked up in the store again (placeholder).
+	foreign []string
 }
 
 // maxUses bounds the uses recorded for one request; the rest are counted.
@@ -125,7 +129,10 @@ func (s *subst) fn(loc vault.Location, observe bool) SubstFunc {
 }
 
 func (s *subst) decide(loc vault.Location, core, lookback []byte, observe bool) (int, []byte, bool) {
-	ph, found := s.p.placeholder(string(core))
+	ph, err := s.p.placeholder(string(core))
+	if err == nil && ph.SandboxID != s.sbx.ID && s.firstForeign(string(core)) {
+		ph, err = s.p.placeholderAgain(string(core))
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.recorded {
@@ -134,8 +141,17 @@ func (s *subst) decide(loc vault.Location, core, lookback []byte, observe bool) 
 		return 0, nil, false
 	}
 	use := Use{Location: loc, Action: ActionLeft}
-	if !found {
+	switch {
+	case errors.Is(err, vault.ErrNotFound):
 		use.Reason = "unknown_placeholder"
+		s.record(use)
+		return 0, nil, false
+	case err != nil: // the store failed: as a failed Resolve
+		use.Reason = ReasonResolveError.String()
+		if loc != vault.InBody && !observe {
+			use.Action = ActionDenied
+			s.refuse(ReasonResolveError)
+		}
 		s.record(use)
 		return 0, nil, false
 	}
@@ -276,23 +292,68 @@ func (s *subst) denied() Reason {
 	return s.deny
 }
 
-// placeholder finds who a placeholder core was issued to. Issued
-// placeholders never change, so hits are cached; a placeholder of a deleted
-// sandbox stays cached but then resolves to nothing.
-func (p *Proxy) placeholder(core string) (vault.Placeholder, bool) {
+// firstForeign reports whether core, issued to another sandbox, is seen
+// for the first time in this request.
+func (s *subst) firstForeign(core string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if slices.Contains(s.foreign, core) {
+		return false
+	}
+	s.foreign = append(s.foreign, core)
+	return true
+}
+
+// placeholder finds who a placeholder core was issued to. An issued
+// placeholder never changes while its sandbox lives, so hits are cached
+// with no invalidation, on every replica. Only a delete (of the sandbox,
+// on any replica) can make a hit stale, and then harmlessly for the
+// sandbox it was issued to: that sandbox's requests are refused (MayUse
+// and Resolve answer ErrUnknownSandbox, never from a stale cache). For
+// another sandbox, decide asks the store again, once per request
+// (placeholderAgain), so a deleted sandbox's placeholder is recorded as
+// unknown, as a replica that never cached it records it, not as a leak.
+//
+// The error is nil, wraps vault.ErrNotFound for a core never issued (or
+// deleted), or is the store's failure.
+func (p *Proxy) placeholder(core string) (vault.Placeholder, error) {
 	if ph, ok := p.phs.Get(core); ok {
-		return ph, true
+		return ph, nil
 	}
 	if p.phMiss.Contains(core) {
-		return vault.Placeholder{}, false
+		return vault.Placeholder{}, errUnknownPlaceholder
 	}
+	return p.lookupPlaceholder(core)
+}
+
+// errUnknownPlaceholder is a remembered miss.
+var errUnknownPlaceholder = fmt.Errorf("placeholder: %w", vault.ErrNotFound)
+
+// placeholderAgain looks a cached core up in the store again.
+func (p *Proxy) placeholderAgain(core string) (vault.Placeholder, error) {
+	ph, err := p.lookupPlaceholder(core)
+	if errors.Is(err, vault.ErrNotFound) {
+		p.phs.Remove(core)
+	}
+	return ph, err
+}
+
+func (p *Proxy) lookupPlaceholder(core string) (vault.Placeholder, error) {
 	ph, err := p.cfg.Store.LookupPlaceholder(core)
-	if err != nil {
-		// Cores are random: one unknown now is not issued later, so a miss
-		// can be remembered and a flood of made-up ones costs no reads.
+	switch {
+	case errors.Is(err, vault.ErrNotFound):
+		// Cores are random and issued by a committed write before any
+		// sandbox can send them: one unknown now (never issued, or its
+		// sandbox deleted) is not issued later, so a miss can be
+		// remembered and a flood of made-up ones costs no reads.
 		p.phMiss.Add(core, struct{}{})
-		return vault.Placeholder{}, false
+	case err != nil:
+		// The store failed (a shared one may be unreachable for a
+		// moment): not remembered, or a real placeholder would stay
+		// unknown once the store is back.
+		p.log.Warn("placeholder lookup failed", "err", err.Error())
+	default:
+		p.phs.Add(core, ph)
 	}
-	p.phs.Add(core, ph)
-	return ph, true
+	return ph, err
 }
