@@ -103,7 +103,7 @@ func (srv *Server) Run(ctx context.Context) error {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector(),
 	)
-	res, err := resolver.New(resolver.Config{Store: o.Store, Registerer: reg})
+	res, err := resolver.New(resolver.Config{Store: o.Store, Registerer: reg, Fresh: o.Store.ChangesHealthy})
 	if err != nil {
 		return err
 	}
