@@ -76,7 +76,10 @@ func (s *Store) txBind(tx storage.Tx, tenantID, secretID, resourceID string, rt 
 	if err := tx.Bucket(bBindByRes).Put(key(tenantID, resourceID, b.ID), nil); err != nil {
 		return b, err
 	}
-	return b, tx.Bucket(bBindBySecret).Put(key(tenantID, secretID, b.ID), nil)
+	if err := tx.Bucket(bBindBySecret).Put(key(tenantID, secretID, b.ID), nil); err != nil {
+		return b, err
+	}
+	return b, txIndexBinding(tx, &b)
 }
 
 // DeleteBinding removes one binding.
@@ -116,6 +119,9 @@ func txDeleteBinding(tx storage.Tx, tenantID, id string) (Binding, error) {
 	if err := tx.Bucket(bBindBySecret).Delete(key(tenantID, b.SecretID, b.ID)); err != nil {
 		return b, err
 	}
+	if err := txUnindexBinding(tx, &b); err != nil {
+		return b, err
+	}
 	return b, tx.Bucket(bBindings).Delete(key(tenantID, b.ID))
 }
 
@@ -132,36 +138,119 @@ func (s *Store) Binding(tenantID, id string) (Binding, error) {
 	return b, err
 }
 
-// BindingFilter narrows ListBindings; empty fields match everything.
+// BindingFilter narrows ListBindings and ListBindingsPage; empty fields
+// match everything. Each field is served from an index.
 type BindingFilter struct {
 	ResourceID   string
 	ResourceType ResourceType
 	SecretID     string
+	// ExternalUserID keeps only bindings on the sandboxes and computers of
+	// that external user (a browser token's view).
+	ExternalUserID string
 	// ResourceIDs, when not nil, keeps only bindings on these resources.
 	ResourceIDs map[string]bool
 }
 
-// ListBindings lists a tenant's bindings.
+func (f *BindingFilter) match(b *Binding) bool {
+	return (f.ResourceID == "" || b.ResourceID == f.ResourceID) &&
+		(f.ResourceType == "" || b.ResourceType == f.ResourceType) &&
+		(f.SecretID == "" || b.SecretID == f.SecretID) &&
+		(f.ResourceIDs == nil || f.ResourceIDs[b.ResourceID])
+}
+
+func (f *BindingFilter) check() error {
+	if f.ResourceType != "" && !f.ResourceType.Valid() {
+		return invalid("resource_type", "unknown resource type %q (want sandbox or computer)", f.ResourceType)
+	}
+	return checkFilterIDs(
+		fieldValue{"resource_id", f.ResourceID},
+		fieldValue{"secret_id", f.SecretID},
+		fieldValue{fieldExternalUserID, f.ExternalUserID},
+	)
+}
+
+// ListBindings lists every binding of a tenant that f matches, in id
+// order. For egressd's own callers; the API pages (ListBindingsPage).
 func (s *Store) ListBindings(tenantID string, f BindingFilter) ([]Binding, error) {
-	out := []Binding{}
-	err := s.view(func(tx storage.Tx) error {
-		p := prefix(tenantID)
-		c := tx.Bucket(bBindings).Cursor()
-		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+	out, _, err := s.listBindings(tenantID, f, Page{Limit: -1})
+	return out, err
+}
+
+// ListBindingsPage returns a page of the tenant's bindings that f matches,
+// in id order, and the cursor of the next page ("" after the last).
+func (s *Store) ListBindingsPage(tenantID string, f BindingFilter, pg Page) ([]Binding, string, error) {
+	if pg.Limit < 0 {
+		return nil, "", invalid("limit", "1 to %d (default %d)", MaxListLimit, DefaultListLimit)
+	}
+	return s.listBindings(tenantID, f, pg)
+}
+
+func (s *Store) listBindings(tenantID string, f BindingFilter, pg Page) ([]Binding, string, error) {
+	if err := f.check(); err != nil {
+		return nil, "", err
+	}
+	q := &listQuery[Binding]{
+		kind: listBindings, tenant: tenantID, rows: bBindings,
+		filter:  filterKey(f.ResourceID, string(f.ResourceType), f.SecretID, f.ExternalUserID, idSetKey(f.ResourceIDs)),
+		sources: func(tx storage.Tx) ([]postings, error) { return f.sources(tx, tenantID) },
+		decode: func(v []byte) (Binding, bool, error) {
 			var b Binding
 			if err := unmarshal(v, &b); err != nil {
-				return err
+				return b, false, err
 			}
-			if (f.ResourceID == "" || b.ResourceID == f.ResourceID) &&
-				(f.ResourceType == "" || b.ResourceType == f.ResourceType) &&
-				(f.SecretID == "" || b.SecretID == f.SecretID) &&
-				(f.ResourceIDs == nil || f.ResourceIDs[b.ResourceID]) {
-				out = append(out, b)
+			return b, b.TenantID == tenantID && f.match(&b), nil
+		},
+	}
+	return runList(s, q, pg)
+}
+
+// sources are the id lists of f's filters: binding_res and binding_sec for
+// a resource and a secret, binding_fields for a resource type, and the
+// bindings of the resources given or of the external user's.
+func (f *BindingFilter) sources(tx storage.Tx, tenantID string) ([]postings, error) {
+	var srcs []postings
+	if f.ResourceID != "" {
+		srcs = append(srcs, newIndexPostings(tx, bBindByRes, prefix(tenantID, f.ResourceID)))
+	}
+	if f.SecretID != "" {
+		srcs = append(srcs, newIndexPostings(tx, bBindBySecret, prefix(tenantID, f.SecretID)))
+	}
+	if f.ResourceType != "" {
+		srcs = append(srcs, newIndexPostings(tx, bBindingFields, fieldPrefix(tenantID, fieldResourceType, string(f.ResourceType))))
+	}
+	// The bindings of a set of resources: each resource's, gathered.
+	bindingsOn := func(resources func(yield func(string) bool)) *sortedPostings {
+		var ids [][]byte
+		c := tx.Bucket(bBindByRes).Cursor()
+		for rid := range resources {
+			p := prefix(tenantID, rid)
+			for k, _ := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, _ = c.Next() {
+				ids = append(ids, bytes.Clone(k[len(p):]))
 			}
 		}
-		return nil
-	})
-	return out, err
+		return newSortedPostings(ids)
+	}
+	if f.ExternalUserID != "" {
+		srcs = append(srcs, bindingsOn(func(yield func(string) bool) {
+			p := fieldPrefix(tenantID, fieldExternalUserID, f.ExternalUserID)
+			c := tx.Bucket(bSandboxFields).Cursor()
+			for k, _ := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, _ = c.Next() {
+				if !yield(string(k[len(p):])) {
+					return
+				}
+			}
+		}))
+	}
+	if f.ResourceIDs != nil {
+		srcs = append(srcs, bindingsOn(func(yield func(string) bool) {
+			for rid, ok := range f.ResourceIDs {
+				if ok && !yield(rid) {
+					return
+				}
+			}
+		}))
+	}
+	return srcs, nil
 }
 
 func txBindingsOf(tx storage.Tx, tenantID, resourceID string) ([]Binding, error) {

@@ -75,6 +75,9 @@ func (s *Store) CreateSandbox(tenantID string, in SandboxInput) (Sandbox, string
 		if err := tx.Bucket(bSandboxOwner).Put([]byte(row.ID), []byte(tenantID)); err != nil {
 			return err
 		}
+		if err := txIndexSandbox(tx, &row.Sandbox, false); err != nil {
+			return err
+		}
 		return s.txAudit(tx, ActionSandboxCreated, tokenAudit(&row.Sandbox))
 	})
 	if err != nil {
@@ -149,7 +152,8 @@ func (s *Store) Sandbox(tenantID, id string) (Sandbox, error) {
 	return out, err
 }
 
-// SandboxFilter narrows ListSandboxes; empty fields match everything.
+// SandboxFilter narrows ListSandboxes and ListSandboxesPage; empty fields
+// match everything. Each field is served from an index.
 type SandboxFilter struct {
 	ResourceType        ResourceType
 	OwnerUserID         string
@@ -159,30 +163,75 @@ type SandboxFilter struct {
 	ExternalProjectID   string
 }
 
-// ListSandboxes lists a tenant's sandboxes and computers.
+func (f *SandboxFilter) fields() []fieldValue {
+	return nonEmpty(
+		fieldValue{fieldExternalUserID, f.ExternalUserID},
+		fieldValue{fieldOwnerUserID, f.OwnerUserID},
+		fieldValue{fieldExternalProjectID, f.ExternalProjectID},
+		fieldValue{fieldExternalWorkspaceID, f.ExternalWorkspaceID},
+		fieldValue{fieldWorkspaceID, f.WorkspaceID},
+		fieldValue{fieldResourceType, string(f.ResourceType)},
+	)
+}
+
+func (f *SandboxFilter) match(x *Sandbox) bool {
+	return (f.ResourceType == "" || x.ResourceType == f.ResourceType) &&
+		(f.OwnerUserID == "" || x.OwnerUserID == f.OwnerUserID) &&
+		(f.WorkspaceID == "" || x.WorkspaceID == f.WorkspaceID) &&
+		(f.ExternalUserID == "" || x.ExternalUserID == f.ExternalUserID) &&
+		(f.ExternalWorkspaceID == "" || x.ExternalWorkspaceID == f.ExternalWorkspaceID) &&
+		(f.ExternalProjectID == "" || x.ExternalProjectID == f.ExternalProjectID)
+}
+
+func (f *SandboxFilter) check() error {
+	if f.ResourceType != "" && !f.ResourceType.Valid() {
+		return invalid("resource_type", "unknown resource type %q (want sandbox or computer)", f.ResourceType)
+	}
+	return checkFilterIDs(f.fields()...)
+}
+
+// ListSandboxes lists every sandbox and computer of a tenant that f
+// matches, in id order. For egressd's own callers; the API pages
+// (ListSandboxesPage).
 func (s *Store) ListSandboxes(tenantID string, f SandboxFilter) ([]Sandbox, error) {
-	out := []Sandbox{}
-	err := s.view(func(tx storage.Tx) error {
-		p := prefix(tenantID)
-		c := tx.Bucket(bSandboxes).Cursor()
-		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
-			var row storedSandbox
-			if err := unmarshal(v, &row); err != nil {
-				return err
-			}
-			x := row.Sandbox
-			if (f.ResourceType == "" || x.ResourceType == f.ResourceType) &&
-				(f.OwnerUserID == "" || x.OwnerUserID == f.OwnerUserID) &&
-				(f.WorkspaceID == "" || x.WorkspaceID == f.WorkspaceID) &&
-				(f.ExternalUserID == "" || x.ExternalUserID == f.ExternalUserID) &&
-				(f.ExternalWorkspaceID == "" || x.ExternalWorkspaceID == f.ExternalWorkspaceID) &&
-				(f.ExternalProjectID == "" || x.ExternalProjectID == f.ExternalProjectID) {
-				out = append(out, x)
-			}
-		}
-		return nil
-	})
+	out, _, err := s.listSandboxes(tenantID, f, Page{Limit: -1})
 	return out, err
+}
+
+// ListSandboxesPage returns a page of the tenant's sandboxes and computers
+// that f matches, in id order, and the cursor of the next page ("" after
+// the last).
+func (s *Store) ListSandboxesPage(tenantID string, f SandboxFilter, pg Page) ([]Sandbox, string, error) {
+	if pg.Limit < 0 {
+		return nil, "", invalid("limit", "1 to %d (default %d)", MaxListLimit, DefaultListLimit)
+	}
+	return s.listSandboxes(tenantID, f, pg)
+}
+
+func (s *Store) listSandboxes(tenantID string, f SandboxFilter, pg Page) ([]Sandbox, string, error) {
+	if err := f.check(); err != nil {
+		return nil, "", err
+	}
+	q := &listQuery[Sandbox]{
+		kind: listSandboxes, tenant: tenantID, rows: bSandboxes,
+		filter: filterKey(string(f.ResourceType), f.OwnerUserID, f.WorkspaceID, f.ExternalUserID, f.ExternalWorkspaceID, f.ExternalProjectID),
+		sources: func(tx storage.Tx) ([]postings, error) {
+			var srcs []postings
+			for _, fv := range f.fields() {
+				srcs = append(srcs, newIndexPostings(tx, bSandboxFields, fieldPrefix(tenantID, fv.field, fv.value)))
+			}
+			return srcs, nil
+		},
+		decode: func(v []byte) (Sandbox, bool, error) {
+			// The record only: the token's hash is not decoded.
+			var x Sandbox
+			if err := unmarshal(v, &x); err != nil {
+				return x, false, err
+			}
+			return x, x.TenantID == tenantID && f.match(&x), nil
+		},
+	}
+	return runList(s, q, pg)
 }
 
 // DeleteSandbox deletes a sandbox, its bindings, the secrets scoped to it
@@ -251,6 +300,9 @@ func (s *Store) DeleteSandbox(tenantID, id string) error {
 			return err
 		}
 		if err := tx.Bucket(bSandboxes).Delete(key(tenantID, sbx.ID)); err != nil {
+			return err
+		}
+		if err := txIndexSandbox(tx, &sbx, true); err != nil {
 			return err
 		}
 		// One row for the sandbox and all that went with it.

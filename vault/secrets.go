@@ -209,10 +209,13 @@ func (s *Store) UpsertSecret(tenantID string, in SecretInput) (UpsertResult, err
 		owner := scopeOwner(in.Scope, in.OwnerUserID, in.ExternalUserID, in.ExternalWorkspaceID, in.WorkspaceID, in.ResourceType, in.ResourceID)
 		idxKey := key(tenantID, string(in.Scope), owner, in.Name)
 		var row storedSecret
+		var old *Secret // the row's indexed fields before this write
 		if id := tx.Bucket(bSecretIdx).Get(idxKey); id != nil {
 			if _, err := getJSON(tx.Bucket(bSecrets), key(tenantID, string(id)), &row); err != nil {
 				return err
 			}
+			was := row.Secret
+			old = &was
 			row.Version++
 		} else {
 			res.Created = true
@@ -236,6 +239,9 @@ func (s *Store) UpsertSecret(tenantID string, in SecretInput) (UpsertResult, err
 			return err
 		}
 		if err := tx.Bucket(bSecretIdx).Put(idxKey, []byte(sec.ID)); err != nil {
+			return err
+		}
+		if err := txIndexSecret(tx, old, sec); err != nil {
 			return err
 		}
 		res.Secret = row.Secret
@@ -384,6 +390,9 @@ func txDeleteSecret(tx storage.Tx, row *storedSecret) (int, error) {
 	if err := tx.Bucket(bSecretIdx).Delete(key(tid, string(row.Scope), row.ScopeOwner(), row.Name)); err != nil {
 		return 0, err
 	}
+	if err := txUnindexSecret(tx, &row.Secret); err != nil {
+		return 0, err
+	}
 	return len(bids), tx.Bucket(bSecrets).Delete(key(tid, row.ID))
 }
 
@@ -400,8 +409,12 @@ func (s *Store) Secret(tenantID, id string) (Secret, error) {
 	return out, err
 }
 
-// SecretFilter narrows ListSecrets; empty fields match everything.
+// SecretFilter narrows ListSecrets and ListSecretsPage; empty fields match
+// everything. Each field is served from an index (listindex.go).
 type SecretFilter struct {
+	// ResourceID selects the secrets bound to that resource (of
+	// ResourceType, if set); ResourceType alone, the secrets bound to, or
+	// scoped to, any resource of that type.
 	ResourceID          string
 	ResourceType        ResourceType
 	Scope               Scope
@@ -426,59 +439,106 @@ func (f *SecretFilter) match(s *Secret) bool {
 		(f.IDs == nil || f.IDs[s.ID])
 }
 
-// ListSecrets lists a tenant's secrets in id order. A resource filter
-// selects the secrets bound to that resource; a resource type alone, the
-// secrets bound to (or scoped to) any resource of that type.
+func (f *SecretFilter) check() error {
+	if f.ResourceType != "" && !f.ResourceType.Valid() {
+		return invalid("resource_type", "unknown resource type %q (want sandbox or computer)", f.ResourceType)
+	}
+	if f.Scope != "" && !f.Scope.Valid() {
+		return invalid("scope", "unknown scope %q (want one of %v)", f.Scope, Scopes)
+	}
+	if f.Type != "" && !slices.Contains(SecretTypes, f.Type) {
+		return invalid("type", "unknown type %q (want one of %v)", f.Type, SecretTypes)
+	}
+	if f.Name != "" && !ValidName(f.Name) {
+		return invalid("name", "must match [A-Za-z0-9_.-]{1,128}")
+	}
+	return checkFilterIDs(
+		fieldValue{"resource_id", f.ResourceID},
+		fieldValue{fieldWorkspaceID, f.WorkspaceID},
+		fieldValue{fieldOwnerUserID, f.OwnerUserID},
+		fieldValue{fieldExternalUserID, f.ExternalUserID},
+		fieldValue{fieldExternalWorkspaceID, f.ExternalWorkspaceID},
+	)
+}
+
+// ListSecrets lists every secret of a tenant that f matches, in id order.
+// For egressd's own callers; the API pages (ListSecretsPage).
 func (s *Store) ListSecrets(tenantID string, f SecretFilter) ([]Secret, error) {
-	out := []Secret{}
-	err := s.view(func(tx storage.Tx) error {
-		var typed map[string]bool
-		if f.ResourceID == "" && f.ResourceType != "" {
-			typed = map[string]bool{}
-			p := prefix(tenantID)
-			c := tx.Bucket(bBindings).Cursor()
-			for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
-				var b Binding
-				if err := unmarshal(v, &b); err != nil {
-					return err
-				}
-				if b.ResourceType == f.ResourceType {
-					typed[b.SecretID] = true
-				}
-			}
-		}
-		if f.ResourceID != "" {
-			bound := map[string]bool{}
-			bs, err := txBindingsOf(tx, tenantID, f.ResourceID)
-			if err != nil {
-				return err
-			}
-			for _, b := range bs {
-				if f.ResourceType == "" || b.ResourceType == f.ResourceType {
-					if f.IDs == nil || f.IDs[b.SecretID] {
-						bound[b.SecretID] = true
-					}
-				}
-			}
-			f.IDs = bound
-		}
-		p := prefix(tenantID)
-		c := tx.Bucket(bSecrets).Cursor()
-		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
-			var row storedSecret
-			if err := unmarshal(v, &row); err != nil {
-				return err
-			}
-			if typed != nil && !typed[row.ID] && row.ResourceType != f.ResourceType {
-				continue
-			}
-			if f.match(&row.Secret) {
-				out = append(out, row.Secret)
-			}
-		}
-		return nil
-	})
+	out, _, err := s.listSecrets(tenantID, f, Page{Limit: -1})
 	return out, err
+}
+
+// ListSecretsPage returns a page of the tenant's secrets that f matches, in
+// id order, and the cursor of the next page ("" after the last).
+func (s *Store) ListSecretsPage(tenantID string, f SecretFilter, pg Page) ([]Secret, string, error) {
+	if pg.Limit < 0 {
+		return nil, "", invalid("limit", "1 to %d (default %d)", MaxListLimit, DefaultListLimit)
+	}
+	return s.listSecrets(tenantID, f, pg)
+}
+
+func (s *Store) listSecrets(tenantID string, f SecretFilter, pg Page) ([]Secret, string, error) {
+	if err := f.check(); err != nil {
+		return nil, "", err
+	}
+	q := &listQuery[Secret]{
+		kind: listSecrets, tenant: tenantID, rows: bSecrets,
+		filter: filterKey(f.ResourceID, string(f.ResourceType), string(f.Scope), f.Type, f.WorkspaceID, f.OwnerUserID,
+			f.ExternalUserID, f.ExternalWorkspaceID, f.Name, idSetKey(f.IDs)),
+		sources: func(tx storage.Tx) ([]postings, error) { return f.sources(tx, tenantID) },
+		decode: func(v []byte) (Secret, bool, error) {
+			// The metadata only: the sealed values are not decoded.
+			var sec Secret
+			if err := unmarshal(v, &sec); err != nil {
+				return sec, false, err
+			}
+			return sec, sec.TenantID == tenantID && f.match(&sec), nil
+		},
+	}
+	return runList(s, q, pg)
+}
+
+// sources are the id lists of f's filters: the index of each field set,
+// the secrets bound to the resource, the ids given.
+func (f *SecretFilter) sources(tx storage.Tx, tenantID string) ([]postings, error) {
+	var srcs []postings
+	if f.ResourceID != "" {
+		// The bindings of one resource, few: their secrets, sorted.
+		bs, err := txBindingsOf(tx, tenantID, f.ResourceID)
+		if err != nil {
+			return nil, err
+		}
+		var ids [][]byte
+		for _, b := range bs {
+			if f.ResourceType == "" || b.ResourceType == f.ResourceType {
+				ids = append(ids, []byte(b.SecretID))
+			}
+		}
+		srcs = append(srcs, newSortedPostings(ids))
+	} else if f.ResourceType != "" {
+		srcs = append(srcs, newIndexPostings(tx, bSecretFields, fieldPrefix(tenantID, fieldResourceType, string(f.ResourceType))))
+	}
+	for _, fv := range nonEmpty(
+		fieldValue{fieldExternalUserID, f.ExternalUserID},
+		fieldValue{fieldOwnerUserID, f.OwnerUserID},
+		fieldValue{fieldName, f.Name},
+		fieldValue{fieldExternalWorkspaceID, f.ExternalWorkspaceID},
+		fieldValue{fieldWorkspaceID, f.WorkspaceID},
+		fieldValue{fieldType, f.Type},
+		fieldValue{fieldScope, string(f.Scope)},
+	) {
+		srcs = append(srcs, newIndexPostings(tx, bSecretFields, fieldPrefix(tenantID, fv.field, fv.value)))
+	}
+	if f.IDs != nil {
+		ids := make([][]byte, 0, len(f.IDs))
+		for id, ok := range f.IDs {
+			if ok {
+				ids = append(ids, []byte(id))
+			}
+		}
+		srcs = append(srcs, newSortedPostings(ids))
+	}
+	return srcs, nil
 }
 
 func txTenant(tx storage.Tx, id string) (Tenant, error) {

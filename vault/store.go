@@ -164,6 +164,9 @@ func Open(cfg Config) (*Store, error) {
 	if err := s.init(); err != nil {
 		return fail(err)
 	}
+	if err := s.ensureListIndexes(); err != nil {
+		return fail(err)
+	}
 	j, err := s.openAuditJournal(cfg.JournalPath, cfg.NoSync)
 	if err != nil {
 		return fail(err)
