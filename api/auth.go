@@ -120,16 +120,3 @@ func (s *Server) sandboxFor(p *principal, id string) (vault.Sandbox, error) {
 	}
 	return sbx, nil
 }
-
-// browserSandboxes is the set of sandbox ids a browser token may see.
-func (s *Server) browserSandboxes(p *principal) (map[string]bool, error) {
-	list, err := s.store.ListSandboxes(p.tenant(), vault.SandboxFilter{ExternalUserID: p.externalUser()})
-	if err != nil {
-		return nil, err
-	}
-	ids := make(map[string]bool, len(list))
-	for _, x := range list {
-		ids[x.ID] = true
-	}
-	return ids, nil
-}

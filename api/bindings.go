@@ -7,9 +7,12 @@ import (
 	"github.com/egressd/egressd/vault"
 )
 
-// BindingList is the answer of GET /api/v1/egress/bindings.
+// BindingList is the answer of GET /api/v1/egress/bindings: a page of
+// bindings in id order, and the cursor of the next page ("" after the
+// last).
 type BindingList struct {
-	Bindings []vault.Binding `json:"bindings"`
+	Bindings   []vault.Binding `json:"bindings"`
+	NextCursor string          `json:"next_cursor"`
 }
 
 // createBinding attaches a secret of the tenant to one of its sandboxes or
@@ -28,11 +31,15 @@ func (s *Server) createBinding(w http.ResponseWriter, r *http.Request, p *princi
 	return nil
 }
 
-// listBindings lists the tenant's bindings, narrowed by the query's
-// filters; a browser token sees only the bindings on its external user's
-// sandboxes.
+// listBindings answers a page of the tenant's bindings, narrowed by the
+// query's filters; a browser token sees only the bindings on its external
+// user's sandboxes.
 func (s *Server) listBindings(w http.ResponseWriter, r *http.Request, p *principal) error {
 	q := r.URL.Query()
+	pg, err := listPage(q)
+	if err != nil {
+		return err
+	}
 	f := vault.BindingFilter{
 		ResourceID:   q.Get("resource_id"),
 		ResourceType: vault.ResourceType(q.Get("resource_type")),
@@ -42,17 +49,13 @@ func (s *Server) listBindings(w http.ResponseWriter, r *http.Request, p *princip
 		return errorf(ErrBadRequest, "resource_type: unknown resource type %q (want sandbox or computer)", f.ResourceType)
 	}
 	if p.browser() {
-		ids, err := s.browserSandboxes(p)
-		if err != nil {
-			return err
-		}
-		f.ResourceIDs = ids
+		f.ExternalUserID = p.externalUser()
 	}
-	list, err := s.store.ListBindings(p.tenant(), f)
+	list, next, err := s.store.ListBindingsPage(p.tenant(), f, pg)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, BindingList{Bindings: list})
+	writeJSON(w, http.StatusOK, BindingList{Bindings: list, NextCursor: next})
 	return nil
 }
 

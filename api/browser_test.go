@@ -57,23 +57,23 @@ func TestBrowserTokens(t *testing.T) {
 		slices.Sort(out)
 		return out
 	}
-	if got, want := ids(must[[]vault.Sandbox](t)(br.ListSandboxes(ctx, client.SandboxFilter{}))), slices.Sorted(slices.Values([]string{a.sbx.ID, a.cmp.ID})); !slices.Equal(got, want) {
+	if got, want := ids(must[client.SandboxPage](t)(br.ListSandboxes(ctx, client.SandboxFilter{})).Sandboxes), slices.Sorted(slices.Values([]string{a.sbx.ID, a.cmp.ID})); !slices.Equal(got, want) {
 		t.Errorf("sandboxes: %v, want %v", got, want)
 	}
-	if l := must[[]vault.Sandbox](t)(br.ListSandboxes(ctx, client.SandboxFilter{ExternalUserID: "eu2"})); len(l) != 0 {
+	if l := must[client.SandboxPage](t)(br.ListSandboxes(ctx, client.SandboxFilter{ExternalUserID: "eu2"})).Sandboxes; len(l) != 0 {
 		t.Errorf("asking for eu2's sandboxes: %v", ids(l))
 	}
-	if l := must[[]vault.Sandbox](t)(br.ListComputers(ctx, client.SandboxFilter{})); len(l) != 1 || l[0].ID != a.cmp.ID {
+	if l := must[client.SandboxPage](t)(br.ListComputers(ctx, client.SandboxFilter{})).Sandboxes; len(l) != 1 || l[0].ID != a.cmp.ID {
 		t.Errorf("computers: %v", ids(l))
 	}
-	secs := must[[]vault.Secret](t)(br.ListSecrets(ctx, client.SecretFilter{}))
+	secs := must[client.SecretPage](t)(br.ListSecrets(ctx, client.SecretFilter{})).Secrets
 	if len(secs) != 1 || secs[0].ID != a.userSecret.ID {
 		t.Errorf("secrets: %+v", secs)
 	}
-	if l := must[[]vault.Secret](t)(br.ListSecrets(ctx, client.SecretFilter{ExternalUserID: "eu2"})); len(l) != 0 {
+	if l := must[client.SecretPage](t)(br.ListSecrets(ctx, client.SecretFilter{ExternalUserID: "eu2"})).Secrets; len(l) != 0 {
 		t.Errorf("asking for eu2's secrets: %+v", l)
 	}
-	bs := must[[]vault.Binding](t)(br.ListBindings(ctx, client.BindingFilter{}))
+	bs := must[client.BindingPage](t)(br.ListBindings(ctx, client.BindingFilter{})).Bindings
 	for _, b := range bs {
 		if b.ResourceID != a.sbx.ID && b.ResourceID != a.cmp.ID {
 			t.Errorf("binding on another user's sandbox: %+v", b)

@@ -108,16 +108,16 @@ func TestTenantIsolation(t *testing.T) {
 		}
 	}
 	// Lists filtered by A's ids find nothing of A's.
-	if l := must[[]vault.Secret](t)(b.ListSecrets(ctx, client.SecretFilter{ResourceID: a.sbx.ID})); len(l) != 0 {
+	if l := must[client.SecretPage](t)(b.ListSecrets(ctx, client.SecretFilter{ResourceID: a.sbx.ID})).Secrets; len(l) != 0 {
 		t.Errorf("B lists A's secrets: %+v", l)
 	}
-	if l := must[[]vault.Binding](t)(b.ListBindings(ctx, client.BindingFilter{SecretID: a.userSecret.ID})); len(l) != 0 {
+	if l := must[client.BindingPage](t)(b.ListBindings(ctx, client.BindingFilter{SecretID: a.userSecret.ID})).Bindings; len(l) != 0 {
 		t.Errorf("B lists A's bindings: %+v", l)
 	}
-	if l := must[[]vault.Sandbox](t)(b.ListSandboxes(ctx, client.SandboxFilter{})); len(l) != 1 || l[0].ID != sbxB.ID {
+	if l := must[client.SandboxPage](t)(b.ListSandboxes(ctx, client.SandboxFilter{})).Sandboxes; len(l) != 1 || l[0].ID != sbxB.ID {
 		t.Errorf("B lists A's sandboxes: %+v", l)
 	}
-	if l := must[[]vault.Secret](t)(b.ListSecrets(ctx, client.SecretFilter{})); len(l) != 1 || l[0].ID != secB.ID {
+	if l := must[client.SecretPage](t)(b.ListSecrets(ctx, client.SecretFilter{})).Secrets; len(l) != 1 || l[0].ID != secB.ID {
 		t.Errorf("B's secrets: %+v", l)
 	}
 

@@ -128,7 +128,7 @@ func TestOAuthCallbackOtherBrowser(t *testing.T) {
 	refused(attacker, "another browser's nonce")
 	attacker.jar.SetCookies(cb, []*http.Cookie{{Name: "egressd_oauth_" + conn.ID, Value: "", Path: "/api/v1/egress/oauth/callback"}})
 	refused(attacker, "an empty cookie")
-	if list, _ := e.admin.ListSecrets(ctx, client.SecretFilter{}); len(list) != 0 {
+	if page, _ := e.admin.ListSecrets(ctx, client.SecretFilter{}); len(page.Secrets) != 0 {
 		t.Fatal("a refused callback stored a secret")
 	}
 	if status, body := victim.get(callback); status != 200 || !strings.Contains(body, `"completed"`) {
@@ -187,7 +187,7 @@ func TestOAuthCompleteAssertsEndUser(t *testing.T) {
 	if status, _ := e.newBrowser().get(e.apiURL + "/api/v1/egress/oauth/callback?" + url.Values{"code": {code}, "state": {state}}.Encode()); status != 403 {
 		t.Fatalf("egressd callback for a tenant-callback flow: %d", status)
 	}
-	if list, _ := e.admin.ListSecrets(ctx, client.SecretFilter{}); len(list) != 0 {
+	if page, _ := e.admin.ListSecrets(ctx, client.SecretFilter{}); len(page.Secrets) != 0 {
 		t.Fatal("a refused completion stored a secret")
 	}
 	if f, err := e.admin.Complete(ctx, client.EndUser{ExternalUserID: "eu1"}, code, state); err != nil || f.Status != vault.FlowCompleted {

@@ -214,7 +214,7 @@ func TestOAuthStateReuseAndExpiry(t *testing.T) {
 		t.Fatalf("complete: %+v %v", f, err)
 	}
 	// Reuse of the state: refused, nothing new stored, the flow keeps its result.
-	secretsBefore, _ := e.admin.ListSecrets(ctx, client.SecretFilter{})
+	before, _ := e.admin.ListSecrets(ctx, client.SecretFilter{})
 	_, err = e.admin.Complete(ctx, client.EndUser{ExternalUserID: "eu1"}, code, state)
 	if client.StatusOf(err) != 409 || apiErr(err).Code != "oauth_state_used" {
 		t.Fatalf("reuse: %v", err)
@@ -223,7 +223,7 @@ func TestOAuthStateReuseAndExpiry(t *testing.T) {
 		t.Fatalf("reuse via callback: %d %s", status, body)
 	}
 	after, _ := e.admin.ListSecrets(ctx, client.SecretFilter{})
-	if len(after) != len(secretsBefore) || after[0].Version != secretsBefore[0].Version {
+	if len(after.Secrets) != len(before.Secrets) || after.Secrets[0].Version != before.Secrets[0].Version {
 		t.Fatal("a reused state stored something")
 	}
 	// Unknown state.
@@ -244,7 +244,7 @@ func TestOAuthStateReuseAndExpiry(t *testing.T) {
 	if !errors.As(err, &fe) || fe.Flow.Status != vault.FlowExpired {
 		t.Fatalf("wait on expired: %v", err)
 	}
-	if list, _ := e.admin.ListSecrets(ctx, client.SecretFilter{ExternalUserID: "eu2"}); len(list) != 0 {
+	if page, _ := e.admin.ListSecrets(ctx, client.SecretFilter{ExternalUserID: "eu2"}); len(page.Secrets) != 0 {
 		t.Fatal("an expired flow stored a secret")
 	}
 	// A pending flow past its expiry reads as expired.
@@ -276,7 +276,7 @@ func TestOAuthPKCEVerifierChecked(t *testing.T) {
 	if f.Status != vault.FlowFailed || f.SecretID != "" {
 		t.Fatalf("flow %+v", f)
 	}
-	if list, _ := e.admin.ListSecrets(ctx, client.SecretFilter{}); len(list) != 0 {
+	if page, _ := e.admin.ListSecrets(ctx, client.SecretFilter{}); len(page.Secrets) != 0 {
 		t.Fatal("stored a secret")
 	}
 	// With the right verifier the same provider accepts.
@@ -312,7 +312,7 @@ func TestOAuthProviderErrors(t *testing.T) {
 	if f, _ := e.admin.Flow(ctx, conn2.ID, 0); f.Status != vault.FlowFailed || !strings.Contains(f.Error, "access_denied") {
 		t.Fatalf("flow %+v", f)
 	}
-	if list, _ := e.admin.ListSecrets(ctx, client.SecretFilter{}); len(list) != 0 {
+	if page, _ := e.admin.ListSecrets(ctx, client.SecretFilter{}); len(page.Secrets) != 0 {
 		t.Fatal("a failed flow stored a secret")
 	}
 	// Unknown provider; a built-in provider without a configured app.

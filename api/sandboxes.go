@@ -43,9 +43,12 @@ type SandboxCreated struct {
 	Placeholders []resolver.EnvEntry `json:"placeholders"`
 }
 
-// SandboxList is the answer of GET /api/v1/sandboxes.
+// SandboxList is the answer of GET /api/v1/sandboxes (and computers): a
+// page of sandboxes in id order, and the cursor of the next page (""
+// after the last).
 type SandboxList struct {
-	Sandboxes []vault.Sandbox `json:"sandboxes"`
+	Sandboxes  []vault.Sandbox `json:"sandboxes"`
+	NextCursor string          `json:"next_cursor"`
 }
 
 // createSandbox registers a sandbox or computer. On /api/v1/computers (rt
@@ -157,11 +160,16 @@ func (s *Server) resourceFor(p *principal, id string, rt vault.ResourceType) (va
 	return sbx, nil
 }
 
-// listSandboxes lists the tenant's sandboxes and computers (computers only
-// on /api/v1/computers); a browser token sees only its external user's.
+// listSandboxes answers a page of the tenant's sandboxes and computers
+// (computers only on /api/v1/computers); a browser token sees only its
+// external user's.
 func (s *Server) listSandboxes(rt vault.ResourceType) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, p *principal) error {
 		q := r.URL.Query()
+		pg, err := listPage(q)
+		if err != nil {
+			return err
+		}
 		f := vault.SandboxFilter{
 			ResourceType:        vault.ResourceType(q.Get("resource_type")),
 			OwnerUserID:         q.Get("owner_user_id"),
@@ -182,14 +190,16 @@ func (s *Server) listSandboxes(rt vault.ResourceType) handlerFunc {
 			empty = empty || f.ExternalUserID != "" && f.ExternalUserID != p.externalUser()
 			f.ExternalUserID = p.externalUser()
 		}
-		list := []vault.Sandbox{}
-		if !empty {
-			var err error
-			if list, err = s.store.ListSandboxes(p.tenant(), f); err != nil {
-				return err
-			}
+		list, next, err := s.store.ListSandboxesPage(p.tenant(), f, pg)
+		if err != nil {
+			return err
 		}
-		writeJSON(w, http.StatusOK, SandboxList{Sandboxes: list})
+		if empty {
+			// Asked for what the endpoint or the token never shows: none
+			// (the cursor and filters were checked all the same).
+			list, next = []vault.Sandbox{}, ""
+		}
+		writeJSON(w, http.StatusOK, SandboxList{Sandboxes: list, NextCursor: next})
 		return nil
 	}
 }

@@ -98,17 +98,17 @@ func TestSandboxesCRUD(t *testing.T) {
 	if viaSandboxes.ResourceType != vault.ResourceComputer {
 		t.Fatalf("resource_type ignored: %+v", viaSandboxes)
 	}
-	if all := must[[]vault.Sandbox](t)(c.ListSandboxes(ctx, client.SandboxFilter{})); len(all) != 3 {
+	if all := must[client.SandboxPage](t)(c.ListSandboxes(ctx, client.SandboxFilter{})).Sandboxes; len(all) != 3 {
 		t.Fatalf("list all: %d", len(all))
 	}
-	if cs := must[[]vault.Sandbox](t)(c.ListComputers(ctx, client.SandboxFilter{})); len(cs) != 2 {
+	if cs := must[client.SandboxPage](t)(c.ListComputers(ctx, client.SandboxFilter{})).Sandboxes; len(cs) != 2 {
 		t.Fatalf("list computers: %d", len(cs))
 	}
-	if cs := must[[]vault.Sandbox](t)(c.ListComputers(ctx, client.SandboxFilter{ResourceType: vault.ResourceSandbox})); len(cs) != 0 {
+	if cs := must[client.SandboxPage](t)(c.ListComputers(ctx, client.SandboxFilter{ResourceType: vault.ResourceSandbox})).Sandboxes; len(cs) != 0 {
 		t.Fatalf("computers listed sandboxes: %d", len(cs))
 	}
 	for _, f := range []client.SandboxFilter{{ExternalUserID: "eu1"}, {OwnerUserID: "u1"}, {WorkspaceID: "w1"}, {ExternalWorkspaceID: "ew1"}, {ExternalProjectID: "p1"}, {ResourceType: vault.ResourceSandbox}} {
-		if l := must[[]vault.Sandbox](t)(c.ListSandboxes(ctx, f)); len(l) != 1 || l[0].ID != created.ID {
+		if l := must[client.SandboxPage](t)(c.ListSandboxes(ctx, f)).Sandboxes; len(l) != 1 || l[0].ID != created.ID {
 			t.Errorf("filter %+v: %+v", f, l)
 		}
 	}

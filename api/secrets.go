@@ -16,9 +16,12 @@ type UpsertAnswer struct {
 	Binding *vault.Binding `json:"binding,omitempty"`
 }
 
-// SecretList is the answer of GET /api/v1/egress/secrets.
+// SecretList is the answer of GET /api/v1/egress/secrets: a page of
+// secrets in id order, and the cursor of the next page ("" after the
+// last).
 type SecretList struct {
-	Secrets []vault.Secret `json:"secrets"`
+	Secrets    []vault.Secret `json:"secrets"`
+	NextCursor string         `json:"next_cursor"`
 }
 
 // upsertSecret creates a secret or updates the one with the same (scope,
@@ -42,10 +45,14 @@ func (s *Server) upsertSecret(w http.ResponseWriter, r *http.Request, p *princip
 	return nil
 }
 
-// listSecrets lists the tenant's secrets, narrowed by the query's filters;
-// a browser token sees only its external user's.
+// listSecrets answers a page of the tenant's secrets, narrowed by the
+// query's filters; a browser token sees only its external user's.
 func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request, p *principal) error {
 	q := r.URL.Query()
+	pg, err := listPage(q)
+	if err != nil {
+		return err
+	}
 	f := vault.SecretFilter{
 		ResourceID:          q.Get("resource_id"),
 		ResourceType:        vault.ResourceType(q.Get("resource_type")),
@@ -76,11 +83,11 @@ func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request, p *principa
 		}
 		f.ExternalUserID = p.externalUser()
 	}
-	list, err := s.store.ListSecrets(p.tenant(), f)
+	list, next, err := s.store.ListSecretsPage(p.tenant(), f, pg)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, SecretList{Secrets: list})
+	writeJSON(w, http.StatusOK, SecretList{Secrets: list, NextCursor: next})
 	return nil
 }
 

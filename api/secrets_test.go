@@ -72,7 +72,7 @@ func TestSecretsCRUD(t *testing.T) {
 		{client.SecretFilter{ExternalWorkspaceID: "nobody"}, nil},
 	}
 	for _, tc := range filters {
-		list := must[[]vault.Secret](t)(c.ListSecrets(ctx, tc.f))
+		list := must[client.SecretPage](t)(c.ListSecrets(ctx, tc.f)).Secrets
 		var names []string
 		for _, s := range list {
 			names = append(names, s.Name)
@@ -104,7 +104,7 @@ func TestSecretsCRUD(t *testing.T) {
 	}
 	_, err := c.GetSecret(ctx, bound.Secret.ID)
 	mustStatus(t, err, 404)
-	if bs := must[[]vault.Binding](t)(c.ListBindings(ctx, client.BindingFilter{SecretID: bound.Secret.ID})); len(bs) != 0 {
+	if bs := must[client.BindingPage](t)(c.ListBindings(ctx, client.BindingFilter{SecretID: bound.Secret.ID})).Bindings; len(bs) != 0 {
 		t.Fatalf("bindings survive their secret: %+v", bs)
 	}
 	mustStatus(t, c.DeleteSecret(ctx, bound.Secret.ID), 404)
@@ -139,7 +139,7 @@ func TestBindingsCRUD(t *testing.T) {
 		{client.BindingFilter{SecretID: "sec_other"}, nil},
 	} {
 		var ids []string
-		for _, b := range must[[]vault.Binding](t)(c.ListBindings(ctx, tc.f)) {
+		for _, b := range must[client.BindingPage](t)(c.ListBindings(ctx, tc.f)).Bindings {
 			ids = append(ids, b.ID)
 		}
 		slices.Sort(ids)

@@ -176,9 +176,9 @@ func endUserPage(rt route) bool {
 
 // routes is the API's table of endpoints.
 func (s *Server) routes() []route {
-	secretFilters := []string{"resource_id", "resource_type", "scope", "type", "workspace_id", "owner_user_id", "external_user_id", "external_workspace_id", "name"}
-	bindingFilters := []string{"resource_id", "resource_type", "secret_id"}
-	sandboxFilters := []string{"resource_type", "owner_user_id", "workspace_id", "external_user_id", "external_workspace_id", "external_project_id"}
+	secretFilters := append([]string{"resource_id", "resource_type", "scope", "type", "workspace_id", "owner_user_id", "external_user_id", "external_workspace_id", "name"}, listPageParams...)
+	bindingFilters := append([]string{"resource_id", "resource_type", "secret_id"}, listPageParams...)
+	sandboxFilters := append([]string{"resource_type", "owner_user_id", "workspace_id", "external_user_id", "external_workspace_id", "external_project_id"}, listPageParams...)
 	rs := []route{
 		{"POST", "/api/v1/egress/secrets", adminAccess, nil, s.upsertSecret},
 		{"GET", "/api/v1/egress/secrets", readAccess, secretFilters, s.listSecrets},

@@ -51,7 +51,8 @@ type SandboxEnv struct {
 	CABundlePath      string              `json:"ca_bundle_path"`
 }
 
-// SandboxFilter narrows ListSandboxes; empty fields match everything.
+// SandboxFilter narrows ListSandboxes, ListComputers and their All forms;
+// empty fields match everything.
 type SandboxFilter struct {
 	ResourceType        vault.ResourceType
 	OwnerUserID         string
@@ -59,6 +60,19 @@ type SandboxFilter struct {
 	ExternalUserID      string
 	ExternalWorkspaceID string
 	ExternalProjectID   string
+	// Limit is the most sandboxes of a page, 1 to 1000; zero means the
+	// server's default (100).
+	Limit int
+	// Cursor is the NextCursor of the previous page, from the same list
+	// with the same filters; empty starts at the first sandbox.
+	Cursor string
+}
+
+// SandboxPage is one page of sandboxes and computers, in id order.
+// NextCursor is "" after the last page.
+type SandboxPage struct {
+	Sandboxes  []vault.Sandbox `json:"sandboxes"`
+	NextCursor string          `json:"next_cursor"`
 }
 
 func (f SandboxFilter) query() url.Values {
@@ -69,6 +83,7 @@ func (f SandboxFilter) query() url.Values {
 	setIf(q, "external_user_id", f.ExternalUserID)
 	setIf(q, "external_workspace_id", f.ExternalWorkspaceID)
 	setIf(q, "external_project_id", f.ExternalProjectID)
+	setPage(q, f.Limit, f.Cursor)
 	return q
 }
 
@@ -87,22 +102,41 @@ func (c *Client) CreateComputer(ctx context.Context, in SandboxInput) (SandboxCr
 	return out, err
 }
 
-// ListSandboxes lists sandboxes and computers.
-func (c *Client) ListSandboxes(ctx context.Context, f SandboxFilter) ([]vault.Sandbox, error) {
+// ListSandboxes returns one page of sandboxes and computers (a browser
+// token: of its external user's).
+func (c *Client) ListSandboxes(ctx context.Context, f SandboxFilter) (SandboxPage, error) {
 	return c.listResources(ctx, "/api/v1/sandboxes", f)
 }
 
-// ListComputers lists computers only.
-func (c *Client) ListComputers(ctx context.Context, f SandboxFilter) ([]vault.Sandbox, error) {
+// ListComputers returns one page of computers only.
+func (c *Client) ListComputers(ctx context.Context, f SandboxFilter) (SandboxPage, error) {
 	return c.listResources(ctx, "/api/v1/computers", f)
 }
 
-func (c *Client) listResources(ctx context.Context, path string, f SandboxFilter) ([]vault.Sandbox, error) {
-	var out struct {
-		Sandboxes []vault.Sandbox `json:"sandboxes"`
-	}
+// SandboxesAll calls fn with every sandbox and computer that matches f, in
+// id order, following the pages' cursors from f.Cursor to the end. It
+// stops at the first error of fn or of a page and returns it.
+func (c *Client) SandboxesAll(ctx context.Context, f SandboxFilter, fn func(vault.Sandbox) error) error {
+	return c.resourcesAll(ctx, "/api/v1/sandboxes", f, fn)
+}
+
+// ComputersAll is SandboxesAll for computers only.
+func (c *Client) ComputersAll(ctx context.Context, f SandboxFilter, fn func(vault.Sandbox) error) error {
+	return c.resourcesAll(ctx, "/api/v1/computers", f, fn)
+}
+
+func (c *Client) listResources(ctx context.Context, path string, f SandboxFilter) (SandboxPage, error) {
+	var out SandboxPage
 	err := c.do(ctx, http.MethodGet, path, f.query(), nil, &out)
-	return out.Sandboxes, err
+	return out, err
+}
+
+func (c *Client) resourcesAll(ctx context.Context, path string, f SandboxFilter, fn func(vault.Sandbox) error) error {
+	return follow(f.Cursor, func(cursor string) (string, error) {
+		f.Cursor = cursor
+		page, err := c.listResources(ctx, path, f)
+		return page.NextCursor, eachOf(page.Sandboxes, err, fn)
+	})
 }
 
 // GetSandbox returns one sandbox or computer.

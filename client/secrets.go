@@ -23,8 +23,10 @@ type UpsertResult struct {
 	Binding *vault.Binding `json:"binding,omitempty"`
 }
 
-// SecretFilter narrows ListSecrets; empty fields match everything. A
-// resource filter selects the secrets bound to that resource.
+// SecretFilter narrows ListSecrets and SecretsAll; empty fields match
+// everything. A resource filter selects the secrets bound to that
+// resource; a resource type alone, those bound to or scoped to any
+// resource of that type.
 type SecretFilter struct {
 	ResourceID          string
 	ResourceType        vault.ResourceType
@@ -35,6 +37,13 @@ type SecretFilter struct {
 	ExternalUserID      string
 	ExternalWorkspaceID string
 	Name                string
+	// Limit is the most secrets of a page, 1 to 1000; zero means the
+	// server's default (100).
+	Limit int
+	// Cursor is the NextCursor of the previous page, with the same
+	// filters (the server refuses it with others); empty starts at the
+	// first secret.
+	Cursor string
 }
 
 func (f SecretFilter) query() url.Values {
@@ -48,7 +57,15 @@ func (f SecretFilter) query() url.Values {
 	setIf(q, "external_user_id", f.ExternalUserID)
 	setIf(q, "external_workspace_id", f.ExternalWorkspaceID)
 	setIf(q, "name", f.Name)
+	setPage(q, f.Limit, f.Cursor)
 	return q
+}
+
+// SecretPage is one page of secrets' metadata, in id order. NextCursor is
+// "" after the last page.
+type SecretPage struct {
+	Secrets    []vault.Secret `json:"secrets"`
+	NextCursor string         `json:"next_cursor"`
 }
 
 // UpsertSecret creates the secret, or updates the one with the same scope,
@@ -65,13 +82,23 @@ func (c *Client) CreateSecret(ctx context.Context, in SecretInput) (UpsertResult
 	return c.UpsertSecret(ctx, in)
 }
 
-// ListSecrets lists secrets' metadata.
-func (c *Client) ListSecrets(ctx context.Context, f SecretFilter) ([]vault.Secret, error) {
-	var out struct {
-		Secrets []vault.Secret `json:"secrets"`
-	}
+// ListSecrets returns one page of secrets' metadata (a browser token: of
+// its external user's secrets).
+func (c *Client) ListSecrets(ctx context.Context, f SecretFilter) (SecretPage, error) {
+	var out SecretPage
 	err := c.do(ctx, http.MethodGet, "/api/v1/egress/secrets", f.query(), nil, &out)
-	return out.Secrets, err
+	return out, err
+}
+
+// SecretsAll calls fn with every secret that matches f, in id order,
+// following the pages' cursors from f.Cursor to the end. It stops at the
+// first error of fn or of a page and returns it.
+func (c *Client) SecretsAll(ctx context.Context, f SecretFilter, fn func(vault.Secret) error) error {
+	return follow(f.Cursor, func(cursor string) (string, error) {
+		f.Cursor = cursor
+		page, err := c.ListSecrets(ctx, f)
+		return page.NextCursor, eachOf(page.Secrets, err, fn)
+	})
 }
 
 // GetSecret returns one secret's metadata, version and timestamps.
@@ -111,11 +138,18 @@ func (c *Client) DeleteSecret(ctx context.Context, id string) error {
 // BindingInput attaches a secret to a sandbox or computer.
 type BindingInput = vault.BindingInput
 
-// BindingFilter narrows ListBindings; empty fields match everything.
+// BindingFilter narrows ListBindings and BindingsAll; empty fields match
+// everything.
 type BindingFilter struct {
 	ResourceID   string
 	ResourceType vault.ResourceType
 	SecretID     string
+	// Limit is the most bindings of a page, 1 to 1000; zero means the
+	// server's default (100).
+	Limit int
+	// Cursor is the NextCursor of the previous page, with the same
+	// filters; empty starts at the first binding.
+	Cursor string
 }
 
 func (f BindingFilter) query() url.Values {
@@ -123,7 +157,15 @@ func (f BindingFilter) query() url.Values {
 	setIf(q, "resource_id", f.ResourceID)
 	setIf(q, "resource_type", string(f.ResourceType))
 	setIf(q, "secret_id", f.SecretID)
+	setPage(q, f.Limit, f.Cursor)
 	return q
+}
+
+// BindingPage is one page of bindings, in id order. NextCursor is "" after
+// the last page.
+type BindingPage struct {
+	Bindings   []vault.Binding `json:"bindings"`
+	NextCursor string          `json:"next_cursor"`
 }
 
 // CreateBinding binds a secret to a resource under an env var name.
@@ -134,13 +176,23 @@ func (c *Client) CreateBinding(ctx context.Context, in BindingInput) (vault.Bind
 	return out, err
 }
 
-// ListBindings lists bindings.
-func (c *Client) ListBindings(ctx context.Context, f BindingFilter) ([]vault.Binding, error) {
-	var out struct {
-		Bindings []vault.Binding `json:"bindings"`
-	}
+// ListBindings returns one page of bindings (a browser token: of those on
+// its external user's sandboxes).
+func (c *Client) ListBindings(ctx context.Context, f BindingFilter) (BindingPage, error) {
+	var out BindingPage
 	err := c.do(ctx, http.MethodGet, "/api/v1/egress/bindings", f.query(), nil, &out)
-	return out.Bindings, err
+	return out, err
+}
+
+// BindingsAll calls fn with every binding that matches f, in id order,
+// following the pages' cursors from f.Cursor to the end. It stops at the
+// first error of fn or of a page and returns it.
+func (c *Client) BindingsAll(ctx context.Context, f BindingFilter, fn func(vault.Binding) error) error {
+	return follow(f.Cursor, func(cursor string) (string, error) {
+		f.Cursor = cursor
+		page, err := c.ListBindings(ctx, f)
+		return page.NextCursor, eachOf(page.Bindings, err, fn)
+	})
 }
 
 // GetBinding returns one binding.

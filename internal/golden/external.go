@@ -216,12 +216,12 @@ func (s *extSession) upsertSecret(in vault.SecretInput) (string, error) {
 	if in.Scope != vault.ScopeResource {
 		// Never overwrite (and then delete) a secret the tenant holds.
 		have, err := s.x.api.ListSecrets(s.ctx, client.SecretFilter{Name: in.Name, Scope: in.Scope,
-			OwnerUserID: in.OwnerUserID, WorkspaceID: in.WorkspaceID, ExternalUserID: in.ExternalUserID, ExternalWorkspaceID: in.ExternalWorkspaceID})
+			OwnerUserID: in.OwnerUserID, WorkspaceID: in.WorkspaceID, ExternalUserID: in.ExternalUserID, ExternalWorkspaceID: in.ExternalWorkspaceID, Limit: 1})
 		if err != nil {
 			return "", err
 		}
-		if len(have) > 0 {
-			return "", fmt.Errorf("the tenant already holds a %s secret %q (%s): replay into a tenant of its own (--operator-key)", in.Scope, in.Name, have[0].ID)
+		if len(have.Secrets) > 0 {
+			return "", fmt.Errorf("the tenant already holds a %s secret %q (%s): replay into a tenant of its own (--operator-key)", in.Scope, in.Name, have.Secrets[0].ID)
 		}
 	}
 	out, err := s.x.api.UpsertSecret(s.ctx, in)
