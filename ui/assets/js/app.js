@@ -216,6 +216,71 @@
             : h('td', { role: 'cell', class: c.num ? 'num' : null, 'data-label': c.label }, h('div', null, c.cell(r)))))))));
   };
 
+  // LIST_PAGE is how many rows the dashboard asks of a paged list at once.
+  EG.LIST_PAGE = 100;
+
+  // pagedList shows a list the API pages (limit, cursor, next_cursor) in
+  // a box with id. load() shows its first page; while more rows follow, a
+  // More button (id-more) under the table asks for the next page and adds
+  // its rows below those shown. render(rows, more) builds the table of the
+  // rows so far. A page that arrives after a newer load() began, or after
+  // the view was left (live), is dropped.
+  EG.pagedList = function pagedList({ id, path, query, field, live, render }) {
+    const table = h('div');
+    const more = h('button', { type: 'button', class: 'secondary', id: `${id}-more` }, 'More');
+    const note = h('span', { class: 'small muted', 'aria-live': 'polite' });
+    const pager = h('div', { class: 'pager', hidden: true }, more, note);
+    const box = h('div', { id }, table, pager);
+    let rows = [];
+    let cursor = '';
+    let gen = 0;
+    // fetchPage asks for the page after `after` and adds it to the rows
+    // (to none when after is empty); false when it came too late.
+    const fetchPage = async (g, after) => {
+      const page = await EG.api('GET', path, { query: Object.assign({}, query, { limit: EG.LIST_PAGE, cursor: after }) });
+      if (g !== gen || !live()) return false;
+      rows = after ? rows.concat(page[field]) : page[field];
+      cursor = page.next_cursor || '';
+      table.replaceChildren(render(rows, !!cursor));
+      box.setAttribute('data-rows', String(rows.length));
+      pager.hidden = !cursor;
+      return true;
+    };
+    more.addEventListener('click', async () => {
+      if (!cursor) return;
+      more.disabled = true;
+      note.textContent = 'Loading…';
+      try {
+        if (await fetchPage(gen, cursor)) note.textContent = `${rows.length} shown.`;
+      } catch (e) {
+        note.textContent = '';
+        EG.fail(e);
+      } finally {
+        more.disabled = false;
+      }
+    });
+    return {
+      el: box,
+      load() {
+        note.textContent = '';
+        return fetchPage(++gen, '');
+      },
+    };
+  };
+
+  // all follows a paged list's cursors and returns its rows, at most cap
+  // of them, and whether more were left unread.
+  EG.all = async function all(path, query, field, cap) {
+    let rows = [];
+    let cursor = '';
+    do {
+      const page = await EG.api('GET', path, { query: Object.assign({}, query, { limit: 1000, cursor }) });
+      rows = rows.concat(page[field]);
+      cursor = page.next_cursor || '';
+    } while (cursor && rows.length < cap);
+    return { rows: rows.slice(0, cap), more: !!cursor || rows.length > cap };
+  };
+
   // ---- dialogs ----
   // dialog shows a modal with body nodes; onOK returns a promise and may
   // throw to keep it open with the error shown. Resolves true when done.

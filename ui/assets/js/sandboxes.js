@@ -39,22 +39,25 @@
       ? 'Sandboxes and computers registered with egressd, with the attribution stamped when each was created. Open one for its env and to explain how a name resolves.'
       : 'Your sandboxes. Open one for its env and to see how a name resolves.'),
     EG.fold('sandboxes-filter', 'Filter', FILTERS.some((f) => q.get(f)), form));
-    const list = h('div', { id: 'sandboxes-list' });
-    view.append(list);
-    return EG.api('GET', '/api/v1/sandboxes', { query }).then((data) => {
-      if (!live()) return;
-      const dash = (v) => v || h('span', { class: 'muted' }, '—');
-      list.replaceChildren(EG.table(`${data.sandboxes.length} sandbox${data.sandboxes.length === 1 ? '' : 'es'}`, [
-        { label: 'Sandbox', rowHeader: true, cell: (x) => [h('a', { href: '#/sandboxes/' + encodeURIComponent(x.id), class: 'mono' }, x.id), x.name ? h('span', { class: 'sub' }, x.name) : null] },
-        { label: 'Type', cell: (x) => x.resource_type },
-        { label: 'Owner user', cell: (x) => dash(x.owner_user_id) },
-        { label: 'Workspace', cell: (x) => dash(x.workspace_id) },
-        { label: 'External user', cell: (x) => dash(x.external_user_id) },
-        { label: 'External workspace', cell: (x) => dash(x.external_workspace_id) },
-        { label: 'External project', cell: (x) => dash(x.external_project_id) },
-        { label: 'Created', cell: (x) => EG.time(x.created_at) },
-      ], data.sandboxes, 'No sandboxes.'));
+    const dash = (v) => v || h('span', { class: 'muted' }, '—');
+    const cols = [
+      { label: 'Sandbox', rowHeader: true, cell: (x) => [h('a', { href: '#/sandboxes/' + encodeURIComponent(x.id), class: 'mono' }, x.id), x.name ? h('span', { class: 'sub' }, x.name) : null] },
+      { label: 'Type', cell: (x) => x.resource_type },
+      { label: 'Owner user', cell: (x) => dash(x.owner_user_id) },
+      { label: 'Workspace', cell: (x) => dash(x.workspace_id) },
+      { label: 'External user', cell: (x) => dash(x.external_user_id) },
+      { label: 'External workspace', cell: (x) => dash(x.external_workspace_id) },
+      { label: 'External project', cell: (x) => dash(x.external_project_id) },
+      { label: 'Created', cell: (x) => EG.time(x.created_at) },
+    ];
+    // Sandboxes come a page at a time, in id order; More adds the next.
+    const list = EG.pagedList({
+      id: 'sandboxes-list', path: '/api/v1/sandboxes', query, field: 'sandboxes', live,
+      render: (rows, more) => EG.table(`${rows.length} sandbox${rows.length === 1 ? '' : 'es'}${more ? ' shown, more follow' : ''}`, cols, rows,
+        Object.keys(query).length ? 'No sandbox matches these filters.' : 'No sandboxes.'),
     });
+    view.append(list.el);
+    return list.load();
   }
 
   function explainForm(id, names, out) {

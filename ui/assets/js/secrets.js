@@ -160,36 +160,40 @@
   EG.pages.secrets = {
     title: 'Secrets',
     async render(view, r, live) {
-      const list = h('div', { id: 'secrets-list' });
       const query = EG.params(r.query, FILTERS);
-      const reload = async () => {
-        const data = await EG.api('GET', '/api/v1/egress/secrets', { query });
-        if (!live()) return;
-        const cols = [
-          { label: 'Name', rowHeader: true, cell: (s) => [h('span', { class: 'mono' }, s.name), h('span', { class: 'sub mono' }, s.id)] },
-          { label: 'Scope', cell: (s) => [s.scope, owner(s) ? h('span', { class: 'sub mono' }, owner(s)) : null] },
-          { label: 'Type', cell: (s) => s.type },
-          { label: 'Allowed hosts', cell: hostsCell },
-          { label: 'Substitute in', cell: (s) => (s.substitute_in || []).join(', ') },
-          { label: 'Version', num: true, cell: (s) => s.version },
-          { label: 'State', cell: (s) => (s.disabled ? EG.badge('disabled', 'bad') : EG.badge('enabled', 'ok')) },
-          { label: 'Updated', cell: (s) => EG.time(s.updated_at) },
-        ];
-        if (EG.canWrite()) {
-          cols.push({ label: 'Actions', cell: (s) => h('div', { class: 'row-actions' },
-            h('button', { type: 'button', class: 'secondary', 'aria-label': `Rotate ${s.name}`, onclick: () => rotate(s, reload) }, 'Rotate'),
-            h('button', { type: 'button', class: 'secondary', 'aria-label': `${s.disabled ? 'Enable' : 'Disable'} ${s.name}`, onclick: () => toggle(s, reload) }, s.disabled ? 'Enable' : 'Disable'),
-            h('button', { type: 'button', class: 'danger', 'aria-label': `Delete ${s.name}`, onclick: () => remove(s, reload) }, 'Delete')) });
-        }
-        const n = data.secrets.length;
-        list.replaceChildren(EG.table(`${n} secret${n === 1 ? '' : 's'}${Object.keys(query).length ? ' matching the filters' : ''}`, cols, data.secrets,
-          Object.keys(query).length ? 'No secret matches these filters.' : 'No secrets yet.'));
-      };
+      const filtered = Object.keys(query).length > 0;
+      let reload;
+      const cols = [
+        { label: 'Name', rowHeader: true, cell: (s) => [h('span', { class: 'mono' }, s.name), h('span', { class: 'sub mono' }, s.id)] },
+        { label: 'Scope', cell: (s) => [s.scope, owner(s) ? h('span', { class: 'sub mono' }, owner(s)) : null] },
+        { label: 'Type', cell: (s) => s.type },
+        { label: 'Allowed hosts', cell: hostsCell },
+        { label: 'Substitute in', cell: (s) => (s.substitute_in || []).join(', ') },
+        { label: 'Version', num: true, cell: (s) => s.version },
+        { label: 'State', cell: (s) => (s.disabled ? EG.badge('disabled', 'bad') : EG.badge('enabled', 'ok')) },
+        { label: 'Updated', cell: (s) => EG.time(s.updated_at) },
+      ];
+      if (EG.canWrite()) {
+        cols.push({ label: 'Actions', cell: (s) => h('div', { class: 'row-actions' },
+          h('button', { type: 'button', class: 'secondary', 'aria-label': `Rotate ${s.name}`, onclick: () => rotate(s, reload) }, 'Rotate'),
+          h('button', { type: 'button', class: 'secondary', 'aria-label': `${s.disabled ? 'Enable' : 'Disable'} ${s.name}`, onclick: () => toggle(s, reload) }, s.disabled ? 'Enable' : 'Disable'),
+          h('button', { type: 'button', class: 'danger', 'aria-label': `Delete ${s.name}`, onclick: () => remove(s, reload) }, 'Delete')) });
+      }
+      // Secrets come a page at a time, in id order; More adds the next.
+      const list = EG.pagedList({
+        id: 'secrets-list', path: '/api/v1/egress/secrets', query, field: 'secrets', live,
+        render: (rows, more) => {
+          const n = rows.length;
+          return EG.table(`${n} secret${n === 1 ? '' : 's'}${more ? ' shown, more follow' : ''}${filtered ? ' matching the filters' : ''}`, cols, rows,
+            filtered ? 'No secret matches these filters.' : 'No secrets yet.');
+        },
+      });
+      reload = () => list.load();
       view.append(...EG.header('Secrets', EG.canWrite()
         ? 'Credentials egressd puts in place of placeholders. Values are write-only: neither this page nor the API ever shows one.'
         : 'Your credentials (metadata only). This view is read-only.'));
       if (EG.canWrite()) view.append(createForm(reload));
-      view.append(filterForm(r), list);
+      view.append(filterForm(r), list.el);
       await reload();
     },
   };

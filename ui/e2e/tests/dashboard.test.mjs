@@ -408,6 +408,53 @@ test('the audit table pages forward and back', async () => {
   });
 });
 
+test('the secrets, bindings and sandboxes lists load more pages', async () => {
+  const t = await newTenant(stack, 'lists');
+  const inBatches = async (n, fn) => {
+    for (let i = 0; i < n; i += 20) await Promise.all(Array.from({ length: Math.min(20, n - i) }, (_, j) => fn(i + j)));
+  };
+  const boxes = [];
+  await inBatches(102, async (i) => boxes.push(await must(stack, t.key, 'POST', '/api/v1/sandboxes', { external_user_id: 'u-many', name: `box-${i}` })));
+  const secrets = [];
+  await inBatches(101, async (i) => secrets.push(await must(stack, t.key, 'POST', '/api/v1/egress/secrets', { name: `K${i}`, value: randomValue('v'), scope: 'external_user', external_user_id: 'u-many', allowed_hosts: ['api.example.com'] })));
+  const shared = secrets.find((s) => s.secret.name === 'K0').secret;
+  await inBatches(101, (i) => must(stack, t.key, 'POST', '/api/v1/egress/bindings', { secret_id: shared.id, resource_id: boxes[i].id }));
+
+  await withPage(browser, 'lists-more', async (page) => {
+    await signIn(page, stack, t.key);
+    // ids is what a list's rows show of cell, in order.
+    const ids = (list, cell) => page.$$eval(`${list} tbody tr`, (rs, c) => rs.map((r) => r.querySelector(c).textContent), cell);
+    // Secrets and sandboxes show their ids (in id order); bindings their
+    // resources, one binding on each box.
+    for (const [hash, list, cell, total, want] of [
+      ['#/secrets', '#secrets-list', '.sub.mono', 101, secrets.map((s) => s.secret.id)],
+      ['#/secrets?external_user_id=u-many', '#secrets-list', '.sub.mono', 101, secrets.map((s) => s.secret.id)],
+      ['#/sandboxes', '#sandboxes-list', 'a.mono', 102, boxes.map((b) => b.id)],
+      ['#/bindings', '#bindings-list', '[data-label=Resource] .mono', 101, null],
+    ]) {
+      await page.goto(stack.admin + '/ui/' + hash);
+      await page.waitForSelector(`${list}[data-rows="100"]`);
+      assert.equal(await page.isVisible(`${list}-more`), true, `${hash}: a More button`);
+      assert.match(await page.textContent(`${list} caption`), /more follow/);
+      const first = await ids(list, cell);
+      await page.click(`${list}-more`);
+      await page.waitForSelector(`${list}[data-rows="${total}"]`);
+      assert.equal(await page.isVisible(`${list}-more`), false, `${hash}: no More after the last page`);
+      assert.doesNotMatch(await page.textContent(`${list} caption`), /more follow/);
+      const all = await ids(list, cell);
+      assert.deepEqual(all.slice(0, 100), first, `${hash}: the first page stays on top`);
+      assert.equal(new Set(all).size, total, `${hash}: every row once`);
+      if (want) {
+        assert.deepEqual(all, [...want].sort(), `${hash}: the tenant's rows in id order`);
+      }
+    }
+    // A filter that matches one row: no More.
+    await page.goto(stack.admin + '/ui/#/secrets?name=K7');
+    await page.waitForSelector('#secrets-list[data-rows="1"]');
+    assert.equal(await page.isVisible('#secrets-list-more'), false);
+  });
+});
+
 test('a browser token sees only its own user\'s data, read-only', async () => {
   const t = await newTenant(stack, 'browser');
   const mine = await must(stack, t.key, 'POST', '/api/v1/sandboxes', { external_user_id: 'u-alice', name: 'alice-box' });
