@@ -71,7 +71,7 @@ var auditReqPool = sync.Pool{New: func() any { return &auditReq{err: make(chan e
 
 func newAuditLog(db storage.Backend, j *journal) *auditLog {
 	l := &auditLog{db: db, j: j, reqs: make(chan *auditReq), stop: make(chan struct{}), done: make(chan struct{})}
-	l.idx = newAuditIndexer(db)
+	l.idx = newAuditIndexer(db, j.posKey)
 	go l.run()
 	return l
 }

@@ -32,6 +32,8 @@ const (
 type auditIndexer struct {
 	db storage.Backend
 	in chan indexMsg
+	// posKey is the bMeta key of the journal position (journal.posKey).
+	posKey []byte
 
 	mu     sync.RWMutex // guards closed against sends on the closed channel
 	closed bool
@@ -45,7 +47,7 @@ type auditIndexer struct {
 	pending []auditEntry
 	pos     map[string]int // key → index in pending
 	// upto is where the last group taken ends in the journal: a commit
-	// records it with the rows (metaAuditJournal).
+	// records it with the rows (under posKey).
 	upto journalPos
 }
 
@@ -57,8 +59,8 @@ type indexMsg struct {
 	reply   chan error
 }
 
-func newAuditIndexer(db storage.Backend) *auditIndexer {
-	x := &auditIndexer{db: db, in: make(chan indexMsg, indexQueue), exited: make(chan struct{}), pos: map[string]int{}}
+func newAuditIndexer(db storage.Backend, posKey []byte) *auditIndexer {
+	x := &auditIndexer{db: db, posKey: posKey, in: make(chan indexMsg, indexQueue), exited: make(chan struct{}), pos: map[string]int{}}
 	go x.run()
 	return x
 }
@@ -183,7 +185,7 @@ func (x *auditIndexer) commit() error {
 				return err
 			}
 		}
-		return tx.Bucket(bMeta).Put(metaAuditJournal, x.upto.encode())
+		return tx.Bucket(bMeta).Put(x.posKey, x.upto.encode())
 	})
 	if err != nil {
 		if len(x.pending) >= 8*indexMaxRows {

@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -59,8 +60,21 @@ const (
 var crc32c = crc32.MakeTable(crc32.Castagnoli)
 
 // metaAuditJournal is the key in bMeta of the journal position the audit
-// buckets hold every row up to (journalPos.encode).
+// buckets hold every row up to (journalPos.encode): the key of a store
+// opened without a node id (Config.NodeID), one node's. A store opened
+// with one keeps its position under journalPosKey(id), so replicas that
+// share a backend each keep their own journal's; the first open with a
+// node id moves this key there (a single-node vault from before node ids).
 var metaAuditJournal = []byte("audit_journal")
+
+// journalPosKey is the key in bMeta of node's journal position:
+// "audit_journal", a NUL, the node id; the single key without one.
+func journalPosKey(node string) []byte {
+	if node == "" {
+		return metaAuditJournal
+	}
+	return append(append(append([]byte(nil), metaAuditJournal...), 0), node...)
+}
 
 // journalPos is a place in the journal: the end of a record of an epoch.
 type journalPos struct {
@@ -73,10 +87,11 @@ func (p journalPos) encode() []byte {
 	return binary.LittleEndian.AppendUint64(b, uint64(p.off))
 }
 
-// indexedPos reads the position the audit buckets hold every row up to
-// (zero when none was recorded).
-func indexedPos(meta storage.Bucket) journalPos {
-	v := meta.Get(metaAuditJournal)
+// indexedPos reads the position under key (journalPosKey) the audit
+// buckets hold every row of that journal up to (zero when none was
+// recorded).
+func indexedPos(meta storage.Bucket, key []byte) journalPos {
+	v := meta.Get(key)
 	if len(v) != 16 {
 		return journalPos{}
 	}
@@ -92,7 +107,10 @@ type journalRecord struct {
 // journal is the open file. It is used by one goroutine at a time (the
 // committer, or Open before it starts).
 type journal struct {
-	f      *os.File
+	f *os.File
+	// posKey is where in bMeta the store records how far into this
+	// journal its rows are indexed (journalPosKey of the node).
+	posKey []byte
 	epoch  uint64
 	seed   uint32 // CRC-32C of epoch's 8 bytes: where every record's sum starts
 	off    int64  // where the next record goes
@@ -288,21 +306,20 @@ func (j *journal) fail(err error) error {
 
 func (j *journal) close() error { return j.f.Close() }
 
-// openAuditJournal opens the journal at path and puts the rows it holds
-// past the position the audit buckets are indexed up to (those a crash
-// left unindexed) into the store, then rewinds it.
-func (s *Store) openAuditJournal(path string, nosync bool) (*journal, error) {
-	var done journalPos
-	if err := s.backend.View(func(tx storage.Tx) error {
-		done = indexedPos(tx.Bucket(bMeta))
-		return nil
-	}); err != nil {
+// openAuditJournal opens the journal at path, node's (Config.NodeID), and
+// puts the rows it holds past the position the audit buckets are indexed
+// up to (those a crash left unindexed) into the store, then rewinds it.
+func (s *Store) openAuditJournal(path, node string, nosync bool) (*journal, error) {
+	posKey := journalPosKey(node)
+	done, err := s.journalPos(posKey)
+	if err != nil {
 		return nil, err
 	}
 	j, records, err := openJournal(path, nosync)
 	if err != nil {
 		return nil, err
 	}
+	j.posKey = posKey
 	if done.epoch == j.epoch {
 		// Records up to done are in the store. If a power loss took some of
 		// them (unsynced), none after them was synced either.
@@ -333,7 +350,7 @@ func (s *Store) openAuditJournal(path string, nosync bool) (*journal, error) {
 					return err
 				}
 			}
-			return tx.Bucket(bMeta).Put(metaAuditJournal, journalPos{j.epoch, records[n-1].end}.encode())
+			return tx.Bucket(bMeta).Put(posKey, journalPos{j.epoch, records[n-1].end}.encode())
 		})
 		if err != nil {
 			j.close()
@@ -349,4 +366,55 @@ func (s *Store) openAuditJournal(path string, nosync bool) (*journal, error) {
 		return nil, err
 	}
 	return j, nil
+}
+
+// journalPos reads the position recorded under posKey. A node's key that
+// is absent while the single key of a one-node vault is set takes that
+// position over: the key moves to the node's in one Update (re-read there,
+// so of replicas starting together on a copied store one takes it), and
+// the node's journal, which the single key described, goes on from it.
+func (s *Store) journalPos(posKey []byte) (journalPos, error) {
+	var done journalPos
+	legacy := false
+	if err := s.backend.View(func(tx storage.Tx) error {
+		meta := tx.Bucket(bMeta)
+		done = indexedPos(meta, posKey)
+		legacy = meta.Get(posKey) == nil && !bytes.Equal(posKey, metaAuditJournal) && meta.Get(metaAuditJournal) != nil
+		return nil
+	}); err != nil || !legacy {
+		return done, err
+	}
+	err := s.backend.Update(func(tx storage.Tx) error {
+		meta := tx.Bucket(bMeta)
+		if v := meta.Get(posKey); v != nil {
+			done = indexedPos(meta, posKey)
+			return nil
+		}
+		v := meta.Get(metaAuditJournal)
+		if v == nil {
+			done = journalPos{}
+			return nil
+		}
+		done = indexedPos(meta, metaAuditJournal)
+		if err := meta.Put(posKey, append([]byte(nil), v...)); err != nil {
+			return err
+		}
+		return meta.Delete(metaAuditJournal)
+	})
+	return done, err
+}
+
+// validNodeID accepts Config.NodeID: empty, or 1 to 64 bytes of
+// [A-Za-z0-9_-].
+func validNodeID(id string) bool {
+	if len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }

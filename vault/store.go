@@ -69,10 +69,16 @@ type Config struct {
 	// before a value leaves, even while a remote store is slow. Empty
 	// means Path + ".audit-journal", beside the bbolt file; with a
 	// Backend, Path or JournalPath is required. The store records how far
-	// into its journal the audit rows are indexed under one key: one
-	// process with a journal per store until the audit part gives each
-	// node's spool its own (issue 14).
+	// into this journal the audit rows are indexed under NodeID.
 	JournalPath string
+	// NodeID names this node's journal in the store: how far its rows are
+	// indexed is kept per node id, so replicas sharing a backend, each
+	// with its own journal, never overwrite each other's position. Give
+	// each data dir its own, kept across restarts (egressd keeps it in
+	// DATA/node.id); 1 to 64 bytes of [A-Za-z0-9_-]. Empty means the one
+	// position of a single-node vault; the first Open with a NodeID moves
+	// that position to the node's.
+	NodeID string
 	// MasterKey wraps the data keys. Required.
 	MasterKey *MasterKey
 	// Timeout bounds the wait for the bbolt file's lock; zero means 1s.
@@ -127,6 +133,9 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.MasterKey == nil {
 		return nil, errors.New("vault: no master key")
 	}
+	if !validNodeID(cfg.NodeID) {
+		return nil, errors.New("vault: node id: want 1 to 64 bytes of [A-Za-z0-9_-]")
+	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = time.Second
 	}
@@ -167,7 +176,7 @@ func Open(cfg Config) (*Store, error) {
 	if err := s.ensureListIndexes(); err != nil {
 		return fail(err)
 	}
-	j, err := s.openAuditJournal(cfg.JournalPath, cfg.NoSync)
+	j, err := s.openAuditJournal(cfg.JournalPath, cfg.NodeID, cfg.NoSync)
 	if err != nil {
 		return fail(err)
 	}
