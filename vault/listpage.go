@@ -147,9 +147,25 @@ func runList[T any](s *Store, q *listQuery[T], pg Page) ([]T, string, error) {
 		if after != nil {
 			target = append(bytes.Clone(after), 0)
 		}
+		next := func(target []byte) []byte { return intersect(srcs, target) }
+		if len(srcs) > 1 {
+			// A list with few ids left after the cursor drives: each of its
+			// ids is looked up in the others. Else the lists leapfrog.
+			if drive, rest := smallest(srcs, target); drive != nil {
+				next = func(target []byte) []byte {
+					for id := drive.seek(target); id != nil; id = drive.seek(target) {
+						if hasAll(rest, id) {
+							return append(target[:0], id...)
+						}
+						target = append(append(target[:0], id...), 0)
+					}
+					return nil
+				}
+			}
+		}
 		rk := bytes.Clone(p)
 		for {
-			id := intersect(srcs, target)
+			id := next(target)
 			if id == nil {
 				return nil
 			}
@@ -184,6 +200,44 @@ type postings interface {
 	// seek moves to the first id >= target and returns it, or nil past
 	// the last. Targets only grow. The id is valid until the next call.
 	seek(target []byte) []byte
+	// probe reads (apart from seek's position) the ids >= target, up to
+	// n of them; complete when no more follow.
+	probe(target []byte, n int) (ids [][]byte, complete bool)
+	// has reports whether the list holds id.
+	has(id []byte) bool
+}
+
+// probeIDs bounds the ids a list may have left to drive the walk: one
+// read of a pgstore cursor (its first page, 32 keys) tells. A variable
+// for the tests, which run both walks.
+var probeIDs = 31
+
+// smallest returns, when one of srcs has at most probeIDs ids from target
+// on, the shortest such as a list of its own, and the other lists.
+func smallest(srcs []postings, target []byte) (postings, []postings) {
+	best := -1
+	var ids [][]byte
+	for i, src := range srcs {
+		got, complete := src.probe(target, probeIDs)
+		if complete && (best < 0 || len(got) < len(ids)) {
+			best, ids = i, got
+		}
+	}
+	if best < 0 {
+		return nil, nil
+	}
+	rest := make([]postings, 0, len(srcs)-1)
+	rest = append(append(rest, srcs[:best]...), srcs[best+1:]...)
+	return &sortedPostings{ids: ids}, rest
+}
+
+func hasAll(srcs []postings, id []byte) bool {
+	for _, src := range srcs {
+		if !src.has(id) {
+			return false
+		}
+	}
+	return true
 }
 
 // intersect returns the first id >= target that every list holds, or nil:
@@ -210,6 +264,7 @@ func intersect(srcs []postings, target []byte) []byte {
 // indexPostings walks one index prefix (tenant \0 field \0 value \0, or an
 // older index's tenant \0 value \0); the rest of each key is an id.
 type indexPostings struct {
+	b      storage.Bucket
 	c      storage.Cursor
 	prefix []byte
 	buf    []byte
@@ -218,7 +273,25 @@ type indexPostings struct {
 }
 
 func newIndexPostings(tx storage.Tx, bucket, prefix []byte) *indexPostings {
-	return &indexPostings{c: tx.Bucket(bucket).Cursor(), prefix: prefix}
+	b := tx.Bucket(bucket)
+	return &indexPostings{b: b, c: b.Cursor(), prefix: prefix}
+}
+
+func (p *indexPostings) probe(t []byte, n int) ([][]byte, bool) {
+	var ids [][]byte
+	c := p.b.Cursor()
+	for k, _ := c.Seek(append(bytes.Clone(p.prefix), t...)); k != nil && bytes.HasPrefix(k, p.prefix); k, _ = c.Next() {
+		if len(ids) == n {
+			return nil, false
+		}
+		ids = append(ids, bytes.Clone(k[len(p.prefix):]))
+	}
+	return ids, true
+}
+
+func (p *indexPostings) has(id []byte) bool {
+	p.buf = append(append(p.buf[:0], p.prefix...), id...)
+	return p.b.Get(p.buf) != nil
 }
 
 func (p *indexPostings) seek(t []byte) []byte {
@@ -241,6 +314,9 @@ func (p *indexPostings) seek(t []byte) []byte {
 			}
 		}
 	}
+	// A fresh cursor for a jump: pgstore's reads one short page first,
+	// where a cursor that has read already reads a long one.
+	p.c = p.b.Cursor()
 	p.buf = append(append(p.buf[:0], p.prefix...), t...)
 	k, _ := p.c.Seek(p.buf)
 	if !p.at(k) {
@@ -280,10 +356,18 @@ func (p *sortedPostings) seek(t []byte) []byte {
 	return p.ids[p.i]
 }
 
-// emptyPostings is a filter that matches nothing.
-type emptyPostings struct{}
+func (p *sortedPostings) probe(t []byte, n int) ([][]byte, bool) {
+	i := sort.Search(len(p.ids), func(j int) bool { return bytes.Compare(p.ids[j], t) >= 0 })
+	if len(p.ids)-i > n {
+		return nil, false
+	}
+	return p.ids[i:], true
+}
 
-func (emptyPostings) seek([]byte) []byte { return nil }
+func (p *sortedPostings) has(id []byte) bool {
+	_, ok := slices.BinarySearchFunc(p.ids, id, bytes.Compare)
+	return ok
+}
 
 // filterKey is a filter's canonical form: its values in a fixed order,
 // each length-prefixed.

@@ -220,9 +220,23 @@ func maybe(r *rand.Rand, p []string) string {
 // to three fields, values present and absent), whole and paged with
 // random limits, returns exactly what filtering every row gives, in id
 // order, and that the indexes hold exactly what the rows give.
+//
+// It runs with each way of combining filters: the lists leapfrogging
+// (probeIDs 0: no list drives unless it is empty), a short list driving
+// and the others looked up (the default, and any list driving).
 func TestListIndexesMatchScan(t *testing.T) {
+	defer func(n int) { probeIDs = n }(probeIDs)
+	for _, n := range []int{0, 3, probeIDs, 1 << 30} {
+		t.Run(fmt.Sprint("probe ", n), func(t *testing.T) {
+			probeIDs = n
+			testListIndexesMatchScan(t, uint64(n))
+		})
+	}
+}
+
+func testListIndexesMatchScan(t *testing.T, seed uint64) {
 	s := openTest(t)
-	r := rand.New(rand.NewPCG(15, 100_000))
+	r := rand.New(rand.NewPCG(15, seed))
 	tenants := []string{mustTenant(t, s, "acme").ID, mustTenant(t, s, "globex").ID}
 	users, workspaces := []string{"u1", "u2", "u3"}, []string{"w1", "w2"}
 	extUsers, extWorkspaces, projects := []string{"e1", "e2", "e3"}, []string{"x1", "x2"}, []string{"p1", "p2"}
