@@ -1,10 +1,12 @@
 package vault
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/egressd/egressd/vault/boltstore"
 	"github.com/egressd/egressd/vault/storage"
 )
 
@@ -20,15 +22,26 @@ const (
 	// indexQueue bounds the groups handed over and not yet taken: a
 	// committer that gets this far ahead waits for the indexer.
 	indexQueue = 1024
+	// indexChunkRows bounds the rows of one indexer transaction (whole
+	// groups, so one group may take it past) on a backend other than
+	// bbolt: there every key is a statement of its own (about 7 a row),
+	// and a commit of all indexMaxRows and a full group at once, tens of
+	// thousands of statements, can outlast the backend's transaction
+	// timeout under load; retried whole, it would never commit. On bbolt
+	// a transaction's cost is its fsync, so it takes everything at once.
+	indexChunkRows = 128
 )
 
 // auditIndexer puts journaled rows into the store's audit buckets. One goroutine
 // gathers them for up to indexMaxWait or indexMaxRows and writes them in
-// one transaction; a row written twice in that window (the proxy's
-// provisional row and its final one share a key) is written once, as its
-// last version. Readers call flush to have it commit at once. Groups and
-// flushes go through one channel, so a flush covers every group handed
-// over before it.
+// one transaction (in chunks of whole groups, in journal order, one
+// transaction each, each with the position its last group ends at, on a
+// backend other than bbolt: indexChunkRows); a row written twice in that
+// window (the proxy's provisional row and its final one share a key) is
+// written once, as its last version (within a chunk; across chunks the
+// later chunk writes over the earlier). Readers call flush to have it
+// commit at once. Groups and flushes go through one channel, so a flush
+// covers every group handed over before it.
 type auditIndexer struct {
 	db storage.Backend
 	in chan indexMsg
@@ -44,10 +57,22 @@ type auditIndexer struct {
 	// final is the error rows were left with when the indexer stopped.
 	final error
 
-	pending []auditEntry
-	pos     map[string]int // key → index in pending
-	// upto is where the last group taken ends in the journal: a commit
-	// records it with the rows (under posKey).
+	// chunks are the rows taken and not committed yet, in journal order:
+	// whole groups, at most chunkRows rows a chunk (or one group). Each
+	// commits in its own transaction, in order, with the journal position
+	// of its last group (under posKey), so a position recorded always
+	// covers exactly the groups before it, whatever a crash interrupts.
+	chunks    []indexChunk
+	chunkRows int
+	held      int         // rows in chunks
+	spare     *indexChunk // a committed chunk's buffers, for the next
+}
+
+// indexChunk is groups of rows that commit in one transaction.
+type indexChunk struct {
+	entries []auditEntry
+	pos     map[string]int // key → index in entries
+	// upto is where the chunk's last group ends in the journal.
 	upto journalPos
 }
 
@@ -60,7 +85,10 @@ type indexMsg struct {
 }
 
 func newAuditIndexer(db storage.Backend, posKey []byte) *auditIndexer {
-	x := &auditIndexer{db: db, posKey: posKey, in: make(chan indexMsg, indexQueue), exited: make(chan struct{}), pos: map[string]int{}}
+	x := &auditIndexer{db: db, posKey: posKey, in: make(chan indexMsg, indexQueue), exited: make(chan struct{}), chunkRows: indexChunkRows}
+	if _, ok := db.(*boltstore.Store); ok {
+		x.chunkRows = math.MaxInt
+	}
 	go x.run()
 	return x
 }
@@ -127,14 +155,13 @@ func (x *auditIndexer) run() {
 				waiters = append(waiters, m.reply)
 			}
 			if len(m.entries) > 0 {
-				x.take(m.entries)
-				x.upto = m.upto
+				x.take(m.entries, m.upto)
 				if !armed {
 					timer.Reset(indexMaxWait)
 					armed = true
 				}
 			}
-			if len(waiters) == 0 && len(x.pending) < indexMaxRows {
+			if len(waiters) == 0 && x.held < indexMaxRows {
 				continue
 			}
 		case <-timer.C:
@@ -146,7 +173,7 @@ func (x *auditIndexer) run() {
 		}
 		waiters = waiters[:0]
 		switch {
-		case len(x.pending) == 0:
+		case x.held == 0:
 			if armed {
 				timer.Stop()
 				armed = false
@@ -158,44 +185,65 @@ func (x *auditIndexer) run() {
 	}
 }
 
-// take adds entries to pending, a row already pending replaced in place.
-func (x *auditIndexer) take(entries []auditEntry) {
+// take adds a group, which ends at upto in the journal, to the last
+// chunk (a new one when that is full), a row already there replaced in
+// place.
+func (x *auditIndexer) take(entries []auditEntry, upto journalPos) {
+	if n := len(x.chunks); n == 0 || len(x.chunks[n-1].entries) >= x.chunkRows {
+		c := indexChunk{pos: map[string]int{}}
+		if x.spare != nil {
+			c, x.spare = *x.spare, nil
+		}
+		x.chunks = append(x.chunks, c)
+	}
+	c := &x.chunks[len(x.chunks)-1]
 	for _, e := range entries {
 		// string(e.key) in a lookup does not allocate: a row replacing its
 		// pending version (a request's final row) costs no key copy.
-		if i, ok := x.pos[string(e.key)]; ok {
-			x.pending[i] = e
+		if i, ok := c.pos[string(e.key)]; ok {
+			c.entries[i] = e
 			continue
 		}
-		x.pos[string(e.key)] = len(x.pending)
-		x.pending = append(x.pending, e)
+		c.pos[string(e.key)] = len(c.entries)
+		c.entries = append(c.entries, e)
+		x.held++
 	}
+	c.upto = upto
 }
 
-// commit writes pending in one transaction, with the journal position
-// they come up to. On failure pending is kept for the next try.
+// commit writes the chunks in order, each in one transaction with the
+// journal position its rows come up to. On failure the chunk that failed
+// and those after it are kept for the next try.
 func (x *auditIndexer) commit() error {
-	if len(x.pending) == 0 {
-		return nil
-	}
-	err := x.db.Update(func(tx storage.Tx) error {
-		b := txAuditBuckets(tx)
-		for i := range x.pending {
-			if err := b.put(&x.pending[i]); err != nil {
-				return err
+	for len(x.chunks) > 0 {
+		c := &x.chunks[0]
+		err := x.db.Update(func(tx storage.Tx) error {
+			b := txAuditBuckets(tx)
+			for i := range c.entries {
+				if err := b.put(&c.entries[i]); err != nil {
+					return err
+				}
 			}
+			return tx.Bucket(bMeta).Put(x.posKey, c.upto.encode())
+		})
+		if err != nil {
+			if x.held >= 8*indexMaxRows {
+				x.failed.Store(&err)
+			}
+			return err
 		}
-		return tx.Bucket(bMeta).Put(x.posKey, x.upto.encode())
-	})
-	if err != nil {
-		if len(x.pending) >= 8*indexMaxRows {
-			x.failed.Store(&err)
+		x.held -= len(c.entries)
+		done := *c
+		x.chunks[0] = indexChunk{}
+		x.chunks = x.chunks[1:]
+		clear(done.entries)
+		done.entries = done.entries[:0]
+		clear(done.pos)
+		if x.spare == nil && cap(done.entries) <= 2*indexMaxRows {
+			x.spare = &done
 		}
-		return err
 	}
+	x.chunks = nil
 	x.failed.Store(nil)
-	clear(x.pending)
-	x.pending = x.pending[:0]
-	clear(x.pos)
 	return nil
 }

@@ -39,7 +39,7 @@ func journalRow(i int) AuditRow {
 func TestAuditJournalReplayAfterCrash(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "vault.db")
 	key := NewMasterKey()
-	s, err := Open(Config{Path: path, MasterKey: key, NoSync: true})
+	s, err := openCfg(t, Config{Path: path, MasterKey: key, NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func TestAuditJournalReplayAfterCrash(t *testing.T) {
 	j.close()
 
 	for round := range 2 {
-		s, err := Open(Config{Path: path, MasterKey: key, NoSync: true})
+		s, err := openCfg(t, Config{Path: path, MasterKey: key, NoSync: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -116,9 +116,10 @@ func TestAuditJournalReplayAfterCrash(t *testing.T) {
 // everything: it stays at its preallocated size, and no row is lost or
 // written twice, across a reopen too.
 func TestAuditJournalRewinds(t *testing.T) {
+	bulkAudit(t, 3*journalWrapAt/300)
 	path := filepath.Join(t.TempDir(), "vault.db")
 	key := NewMasterKey()
-	s, err := Open(Config{Path: path, MasterKey: key, NoSync: true})
+	s, err := openCfg(t, Config{Path: path, MasterKey: key, NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +147,7 @@ func TestAuditJournalRewinds(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s, err = Open(Config{Path: path, MasterKey: key, NoSync: true})
+	s, err = openCfg(t, Config{Path: path, MasterKey: key, NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +184,7 @@ func TestAuditJournalForeignFile(t *testing.T) {
 func TestAuditReadYourWrites(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "vault.db")
 	key := NewMasterKey()
-	s, err := Open(Config{Path: path, MasterKey: key})
+	s, err := openCfg(t, Config{Path: path, MasterKey: key})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +206,7 @@ func TestAuditReadYourWrites(t *testing.T) {
 	if _, _, err := s.QueryAudit("ten_j", AuditFilter{}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("query after close: %v", err)
 	}
-	s, err = Open(Config{Path: path, MasterKey: key})
+	s, err = openCfg(t, Config{Path: path, MasterKey: key})
 	if err != nil {
 		t.Fatal(err)
 	}

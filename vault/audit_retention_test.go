@@ -123,6 +123,7 @@ func TestPruneAudit(t *testing.T) {
 // rows: a reader running beside the prune sees it part done, and always
 // by whole batches.
 func TestPruneAuditBounded(t *testing.T) {
+	bulkAudit(t, 3000)
 	s := openTest(t)
 	rows := auditFixture(t, s, 3000)
 	var counts []int

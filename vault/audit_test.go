@@ -271,10 +271,7 @@ func TestAuditHoldsNoValue(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := storeDump(t, path)
 	for _, v := range values {
 		if bytes.Contains(text, []byte(v)) {
 			t.Errorf("an audit row holds %q", v)

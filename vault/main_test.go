@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/egressd/egressd/vault/pgstore"
 	"github.com/egressd/egressd/vault/storage"
@@ -69,7 +70,7 @@ func openPostgresTestBackend(tb testing.TB, cfg Config) storage.Backend {
 	dsn := testDSN(tb)
 	schema := testSchemaOf(cfg.Path)
 	if _, seen := testSchemas.LoadOrStore(schema, true); !seen {
-		dropSchema(tb, dsn, schema) // left by a run that was killed
+		// New: cfg.Path is in the test's own TempDir.
 		tb.Cleanup(func() {
 			dropSchema(tb, dsn, schema)
 			testSchemas.Delete(schema)
@@ -145,16 +146,23 @@ func freshPostgresSchema(tb testing.TB, dsn string) string {
 	return schema
 }
 
+// adminPool is one connection pool for the suite's DROP SCHEMAs (a new
+// connection for each would cost its authentication each time).
+var adminPool struct {
+	once sync.Once
+	pool *pgxpool.Pool
+	err  error
+}
+
 func dropSchema(tb testing.TB, dsn, schema string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		tb.Errorf("drop schema %s: %v", schema, err)
+	adminPool.once.Do(func() { adminPool.pool, adminPool.err = pgxpool.New(context.Background(), dsn) })
+	if adminPool.err != nil {
+		tb.Errorf("drop schema %s: %v", schema, adminPool.err)
 		return
 	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+	if _, err := adminPool.pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
 		tb.Errorf("drop schema %s: %v", schema, err)
 	}
 }

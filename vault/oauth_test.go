@@ -11,7 +11,7 @@ import (
 
 func openOAuthTest(t *testing.T, now *time.Time) (*Store, string) {
 	t.Helper()
-	s, err := Open(Config{Path: filepath.Join(t.TempDir(), "v.db"), MasterKey: NewMasterKey(), NoSync: true, Now: func() time.Time { return *now }})
+	s, err := openCfg(t, Config{Path: filepath.Join(t.TempDir(), "v.db"), MasterKey: NewMasterKey(), NoSync: true, Now: func() time.Time { return *now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,6 +77,7 @@ func TestOAuthOverrideSealedAndRekeyed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	needBoltFile(t, s) // the rest rekeys the bbolt file; the cluster's rekey is not built yet
 	path := s.Path()
 	old := s.key
 	s.Close()

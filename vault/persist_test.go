@@ -202,31 +202,33 @@ func TestOpenWrongMasterKey(t *testing.T) {
 	sec := mustUpsert(t, s, tn.ID, SecretInput{Name: "a", Value: "v", Scope: ScopeTenant, AllowedHosts: []string{"api.example.com"}}).Secret
 	path := s.Path()
 	s.Close()
-	before, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	before := storeDump(t, path)
 	wrong := NewMasterKey()
-	s2, err := Open(Config{Path: path, MasterKey: wrong, Timeout: time.Second})
+	cfg := Config{Path: path, MasterKey: wrong, Timeout: time.Second}
+	cfg.Backend = newTestBackend(t, cfg)
+	s2, err := Open(cfg)
 	if !errors.Is(err, ErrWrongMasterKey) {
 		if s2 != nil {
 			s2.Close()
 		}
 		t.Fatalf("open with wrong key: %v, want ErrWrongMasterKey", err)
 	}
+	cfg.Backend.Close() // a failed Open leaves it to its caller
 	msg := err.Error()
 	for _, want := range []string{"master key", key.ID(), wrong.ID()} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error %q does not name %q", msg, want)
 		}
 	}
-	after, _ := os.ReadFile(path)
-	if !bytes.Equal(before, after) {
-		t.Error("a failed open changed the file")
+	if after := storeDump(t, path); !bytes.Equal(before, after) {
+		t.Error("a failed open changed the store")
 	}
 	// The failed open released the file, and the right key still opens it.
-	s3, err := Open(Config{Path: path, MasterKey: key, Timeout: time.Second})
+	cfg = Config{Path: path, MasterKey: key, Timeout: time.Second}
+	cfg.Backend = newTestBackend(t, cfg)
+	s3, err := Open(cfg)
 	if err != nil {
+		cfg.Backend.Close()
 		t.Fatalf("open with the right key after a wrong one: %v", err)
 	}
 	defer s3.Close()
@@ -237,6 +239,7 @@ func TestOpenWrongMasterKey(t *testing.T) {
 
 func TestOpenLockedFailsFast(t *testing.T) {
 	s := openTest(t)
+	needBoltFile(t, s) // the file's lock: a shared store has none
 	start := time.Now()
 	s2, err := Open(Config{Path: s.Path(), MasterKey: s.key, Timeout: 100 * time.Millisecond})
 	if err == nil {
@@ -261,6 +264,7 @@ func TestOpenLockedFailsFast(t *testing.T) {
 
 func TestRekey(t *testing.T) {
 	s := openTest(t)
+	needBoltFile(t, s) // Rekey re-wraps a bbolt file; the cluster's rekey is not built yet
 	oldKey := s.key
 	w := fill(t, s)
 	path := s.Path()
@@ -304,6 +308,7 @@ func TestRekey(t *testing.T) {
 
 func TestRekeyRefusals(t *testing.T) {
 	s := openTest(t)
+	needBoltFile(t, s) // Rekey re-wraps a bbolt file; the cluster's rekey is not built yet
 	key := s.key
 	w := fill(t, s)
 	path := s.Path()
@@ -348,10 +353,7 @@ func TestRekeyRefusals(t *testing.T) {
 // alphabets) and hex; and for the master keys.
 func assertNoPlaintext(t *testing.T, path string, plaintexts []string, keys ...*MasterKey) {
 	t.Helper()
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := storeDump(t, path)
 	if len(raw) == 0 {
 		t.Fatal("empty file")
 	}
@@ -407,7 +409,7 @@ func TestRawFileHoldsNoPlaintext(t *testing.T) {
 	s.Close()
 	assertNoPlaintext(t, path, append(w.plaintexts, tokens...), key)
 	// The search does find what is there (the check is not vacuous).
-	raw, _ := os.ReadFile(path)
+	raw := storeDump(t, path)
 	for _, known := range []string{w.secrets["openai"].ID, "api.openai.com", w.placeholders["openai"]} {
 		if !bytes.Contains(raw, []byte(known)) {
 			t.Errorf("the file does not hold %q: the search is broken", known)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/egressd/egressd/vault/boltstore"
+	"github.com/egressd/egressd/vault/pgstore"
 	"github.com/egressd/egressd/vault/storage"
 )
 
@@ -238,9 +239,12 @@ func TestReviewJournalReplayInterrupted(t *testing.T) {
 // acknowledged row is there once after reopening, calls after Close get
 // ErrClosed, and no goroutine is left.
 func TestReviewJournalConcurrentClose(t *testing.T) {
+	bulkAudit(t, 10000) // what 16 writers journal before the Close, indexed at its end
 	before := runtime.NumGoroutine()
 	path, key := tempVault(t)
-	s, err := Open(Config{Path: path, MasterKey: key, NoSync: true})
+	cfg := Config{Path: path, MasterKey: key, NoSync: true}
+	cfg.Backend = newTestBackend(t, cfg)
+	s, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,14 +283,32 @@ func TestReviewJournalConcurrentClose(t *testing.T) {
 			defer wg.Done()
 			for !stop.Load() {
 				_, _, err := s.QueryAudit("ten_j", AuditFilter{Limit: 10})
-				if err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, boltstore.ErrClosed) {
+				if err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, boltstore.ErrClosed) && !errors.Is(err, pgstore.ErrClosed) {
 					t.Error(err)
 					return
 				}
 			}
 		}()
 	}
-	time.Sleep(300 * time.Millisecond)
+	// On PostgreSQL the writers run 30 ms: the indexer puts each row with
+	// about 7 statements (in chunks of indexChunkRows), and the tens of
+	// thousands of rows 300 ms of journal appends acknowledge take minutes
+	// to index under -race on a 2-core machine. They still journal far
+	// more than the indexer takes meanwhile (the backlog the indexer's
+	// queue bounds), so the Close alone takes up to a minute or two there.
+	run := 300 * time.Millisecond
+	if onPostgres() {
+		run = 30 * time.Millisecond
+	}
+	time.Sleep(run)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		mu.Lock()
+		n := len(acked)
+		mu.Unlock()
+		if n >= 100 {
+			break
+		}
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -325,6 +347,7 @@ func TestReviewJournalConcurrentClose(t *testing.T) {
 // committer waiting on it) readers that flush wait, and all of it
 // finishes once the commit can go on: no deadlock.
 func TestReviewJournalFullChannelNoDeadlock(t *testing.T) {
+	bulkAudit(t, indexMaxRows+indexQueue+500) // one commit of them all, once the channel is full
 	path, key := tempVault(t)
 	s := openAt(t, path, key, true)
 	// Hold the writer lock: the indexer's next commit waits for it.
@@ -399,6 +422,7 @@ func TestReviewJournalFullChannelNoDeadlock(t *testing.T) {
 func TestReviewJournalModeAndRekey(t *testing.T) {
 	path, key := tempVault(t)
 	s := openAt(t, path, key, true)
+	needBoltFile(t, s) // Rekey re-wraps a bbolt file; the cluster's rekey is not built yet
 	fi, err := os.Stat(path + ".audit-journal")
 	if err != nil {
 		t.Fatal(err)
