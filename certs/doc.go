@@ -16,6 +16,11 @@
 // refuses to guess and writes nothing (ErrCAIncomplete); nothing in this
 // package ever overwrites or deletes a CA file it did not just create.
 //
+// Replicas that share a store (egressd serve --store with PostgreSQL) keep
+// no CA files: the store holds one CA for all of them, its key sealed by
+// the master key (vault.Store.SharedCA). NewCAPEM makes such a CA as PEM
+// texts, ParseCA checks and loads them as the files are checked.
+//
 // The CA certificate is the one sandboxes trust (CertPEM feeds SSL_CERT_FILE
 // and friends); TLSCertificate is the form goproxy takes as its MITM CA.
 //

@@ -49,7 +49,8 @@ func Rekey(path string, oldKey, newKey *MasterKey, timeout time.Duration) (Rekey
 }
 
 // rekeyTx re-wraps every data key in one transaction of any backend: the
-// canary, every secret's value and refresh token, the OAuth state; then
+// canary, the shared CA's key, every secret's value and refresh token, the
+// OAuth state; then
 // records it on every tenant's admin log. name names the store in errors.
 func rekeyTx(tx storage.Tx, name string, oldKey, newKey *MasterKey, res *RekeyResult) error {
 	meta := tx.Bucket(bMeta)
@@ -68,6 +69,9 @@ func rekeyTx(tx storage.Tx, name string, oldKey, newKey *MasterKey, res *RekeyRe
 		return err
 	}
 	if err := putJSON(meta, metaCanary, nc); err != nil {
+		return err
+	}
+	if err := rekeySharedCA(meta, oldKey, newKey); err != nil {
 		return err
 	}
 	b := tx.Bucket(bSecrets)
