@@ -41,6 +41,10 @@ var ErrTokenExpired = fmt.Errorf("proxy token expired: %w", ErrUnauthenticated)
 // from another record, or the file was tampered with.
 var ErrDecrypt = errors.New("stored value failed authentication")
 
+// ErrStoreNotEmpty is returned by CopyStore when the target holds keys
+// already: a copy goes into an empty store only, never over another vault.
+var ErrStoreNotEmpty = errors.New("the target store is not empty")
+
 // ErrBadMasterKey is returned when a master key file or variable cannot be parsed.
 var ErrBadMasterKey = errors.New("malformed master key")
 
