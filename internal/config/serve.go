@@ -27,7 +27,16 @@ const (
 // the defaults above (and the derived ones documented per field) in Check.
 type Serve struct {
 	// DataDir holds the vault, the master key (by default) and the CA.
+	// With a PostgreSQL Store it holds only this node's files: its node id,
+	// its audit journal, the address files (and the master key by default).
 	DataDir string
+	// Store is where the vault lives: empty or "bolt" for the bbolt file
+	// in DataDir, or a PostgreSQL DSN shared by every replica, which also
+	// keeps their one CA (see Store).
+	Store Store
+	// StoreSchema is the PostgreSQL schema of a PostgreSQL Store; empty
+	// means DefaultStoreSchema.
+	StoreSchema string
 	// AdminListen is the address of the admin API, /healthz and /readyz.
 	// Port 0 picks a free port; the bound address is logged and written to
 	// DataDir/admin.addr.
@@ -138,6 +147,10 @@ func (s *Serve) Check() error {
 		return errors.New("--shutdown-timeout must not be negative")
 	}
 	def(&s.MasterKeyFile, filepath.Join(s.DataDir, "master.key"))
+	if err := s.Store.Check(); err != nil {
+		return err
+	}
+	def(&s.StoreSchema, DefaultStoreSchema)
 	for _, l := range []struct{ flag, addr string }{
 		{"--admin-listen", s.AdminListen},
 		{"--proxy-listen", s.ProxyListen},
