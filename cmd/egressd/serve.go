@@ -19,7 +19,9 @@ import (
 func runServe(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	var s config.Serve
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.StringVar(&s.DataDir, "data-dir", config.DefaultDataDir, "data directory (master key, CA, vault)")
+	fs.StringVar(&s.DataDir, "data-dir", config.DefaultDataDir, "data directory (master key, CA, vault; with a PostgreSQL --store only this node's node id and audit journal)")
+	fs.Var(&s.Store, "store", "where the vault lives: bolt (the bbolt file in the data dir) or a PostgreSQL `DSN` that every replica shares (postgres://user@host/db or host=... dbname=...; printed with its password masked); the master key must then exist, the same on every replica (default bolt)")
+	fs.StringVar(&s.StoreSchema, "store-schema", config.DefaultStoreSchema, "PostgreSQL schema of a PostgreSQL --store")
 	fs.StringVar(&s.AdminListen, "admin-listen", config.DefaultAdminListen, "admin API address; port 0 picks one, written to DATA/admin.addr")
 	fs.StringVar(&s.ProxyListen, "proxy-listen", config.DefaultProxyListen, "proxy address (HTTPS_PROXY of the sandboxes); port 0 picks one, written to DATA/proxy.addr")
 	fs.StringVar(&s.PublicListen, "public-listen", "", "end users' listener: only the OAuth callback and the Connect page, so the admin listener can stay private; port 0 picks one, written to DATA/public.addr (default: none, the admin listener serves them)")

@@ -16,8 +16,17 @@ type Opened struct {
 	MasterKeyID      string
 	MasterKeyCreated bool
 	CACreated        bool
-	// VaultCreated says the vault file did not exist before.
+	// VaultCreated says the vault file did not exist before (bbolt only).
 	VaultCreated bool
+	// NodeID is the data dir's node id (DATA/node.id), which names this
+	// node's audit journal in the vault.
+	NodeID string
+	// Where names the vault's store for logs: the bbolt file's path, or a
+	// shared store's DSN without its password.
+	Where string
+	// Shared says the vault lives in a store that several replicas share
+	// (OpenShared); its CA is then the store's shared CA.
+	Shared bool
 }
 
 // Open creates, where absent, the directory, the master key, the vault and
@@ -46,9 +55,15 @@ func Open(dir Dir, src KeySource) (*Opened, error) {
 		st.Close()
 		return nil, err
 	}
+	node, err := dir.NodeID() // OpenVault made it
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	return &Opened{
 		Store: st, CA: ca, MasterKeyID: key.ID(),
 		MasterKeyCreated: keyCreated, CACreated: caCreated, VaultCreated: !had,
+		NodeID: node, Where: dir.DB(),
 	}, nil
 }
 
@@ -56,7 +71,11 @@ func Open(dir Dir, src KeySource) (*Opened, error) {
 // a lock held by another process into ErrInUse and a key that does not fit
 // into ErrWrongMasterKey, each with what to do about it.
 func OpenVault(dir Dir, key *vault.MasterKey, src KeySource) (*vault.Store, error) {
-	st, err := vault.Open(vault.Config{Path: dir.DB(), MasterKey: key})
+	node, err := dir.NodeID()
+	if err != nil {
+		return nil, err
+	}
+	st, err := vault.Open(vault.Config{Path: dir.DB(), MasterKey: key, NodeID: node})
 	switch {
 	case errors.Is(err, vault.ErrLocked):
 		return nil, fmt.Errorf("%w; stop it first (%s is locked)", ErrInUse, dir.DB())

@@ -15,8 +15,10 @@ import (
 
 // Prepare checks everything serve needs before anything is created or
 // printed: the settings (Serve.Check), that the data dir and the master key
-// can be used or created, the files the flags name (--upstream-ca,
-// --oauth-providers), and every listen address, by binding it. The bound
+// can be used or created (with a PostgreSQL --store the key must exist),
+// the files the flags name (--upstream-ca, --oauth-providers), a
+// PostgreSQL --store by connecting to it (and applying its migrations),
+// and every listen address, by binding it. The bound
 // listeners are the ones Run serves on, so no other process can take a port
 // in between. Only when all of that passed does it open the data dir,
 // creating on a first run the directory, the master key, the vault and the
@@ -31,10 +33,16 @@ func Prepare(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	dir := datadir.Dir(s.DataDir)
-	if err := dir.Check(); err != nil {
+	err := dir.Check()
+	if err != nil {
 		return nil, err
 	}
-	if err := cfg.KeySource.Check(dir); err != nil {
+	if s.Store.Postgres() {
+		err = cfg.KeySource.CheckShared()
+	} else {
+		err = cfg.KeySource.Check(dir)
+	}
+	if err != nil {
 		return nil, err
 	}
 	roots, err := upstreamRoots(s.UpstreamCA)
@@ -45,11 +53,25 @@ func Prepare(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	socks, err := bindAll(s)
+	// Last of the checks, as it is the slowest: a shared store is reached
+	// (and migrated), so a wrong DSN or password fails here.
+	shared, err := openStore(s)
 	if err != nil {
 		return nil, err
 	}
-	o, err := datadir.Open(dir, cfg.KeySource)
+	socks, err := bindAll(s)
+	if err != nil {
+		if shared != nil {
+			shared.Close()
+		}
+		return nil, err
+	}
+	var o *datadir.Opened
+	if shared != nil {
+		o, err = datadir.OpenShared(dir, cfg.KeySource, shared, storeName(s))
+	} else {
+		o, err = datadir.Open(dir, cfg.KeySource)
+	}
 	if err != nil {
 		socks.close()
 		return nil, err

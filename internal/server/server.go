@@ -129,7 +129,7 @@ func (srv *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("admin API: %w", err)
 	}
 
-	h := &health{store: o.Store}
+	h := &health{checks: readyChecks(o.Store)}
 	admin := http.NewServeMux()
 	admin.HandleFunc("GET /healthz", h.healthz)
 	admin.HandleFunc("GET /readyz", h.readyz)
@@ -229,7 +229,7 @@ func (srv *Server) Close() {
 			srv.log.Error("close vault", "err", err)
 			return
 		}
-		srv.log.Info("vault closed", "path", srv.dir.DB())
+		srv.log.Info("vault closed", "store", srv.o.Where)
 	})
 }
 
@@ -238,13 +238,23 @@ func logOpened(log *slog.Logger, dir datadir.Dir, src datadir.KeySource, o *data
 		log.Warn("created a new master key; back it up: without it the vault cannot be opened",
 			"master_key_file", src.String(), "master_key_id", o.MasterKeyID)
 	}
+	if o.Shared {
+		if o.CACreated {
+			log.Info("created the shared CA in the store (sealed by the master key); every replica presents it", "store", o.Where, "ca", o.CA)
+		} else {
+			log.Info("shared CA loaded from the store", "store", o.Where, "ca", o.CA)
+		}
+		log.Info("vault open", "store", o.Where, "node_id", o.NodeID, "audit_journal", dir.Path(datadir.AuditJournalFile),
+			"master_key_source", src.String(), "master_key_id", o.MasterKeyID)
+		return
+	}
 	if o.CACreated {
 		log.Info("created a new CA", "ca_cert_file", dir.CACert(), "ca", o.CA)
 	}
 	if o.VaultCreated {
 		log.Info("created a new vault", "path", dir.DB())
 	}
-	log.Info("vault open", "path", dir.DB(), "master_key_source", src.String(), "master_key_id", o.MasterKeyID)
+	log.Info("vault open", "store", "bolt", "path", dir.DB(), "node_id", o.NodeID, "master_key_source", src.String(), "master_key_id", o.MasterKeyID)
 }
 
 // httpServer returns a server with timeouts suited to an admin API.

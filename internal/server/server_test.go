@@ -249,7 +249,7 @@ func TestReadyzAfterClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &health{store: o.Store}
+	h := &health{checks: readyChecksOf(o.Store, time.Second, 0)}
 	rec := func() int {
 		w := httptest.NewRecorder()
 		h.readyz(w, httptest.NewRequest(http.MethodGet, "/readyz", nil))
