@@ -25,6 +25,8 @@ Commands:
   init          create the data dir (master key, CA, vault), a tenant and an admin key
   serve         run the proxy, the admin API and metrics (creates a "default" tenant on first run)
   vault rekey   re-wrap every secret under a new master key (server stopped)
+  store migrate apply a PostgreSQL store's schema migrations (--store DSN)
+  store copy    copy a single node's vault and CA into an empty PostgreSQL store (server stopped)
   audit export  write audit rows as JSON lines (server stopped)
   replay DIR    replay golden cases against a running egressd (through its API and proxy)
   healthcheck   exit 0 if a running egressd answers /healthz (for container health checks)
@@ -57,6 +59,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		return runVault(rest, stdout, stderr, getenv)
 	case "audit":
 		return runAudit(rest, stdout, stderr, getenv)
+	case "store":
+		return runStore(rest, stdout, stderr, getenv)
 	case "replay":
 		return runReplay(rest, stdout, stderr, getenv)
 	case "healthcheck":
