@@ -179,6 +179,13 @@ func (l lookup) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, er
 	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
 }
 
+// openVault opens a run's vault with its data in dir: a bbolt file there.
+// The suite's TestMain may put it on another backend (PostgreSQL, with
+// EGRESSD_TEST_STORE=postgres).
+var openVault = func(dir string) (*vault.Store, error) {
+	return vault.Open(vault.Config{Path: filepath.Join(dir, "vault.db"), MasterKey: vault.NewMasterKey(), NoSync: true})
+}
+
 // StartLocal builds the proxy with its data in dir.
 func StartLocal(dir string) (l *Local, err error) {
 	l = &Local{Events: make(chan *proxy.Event, 1000), done: make(chan struct{})}
@@ -190,7 +197,7 @@ func StartLocal(dir string) (l *Local, err error) {
 	if l.Up, err = NewUpstream(filepath.Join(dir, "upstream-ca")); err != nil {
 		return nil, err
 	}
-	if l.Store, err = vault.Open(vault.Config{Path: filepath.Join(dir, "vault.db"), MasterKey: vault.NewMasterKey(), NoSync: true}); err != nil {
+	if l.Store, err = openVault(dir); err != nil {
 		return nil, err
 	}
 	if l.Resolver, err = resolver.New(resolver.Config{Store: l.Store}); err != nil {
