@@ -1,7 +1,10 @@
 // Package datadir owns egressd's data directory: where each file lives,
 // where the master key comes from, the first-run setup that init and serve
 // share (master key, CA, vault, tenant, keys), and the rekey of the vault
-// with the replacement of the master key file.
+// with the replacement of the master key file. With a shared store (serve
+// --store PostgreSQL) the data dir is one replica's: its node id and audit
+// journal (OpenShared), the vault and the CA being the store's; CopyToStore
+// moves a single node's vault and CA into such a store.
 //
 // It turns the vault's low-level refusals into messages an operator can act
 // on: a vault held by a running server (ErrInUse), a master key that is

@@ -42,6 +42,7 @@ var readmeOnly = map[string]bool{modeQuickstart: true, modeQuickstartStop: true,
 // A new reason is a change to review: could the block run after all?
 var notRunReasons = map[string]bool{
 	"needs docker":                     true, // no Docker in the test
+	"needs PostgreSQL":                 true, // no server here; cmd/egressd's TestStore* and TestServeStore* run these verbs in .ci/run step 2b
 	"needs kubernetes":                 true,
 	"needs the internet":               true,
 	"needs root and installs packages": true,
