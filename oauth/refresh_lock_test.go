@@ -2,11 +2,10 @@ package oauth
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/egressd/egressd/internal/pgtest"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -329,22 +328,7 @@ func postgresDSN(t *testing.T, app string) string {
 func pgReplicas(t *testing.T, n int, app string, clock *atomic.Pointer[time.Time]) []*vault.Store {
 	t.Helper()
 	dsn := postgresDSN(t, app)
-	var b [6]byte
-	rand.Read(b[:])
-	schema := "egressd_oauth_" + hex.EncodeToString(b[:])
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
+	schema := pgtest.FreshSchema(t, dsn, "egressd_oauth_")
 	key := vault.NewMasterKey()
 	dir := t.TempDir()
 	var stores []*vault.Store

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/egressd/egressd/internal/pgtest"
 	"io"
 	"net"
 	"net/http"
@@ -18,9 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/egressd/egressd/certs"
@@ -44,23 +40,7 @@ func pgDSN(t *testing.T) string {
 // pgSchema names a fresh schema, dropped when the test ends.
 func pgSchema(t *testing.T, dsn string) string {
 	t.Helper()
-	var b [6]byte
-	rand.Read(b[:])
-	name := "egressd_cmd_" + hex.EncodeToString(b[:])
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Errorf("drop schema %s: %v", name, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{name}.Sanitize()+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", name, err)
-		}
-	})
-	return name
+	return pgtest.FreshSchema(t, dsn, "egressd_cmd_")
 }
 
 // dsnPassword is the password in dsn ("" if none), for checking that no

@@ -5,13 +5,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"github.com/egressd/egressd/internal/pgtest"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/egressd/egressd/vault"
 	"github.com/egressd/egressd/vault/pgstore"
@@ -71,15 +70,8 @@ func TestMain(m *testing.M) {
 func dropSchemas(dsn string, schemas []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
+	if err := pgtest.DropSchemas(ctx, dsn, schemas...); err != nil {
 		return fmt.Errorf("drop the test schemas: %w", err)
-	}
-	defer conn.Close(ctx)
-	for _, s := range schemas {
-		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{s}.Sanitize()+" CASCADE"); err != nil {
-			return fmt.Errorf("drop schema %s: %w", s, err)
-		}
 	}
 	return nil
 }

@@ -2,15 +2,13 @@ package pgstore
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
+	"github.com/egressd/egressd/internal/pgtest"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -36,23 +34,7 @@ func testDSN(t testing.TB) string {
 // freshSchema names a schema of its own for this test, dropped at its end.
 func freshSchema(t testing.TB, dsn string) string {
 	t.Helper()
-	var b [6]byte
-	rand.Read(b[:])
-	name := "egressd_test_" + hex.EncodeToString(b[:])
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Errorf("drop schema %s: %v", name, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{name}.Sanitize()+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", name, err)
-		}
-	})
-	return name
+	return pgtest.FreshSchema(t, dsn, "egressd_test_")
 }
 
 // openTest opens a store in a fresh schema, closed at the test's end.

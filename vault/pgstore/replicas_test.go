@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/egressd/egressd/internal/pgtest"
 	"strconv"
 	"strings"
 	"sync"
@@ -252,13 +253,7 @@ func TestSimpleProtocol(t *testing.T) {
 func TestOddSchemaName(t *testing.T) {
 	dsn := testDSN(t)
 	schema := freshSchema(t, dsn) + ` "odd"; name`
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(context.Background(), dsn)
-		if err == nil {
-			conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
-			conn.Close(context.Background())
-		}
-	})
+	t.Cleanup(func() { pgtest.DropSchemas(context.Background(), dsn, schema) })
 	s := openTest(t, Options{Schema: schema})
 	if err := s.EnsureBuckets(tb); err != nil {
 		t.Fatal(err)
