@@ -3,21 +3,16 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"net"
-	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 
-	"github.com/egressd/egressd/certs"
 	"github.com/egressd/egressd/client"
 	"github.com/egressd/egressd/vault"
 )
@@ -39,23 +34,7 @@ func TestCrashKeepsEveryAuditRow(t *testing.T) {
 
 func crashKeepsEveryAuditRow(t *testing.T, mode string) {
 	ctx := t.Context()
-	upCA, _, err := certs.LoadOrCreateCA(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaves, err := certs.NewLeafCache(upCA, certs.LeafConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &upstreamRecorder{}
-	up := httptest.NewUnstartedServer(rec)
-	up.TLS = &tls.Config{GetCertificate: leaves.GetCertificate}
-	up.StartTLS()
-	t.Cleanup(up.Close)
-	upCAFile := filepath.Join(t.TempDir(), "upstream-ca.pem")
-	if err := os.WriteFile(upCAFile, upCA.CertPEM(), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	rec, upPort, upCAFile := tlsUpstream(t)
 	dir := filepath.Join(t.TempDir(), "data")
 	s := serve(t, dir, nil, "--allow-private-destinations", "127.0.0.1/32", "--upstream-ca", upCAFile, "--audit", mode)
 	proxyAddr := s.waitAddr(t, filepath.Join(dir, "proxy.addr"))
@@ -82,7 +61,7 @@ func crashKeepsEveryAuditRow(t *testing.T, mode string) {
 	pu.Host = proxyAddr
 	pool := x509.NewCertPool()
 	pool.AddCert(parseCertPEM(t, []byte(sbx.CACertPEM)))
-	target := fmt.Sprintf("https://localhost:%d", up.Listener.Addr().(*net.TCPAddr).Port)
+	target := fmt.Sprintf("https://localhost:%d", upPort)
 
 	// Load: 16 clients, each with requests to its own paths, until killed.
 	var next atomic.Int64

@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/egressd/egressd/certs"
 )
 
 // raceEnabled is set by race_test.go; the binary under test is then built
@@ -322,4 +327,28 @@ func readFile(t *testing.T, path string) []byte {
 func str(m map[string]any, k string) string {
 	s, _ := m[k].(string)
 	return s
+}
+
+// tlsUpstream is a loopback HTTPS upstream with its own CA, for
+// "localhost"; it records what it receives.
+func tlsUpstream(t *testing.T) (rec *upstreamRecorder, port int, caFile string) {
+	t.Helper()
+	upCA, _, err := certs.LoadOrCreateCA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaves, err := certs.NewLeafCache(upCA, certs.LeafConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec = &upstreamRecorder{}
+	up := httptest.NewUnstartedServer(rec)
+	up.TLS = &tls.Config{GetCertificate: leaves.GetCertificate}
+	up.StartTLS()
+	t.Cleanup(up.Close)
+	caFile = filepath.Join(t.TempDir(), "upstream-ca.pem")
+	if err := os.WriteFile(caFile, upCA.CertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return rec, up.Listener.Addr().(*net.TCPAddr).Port, caFile
 }

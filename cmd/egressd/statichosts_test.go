@@ -1,20 +1,15 @@
 package main
 
 import (
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/egressd/egressd/certs"
 	"github.com/egressd/egressd/client"
 	"github.com/egressd/egressd/vault"
 )
@@ -29,24 +24,7 @@ func TestStaticHosts(t *testing.T) {
 	ctx := t.Context()
 	const name, value = "upstream.test", "sk-live-static-hosts-3c9e1f7a5b"
 
-	upCA, _, err := certs.LoadOrCreateCA(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaves, err := certs.NewLeafCache(upCA, certs.LeafConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &upstreamRecorder{}
-	up := httptest.NewUnstartedServer(rec)
-	up.TLS = &tls.Config{GetCertificate: leaves.GetCertificate}
-	up.StartTLS()
-	t.Cleanup(up.Close)
-	upPort := up.Listener.Addr().(*net.TCPAddr).Port
-	upCAFile := filepath.Join(t.TempDir(), "upstream-ca.pem")
-	if err := os.WriteFile(upCAFile, upCA.CertPEM(), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	rec, upPort, upCAFile := tlsUpstream(t)
 	target := fmt.Sprintf("https://%s:%d/v1/models", name, upPort)
 
 	dir := filepath.Join(t.TempDir(), "data")

@@ -1,21 +1,20 @@
 package main
 
 import (
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"github.com/egressd/egressd/internal/pgtest"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/egressd/egressd/internal/pgtest"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -66,30 +65,6 @@ func noPassword(t *testing.T, dsn string, outputs ...string) {
 			t.Fatalf("an output shows the DSN's password:\n%s", out)
 		}
 	}
-}
-
-// tlsUpstream is a loopback HTTPS upstream with its own CA, for
-// "localhost"; it records what it receives.
-func tlsUpstream(t *testing.T) (rec *upstreamRecorder, port int, caFile string) {
-	t.Helper()
-	upCA, _, err := certs.LoadOrCreateCA(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaves, err := certs.NewLeafCache(upCA, certs.LeafConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec = &upstreamRecorder{}
-	up := httptest.NewUnstartedServer(rec)
-	up.TLS = &tls.Config{GetCertificate: leaves.GetCertificate}
-	up.StartTLS()
-	t.Cleanup(up.Close)
-	caFile = filepath.Join(t.TempDir(), "upstream-ca.pem")
-	if err := os.WriteFile(caFile, upCA.CertPEM(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return rec, up.Listener.Addr().(*net.TCPAddr).Port, caFile
 }
 
 // firstRunKeys reads the admin and operator keys serve printed on its
