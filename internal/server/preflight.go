@@ -87,7 +87,7 @@ func Prepare(cfg Config) (*Server, error) {
 	if out == nil {
 		out = io.Discard
 	}
-	return &Server{cfg: cfg, s: s, log: log, out: out, dir: dir, socks: socks, roots: roots, cat: cat, o: o}, nil
+	return &Server{cfg: cfg, s: s, log: log, out: out, dir: dir, socks: socks, roots: roots, cat: cat, o: o, shared: shared}, nil
 }
 
 // sockets are the bound listeners of one egressd.

@@ -28,6 +28,7 @@ import (
 	"github.com/egressd/egressd/proxy"
 	"github.com/egressd/egressd/resolver"
 	"github.com/egressd/egressd/vault"
+	"github.com/egressd/egressd/vault/pgstore"
 )
 
 // Deps are the parts the admin API is built from.
@@ -84,7 +85,10 @@ type Server struct {
 	roots *x509.CertPool
 	cat   *oauth.Catalogue
 	o     *datadir.Opened
-	once  sync.Once
+	// shared is the PostgreSQL store of --store (nil on bbolt): its change
+	// listener's metrics are served with the others.
+	shared *pgstore.Store
+	once   sync.Once
 }
 
 // Run serves until ctx is done, then shuts down gracefully (bounded by
@@ -103,6 +107,9 @@ func (srv *Server) Run(ctx context.Context) error {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector(),
 	)
+	if srv.shared != nil {
+		reg.MustRegister(srv.shared.Collectors()...)
+	}
 	res, err := resolver.New(resolver.Config{Store: o.Store, Registerer: reg, Fresh: o.Store.ChangesHealthy})
 	if err != nil {
 		return err
