@@ -333,6 +333,16 @@ func str(m map[string]any, k string) string {
 // "localhost"; it records what it receives.
 func tlsUpstream(t *testing.T) (rec *upstreamRecorder, port int, caFile string) {
 	t.Helper()
+	rec = &upstreamRecorder{}
+	port, caFile = tlsServer(t, rec)
+	return rec, port, caFile
+}
+
+// tlsServer serves h over HTTPS on a loopback port, with a CA of its own
+// (in caFile) that signs a leaf for whatever name a client asks for
+// ("localhost"); it is closed when the test ends.
+func tlsServer(t *testing.T, h http.Handler) (port int, caFile string) {
+	t.Helper()
 	upCA, _, err := certs.LoadOrCreateCA(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -341,8 +351,7 @@ func tlsUpstream(t *testing.T) (rec *upstreamRecorder, port int, caFile string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec = &upstreamRecorder{}
-	up := httptest.NewUnstartedServer(rec)
+	up := httptest.NewUnstartedServer(h)
 	up.TLS = &tls.Config{GetCertificate: leaves.GetCertificate}
 	up.StartTLS()
 	t.Cleanup(up.Close)
@@ -350,5 +359,5 @@ func tlsUpstream(t *testing.T) (rec *upstreamRecorder, port int, caFile string) 
 	if err := os.WriteFile(caFile, upCA.CertPEM(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return rec, up.Listener.Addr().(*net.TCPAddr).Port, caFile
+	return up.Listener.Addr().(*net.TCPAddr).Port, caFile
 }
