@@ -364,6 +364,32 @@ func TestServeStoreCluster(t *testing.T) {
 	rs := cl.start(t, map[string]string{"c": cDSN}, "a", "b", "c")
 	a, b, c := rs[0], rs[1], rs[2]
 	t.Logf("three replicas ready in %s", time.Since(start).Round(time.Millisecond))
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	// The change log's end. Each replica's count of delivered changes is
+	// that of the other replicas' writes since it started: A makes every
+	// write until the disable on B, so until then B's and C's counts
+	// become logEnd() - base, and A's stays 0. A round waits for that
+	// before it starts, so that what it counts next is its own write.
+	changes := "SELECT coalesce(max(seq), 0) FROM " + pgx.Identifier{cl.schema, "changes"}.Sanitize()
+	logEnd := func(t *testing.T) float64 {
+		var n int64
+		if err := conn.QueryRow(ctx, changes).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return float64(n)
+	}
+	base := logEnd(t)
+	settled := func(t *testing.T, r *replica, want float64) {
+		t.Helper()
+		waitFor(t, "replica "+r.name+" to have every change delivered", func() bool { return metric(t, r, metricLagCount) == want })
+	}
+	for _, r := range rs {
+		settled(t, r, 0)
+	}
 
 	// One secret per part, then the sandboxes (which get a placeholder for
 	// each): "main" for the first three parts, "load" for the kill.
@@ -402,10 +428,12 @@ func TestServeStoreCluster(t *testing.T) {
 			// B and C use the current value, and have it cached.
 			d0 := map[*replica]float64{}
 			s0 := map[*replica]float64{}
+			end := logEnd(t)
 			for _, r := range []*replica{b, c} {
 				if s, err := cl.send(mainC[r], "rotate", ph); err != nil || s.auth != old {
 					t.Fatalf("round %d, replica %s before the rotate: %v %d %q", i, r.name, err, s.status, s.denied)
 				}
+				settled(t, r, end-base)
 				d0[r], s0[r] = metric(t, r, metricLagCount), metric(t, r, metricLagSum)
 			}
 			if _, err := a.api.RotateSecret(ctx, ids["ROTATE"], client.RotateInput{Value: val("ROTATE", i+1)}); err != nil {
@@ -454,12 +482,12 @@ func TestServeStoreCluster(t *testing.T) {
 	t.Run("DisableRefused", func(t *testing.T) {
 		ph := placeholderOf(t, main, ids["DISABLE"])
 		v := "Bearer " + val("DISABLE", 0)
-		d0 := map[*replica]float64{}
+		d0 := map[*replica]float64{a: 0, c: logEnd(t) - base}
 		for _, r := range []*replica{a, c} {
 			if s, err := cl.send(mainC[r], "disable", ph); err != nil || s.auth != v {
 				t.Fatalf("replica %s before the disable: %v %d %q", r.name, err, s.status, s.denied)
 			}
-			d0[r] = metric(t, r, metricLagCount)
+			settled(t, r, d0[r])
 		}
 		if _, err := b.api.DisableSecret(ctx, ids["DISABLE"]); err != nil {
 			t.Fatal(err)
@@ -494,11 +522,6 @@ func TestServeStoreCluster(t *testing.T) {
 		// C's new sessions are refused from now on (its open ones stay):
 		// its listener cannot come back until the relay lets it.
 		rl.holdNew()
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close(context.Background())
 		var killed int
 		// The timeout makes it wait until the session has ended.
 		if err := conn.QueryRow(ctx, "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE application_name = 'egressd-c-listener'").Scan(&killed); err != nil || killed != 1 {
@@ -620,6 +643,7 @@ func killUnderLoad(t *testing.T, cl *pgCluster, a, b, c *replica, sbx client.San
 
 	restarted := time.Now()
 	cl.restart(t, b)
+	t.Cleanup(func() { b.stopped = true }) // the end of this subtest stops it
 	t.Logf("b restarted on its data dir in %s", time.Since(restarted).Round(time.Millisecond))
 	forwarded := map[string]bool{}
 	for _, p := range []string{"/load/a/", "/load/b/", "/load/c/"} {
