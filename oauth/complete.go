@@ -122,7 +122,7 @@ func (s *Service) Complete(ctx context.Context, by By, code, state string, provE
 		exp := tok.Expiry.UTC()
 		in.ExpiresAt = &exp
 	}
-	res, err := s.store.As(f.Actor).WithAudit(vault.ActionOAuthCompleted, map[string]string{"provider": p.Name, "flow_id": f.ID}).UpsertSecret(f.TenantID, in)
+	res, err := s.storeConnected(ctx, f, p, in)
 	if err != nil {
 		return fail(err, "the token could not be stored: "+redactTokens(err.Error(), tok))
 	}
@@ -134,6 +134,43 @@ func (s *Service) Complete(ctx context.Context, by By, code, state string, provE
 	s.log.Info("oauth flow completed", "tenant", f.TenantID, "flow", f.ID, "provider", p.Name, "secret", res.Secret.ID,
 		"has_refresh_token", res.Secret.HasRefreshToken)
 	return nf, nil
+}
+
+// storeConnected stores the tokens of a completed flow as its secret.
+// Connecting an account again replaces a secret that a refresh may be
+// renewing right now: that refresh stores its tokens (of the grant being
+// replaced) as a new version when its token request answers. So the
+// upsert of an existing secret holds the secret's refresh lock, as a
+// refresh does: it waits for a refresh under way, and a refresh after it
+// finds this version (newer than the one it saw, and live) and uses it.
+// The connect's tokens are the last stored.
+func (s *Service) storeConnected(ctx context.Context, f vault.OAuthFlow, p *Provider, in vault.SecretInput) (vault.UpsertResult, error) {
+	upsert := func() (vault.UpsertResult, error) {
+		return s.store.As(f.Actor).WithAudit(vault.ActionOAuthCompleted, map[string]string{"provider": p.Name, "flow_id": f.ID}).UpsertSecret(f.TenantID, in)
+	}
+	owner := (&vault.Secret{Scope: in.Scope, OwnerUserID: in.OwnerUserID, ExternalUserID: in.ExternalUserID, ExternalWorkspaceID: in.ExternalWorkspaceID,
+		WorkspaceID: in.WorkspaceID, ResourceType: in.ResourceType, ResourceID: in.ResourceID}).ScopeOwner()
+	var id string
+	if err := s.store.Read(func(rd *vault.Reader) error {
+		if cur, err := rd.SecretAt(f.TenantID, in.Scope, owner, in.Name); err == nil {
+			id = cur.ID
+		}
+		return nil
+	}); err != nil {
+		return vault.UpsertResult{}, err
+	}
+	if id == "" {
+		return upsert() // a new secret: nothing refreshes it yet
+	}
+	var res vault.UpsertResult
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshLockWait)
+	defer cancel()
+	err := s.store.WithLock(wctx, RefreshLockName(f.TenantID, id), func(context.Context) error {
+		var err error
+		res, err = upsert()
+		return err
+	})
+	return res, err
 }
 
 // secretInput is the secret flow f of provider p stores, without its
