@@ -392,7 +392,7 @@ func TestServeStoreCluster(t *testing.T) {
 	}
 
 	// One secret per part, then the sandboxes (which get a placeholder for
-	// each): "main" for the first three parts, "load" for the kill.
+	// each): "main" (sbx) for the first three parts, "load" for the kill.
 	val := func(name string, n int) string { return fmt.Sprintf("sk-cluster-%s-%d-4e7a1c", name, n) }
 	ids := map[string]string{}
 	for _, name := range []string{"ROTATE", "DISABLE", "LISTENER", "LOAD"} {
@@ -402,7 +402,7 @@ func TestServeStoreCluster(t *testing.T) {
 		}
 		ids[name] = res.Secret.ID
 	}
-	main, err := a.api.CreateSandbox(ctx, client.SandboxInput{Name: "main"})
+	sbx, err := a.api.CreateSandbox(ctx, client.SandboxInput{Name: "main"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -410,15 +410,15 @@ func TestServeStoreCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	caPEM := []byte(main.CACertPEM)
+	caPEM := []byte(sbx.CACertPEM)
 	clientOf := func(r *replica, sbx client.SandboxCreated) *http.Client {
 		return sandboxClient(t, r.proxyAddr, sbx.ID, sbx.ProxyToken, caPEM)
 	}
-	mainC := map[*replica]*http.Client{a: clientOf(a, main), b: clientOf(b, main), c: clientOf(c, main)}
+	mainC := map[*replica]*http.Client{a: clientOf(a, sbx), b: clientOf(b, sbx), c: clientOf(c, sbx)}
 	values := []string{}
 
 	t.Run("RotateLag", func(t *testing.T) {
-		ph := placeholderOf(t, main, ids["ROTATE"])
+		ph := placeholderOf(t, sbx, ids["ROTATE"])
 		const rounds = 10
 		var after, delivery []time.Duration
 		stale, firstFresh := 0, 0
@@ -480,7 +480,7 @@ func TestServeStoreCluster(t *testing.T) {
 	})
 
 	t.Run("DisableRefused", func(t *testing.T) {
-		ph := placeholderOf(t, main, ids["DISABLE"])
+		ph := placeholderOf(t, sbx, ids["DISABLE"])
 		v := "Bearer " + val("DISABLE", 0)
 		d0 := map[*replica]float64{a: 0, c: logEnd(t) - base}
 		for _, r := range []*replica{a, c} {
@@ -512,7 +512,7 @@ func TestServeStoreCluster(t *testing.T) {
 	})
 
 	t.Run("ListenerKilled", func(t *testing.T) {
-		ph := placeholderOf(t, main, ids["LISTENER"])
+		ph := placeholderOf(t, sbx, ids["LISTENER"])
 		old, want := "Bearer "+val("LISTENER", 0), "Bearer "+val("LISTENER", 1)
 		values = append(values, val("LISTENER", 1))
 		if s, err := cl.send(mainC[c], "listener", ph); err != nil || s.auth != old {
