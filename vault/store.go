@@ -122,7 +122,7 @@ type core struct {
 	// that reopen or rekey a vault with it; the vault seals with
 	// sealKey's and opens with keys.
 	key *MasterKey
-	now     func() time.Time
+	now func() time.Time
 
 	// feed is backend's change feed, nil for a backend of one process
 	// (changes.go).
