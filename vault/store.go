@@ -247,6 +247,19 @@ func checkCanaryRing(raw []byte, r *keyRing) error {
 	return nil
 }
 
+// HasVault reports whether backend holds a vault (its canary), without
+// creating anything: a tool that reads an existing vault refuses an empty
+// store rather than make a vault there.
+func HasVault(backend storage.Backend) (bool, error) {
+	var ok bool
+	err := backend.View(func(tx storage.Tx) error {
+		meta := tx.Bucket(bMeta)
+		ok = meta != nil && meta.Get(metaCanary) != nil
+		return nil
+	})
+	return ok, err
+}
+
 func checkCanary(raw []byte, k *MasterKey) error {
 	var c sealed
 	if err := json.Unmarshal(raw, &c); err != nil {

@@ -245,7 +245,7 @@ func logOpened(log *slog.Logger, dir datadir.Dir, src datadir.KeySource, o *data
 			log.Info("shared CA loaded from the store", "store", o.Where, "ca", o.CA)
 		}
 		log.Info("vault open", "store", o.Where, "node_id", o.NodeID, "audit_journal", dir.Path(datadir.AuditJournalFile),
-			"master_key_source", src.String(), "master_key_id", o.MasterKeyID)
+			"master_key_source", src.String(), "master_key_id", o.MasterKeyID, "master_key_ids_held", o.Store.MasterKeyIDs())
 		return
 	}
 	if o.CACreated {
