@@ -55,9 +55,9 @@ func Rekey(path string, oldKey, newKey *MasterKey, timeout time.Duration) (Rekey
 // are the keys the operator holds (one, or the replicas' ring of two):
 // the one the vault's canary names is the old key. Within the same
 // transaction the canary then names newKey (so every replica's next write
-// seals with it: keyring.go) and, on a backend with a
-// change feed, topicMasterKey is published, so each replica reads the
-// canary again as soon as the rekey commits. Replicas must hold newKey
+// seals with it: keyring.go) and, on a backend with a change feed,
+// topicMasterKey is published, so each replica reads the canary again as
+// soon as the rekey commits. Replicas must hold newKey
 // before (their ring: the old key and the new one); one that does not
 // fails closed (Store.KeyStatus). name names the store in errors. A vault
 // already sealed by newKey is ErrAlreadyRekeyed and is left as it is.
