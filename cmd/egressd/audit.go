@@ -47,6 +47,9 @@ func runAuditExport(args []string, stdout, stderr io.Writer, getenv func(string)
 			return 2
 		}
 		src, err := sf.keySource(fs, *keyFile, getenv)
+		if err == nil {
+			err = src.CheckShared() // before the store is reached
+		}
 		if err != nil {
 			return fail(stderr, "audit export", err)
 		}

@@ -32,11 +32,7 @@ func runInit(args []string, stdout, stderr io.Writer, getenv func(string) string
 		if err != nil {
 			return fail(stderr, "init", err)
 		}
-		st, err := sf.open()
-		if err != nil {
-			return fail(stderr, "init", err)
-		}
-		if res, err = datadir.InitStore(src, st, sf.name(), *tenant); err != nil {
+		if res, err = datadir.InitStore(src, sf.open, sf.name(), *tenant); err != nil {
 			return fail(stderr, "init", err)
 		}
 	} else {

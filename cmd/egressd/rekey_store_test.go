@@ -373,3 +373,38 @@ func TestServeStoreFirstRunOnce(t *testing.T) {
 		}
 	}
 }
+
+// The tools on a shared store refuse what they cannot use before they
+// reach the store (the DSN here points at a closed port): no master key
+// given, a new key that does not exist, a ring of three keys; and a data
+// dir's serve refuses a two-key file. Nothing is created.
+func TestStoreToolRefusals(t *testing.T) {
+	const dsn = "postgres://egressd:secretpw@127.0.0.1:1/none"
+	work := t.TempDir()
+	key := writeKeys(t, vault.NewMasterKey())
+	ring := writeKeys(t, vault.NewMasterKey(), vault.NewMasterKey())
+	three := writeKeys(t, vault.NewMasterKey(), vault.NewMasterKey(), vault.NewMasterKey())
+	missing := filepath.Join(work, "missing.key")
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"vault", "rekey", "--store", dsn, "--new-master-key-file", key}, 2, "with --store the master key is required"},
+		{[]string{"init", "--store", dsn}, 2, "with --store the master key is required"},
+		{[]string{"audit", "export", "--store", dsn}, 2, "with --store the master key is required"},
+		{[]string{"vault", "rekey", "--store", dsn, "--master-key-file", key, "--new-master-key-file", missing}, 1, "must exist and be held by every replica"},
+		{[]string{"vault", "rekey", "--store", dsn, "--master-key-file", three, "--new-master-key-file", key}, 1, "3 keys, at most 2"},
+		{[]string{"init", "--store", dsn, "--master-key-file", missing}, 1, "master key not found"},
+		{[]string{"audit", "export", "--store", dsn, "--master-key-file", missing}, 1, "master key not found"},
+		{[]string{"serve", "--data-dir", filepath.Join(work, "d"), "--master-key-file", ring}, 1, "a key ring is for a shared store (--store) only"},
+	} {
+		r := egressd(t, nil, c.args...)
+		if r.code != c.code || !strings.Contains(r.stderr, c.want) || strings.Contains(r.stderr+r.stdout, "secretpw") {
+			t.Errorf("egressd %s: %d %q, want %d and %q", strings.Join(c.args, " "), r.code, r.stderr, c.code, c.want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(work, "d")); err == nil {
+		t.Error("a refused serve created its data dir")
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/egressd/egressd/internal/config"
 	"github.com/egressd/egressd/internal/datadir"
 	"github.com/egressd/egressd/vault/pgstore"
+	"github.com/egressd/egressd/vault/storage"
 )
 
 // storeFlags are the flags of a tool (init, audit export, vault rekey)
@@ -43,7 +44,7 @@ func (s *storeFlags) check(fs *flag.FlagSet, getenv func(string) string) error {
 func (s *storeFlags) name() string { return s.store.Redacted() + " (schema " + s.schema + ")" }
 
 // open connects to the store and applies its migrations, as serve does.
-func (s *storeFlags) open() (*pgstore.Store, error) {
+func (s *storeFlags) open() (storage.Backend, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	st, err := pgstore.Open(ctx, s.store.DSN(), pgstore.Options{Schema: s.schema})

@@ -77,12 +77,7 @@ func rekeyStore(fs *flag.FlagSet, sf *storeFlags, oldFile, newFile string, stdou
 	if err != nil {
 		return fail(stderr, "vault rekey", err)
 	}
-	st, err := sf.open()
-	if err != nil {
-		return fail(stderr, "vault rekey", err)
-	}
-	defer st.Close()
-	res, err := datadir.RekeyStore(st, sf.name(), src, newFile)
+	res, err := datadir.RekeyStore(sf.open, sf.name(), src, newFile)
 	if err != nil {
 		return fail(stderr, "vault rekey", err)
 	}

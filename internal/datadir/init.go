@@ -143,11 +143,14 @@ func Init(dir Dir, src KeySource, tenant string) (InitResult, error) {
 // CA in backend, then the tenant, a new admin key and the operator key
 // (once), as the first replica's first run would. Replicas started after
 // it find the tenant and print nothing. The master key must exist
-// (CheckShared): it is never created for a shared store. name names the
-// store (without its password). It takes backend over.
-func InitStore(src KeySource, backend storage.Backend, name, tenant string) (InitResult, error) {
+// (CheckShared, before open connects to the store): it is never created
+// for a shared store. name names the store (without its password).
+func InitStore(src KeySource, open func() (storage.Backend, error), name, tenant string) (InitResult, error) {
 	if err := src.CheckShared(); err != nil {
-		backend.Close()
+		return InitResult{}, err
+	}
+	backend, err := open()
+	if err != nil {
 		return InitResult{}, err
 	}
 	o, done, err := OpenTool(src, backend, name, false)

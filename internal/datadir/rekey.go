@@ -118,10 +118,11 @@ func checkSameKey(data []byte, want *vault.MasterKey, path string) error {
 // serving replicas share, online (vault.RekeyStore): from the key old's
 // source holds that the vault is sealed by (old may hold the replicas' two
 // keys) to the key in newFile, which must exist (a shared store's key is
-// never created: every replica must hold it before the rekey). Nothing
-// changes on an error. name names the store (without its password). It
-// does not close backend.
-func RekeyStore(backend storage.Backend, name string, old KeySource, newFile string) (vault.RekeyResult, error) {
+// never created: every replica must hold it before the rekey). The keys
+// are read and checked before open connects to the store (and closes it
+// after). Nothing changes on an error. name names the store (without its
+// password).
+func RekeyStore(open func() (storage.Backend, error), name string, old KeySource, newFile string) (vault.RekeyResult, error) {
 	if newFile == "" {
 		return vault.RekeyResult{}, errors.New("--new-master-key-file is required")
 	}
@@ -136,6 +137,11 @@ func RekeyStore(backend storage.Backend, name string, old KeySource, newFile str
 	if err != nil {
 		return vault.RekeyResult{}, fmt.Errorf("new master key: %w", err)
 	}
+	backend, err := open()
+	if err != nil {
+		return vault.RekeyResult{}, err
+	}
+	defer backend.Close()
 	res, err := vault.RekeyStore(backend, name, held, newKey)
 	switch {
 	case errors.Is(err, vault.ErrAlreadyRekeyed):
