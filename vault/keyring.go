@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/egressd/egressd/vault/storage"
@@ -54,6 +55,9 @@ type opener interface {
 type keyRing struct {
 	keys  []*MasterKey // keys[0] seals a new vault
 	state atomic.Pointer[keyState]
+
+	mu        sync.Mutex
+	listeners []func(keyID string, held bool)
 }
 
 // keyState is the vault's current master key as last seen in its canary.
@@ -115,12 +119,21 @@ func (r *keyRing) open(s *sealed, ad []byte) ([]byte, error) {
 }
 
 // observe records that the canary names key id, and returns its state.
+// A change is told to the listeners (OnKeyChange), once.
 func (r *keyRing) observe(id string) *keyState {
 	if st := r.state.Load(); st.id == id {
 		return st
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if st := r.state.Load(); st.id == id { // another caller got here first
+		return st
+	}
 	st := &keyState{id: id, key: r.byID(id)}
 	r.state.Store(st)
+	for _, fn := range r.listeners {
+		fn(id, st.key != nil)
+	}
 	return st
 }
 
@@ -186,6 +199,17 @@ func (s *Store) KeyStatus() error {
 		return s.keys.notHeld(st.id)
 	}
 	return nil
+}
+
+// OnKeyChange registers fn to be called when this Store sees that its
+// vault is sealed by another master key than before (a rekey by another
+// process: keyring.go), with the key's id and whether this process holds
+// it. It is called once per change, possibly inside a write transaction:
+// fn must be quick (a log line).
+func (s *Store) OnKeyChange(fn func(keyID string, held bool)) {
+	s.keys.mu.Lock()
+	s.keys.listeners = append(s.keys.listeners, fn)
+	s.keys.mu.Unlock()
 }
 
 // MasterKeyIDs lists the ids of the keys this process holds, the first

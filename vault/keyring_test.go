@@ -2,6 +2,7 @@ package vault
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -60,6 +61,8 @@ func TestRekeyStoreOnline(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.published(t)
+	var seen []string
+	s.OnKeyChange(func(id string, held bool) { seen = append(seen, fmt.Sprintf("%s %v", id, held)) })
 
 	res, err := RekeyStore(f, "test store", []*MasterKey{oldKey}, newKey)
 	if err != nil {
@@ -86,6 +89,10 @@ func TestRekeyStoreOnline(t *testing.T) {
 	}
 	if s.MasterKeyID() != newKey.ID() {
 		t.Fatalf("the write saw the new canary but MasterKeyID is %s", s.MasterKeyID())
+	}
+	f.deliver(topicMasterKey) // heard late: no second change
+	if want := []string{newKey.ID() + " true"}; !slices.Equal(seen, want) {
+		t.Fatalf("OnKeyChange saw %q, want %q", seen, want)
 	}
 	if _, err := RekeyStore(f, "test store", []*MasterKey{oldKey, newKey}, newKey); !errors.Is(err, ErrAlreadyRekeyed) {
 		t.Fatalf("second rekey: %v, want ErrAlreadyRekeyed", err)
@@ -148,7 +155,12 @@ func TestRekeyStoreReplicaWithoutNewKey(t *testing.T) {
 			if err := s.KeyStatus(); err != nil {
 				t.Fatalf("status before the feed delivered: %v", err)
 			}
+			var seen []string
+			s.OnKeyChange(func(id string, held bool) { seen = append(seen, fmt.Sprintf("%s %v", id, held)) })
 			f.deliver(topic)
+			if want := []string{newKey.ID() + " false"}; !slices.Equal(seen, want) {
+				t.Fatalf("OnKeyChange saw %q, want %q", seen, want)
+			}
 			err := s.KeyStatus()
 			if !errors.Is(err, ErrMasterKeyNotHeld) || !strings.Contains(err.Error(), newKey.ID()) {
 				t.Fatalf("status after the rekey: %v, want ErrMasterKeyNotHeld naming %s", err, newKey.ID())

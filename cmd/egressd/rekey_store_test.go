@@ -257,6 +257,12 @@ func TestServeStoreRekeyOnline(t *testing.T) {
 		if code, body := get(t, "http://"+reps[i].admin+"/readyz"); code != http.StatusOK {
 			t.Fatalf("replica %d /readyz after the rekey: %d %s", i+1, code, body)
 		}
+		if log := reps[i].stderr.String(); !strings.Contains(log, "the vault was rekeyed: new values are sealed with master key "+newKey.ID()) {
+			t.Errorf("replica %d does not log the rekey:\n%s", i+1, log)
+		}
+	}
+	if log := reps[2].stderr.String(); !strings.Contains(log, "the vault was rekeyed to a master key this replica does not hold") {
+		t.Errorf("replica 3 does not log that it lacks the new key:\n%s", log)
 	}
 
 	// 4. Rolling restart with the new key alone.

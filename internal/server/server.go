@@ -95,6 +95,14 @@ func (srv *Server) Run(ctx context.Context) error {
 	defer srv.Close()
 	s, log, dir, o := srv.s, srv.log, srv.dir, srv.o
 	logOpened(log, dir, srv.cfg.KeySource, o)
+	o.Store.OnKeyChange(func(id string, held bool) {
+		if held {
+			log.Info("the vault was rekeyed: new values are sealed with master key "+id, "master_key_id", id)
+			return
+		}
+		log.Error("the vault was rekeyed to a master key this replica does not hold: it refuses writes that seal a value and is not ready; give it the new key and restart it",
+			"master_key_id", id, "master_key_ids_held", o.Store.MasterKeyIDs())
+	})
 	warnHostlessSecrets(log, o.Store)
 
 	reg := prometheus.NewRegistry()
