@@ -401,6 +401,7 @@ func TestStoreToolRefusals(t *testing.T) {
 		{[]string{"audit", "export", "--store", dsn}, 2, "with --store the master key is required"},
 		{[]string{"vault", "rekey", "--store", dsn, "--master-key-file", key, "--new-master-key-file", missing}, 1, "must exist and be held by every replica"},
 		{[]string{"vault", "rekey", "--store", dsn, "--master-key-file", three, "--new-master-key-file", key}, 1, "3 keys, at most 2"},
+		{[]string{"vault", "rekey", "--store", dsn, "--master-key-file", ring, "--new-master-key-file", ring}, 1, "must hold the new key alone"},
 		{[]string{"init", "--store", dsn, "--master-key-file", missing}, 1, "master key not found"},
 		{[]string{"audit", "export", "--store", dsn, "--master-key-file", missing}, 1, "master key not found"},
 		{[]string{"serve", "--data-dir", filepath.Join(work, "d"), "--master-key-file", ring}, 1, "a key ring is for a shared store (--store) only"},

@@ -134,6 +134,9 @@ func RekeyStore(open func() (storage.Backend, error), name string, old KeySource
 	if errors.Is(err, fs.ErrNotExist) {
 		return vault.RekeyResult{}, fmt.Errorf("%w: %s does not exist; with --store the new key must exist and be held by every replica before the rekey (docs/operating.md, Cluster mode)", ErrNoMasterKey, newFile)
 	}
+	if ks, rerr := vault.LoadMasterKeysFile(newFile); err != nil && rerr == nil && len(ks) > 1 {
+		return vault.RekeyResult{}, fmt.Errorf("new master key: %s holds %d keys: --new-master-key-file must hold the new key alone (the replicas' two-key file goes to --master-key-file)", newFile, len(ks))
+	}
 	if err != nil {
 		return vault.RekeyResult{}, fmt.Errorf("new master key: %w", err)
 	}
