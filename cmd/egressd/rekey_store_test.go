@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/egressd/egressd/certs"
 	"github.com/egressd/egressd/client"
@@ -227,6 +228,7 @@ func TestServeStoreRekeyOnline(t *testing.T) {
 		t.Fatalf("vault rekey --store printed %s (%v)", r.stdout, err)
 	}
 	rekeyedAt := sent.Load()
+	t.Logf("vault rekey --store took %v (the process, connecting, the rekey's transaction)", r.took.Round(time.Millisecond))
 	waitSent(40)
 	up.allow("sk-rekey-v3")
 	if _, err := api2.RotateSecret(ctx, s1.Secret.ID, client.RotateInput{Value: "sk-rekey-v3"}); err != nil {
