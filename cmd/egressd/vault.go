@@ -27,8 +27,8 @@ func runVault(args []string, stdout, stderr io.Writer, getenv func(string) strin
 func runRekey(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	fs := flag.NewFlagSet("vault rekey", flag.ContinueOnError)
 	dataDir := fs.String("data-dir", config.DefaultDataDir, "data directory")
-	newFile := fs.String("new-master-key-file", "", "file of the new master key; created with a fresh key if absent (required)")
-	oldFile := fs.String("master-key-file", "", "current master key file, replaced by the new key on success (default DATA/master.key; or "+config.MasterKeyEnv+")")
+	newFile := fs.String("new-master-key-file", "", "file of the new master key; created with a fresh key if absent (required; with --store it must exist and hold the new key alone)")
+	oldFile := fs.String("master-key-file", "", "current master key file, replaced by the new key on success (default DATA/master.key; or "+config.MasterKeyEnv+"); with --store the old key, or the replicas' two-key file, never replaced")
 	timeout := fs.Duration("lock-timeout", time.Second, "how long to wait for the vault file lock")
 	var sf storeFlags
 	sf.add(fs)
