@@ -100,6 +100,8 @@ func classify(err error) (status int, code string) {
 		return http.StatusBadRequest, "invalid_request"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable, "unavailable"
+	case errors.Is(err, vault.ErrMasterKeyNotHeld):
+		return http.StatusServiceUnavailable, "master_key_unavailable"
 	}
 	return http.StatusInternalServerError, "internal"
 }
@@ -111,6 +113,8 @@ func message(err error, status int) string {
 	switch {
 	case status == http.StatusRequestEntityTooLarge:
 		return fmt.Sprintf("request body exceeds %d bytes", MaxBodyBytes)
+	case errors.Is(err, vault.ErrMasterKeyNotHeld):
+		return "this replica does not hold the master key the vault was rekeyed to (its /readyz says so); another replica can serve this"
 	case status == http.StatusServiceUnavailable:
 		return "request canceled"
 	case status == http.StatusNotImplemented, status == http.StatusBadGateway:

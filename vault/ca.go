@@ -48,7 +48,7 @@ func (s *Store) SharedCA(create func() (certPEM, keyPEM []byte, err error)) (cer
 	var found bool
 	err = s.view(func(tx storage.Tx) error {
 		var oerr error
-		certPEM, keyPEM, found, oerr = readSharedCA(tx.Bucket(bMeta), s.key)
+		certPEM, keyPEM, found, oerr = readSharedCA(tx.Bucket(bMeta), s.keys)
 		return oerr
 	})
 	if err != nil || found {
@@ -67,12 +67,16 @@ func (s *Store) SharedCA(create func() (certPEM, keyPEM []byte, err error)) (cer
 	err = s.backend.Update(func(tx storage.Tx) error {
 		meta := tx.Bucket(bMeta)
 		var rerr error
-		certPEM, keyPEM, found, rerr = readSharedCA(meta, s.key)
+		certPEM, keyPEM, found, rerr = readSharedCA(meta, s.keys)
 		if rerr != nil || found {
 			return rerr
 		}
+		k, rerr := s.sealKey(tx)
+		if rerr != nil {
+			return rerr
+		}
 		certPEM, keyPEM, created = newCert, newKey, true
-		return putSharedCA(meta, s.key, newCert, newKey, s.stamp())
+		return putSharedCA(meta, k, newCert, newKey, s.stamp())
 	})
 	if err != nil {
 		return nil, nil, false, err
@@ -82,7 +86,7 @@ func (s *Store) SharedCA(create func() (certPEM, keyPEM []byte, err error)) (cer
 
 // readSharedCA opens the shared CA in meta; found is false when there is
 // none.
-func readSharedCA(meta storage.Bucket, key *MasterKey) (certPEM, keyPEM []byte, found bool, err error) {
+func readSharedCA(meta storage.Bucket, key opener) (certPEM, keyPEM []byte, found bool, err error) {
 	var st storedCA
 	ok, err := getJSON(meta, metaSharedCA, &st)
 	if err != nil || !ok {

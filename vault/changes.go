@@ -28,12 +28,19 @@ func (s *Store) publish(tx storage.Tx, tenantID string) error {
 }
 
 // remoteChange is the change feed's subscriber: another replica's write.
+// A rekey (topicMasterKey) changes no value, so no listener hears of it:
+// the key ring reads the canary again (keyring.go), as it does when the
+// feed lost track (TopicAll), which may have hidden a rekey.
 func (s *Store) remoteChange(topic string) {
-	if topic == storage.TopicAll {
+	switch topic {
+	case topicMasterKey:
+		s.reloadKey()
+	case storage.TopicAll:
+		s.reloadKey()
 		s.changed(AllTenants)
-		return
+	default:
+		s.changed(topic)
 	}
-	s.changed(topic)
 }
 
 // ChangesHealthy reports whether this Store hears every write of other

@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"unicode"
 
 	"golang.org/x/crypto/chacha20poly1305"
 )
@@ -33,8 +35,65 @@ type MasterKey struct {
 func (k *MasterKey) bytes() []byte { return k.key()[:] }
 
 // ParseMasterKey reads a master key from its text form: 32 bytes in
-// standard or URL base64, or in hex, surrounding space ignored.
+// standard or URL base64, or in hex, surrounding space ignored. Text with
+// two keys (a ring, ParseMasterKeys) is refused.
 func ParseMasterKey(text []byte) (*MasterKey, error) {
+	if n := len(splitKeys(text)); n > 1 {
+		return nil, fmt.Errorf("%w: it holds %d keys; two keys (a key ring) are for a shared store (--store) only", ErrBadMasterKey, n)
+	}
+	return parseOneKey(text)
+}
+
+// ParseMasterKeys reads a key ring: one master key, or two separated by
+// white space (one a line in a file) or a comma, each in ParseMasterKey's
+// form. Around an online rekey of a shared store each replica holds the
+// current key and the next one (RekeyStore); the first key is the one a
+// new vault is sealed with. More than MaxMasterKeys keys, or one key
+// twice, is refused.
+func ParseMasterKeys(text []byte) ([]*MasterKey, error) {
+	fields := splitKeys(text)
+	switch {
+	case len(fields) == 0:
+		return nil, fmt.Errorf("%w: empty; want %d bytes in base64 or hex", ErrBadMasterKey, MasterKeySize)
+	case len(fields) > MaxMasterKeys:
+		return nil, fmt.Errorf("%w: %d keys, at most %d (the current one and the next)", ErrBadMasterKey, len(fields), MaxMasterKeys)
+	}
+	keys := make([]*MasterKey, 0, len(fields))
+	for i, f := range fields {
+		k, err := parseOneKey(f)
+		if err != nil {
+			return nil, fmt.Errorf("key %d of %d: %w", i+1, len(fields), err)
+		}
+		for _, o := range keys {
+			if o.Equal(k) {
+				return nil, fmt.Errorf("%w: key %s given twice", ErrBadMasterKey, k.id)
+			}
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+// LoadMasterKeysFile reads a key ring (ParseMasterKeys) from path.
+func LoadMasterKeysFile(path string) ([]*MasterKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read master key: %w", err)
+	}
+	ks, err := ParseMasterKeys(b)
+	clear(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return ks, nil
+}
+
+// splitKeys cuts text at white space and commas (slices of text).
+func splitKeys(text []byte) [][]byte {
+	return bytes.FieldsFunc(text, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
+}
+
+func parseOneKey(text []byte) (*MasterKey, error) {
 	s := strings.TrimSpace(string(text))
 	var raw []byte
 	var err error

@@ -24,6 +24,16 @@ var ErrForbidden = errors.New("forbidden")
 // not open the vault's data keys.
 var ErrWrongMasterKey = errors.New("master key does not open this vault")
 
+// ErrAlreadyRekeyed is returned by RekeyStore when the vault is sealed by
+// the new key already (a rekey that ran before): nothing changes.
+var ErrAlreadyRekeyed = errors.New("the vault is sealed by the new master key already")
+
+// ErrMasterKeyNotHeld is returned by a write that seals a value, and by
+// opening a value, when the vault (a store shared by several replicas) was
+// rekeyed to a master key this process was not given (keyring.go). It is
+// an ErrWrongMasterKey.
+var ErrMasterKeyNotHeld = fmt.Errorf("%w: this process does not hold the key it is sealed by now", ErrWrongMasterKey)
+
 // ErrLocked is returned by Open when another process holds the vault file.
 var ErrLocked = errors.New("vault file is locked by another process (is egressd serve running? stop it first)")
 

@@ -29,7 +29,7 @@ func putBenchSecrets(tb testing.TB, s *Store, tenantID string, n int) {
 					ExternalUserID: fmt.Sprintf("u%05d", i%benchListUsers), AllowedHosts: []string{"api.example.com"},
 					SubstituteIn: DefaultSubstituteIn,
 				}}
-				if err := s.sealInto(&row, []byte("sk-bench-0123456789abcdefghijklmnopqrstuvwxyz"), nil); err != nil {
+				if err := s.sealInto(tx, &row, []byte("sk-bench-0123456789abcdefghijklmnopqrstuvwxyz"), nil); err != nil {
 					return err
 				}
 				if err := txPutBenchSecret(tx, &row); err != nil {

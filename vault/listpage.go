@@ -396,15 +396,18 @@ func idSetKey(ids map[string]bool) string {
 	return "+" + string(filterKey(keys...))
 }
 
-// cursorKey is the key of the cursors' MACs, derived from the master key.
-func (s *Store) cursorKey() []byte {
-	m := hmac.New(sha256.New, s.key.bytes())
+// cursorKey is the key of the cursors' MACs, derived from a master key:
+// cursors are made with the vault's current key, and checked with each key
+// of the ring, so a cursor made just before a rekey still works on a
+// replica that holds the old key.
+func cursorKey(k *MasterKey) []byte {
+	m := hmac.New(sha256.New, k.bytes())
 	m.Write([]byte("egressd/list-cursor/v1"))
 	return m.Sum(nil)
 }
 
-func (s *Store) listMAC(kind byte, tenantID string, filter, id []byte) []byte {
-	m := hmac.New(sha256.New, s.cursorKey())
+func listMAC(k *MasterKey, kind byte, tenantID string, filter, id []byte) []byte {
+	m := hmac.New(sha256.New, cursorKey(k))
 	m.Write([]byte{kind})
 	m.Write(filterKey(tenantID, string(filter), string(id)))
 	return m.Sum(nil)[:listMACLen]
@@ -414,7 +417,7 @@ func (s *Store) listMAC(kind byte, tenantID string, filter, id []byte) []byte {
 func (s *Store) listCursor(kind byte, tenantID string, filter, id []byte) string {
 	b := make([]byte, 0, 2+listMACLen+len(id))
 	b = append(b, listCursorVersion, kind)
-	b = append(b, s.listMAC(kind, tenantID, filter, id)...)
+	b = append(b, listMAC(s.keys.current(), kind, tenantID, filter, id)...)
 	return base64.RawURLEncoding.EncodeToString(append(b, id...))
 }
 
@@ -431,8 +434,10 @@ func (s *Store) openListCursor(kind byte, tenantID string, filter []byte, c stri
 		return nil, bad
 	}
 	id := b[2+listMACLen:]
-	if !hmac.Equal(b[2:2+listMACLen], s.listMAC(kind, tenantID, filter, id)) {
-		return nil, bad
+	for _, k := range s.keys.keys {
+		if hmac.Equal(b[2:2+listMACLen], listMAC(k, kind, tenantID, filter, id)) {
+			return id, nil
+		}
 	}
-	return id, nil
+	return nil, bad
 }

@@ -194,23 +194,24 @@ func (s *Store) CreateOAuthFlow(tenantID string, in OAuthFlowInput) (OAuthFlow, 
 	}
 	f.ID, f.TenantID, f.Status, f.CreatedAt, f.SecretID, f.Error, f.DoneAt = newID("oaf"), tenantID, FlowPending, s.stamp(), "", "", nil
 	row := storedFlow{OAuthFlow: f}
-	if in.Verifier != "" {
-		v, err := s.key.seal([]byte(in.Verifier), flowAD(tenantID, f.ID))
-		if err != nil {
-			return OAuthFlow{}, err
-		}
-		row.Verifier = v
-	}
-	if in.AuthorizeURL != "" {
-		v, err := s.key.seal([]byte(in.AuthorizeURL), authURLAD(tenantID, f.ID))
-		if err != nil {
-			return OAuthFlow{}, err
-		}
-		row.AuthURL = v
-	}
 	err := s.update("", func(tx storage.Tx) error {
 		if _, err := txTenant(tx, tenantID); err != nil {
 			return err
+		}
+		k, err := s.sealKey(tx)
+		if err != nil {
+			return err
+		}
+		row.Verifier, row.AuthURL = nil, nil
+		if in.Verifier != "" {
+			if row.Verifier, err = k.seal([]byte(in.Verifier), flowAD(tenantID, f.ID)); err != nil {
+				return err
+			}
+		}
+		if in.AuthorizeURL != "" {
+			if row.AuthURL, err = k.seal([]byte(in.AuthorizeURL), authURLAD(tenantID, f.ID)); err != nil {
+				return err
+			}
 		}
 		if tx.Bucket(bOAuthStates).Get(stateKey(in.State)) != nil {
 			return fmt.Errorf("%w: state collision", ErrConflict)
@@ -316,7 +317,7 @@ func (s *Store) ClaimOAuthState(state string, by ClaimBy) (OAuthFlow, Value, err
 		}
 		row.StateUsed, row.AuthURL = true, nil
 		if row.Verifier != nil {
-			v, err := s.key.open(row.Verifier, flowAD(row.TenantID, row.ID))
+			v, err := s.keys.open(row.Verifier, flowAD(row.TenantID, row.ID))
 			if err != nil {
 				return err
 			}

@@ -94,7 +94,7 @@ func (s *Store) BindOAuthConnect(flowID string, presented, fresh []byte) (f OAut
 		return row.OAuthFlow, "", false, err
 	}
 	open := func() (string, error) {
-		u, err := s.key.open(row.AuthURL, authURLAD(row.TenantID, row.ID))
+		u, err := s.keys.open(row.AuthURL, authURLAD(row.TenantID, row.ID))
 		return string(u), err
 	}
 	if again {

@@ -100,7 +100,11 @@ func (s *Store) PutOAuthOverride(tenantID, provider string, in OAuthOverrideInpu
 		row.ClientID, row.CallbackURL, row.DisplayName, row.Branding = in.ClientID, in.CallbackURL, in.DisplayName, maps.Clone(in.Branding)
 		row.UpdatedAt = now
 		if in.ClientSecret != "" {
-			c, err := s.key.seal([]byte(in.ClientSecret), overrideAD(tenantID, provider))
+			k, err := s.sealKey(tx)
+			if err != nil {
+				return err
+			}
+			c, err := k.seal([]byte(in.ClientSecret), overrideAD(tenantID, provider))
 			if err != nil {
 				return err
 			}
@@ -145,7 +149,7 @@ func (s *Store) OAuthOverrideSecret(tenantID, provider string) (Value, error) {
 	if err != nil || row.ClientSecret == nil {
 		return Value{}, err
 	}
-	b, err := s.key.open(row.ClientSecret, overrideAD(tenantID, provider))
+	b, err := s.keys.open(row.ClientSecret, overrideAD(tenantID, provider))
 	if err != nil {
 		return Value{}, fmt.Errorf("oauth override %q client secret: %w", provider, err)
 	}

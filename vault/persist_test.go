@@ -292,7 +292,7 @@ func TestRekey(t *testing.T) {
 	w.check(t, s3)
 	// Every row is wrapped by the new key now: the old one opens none.
 	err = s3.Read(func(r *Reader) error {
-		r.s = &Store{core: &core{key: oldKey}}
+		r.s = &Store{core: &core{keys: mustRing(t, oldKey)}}
 		for _, sec := range w.secrets {
 			if _, _, _, err := r.OpenValue(w.tenant.ID, sec.ID); !errors.Is(err, ErrWrongMasterKey) {
 				t.Errorf("%s opens with the old key: %v", sec.Name, err)

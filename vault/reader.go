@@ -112,12 +112,12 @@ func (r *Reader) OpenValue(tenantID, secretID string) (value, refresh Value, ver
 	if row.Value == nil {
 		return Value{}, Value{}, 0, fmt.Errorf("secret %q: %w", secretID, ErrDecrypt)
 	}
-	v, err := r.s.key.open(row.Value, valueAD(row.TenantID, row.ID, row.Version, "value"))
+	v, err := r.s.keys.open(row.Value, valueAD(row.TenantID, row.ID, row.Version, "value"))
 	if err != nil {
 		return Value{}, Value{}, 0, fmt.Errorf("secret %q version %d: %w", secretID, row.Version, err)
 	}
 	if row.Refresh != nil {
-		rt, err := r.s.key.open(row.Refresh, valueAD(row.TenantID, row.ID, row.Version, "refresh_token"))
+		rt, err := r.s.keys.open(row.Refresh, valueAD(row.TenantID, row.ID, row.Version, "refresh_token"))
 		if err != nil {
 			return Value{}, Value{}, 0, fmt.Errorf("secret %q version %d refresh token: %w", secretID, row.Version, err)
 		}

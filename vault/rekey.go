@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/egressd/egressd/vault/boltstore"
@@ -45,6 +46,57 @@ func Rekey(path string, oldKey, newKey *MasterKey, timeout time.Duration) (Rekey
 	}
 	defer db.Close()
 	err = db.Update(func(tx storage.Tx) error { return rekeyTx(tx, path, oldKey, newKey, &res) })
+	return res, err
+}
+
+// RekeyStore re-wraps every data key of the vault in backend, a store
+// that serving replicas share (vault/pgstore), in one Update transaction:
+// online, as the backend's updates are serialized with the replicas'. held
+// are the keys the operator holds (one, or the replicas' ring of two):
+// the one the vault's canary names is the old key. Within the same
+// transaction the canary then names newKey (so every replica's next write
+// seals with it: keyring.go) and, on a backend with a change feed,
+// topicMasterKey is published, so each replica reads the canary again as
+// soon as the rekey commits. Replicas must hold newKey
+// before (their ring: the old key and the new one); one that does not
+// fails closed (Store.KeyStatus). name names the store in errors. A vault
+// already sealed by newKey is ErrAlreadyRekeyed and is left as it is.
+func RekeyStore(backend storage.Backend, name string, held []*MasterKey, newKey *MasterKey) (RekeyResult, error) {
+	res := RekeyResult{NewKeyID: newKey.ID()}
+	err := backend.Update(func(tx storage.Tx) error {
+		meta := tx.Bucket(bMeta)
+		if meta == nil || meta.Get(metaCanary) == nil {
+			return fmt.Errorf("vault: %s holds no egressd vault", name)
+		}
+		id, err := canaryKeyID(meta)
+		if err != nil {
+			return err
+		}
+		res.OldKeyID = id
+		if id == newKey.ID() {
+			return fmt.Errorf("vault: %w: %s is sealed by master key %s", ErrAlreadyRekeyed, name, id)
+		}
+		var oldKey *MasterKey
+		for _, k := range held {
+			if k.ID() == id {
+				oldKey = k
+			}
+		}
+		if oldKey == nil {
+			ids := make([]string, len(held))
+			for i, k := range held {
+				ids[i] = k.ID()
+			}
+			return fmt.Errorf("vault: %w: %s is sealed by master key %s, the keys given are %s", ErrWrongMasterKey, name, id, strings.Join(ids, " and "))
+		}
+		if err := rekeyTx(tx, name, oldKey, newKey, &res); err != nil {
+			return err
+		}
+		if feed, ok := backend.(storage.ChangeFeed); ok {
+			return feed.Publish(tx, topicMasterKey)
+		}
+		return nil
+	})
 	return res, err
 }
 

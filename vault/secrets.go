@@ -232,7 +232,7 @@ func (s *Store) UpsertSecret(tenantID string, in SecretInput) (UpsertResult, err
 		sec.ExposeAsEnv, sec.AllowedHosts, sec.SubstituteIn = in.ExposeAsEnv, in.AllowedHosts, in.SubstituteIn
 		sec.PlaceholderPrefix, sec.Metadata, sec.ExpiresAt = in.PlaceholderPrefix, in.Metadata, in.ExpiresAt
 		sec.UpdatedAt = now
-		if err := s.sealInto(&row, []byte(in.Value), []byte(in.RefreshToken)); err != nil {
+		if err := s.sealInto(tx, &row, []byte(in.Value), []byte(in.RefreshToken)); err != nil {
 			return err
 		}
 		if err := putJSON(tx.Bucket(bSecrets), key(tenantID, sec.ID), &row); err != nil {
@@ -263,14 +263,20 @@ func (s *Store) UpsertSecret(tenantID string, in SecretInput) (UpsertResult, err
 	return res, err
 }
 
-func (s *Store) sealInto(row *storedSecret, value, refresh []byte) error {
-	v, err := s.key.seal(value, valueAD(row.TenantID, row.ID, row.Version, "value"))
+// sealInto seals value and refresh into row with the vault's current
+// master key as tx sees it (sealKey).
+func (s *Store) sealInto(tx storage.Tx, row *storedSecret, value, refresh []byte) error {
+	k, err := s.sealKey(tx)
+	if err != nil {
+		return err
+	}
+	v, err := k.seal(value, valueAD(row.TenantID, row.ID, row.Version, "value"))
 	if err != nil {
 		return err
 	}
 	row.Value, row.Refresh, row.HasRefreshToken = v, nil, false
 	if len(refresh) > 0 {
-		r, err := s.key.seal(refresh, valueAD(row.TenantID, row.ID, row.Version, "refresh_token"))
+		r, err := k.seal(refresh, valueAD(row.TenantID, row.ID, row.Version, "refresh_token"))
 		if err != nil {
 			return err
 		}
@@ -306,10 +312,10 @@ func (s *Store) RotateSecret(tenantID, id string, in RotateInput) (Secret, error
 	if len(in.Value) > MaxValueLen || len(in.RefreshToken) > MaxValueLen {
 		return Secret{}, invalid("value", "at most %d bytes", MaxValueLen)
 	}
-	return s.modifySecret(tenantID, id, ActionSecretRotated, func(row *storedSecret) error {
+	return s.modifySecret(tenantID, id, ActionSecretRotated, func(tx storage.Tx, row *storedSecret) error {
 		refresh := []byte(in.RefreshToken)
 		if len(refresh) == 0 && row.Refresh != nil {
-			old, err := s.key.open(row.Refresh, valueAD(row.TenantID, row.ID, row.Version, "refresh_token"))
+			old, err := s.keys.open(row.Refresh, valueAD(row.TenantID, row.ID, row.Version, "refresh_token"))
 			if err != nil {
 				return fmt.Errorf("secret %q version %d refresh token: %w", id, row.Version, err)
 			}
@@ -318,7 +324,7 @@ func (s *Store) RotateSecret(tenantID, id string, in RotateInput) (Secret, error
 		}
 		row.Version++
 		row.ExpiresAt = in.ExpiresAt
-		return s.sealInto(row, []byte(in.Value), refresh)
+		return s.sealInto(tx, row, []byte(in.Value), refresh)
 	})
 }
 
@@ -329,20 +335,20 @@ func (s *Store) SetDisabled(tenantID, id string, disabled bool) (Secret, error) 
 	if disabled {
 		action = ActionSecretDisabled
 	}
-	return s.modifySecret(tenantID, id, action, func(row *storedSecret) error {
+	return s.modifySecret(tenantID, id, action, func(_ storage.Tx, row *storedSecret) error {
 		row.Disabled = disabled
 		return nil
 	})
 }
 
-func (s *Store) modifySecret(tenantID, id, action string, fn func(*storedSecret) error) (Secret, error) {
+func (s *Store) modifySecret(tenantID, id, action string, fn func(storage.Tx, *storedSecret) error) (Secret, error) {
 	var out Secret
 	err := s.update(tenantID, func(tx storage.Tx) error {
 		row, err := txSecret(tx, tenantID, id)
 		if err != nil {
 			return err
 		}
-		if err := fn(row); err != nil {
+		if err := fn(tx, row); err != nil {
 			return err
 		}
 		row.UpdatedAt = s.stamp()

@@ -79,8 +79,15 @@ type Config struct {
 	// position of a single-node vault; the first Open with a NodeID moves
 	// that position to the node's.
 	NodeID string
-	// MasterKey wraps the data keys. Required.
+	// MasterKey wraps the data keys. Required. A new vault is sealed with
+	// it.
 	MasterKey *MasterKey
+	// OtherKeys are master keys this process holds besides MasterKey:
+	// around an online rekey of a shared store (RekeyStore), the old or
+	// the new one (keyring.go). An existing vault opens when its canary
+	// names any key of the ring, and new values are sealed with that
+	// one. Nil means MasterKey alone; at most MaxMasterKeys keys in all.
+	OtherKeys []*MasterKey
 	// Timeout bounds the wait for the bbolt file's lock; zero means 1s.
 	// Another process holding the file then fails Open with ErrLocked.
 	Timeout time.Duration
@@ -110,8 +117,12 @@ type Store struct {
 type core struct {
 	backend storage.Backend
 	path    string // Config.Path
-	key     *MasterKey
-	now     func() time.Time
+	keys    *keyRing
+	// key is Config.MasterKey, the ring's first key, kept for the tests
+	// that reopen or rekey a vault with it; the vault seals with
+	// sealKey's and opens with keys.
+	key *MasterKey
+	now func() time.Time
 
 	// feed is backend's change feed, nil for a backend of one process
 	// (changes.go).
@@ -135,6 +146,10 @@ func Open(cfg Config) (*Store, error) {
 	}
 	if !validNodeID(cfg.NodeID) {
 		return nil, errors.New("vault: node id: want 1 to 64 bytes of [A-Za-z0-9_-]")
+	}
+	keys, err := newKeyRing(cfg.MasterKey, cfg.OtherKeys)
+	if err != nil {
+		return nil, fmt.Errorf("vault: %w", err)
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = time.Second
@@ -169,7 +184,7 @@ func Open(cfg Config) (*Store, error) {
 		}
 		return nil, err
 	}
-	s := &Store{core: &core{backend: backend, path: cfg.Path, key: cfg.MasterKey, now: cfg.Now}}
+	s := &Store{core: &core{backend: backend, path: cfg.Path, keys: keys, key: cfg.MasterKey, now: cfg.Now}}
 	if err := s.init(); err != nil {
 		return fail(err)
 	}
@@ -201,7 +216,7 @@ func (s *Store) init() error {
 		}
 		raw := meta.Get(metaCanary)
 		if raw == nil {
-			c, err := s.key.seal([]byte("egressd canary"), []byte("egressd/canary"))
+			c, err := s.keys.keys[0].seal([]byte("egressd canary"), []byte("egressd/canary"))
 			if err != nil {
 				return err
 			}
@@ -210,8 +225,39 @@ func (s *Store) init() error {
 			}
 			return meta.Put(metaSchema, []byte(schemaVersion))
 		}
-		return checkCanary(raw, s.key)
+		return checkCanaryRing(raw, s.keys)
 	})
+}
+
+// checkCanaryRing checks that the ring holds the key the canary names and
+// that it opens the canary, and makes it the ring's current key.
+func checkCanaryRing(raw []byte, r *keyRing) error {
+	var c sealed
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return fmt.Errorf("vault: corrupt canary: %w", err)
+	}
+	k := r.byID(c.KeyID)
+	if k == nil {
+		return fmt.Errorf("vault: %w: the vault was sealed with master key %s, the key given is %s", ErrWrongMasterKey, c.KeyID, r.ids())
+	}
+	if err := checkCanary(raw, k); err != nil {
+		return err
+	}
+	r.observe(c.KeyID)
+	return nil
+}
+
+// HasVault reports whether backend holds a vault (its canary), without
+// creating anything: a tool that reads an existing vault refuses an empty
+// store rather than make a vault there.
+func HasVault(backend storage.Backend) (bool, error) {
+	var ok bool
+	err := backend.View(func(tx storage.Tx) error {
+		meta := tx.Bucket(bMeta)
+		ok = meta != nil && meta.Get(metaCanary) != nil
+		return nil
+	})
+	return ok, err
 }
 
 func checkCanary(raw []byte, k *MasterKey) error {
@@ -241,8 +287,9 @@ func (s *Store) Close() error {
 // Path is Config.Path: the bbolt file's path by default.
 func (s *Store) Path() string { return s.path }
 
-// MasterKeyID is the fingerprint of the key in use.
-func (s *Store) MasterKeyID() string { return s.key.ID() }
+// MasterKeyID is the fingerprint of the key the vault is sealed by (as
+// last seen; see KeyStatus), the one new values are sealed with.
+func (s *Store) MasterKeyID() string { return s.keys.state.Load().id }
 
 // OnChange registers fn to be called after every committed write, with the
 // tenant it touched, before the write method returns. The resolver uses it

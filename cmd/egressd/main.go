@@ -23,11 +23,12 @@ Usage:
 
 Commands:
   init          create the data dir (master key, CA, vault), a tenant and an admin key
+                (--store DSN: the vault and CA in a PostgreSQL store, before the replicas start)
   serve         run the proxy, the admin API and metrics (creates a "default" tenant on first run)
-  vault rekey   re-wrap every secret under a new master key (server stopped)
+  vault rekey   re-wrap every secret under a new master key (server stopped; --store DSN: online)
   store migrate apply a PostgreSQL store's schema migrations (--store DSN)
   store copy    copy a single node's vault and CA into an empty PostgreSQL store (server stopped)
-  audit export  write audit rows as JSON lines (server stopped)
+  audit export  write audit rows as JSON lines (server stopped; --store DSN: online)
   replay DIR    replay golden cases against a running egressd (through its API and proxy)
   healthcheck   exit 0 if a running egressd answers /healthz (for container health checks)
   echo          a tiny HTTPS upstream that answers with what it received (to try egressd offline)

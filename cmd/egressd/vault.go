@@ -13,6 +13,11 @@ import (
 
 const vaultUsage = `Usage:
   egressd vault rekey --data-dir DIR --new-master-key-file F [--master-key-file OLD]
+      one node (bbolt), the server stopped: F is created if absent, and OLD then holds the new key
+  egressd vault rekey --store DSN [--store-schema egressd] --master-key-file OLD --new-master-key-file NEW
+      a shared PostgreSQL store, online, the replicas serving: every replica must hold NEW
+      already (its --master-key-file holding OLD and NEW, one a line), and is given NEW alone
+      at its next restart; see docs/operating.md, Cluster mode
 `
 
 func runVault(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
@@ -22,9 +27,11 @@ func runVault(args []string, stdout, stderr io.Writer, getenv func(string) strin
 func runRekey(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	fs := flag.NewFlagSet("vault rekey", flag.ContinueOnError)
 	dataDir := fs.String("data-dir", config.DefaultDataDir, "data directory")
-	newFile := fs.String("new-master-key-file", "", "file of the new master key; created with a fresh key if absent (required)")
-	oldFile := fs.String("master-key-file", "", "current master key file, replaced by the new key on success (default DATA/master.key; or "+config.MasterKeyEnv+")")
+	newFile := fs.String("new-master-key-file", "", "file of the new master key; created with a fresh key if absent (required; with --store it must exist and hold the new key alone)")
+	oldFile := fs.String("master-key-file", "", "current master key file, replaced by the new key on success (default DATA/master.key; or "+config.MasterKeyEnv+"); with --store the old key, or the replicas' two-key file, never replaced")
 	timeout := fs.Duration("lock-timeout", time.Second, "how long to wait for the vault file lock")
+	var sf storeFlags
+	sf.add(fs)
 	if code, done := parseFlags(fs, args, stderr, getenv); done {
 		return code
 	}
@@ -32,6 +39,9 @@ func runRekey(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		fmt.Fprintln(stderr, "egressd vault rekey: --new-master-key-file is required")
 		fs.Usage()
 		return 2
+	}
+	if sf.shared() {
+		return rekeyStore(fs, &sf, *oldFile, *newFile, stdout, stderr, getenv)
 	}
 	dir := datadir.Dir(*dataDir)
 	src, err := datadir.NewKeySource(dir, *oldFile, config.IsSet(fs, "master-key-file"), getenv(config.MasterKeyEnv))
@@ -52,6 +62,28 @@ func runRekey(args []string, stdout, stderr io.Writer, getenv func(string) strin
 			src, config.MasterKeyEnv, *newFile, *newFile)
 	}
 	if err := json.NewEncoder(stdout).Encode(out.RekeyResult); err != nil {
+		return fail(stderr, "vault rekey", err)
+	}
+	return 0
+}
+
+// rekeyStore is vault rekey --store: online, on the shared store.
+func rekeyStore(fs *flag.FlagSet, sf *storeFlags, oldFile, newFile string, stdout, stderr io.Writer, getenv func(string) string) int {
+	if err := sf.check(fs, getenv); err != nil {
+		fmt.Fprintf(stderr, "egressd vault rekey: %v\n", err)
+		return 2
+	}
+	src, err := sf.keySource(fs, oldFile, getenv)
+	if err != nil {
+		return fail(stderr, "vault rekey", err)
+	}
+	res, err := datadir.RekeyStore(sf.open, sf.name(), src, newFile)
+	if err != nil {
+		return fail(stderr, "vault rekey", err)
+	}
+	fmt.Fprintf(stderr, "egressd vault rekey: %s is sealed by master key %s now (was %s); the replicas seal with it from their next write and were told on the change feed. Give every replica %s alone (drop %s) at its next restart, and check /readyz\n",
+		sf.name(), res.NewKeyID, res.OldKeyID, newFile, res.OldKeyID)
+	if err := json.NewEncoder(stdout).Encode(res); err != nil {
 		return fail(stderr, "vault rekey", err)
 	}
 	return 0

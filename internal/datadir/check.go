@@ -38,6 +38,10 @@ func (k KeySource) Check(dir Dir) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, vault.ErrBadMasterKey):
+		if ks, rerr := vault.LoadMasterKeysFile(k.File); rerr == nil && len(ks) > 1 {
+			return &config.FlagError{Flag: "--master-key-file", Value: k.File,
+				Err: errors.New("holds two keys: a key ring is for a shared store (--store) only; on one node, rekey with egressd vault rekey, the server stopped")}
+		}
 		return &config.FlagError{Flag: "--master-key-file", Value: k.File,
 			Err: errors.New("not a master key (want 32 bytes in base64 or hex)")}
 	case !errors.Is(err, fs.ErrNotExist):

@@ -3,11 +3,14 @@ package datadir
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/egressd/egressd/vault"
+	"github.com/egressd/egressd/vault/storage"
 )
 
 // RekeyOutcome is what Rekey did.
@@ -109,4 +112,45 @@ func checkSameKey(data []byte, want *vault.MasterKey, path string) error {
 		return fmt.Errorf("%s changed during the rekey", path)
 	}
 	return nil
+}
+
+// RekeyStore re-wraps every data key of the vault in backend, a store that
+// serving replicas share, online (vault.RekeyStore): from the key old's
+// source holds that the vault is sealed by (old may hold the replicas' two
+// keys) to the key in newFile, which must exist (a shared store's key is
+// never created: every replica must hold it before the rekey). The keys
+// are read and checked before open connects to the store (and closes it
+// after). Nothing changes on an error. name names the store (without its
+// password).
+func RekeyStore(open func() (storage.Backend, error), name string, old KeySource, newFile string) (vault.RekeyResult, error) {
+	if newFile == "" {
+		return vault.RekeyResult{}, errors.New("--new-master-key-file is required")
+	}
+	held, err := old.LoadRing()
+	if err != nil {
+		return vault.RekeyResult{}, err
+	}
+	newKey, err := vault.LoadMasterKeyFile(newFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return vault.RekeyResult{}, fmt.Errorf("%w: %s does not exist; with --store the new key must exist and be held by every replica before the rekey (docs/operating.md, Cluster mode)", ErrNoMasterKey, newFile)
+	}
+	if ks, rerr := vault.LoadMasterKeysFile(newFile); err != nil && rerr == nil && len(ks) > 1 {
+		return vault.RekeyResult{}, fmt.Errorf("new master key: %s holds %d keys: --new-master-key-file must hold the new key alone (the replicas' two-key file goes to --master-key-file)", newFile, len(ks))
+	}
+	if err != nil {
+		return vault.RekeyResult{}, fmt.Errorf("new master key: %w", err)
+	}
+	backend, err := open()
+	if err != nil {
+		return vault.RekeyResult{}, err
+	}
+	defer backend.Close()
+	res, err := vault.RekeyStore(backend, name, held, newKey)
+	switch {
+	case errors.Is(err, vault.ErrAlreadyRekeyed):
+		return res, fmt.Errorf("%w: nothing to do (a rekey to this key ran before)", err)
+	case errors.Is(err, vault.ErrWrongMasterKey):
+		return res, fmt.Errorf("%w: the key from %s (id %s) cannot open the vault in %s (%v)", ErrWrongMasterKey, old, strings.Join(ids(held), " and "), name, err)
+	}
+	return res, err
 }

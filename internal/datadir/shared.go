@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"strings"
 
 	"github.com/egressd/egressd/certs"
 	"github.com/egressd/egressd/internal/config"
@@ -22,12 +24,15 @@ const AuditJournalFile = "audit.journal"
 // for it: every replica must use the one key the store was created with,
 // so it comes from the operator (the same file or EGRESSD_MASTER_KEY on
 // each replica).
+//
+// For a shared store the source may hold two keys (vault.ParseMasterKeys):
+// around an online rekey, the current key and the next.
 func (k KeySource) CheckShared() error {
 	if k.FromEnv() {
-		_, _, err := k.Load(false)
+		_, err := k.LoadRing()
 		return err
 	}
-	_, err := vault.LoadMasterKeyFile(k.File)
+	_, err := vault.LoadMasterKeysFile(k.File)
 	switch {
 	case err == nil:
 		return nil
@@ -36,10 +41,29 @@ func (k KeySource) CheckShared() error {
 			ErrNoMasterKey, k.File, config.MasterKeyEnv)
 	case errors.Is(err, vault.ErrBadMasterKey):
 		return &config.FlagError{Flag: "--master-key-file", Value: k.File,
-			Err: errors.New("not a master key (want 32 bytes in base64 or hex)")}
+			Err: errors.New("not a master key (want 32 bytes in base64 or hex; or two such keys, one a line, around a rekey)")}
 	default:
 		return &config.FlagError{Flag: "--master-key-file", Value: k.File, Err: err}
 	}
+}
+
+// LoadRing returns the master keys of the source: one, or two around an
+// online rekey of a shared store (vault.ParseMasterKeys), the first the
+// one a new vault is sealed with. A missing file is ErrNoMasterKey.
+func (k KeySource) LoadRing() ([]*vault.MasterKey, error) {
+	if k.FromEnv() {
+		ks, err := vault.ParseMasterKeys([]byte(k.text))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", config.MasterKeyEnv, err)
+		}
+		return ks, nil
+	}
+	ks, err := vault.LoadMasterKeysFile(k.File)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s does not exist; restore it, pass --master-key-file, or set %s",
+			ErrNoMasterKey, k.File, config.MasterKeyEnv)
+	}
+	return ks, err
 }
 
 // OpenShared opens the vault kept in backend, a store several replicas
@@ -66,7 +90,7 @@ func openShared(dir Dir, src KeySource, backend storage.Backend, name string) (*
 	if err := src.CheckShared(); err != nil {
 		return nil, err
 	}
-	key, _, err := src.Load(false)
+	keys, err := src.LoadRing()
 	if err != nil {
 		return nil, err
 	}
@@ -74,11 +98,11 @@ func openShared(dir Dir, src KeySource, backend storage.Backend, name string) (*
 	if err != nil {
 		return nil, err
 	}
-	st, err := vault.Open(vault.Config{Backend: backend, JournalPath: dir.Path(AuditJournalFile), NodeID: node, MasterKey: key})
+	st, err := vault.Open(vault.Config{Backend: backend, JournalPath: dir.Path(AuditJournalFile), NodeID: node, MasterKey: keys[0], OtherKeys: keys[1:]})
 	switch {
 	case errors.Is(err, vault.ErrWrongMasterKey):
 		return nil, fmt.Errorf("%w: the key from %s (id %s) cannot open the vault in %s; every replica needs the key the store was created (or last rekeyed) with (%v)",
-			ErrWrongMasterKey, src, key.ID(), name, err)
+			ErrWrongMasterKey, src, strings.Join(ids(keys), " and "), name, err)
 	case err != nil:
 		return nil, fmt.Errorf("open the vault in %s: %w", name, err)
 	}
@@ -93,5 +117,51 @@ func openShared(dir Dir, src KeySource, backend storage.Backend, name string) (*
 		st.Close()
 		return nil, fmt.Errorf("shared CA in %s: %w", name, err)
 	}
-	return &Opened{Store: st, CA: ca, MasterKeyID: key.ID(), CACreated: created, NodeID: node, Where: name, Shared: true}, nil
+	return &Opened{Store: st, CA: ca, MasterKeyID: st.MasterKeyID(), CACreated: created, NodeID: node, Where: name, Shared: true}, nil
+}
+
+func ids(keys []*vault.MasterKey) []string {
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = k.ID()
+	}
+	return out
+}
+
+// OpenTool opens the vault in backend, a shared store, for a one-off
+// command run apart from the replicas (init, audit export): as OpenShared,
+// with a temporary directory for the command's node id and (empty) audit
+// journal, removed by done, which also closes the vault. Only admin rows
+// are written, in the transactions of their writes. With mustExist an
+// empty store is ErrNoVault (and nothing is created in it); without, the
+// vault and its CA are created there as the first replica would. It takes
+// backend over, as OpenShared does.
+func OpenTool(src KeySource, backend storage.Backend, name string, mustExist bool) (o *Opened, done func() error, err error) {
+	if mustExist {
+		ok, err := vault.HasVault(backend)
+		if err == nil && !ok {
+			err = fmt.Errorf("%w: %s holds no vault (start a replica on it, or run egressd init --store, first)", ErrNoVault, name)
+		}
+		if err != nil {
+			backend.Close()
+			return nil, nil, err
+		}
+	}
+	tmp, err := os.MkdirTemp("", "egressd-tool-")
+	if err != nil {
+		backend.Close()
+		return nil, nil, err
+	}
+	o, err = OpenShared(Dir(tmp), src, backend, name)
+	if err != nil {
+		os.RemoveAll(tmp)
+		return nil, nil, err
+	}
+	return o, func() error {
+		err := o.Store.Close()
+		if rerr := os.RemoveAll(tmp); err == nil {
+			err = rerr
+		}
+		return err
+	}, nil
 }

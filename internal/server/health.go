@@ -33,6 +33,9 @@ type readyCheck struct {
 //     unreachable.
 //   - changes: a shared store's change feed hears every other replica's
 //     write (changesReady); always true on bbolt.
+//   - master_key: this replica holds the master key the vault is sealed by
+//     (vault.Store.KeyStatus); false on a replica of a shared store that
+//     was rekeyed to a key it was not given.
 //
 // A new condition (the audit shipping, say) is one more entry here.
 func readyChecks(st *vault.Store) []readyCheck {
@@ -44,6 +47,7 @@ func readyChecksOf(st *vault.Store, timeout, ttl time.Duration) []readyCheck {
 	return []readyCheck{
 		{"store", p.check},
 		{"changes", func() error { return changesReady(st) }},
+		{"master_key", st.KeyStatus},
 	}
 }
 

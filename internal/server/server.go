@@ -99,6 +99,14 @@ func (srv *Server) Run(ctx context.Context) error {
 	defer srv.Close()
 	s, log, dir, o := srv.s, srv.log, srv.dir, srv.o
 	logOpened(log, dir, srv.cfg.KeySource, o)
+	o.Store.OnKeyChange(func(id string, held bool) {
+		if held {
+			log.Info("the vault was rekeyed: new values are sealed with master key "+id, "master_key_id", id)
+			return
+		}
+		log.Error("the vault was rekeyed to a master key this replica does not hold: it refuses writes that seal a value and is not ready; give it the new key and restart it",
+			"master_key_id", id, "master_key_ids_held", o.Store.MasterKeyIDs())
+	})
 	warnHostlessSecrets(log, o.Store)
 
 	reg := prometheus.NewRegistry()
@@ -252,7 +260,7 @@ func logOpened(log *slog.Logger, dir datadir.Dir, src datadir.KeySource, o *data
 			log.Info("shared CA loaded from the store", "store", o.Where, "ca", o.CA)
 		}
 		log.Info("vault open", "store", o.Where, "node_id", o.NodeID, "audit_journal", dir.Path(datadir.AuditJournalFile),
-			"master_key_source", src.String(), "master_key_id", o.MasterKeyID)
+			"master_key_source", src.String(), "master_key_id", o.MasterKeyID, "master_key_ids_held", o.Store.MasterKeyIDs())
 		return
 	}
 	if o.CACreated {
