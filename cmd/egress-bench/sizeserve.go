@@ -24,18 +24,19 @@ import (
 // serveReadyTimeout bounds egressd serve's start (to /readyz 200) and stop.
 const serveReadyTimeout = 5 * time.Minute
 
-// served is a running egressd serve.
+// serveProc is a running egressd serve.
 type serveProc struct {
 	cmd    *exec.Cmd
 	admin  string
-	stderr *bytes2
+	stderr *tailBuffer
 	exited chan struct{}
 }
 
-// bytes2 keeps the last of what serve writes to stderr, for errors.
-type bytes2 struct{ b []byte }
+// tailBuffer keeps the last of what serve writes to stderr, for errors
+// (read once serve has exited).
+type tailBuffer struct{ b []byte }
 
-func (w *bytes2) Write(p []byte) (int, error) {
+func (w *tailBuffer) Write(p []byte) (int, error) {
 	w.b = append(w.b, p...)
 	if len(w.b) > 64<<10 {
 		w.b = append([]byte(nil), w.b[len(w.b)-32<<10:]...)
@@ -69,7 +70,7 @@ func startServe(ctx context.Context, bin, dataDir string) (*serveProc, time.Dura
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	p := &serveProc{cmd: cmd, stderr: &bytes2{}, exited: make(chan struct{})}
+	p := &serveProc{cmd: cmd, stderr: &tailBuffer{}, exited: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	t0 := time.Now()
 	if err := cmd.Start(); err != nil {
