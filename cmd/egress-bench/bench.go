@@ -73,7 +73,7 @@ func bench(ctx context.Context, cfg config, progress io.Writer) ([]*result, erro
 		return nil, fmt.Errorf("setup: %w", err)
 	}
 	var pg *pgStore
-	if cfg.Store != "" {
+	if slices.ContainsFunc(cfg.Phases, func(name string) bool { ph, _ := phaseByName(name); return ph.PG }) {
 		var drop func() error
 		if pg, drop, err = preparePG(cfg.Store, w); err != nil {
 			return nil, err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -105,5 +106,17 @@ func TestOpenLoopKeepsRate(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "open loop at 200 req/s") {
 		t.Errorf("the report does not say it was an open loop:\n%s", out.String())
+	}
+}
+
+// mitm-header-pg needs a store: without -store it is not among the default
+// phases, and asking for it is refused before anything starts.
+func TestPGPhaseNeedsStore(t *testing.T) {
+	if slices.Contains(defaultPhases(""), "mitm-header-pg") || !slices.Contains(defaultPhases("postgres://x"), "mitm-header-pg") {
+		t.Errorf("default phases: %v without a store, %v with one", defaultPhases(""), defaultPhases("postgres://x"))
+	}
+	cfg := config{Clients: 1, Duration: time.Second, Rounds: 1, Audit: "sync", ProxyLog: "json", BodySize: 64 << 10, Phases: []string{"mitm-header-pg"}}
+	if err := cfg.check(); err == nil || !strings.Contains(err.Error(), "-store") {
+		t.Fatalf("mitm-header-pg without -store: %v", err)
 	}
 }
