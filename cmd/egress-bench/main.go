@@ -44,7 +44,7 @@ func main() {
 	flag.IntVar(&sizeCfg.AuditRows, "size-audit", defaultSize.AuditRows, "-size: audit rows, spread over the tenants")
 	flag.StringVar(&sizeCfg.Egressd, "size-egressd", "", "-size: the egressd binary to start (default: built from this module with go build)")
 	flag.IntVar(&sizeCfg.Calls, "size-calls", defaultSize.Calls, "-size: how many times each admin API call is timed")
-	flag.BoolVar(&sizeCfg.Keep, "size-keep", false, "-size: keep DIR afterwards (default: it is removed when the measurement ends)")
+	flag.BoolVar(&sizeCfg.Keep, "size-keep", false, "-size: keep DIR afterwards (default: removed at the end when this run created it)")
 	flag.Parse()
 	cfg.Phases = defaultPhases(cfg.Store)
 	if *phases != "" {
