@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -24,6 +25,19 @@ type result struct {
 	// Proxy's own resource use over the window (zero for direct phases).
 	CPU    time.Duration
 	HWMKiB int64
+	// Audit rows that reached egressd's store from the phase's start until
+	// the child had stopped (its shutdown flushes what it holds), and that
+	// span (zero for phases without egressd).
+	Rows     int64
+	RowsSpan time.Duration
+}
+
+// rowRate is audit rows a second reaching the store over RowsSpan.
+func (r *result) rowRate() float64 {
+	if r.RowsSpan <= 0 {
+		return 0
+	}
+	return float64(r.Rows) / r.RowsSpan.Seconds()
 }
 
 func (r *result) rate() float64 {
@@ -58,6 +72,18 @@ func bench(ctx context.Context, cfg config, progress io.Writer) ([]*result, erro
 	if err != nil {
 		return nil, fmt.Errorf("setup: %w", err)
 	}
+	var pg *pgStore
+	if slices.ContainsFunc(cfg.Phases, func(name string) bool { ph, _ := phaseByName(name); return ph.PG }) {
+		var drop func() error
+		if pg, drop, err = preparePG(cfg.Store, w); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err := drop(); err != nil {
+				fmt.Fprintf(progress, "egress-bench: drop schema %s: %v\n", pg.Schema, err)
+			}
+		}()
+	}
 	up, err := startUpstream(w)
 	if err != nil {
 		return nil, fmt.Errorf("upstream: %w", err)
@@ -70,7 +96,7 @@ func bench(ctx context.Context, cfg config, progress io.Writer) ([]*result, erro
 			if cfg.Rounds > 1 {
 				fmt.Fprintf(progress, "egress-bench: round %d/%d\n", round+1, cfg.Rounds)
 			}
-			r, err := runPhase(ctx, cfg, w, up, ph, progress)
+			r, err := runPhase(ctx, cfg, w, pg, up, ph, progress)
 			if err != nil {
 				return nil, fmt.Errorf("phase %s: %w", name, err)
 			}
@@ -100,6 +126,10 @@ func median(rs []*result) *result {
 	m.P50 = time.Duration(mid(func(r *result) int64 { return int64(r.P50) }))
 	m.P99 = time.Duration(mid(func(r *result) int64 { return int64(r.P99) }))
 	m.CPU = time.Duration(mid(func(r *result) int64 { return int64(r.CPU) }))
+	// The median row rate: its rows and span from the same round.
+	byRate := slices.Clone(rs)
+	slices.SortFunc(byRate, func(a, b *result) int { return cmp.Compare(a.rowRate(), b.rowRate()) })
+	m.Rows, m.RowsSpan = byRate[len(byRate)/2].Rows, byRate[len(byRate)/2].RowsSpan
 	m.Errors, m.HWMKiB = 0, 0
 	for _, r := range rs {
 		m.Errors += r.Errors
@@ -117,7 +147,8 @@ func targetFor(cfg config, w *world, up *upstream, ph phase, proxyAddr string) t
 	// What a client that holds the real key sends, and what one that holds
 	// a placeholder sends.
 	realAuth, phAuth := "Bearer "+w.HeaderValue, "Bearer "+w.HeaderPH
-	switch ph.Name {
+	// A PG phase sends what the phase it repeats on bbolt sends.
+	switch strings.TrimSuffix(ph.Name, "-pg") {
 	case "direct":
 		t.Roots, t.AuthValue = w.UpstreamCA, realAuth
 	case "direct-body":
@@ -152,11 +183,14 @@ func profilePath(path, phase string) string {
 	return strings.TrimSuffix(path, ext) + "." + phase + ext
 }
 
-func runPhase(ctx context.Context, cfg config, w *world, up *upstream, ph phase, progress io.Writer) (*result, error) {
+func runPhase(ctx context.Context, cfg config, w *world, pg *pgStore, up *upstream, ph phase, progress io.Writer) (*result, error) {
 	var ch *child
+	spec := childSpec{Proxy: ph.Proxy, Dir: w.Dir, Audit: cfg.Audit, NoSync: cfg.NoSync, Redact: cfg.Redact, ProxyLog: cfg.ProxyLog,
+		CPUProfile: profilePath(cfg.CPUProfile, ph.Name)}
+	if ph.PG {
+		spec.PGDSN, spec.PGSchema = pg.DSN, pg.Schema
+	}
 	if ph.Proxy != proxyNone {
-		spec := childSpec{Proxy: ph.Proxy, Dir: w.Dir, Audit: cfg.Audit, NoSync: cfg.NoSync, Redact: cfg.Redact, ProxyLog: cfg.ProxyLog,
-			CPUProfile: profilePath(cfg.CPUProfile, ph.Name)}
 		var err error
 		if ch, err = startChild(ctx, spec); err != nil {
 			return nil, err
@@ -200,6 +234,14 @@ func runPhase(ctx context.Context, cfg config, w *world, up *upstream, ph phase,
 	}
 	r := &result{Phase: ph, Requests: ld.h.n, Elapsed: cfg.Duration, P50: ld.h.quantile(0.50), P99: ld.h.quantile(0.99),
 		Errors: ld.errs, FirstErr: ld.firstErr, CPU: after.CPU - before.CPU, HWMKiB: after.HWMKiB}
+	if ph.Proxy == proxyEgressd {
+		ch.stop()
+		r.RowsSpan = time.Since(start)
+		var err error
+		if r.Rows, err = countAuditRows(spec, w.TenantID, start); err != nil {
+			return nil, fmt.Errorf("count audit rows: %w", err)
+		}
+	}
 	return r, nil
 }
 

@@ -29,6 +29,9 @@ type childSpec struct {
 	Redact     bool   `json:"redact"`
 	ProxyLog   string `json:"proxy_log"`
 	CPUProfile string `json:"cpuprofile"` // "" for none
+	// PGDSN and PGSchema: egressd's vault is in PostgreSQL (a PG phase).
+	PGDSN    string `json:"pg_dsn,omitempty"`
+	PGSchema string `json:"pg_schema,omitempty"`
 }
 
 func childSpecFromEnv() (childSpec, bool) {

@@ -30,6 +30,10 @@ type config struct {
 	BodySize   int
 	CPUProfile string
 	Phases     []string
+	// Store is a PostgreSQL DSN: the phases marked PG serve egressd on a
+	// fresh schema there, holding a copy of the benchmark's vault. Empty:
+	// no such phase may run.
+	Store string
 }
 
 func (c *config) check() error {
@@ -52,8 +56,12 @@ func (c *config) check() error {
 		return fmt.Errorf("-body %d: want 1024 to 64 MiB", c.BodySize)
 	}
 	for _, name := range c.Phases {
-		if _, ok := phaseByName(name); !ok {
+		ph, ok := phaseByName(name)
+		if !ok {
 			return fmt.Errorf("-phases: unknown phase %q (known: %s)", name, strings.Join(phaseNames(), ", "))
+		}
+		if ph.PG && c.Store == "" {
+			return fmt.Errorf("-phases: %s serves egressd on PostgreSQL: give -store DSN", name)
 		}
 	}
 	return nil
@@ -84,21 +92,38 @@ type phase struct {
 	// Baseline is the phase the ratios compare with: the direct phase
 	// sending the same request.
 	Baseline string
+	// PG: egressd keeps its vault in PostgreSQL (-store), not in the
+	// bbolt file.
+	PG bool
 }
 
 var allPhases = []phase{
-	{"direct", "client -> upstream, GET with Authorization", proxyNone, hostAPI, false, "direct"},
-	{"direct-body", "client -> upstream, POST of a JSON body", proxyNone, hostBody, true, "direct-body"},
-	{"tunnel", "egressd CONNECT tunnel (no secret for the host)", proxyEgressd, hostTunnel, false, "direct"},
-	{"mitm-header", "egressd MITM, Authorization: Bearer <placeholder>", proxyEgressd, hostAPI, false, "direct"},
-	{"mitm-body", "egressd MITM, placeholder in the JSON body", proxyEgressd, hostBody, true, "direct-body"},
-	{"goproxy-header", "bare goproxy MITM, header swap only (tuned)", proxyGoproxy, hostAPI, false, "direct"},
+	{"direct", "client -> upstream, GET with Authorization", proxyNone, hostAPI, false, "direct", false},
+	{"direct-body", "client -> upstream, POST of a JSON body", proxyNone, hostBody, true, "direct-body", false},
+	{"tunnel", "egressd CONNECT tunnel (no secret for the host)", proxyEgressd, hostTunnel, false, "direct", false},
+	{"mitm-header", "egressd MITM, Authorization: Bearer <placeholder>", proxyEgressd, hostAPI, false, "direct", false},
+	{"mitm-header-pg", "mitm-header with the vault in PostgreSQL (-store)", proxyEgressd, hostAPI, false, "direct", true},
+	{"mitm-body", "egressd MITM, placeholder in the JSON body", proxyEgressd, hostBody, true, "direct-body", false},
+	{"goproxy-header", "bare goproxy MITM, header swap only (tuned)", proxyGoproxy, hostAPI, false, "direct", false},
 }
 
+// phaseNames lists every phase.
 func phaseNames() []string {
 	var n []string
 	for _, p := range allPhases {
 		n = append(n, p.Name)
+	}
+	return n
+}
+
+// defaultPhases is every phase that can run: the PostgreSQL ones only
+// with a store.
+func defaultPhases(store string) []string {
+	var n []string
+	for _, p := range allPhases {
+		if !p.PG || store != "" {
+			n = append(n, p.Name)
+		}
 	}
 	return n
 }

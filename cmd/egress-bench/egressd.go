@@ -16,25 +16,21 @@ import (
 	"github.com/egressd/egressd/internal/ratelimit"
 	"github.com/egressd/egressd/proxy"
 	"github.com/egressd/egressd/resolver"
-	"github.com/egressd/egressd/vault"
 )
 
 // serveEgressd runs egressd's proxy on l, wired as `egressd serve` wires it
-// (vault audit sink, metrics registry, redaction on, MITM only where a
-// secret may be used), with the benchmark's names resolving to 127.0.0.1
+// (the vault opened as serve opens it, in the bbolt file or in
+// PostgreSQL, vault audit sink, metrics registry, redaction on, MITM only
+// where a secret may be used), with the benchmark's names resolving to 127.0.0.1
 // and 127.0.0.0/8 opened as a destination.
 func serveEgressd(spec childSpec, l net.Listener) (served, error) {
-	key, err := vault.LoadMasterKeyFile(filepath.Join(spec.Dir, masterKeyFile))
-	if err != nil {
-		return nil, err
-	}
-	store, err := vault.Open(vault.Config{Path: filepath.Join(spec.Dir, vaultFile), MasterKey: key, NoSync: spec.NoSync})
+	store, err := openVault(spec)
 	if err != nil {
 		return nil, err
 	}
 	closeStore := func() { store.Close() }
 	reg := prometheus.NewRegistry()
-	res, err := resolver.New(resolver.Config{Store: store, Registerer: reg})
+	res, err := resolver.New(resolver.Config{Store: store, Registerer: reg, Fresh: store.ChangesHealthy})
 	if err != nil {
 		closeStore()
 		return nil, err

@@ -18,7 +18,7 @@ import (
 // Layout of the benchmark's temporary directory, shared with the children.
 const (
 	upstreamCADir = "upstream-ca" // the upstream's CA (ca.pem, ca-key.pem)
-	egressdCADir  = "egressd-ca"  // egressd's MITM CA
+	egressdCADir  = ""            // egressd's MITM CA: the data dir's own (ca.pem), as serve keeps it
 	goproxyCADir  = "goproxy-ca"  // the goproxy baseline's MITM CA
 	masterKeyFile = "master.key"
 	vaultFile     = "egressd.db"
@@ -30,6 +30,7 @@ const (
 // random and live only for one run.
 type world struct {
 	Dir         string
+	TenantID    string
 	SandboxID   string
 	Token       string
 	HeaderPH    string // placeholder of the header secret
@@ -104,7 +105,7 @@ func (w *world) seed(store *vault.Store) error {
 	if err != nil {
 		return err
 	}
-	w.SandboxID, w.Token = sbx.ID, token
+	w.TenantID, w.SandboxID, w.Token = tn.ID, sbx.ID, token
 	w.HeaderValue = "sk-real-" + randomAlnum(40)
 	w.BodyValue = "body-real-" + randomAlnum(40)
 	secrets := []vault.SecretInput{

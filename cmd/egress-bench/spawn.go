@@ -13,8 +13,13 @@ import (
 	"time"
 )
 
-// childTimeout bounds every wait on a child: its start, each answer, its exit.
+// childTimeout bounds every wait on a child: its start and each answer.
 const childTimeout = 30 * time.Second
+
+// childStopTimeout bounds the wait for a child's exit: egressd's shutdown
+// ships the audit rows its journal still holds to the store first, which
+// on a slow store takes a while (the rows/s figure counts that time).
+const childStopTimeout = 5 * time.Minute
 
 // child is a proxy running in a re-exec of this binary.
 type child struct {
@@ -103,12 +108,12 @@ func (c *child) call(cmd string) (procStats, error) {
 }
 
 // stop closes the child's stdin (it shuts down and exits) and kills it if
-// it has not exited within childTimeout.
+// it has not exited within childStopTimeout.
 func (c *child) stop() {
 	c.stdin.Close()
 	select {
 	case <-c.done:
-	case <-time.After(childTimeout):
+	case <-time.After(childStopTimeout):
 		c.cmd.Process.Kill()
 		<-c.done
 	}
