@@ -54,6 +54,7 @@ func runServe(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	if err := s.Check(); err != nil {
 		return fail(stderr, "serve", err)
 	}
+	config.TuneGC(getenv)
 	log, err := config.NewLogger(stderr, s.LogLevel, s.LogFormat)
 	if err != nil {
 		return fail(stderr, "serve", err)
