@@ -47,6 +47,14 @@ type trackedConn struct {
 func (c *trackedConn) pushEvery() time.Duration { return c.idle / 64 }
 
 func (c *trackedConn) Read(b []byte) (int, error) {
+	c.pushReadDeadline()
+	return c.Conn.Read(b)
+}
+
+// pushReadDeadline moves the idle deadline on before a read (every
+// pushEvery at most); a pass-through tunnel's relayReader, which reads the
+// connection under c, calls it too.
+func (c *trackedConn) pushReadDeadline() {
 	if c.idle > 0 {
 		now := time.Now()
 		c.dmu.Lock()
@@ -56,7 +64,6 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 		}
 		c.dmu.Unlock()
 	}
-	return c.Conn.Read(b)
 }
 
 func (c *trackedConn) Write(b []byte) (int, error) {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
@@ -104,14 +105,20 @@ func heapInUse() uint64 {
 }
 
 // BenchmarkIdleTunnelHeap measures the heap and goroutine stacks that
-// idle MITM'd keep-alive tunnels hold in the proxy: the clients run in a
-// child process, so only the proxy's side (and the upstream's, whose
-// pooled connections are shared) is in this process. It reports KiB per
-// tunnel (KiB/tunnel); EGRESSD_IDLE_TUNNELS sets how many (default 200,
-// from a tenth as many sandboxes). One measurement a run:
+// idle keep-alive tunnels hold in the proxy, MITM'd (mitm: a secret may
+// be used at the host) and passed through (pass: none may): the clients
+// run in a child process, so only the proxy's side (and the upstream's,
+// whose pooled connections are shared) is in this process. It reports
+// KiB per tunnel (KiB/tunnel); EGRESSD_IDLE_TUNNELS sets how many
+// (default 200, from a tenth as many sandboxes). One measurement a run:
 //
 //	go test -run '^$' -bench IdleTunnelHeap -benchtime 1x ./proxy/
-func BenchmarkIdleTunnelHeap(t *testing.B) {
+func BenchmarkIdleTunnelHeap(b *testing.B) {
+	b.Run("mitm", func(b *testing.B) { idleTunnelHeap(b, true) })
+	b.Run("pass", func(b *testing.B) { idleTunnelHeap(b, false) })
+}
+
+func idleTunnelHeap(t *testing.B, mitm bool) {
 	n := 200
 	if v, err := strconv.Atoi(os.Getenv("EGRESSD_IDLE_TUNNELS")); err == nil && v > 0 {
 		n = v
@@ -120,19 +127,25 @@ func BenchmarkIdleTunnelHeap(t *testing.B) {
 		c.MaxConnsPerSandbox = n
 		c.Logger = slog.New(slog.DiscardHandler) // the harness's log buffer would count
 	})
-	e.secret(vault.SecretInput{Name: "key", Value: "real-value", Scope: vault.ScopeTenant, AllowedHosts: []string{"api.test"}})
 	var auths []string
 	for range max(1, n/10) {
 		s, tok := e.sandbox(vault.SandboxInput{})
 		auths = append(auths, basicAuth(s.ID, tok))
 	}
+	target := "api.test:" + e.up.port
+	// The client's TLS peer: egressd with its CA (MITM), or the upstream
+	// with its own (the tunnel passes the handshake through).
+	caPEM, roots := e.ca.CertPEM(), x509.NewCertPool()
+	roots.AddCert(e.ca.Certificate())
+	if mitm {
+		e.secret(vault.SecretInput{Name: "key", Value: "real-value", Scope: vault.ScopeTenant, AllowedHosts: []string{"api.test"}})
+	} else {
+		caPEM, roots = upstreamRootPEM(t, e), e.up.roots
+	}
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(caFile, e.ca.CertPEM(), 0o600); err != nil {
+	if err := os.WriteFile(caFile, caPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	target := "api.test:" + e.up.port
-	roots := x509.NewCertPool()
-	roots.AddCert(e.ca.Certificate())
 	warm, err := idleClients(e.addr, target, roots, auths, 20) // pools, caches, leaf certificate
 	if err != nil {
 		t.Fatal(err)
@@ -174,8 +187,21 @@ func BenchmarkIdleTunnelHeap(t *testing.B) {
 		out.Close()
 	}
 	per := float64(after-before) / float64(n)
-	t.Logf("%d idle MITM'd keep-alive tunnels from %d sandboxes: %.1f KiB of proxy heap and stacks each; RSS %.0f -> %.0f MiB", n, len(auths), per/1024, rssBefore/1024, rssAfter/1024)
+	kind := map[bool]string{true: "MITM'd", false: "passed-through"}[mitm]
+	t.Logf("%d idle %s keep-alive tunnels from %d sandboxes: %.1f KiB of proxy heap and stacks each; RSS %.0f -> %.0f MiB", n, kind, len(auths), per/1024, rssBefore/1024, rssAfter/1024)
 	for t.Loop() {
 	}
 	t.ReportMetric(per/1024, "KiB/tunnel")
+}
+
+// upstreamRootPEM is the PEM of the CA e's upstream certificates chain
+// to, read from a handshake with it.
+func upstreamRootPEM(t testing.TB, e *env) []byte {
+	c, err := tls.Dial("tcp", e.up.srv.Listener.Addr().String(), &tls.Config{ServerName: "api.test", RootCAs: e.up.roots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	chain := c.ConnectionState().VerifiedChains[0]
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: chain[len(chain)-1].Raw})
 }

@@ -3,7 +3,6 @@ package proxy
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -59,7 +58,12 @@ type passTunnel struct {
 // hijack is goproxy's hijack function: it owns the client connection.
 func (t *passTunnel) hijack(req *http.Request, client net.Conn, _ *goproxy.ProxyCtx) {
 	p := t.p
-	defer client.Close()
+	relaying := false // then the relay closes both
+	defer func() {
+		if !relaying {
+			client.Close()
+		}
+	}()
 	ctx := withTunnelHost(req.Context(), t.sess.sbx.TenantID, t.sess.host)
 	up, err := p.dialer.DialContext(ctx, "tcp", t.target.String())
 	if err != nil {
@@ -70,7 +74,11 @@ func (t *passTunnel) hijack(req *http.Request, client net.Conn, _ *goproxy.Proxy
 		errorResponse(req, status, reason, "upstream connection failed").Write(client)
 		return
 	}
-	defer up.Close()
+	defer func() {
+		if !relaying {
+			up.Close()
+		}
+	}()
 	major, minor := req.ProtoMajor, req.ProtoMinor
 	if major == 0 {
 		major, minor = 1, 1
@@ -95,7 +103,11 @@ func (t *passTunnel) hijack(req *http.Request, client net.Conn, _ *goproxy.Proxy
 			return
 		}
 	}
-	t.relay(client, up, first != nil)
+	// The relay runs on goroutines of its own: net/http's, which a
+	// tunnel relayed on would keep for its whole life with its stack and
+	// the server's request reader, ends here.
+	relaying = true
+	go t.relay(client, up, first != nil)
 }
 
 // helloReason says why a tunnel's first bytes are refused (ReasonNone
@@ -159,34 +171,40 @@ func (t *passTunnel) refuse(req *http.Request, client net.Conn, h *clientHello, 
 // relay copies both ways until one side ends, then closes both. started
 // says the tunnel has begun; otherwise the client's first read still
 // runs under the handshake deadline, which the server's first bytes lift.
+// Each way holds a buffer only from a read to its write (relayReader): an
+// idle tunnel holds none.
 func (t *passTunnel) relay(client, up net.Conn, started bool) {
 	var upSpoke atomic.Bool
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		defer client.Close()
-		buf := make([]byte, 32<<10)
-		n, err := up.Read(buf)
+		src := newRelayReader(up)
+		bp, n, err := src.next()
 		if n > 0 {
 			upSpoke.Store(true)
-			if _, werr := client.Write(buf[:n]); werr != nil {
+			if _, werr := client.Write((*bp)[:n]); werr != nil {
+				relayBuffers.Put(bp)
 				return
 			}
 		}
+		relayBuffers.Put(bp)
 		if err == nil {
-			io.CopyBuffer(client, up, buf)
+			relayCopy(client, src)
 		}
 	}()
 	defer func() { <-done }()
 	defer up.Close()
+	src := newRelayReader(client)
 	if !started {
-		buf := make([]byte, 32<<10)
-		n, err := client.Read(buf)
+		bp, n, err := src.next()
 		if n > 0 {
-			if _, werr := up.Write(buf[:n]); werr != nil {
+			if _, werr := up.Write((*bp)[:n]); werr != nil {
+				relayBuffers.Put(bp)
 				return
 			}
 		}
+		relayBuffers.Put(bp)
 		if err != nil {
 			var ne net.Error
 			timeout := errors.As(err, &ne) && ne.Timeout()
@@ -200,5 +218,5 @@ func (t *passTunnel) relay(client, up net.Conn, started bool) {
 		}
 		client.SetReadDeadline(time.Time{})
 	}
-	io.Copy(up, client)
+	relayCopy(up, src)
 }

@@ -5,7 +5,7 @@
 // phase, and prints one table. Everything listens on 127.0.0.1 and every
 // phase stops by itself.
 //
-//	go run ./cmd/egress-bench [-c 50] [-d 10s] [-audit sync|journal|async] [-cpuprofile cpu.prof]
+//	go run ./cmd/egress-bench [-c 50] [-d 10s] [-audit journal|sync|async] [-cpuprofile cpu.prof]
 package main
 
 import (
@@ -29,7 +29,7 @@ func main() {
 	flag.DurationVar(&cfg.Duration, "d", defaultDuration, "measured duration of each phase")
 	flag.IntVar(&cfg.Rounds, "rounds", 1, "run every phase this many times, interleaved, and report each figure's median (steadier on a shared machine)")
 	flag.DurationVar(&cfg.Warmup, "warmup", defaultWarmup, "load before each phase's measurement starts (connections, TLS, caches)")
-	flag.StringVar(&cfg.Audit, "audit", "sync", "egressd audit mode: sync (a row is committed, with fsync, before the value leaves), journal (written to the audit journal, unsynced, before the value leaves) or async")
+	flag.StringVar(&cfg.Audit, "audit", "journal", "egressd audit mode: journal (serve's default: a row is written to the audit journal, unsynced, before the value leaves), sync (committed, with fdatasync, before the value leaves) or async")
 	flag.BoolVar(&cfg.NoSync, "nosync", false, "open the vault without fsync (not a production setting)")
 	flag.BoolVar(&cfg.Redact, "redact", true, "egressd masks echoed values in responses (serve's --redact-responses default)")
 	flag.StringVar(&cfg.ProxyLog, "proxy-log", "json", "egressd decision lines: json (encoded, then discarded) or none")

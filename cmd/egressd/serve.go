@@ -42,7 +42,7 @@ func runServe(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	fs.DurationVar(&s.ProxyHandshakeTimeout, "proxy-handshake-timeout", 10*time.Second, "how long a tunnel may take to send its TLS ClientHello (or first byte), and a MITM'd TLS handshake to finish")
 	fs.IntVar(&s.SandboxRequestRate, "sandbox-request-rate", 1000, "proxy requests a second one sandbox may send (bursts of twice as many; 429 past it); a tenant's sandbox_request_rate overrides it; 0: no limit")
 	fs.IntVar(&s.SandboxConnectionRate, "sandbox-connection-rate", 100, "new proxy connections (CONNECTs) a second one sandbox may open (bursts of twice as many); a tenant's sandbox_connection_rate overrides it; 0: no limit")
-	fs.StringVar(&s.Audit, "audit", "sync", "sync: a substituted request goes out only after its audit row is on disk (fail closed); journal: only after its row is written to the audit journal (an egressd crash loses none, a power loss the last ones); async: rows are queued (faster; a crash may lose some)")
+	fs.StringVar(&s.Audit, "audit", "journal", "journal: a substituted request goes out only after its audit row is written to the audit journal (fail closed; an egressd crash or kill -9 loses none, a power loss the rows of about the last 50 ms); sync: only after its row is on disk (fdatasync: a power loss loses none); async: rows are queued (a crash may lose some)")
 	fs.DurationVar(&s.AuditRetention, "audit-retention", 90*24*time.Hour, "how long audit rows are kept; older ones are pruned in the background")
 	fs.StringVar(&s.OAuthProviders, "oauth-providers", "", "JSON file of OAuth providers: custom ones and the operator's client_id/client_secret per provider")
 	fs.StringVar(&s.PublicURL, "public-url", "", "URL browsers reach the admin listener at, for the OAuth callback (default http://<admin listen address>)")
@@ -54,6 +54,7 @@ func runServe(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	if err := s.Check(); err != nil {
 		return fail(stderr, "serve", err)
 	}
+	config.TuneGC(getenv)
 	log, err := config.NewLogger(stderr, s.LogLevel, s.LogFormat)
 	if err != nil {
 		return fail(stderr, "serve", err)

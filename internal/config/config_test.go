@@ -67,8 +67,8 @@ func TestServeCheckDefaults(t *testing.T) {
 	if err := s.Check(); err != nil || s.ProxyURL != "http://localhost:3128" {
 		t.Fatalf("proxy url %q, err %v", s.ProxyURL, err)
 	}
-	if s.Audit != "sync" {
-		t.Fatalf("audit mode %q, want sync", s.Audit)
+	if s.Audit != "journal" {
+		t.Fatalf("audit mode %q, want journal (the default)", s.Audit)
 	}
 	for _, mode := range []string{"sync", "journal", "async"} {
 		if s := (Serve{Audit: mode}); s.Check() != nil || s.Audit != mode {

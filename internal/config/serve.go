@@ -97,11 +97,12 @@ type Serve struct {
 	// proxy requests and new connections a second (bursts of twice as
 	// many); a tenant's own setting overrides them. Zero: no limit.
 	SandboxRequestRate, SandboxConnectionRate int
-	// Audit is "sync" (a substituted request is forwarded only after its
-	// audit row is on disk; a failing log refuses it), "journal" (only
-	// after its row is written to the audit journal: an egressd crash loses
-	// none, a power loss the last ones) or "async" (rows are queued: lower
-	// latency, a crash may lose some); empty means sync.
+	// Audit is "journal" (a substituted request is forwarded only after
+	// its audit row is written to the audit journal; a failing log refuses
+	// it: an egressd crash loses no row, a power loss those the indexer
+	// had not committed, about the last 50 ms), "sync" (only after its row
+	// is on disk, fdatasync'd: a power loss loses none) or "async" (rows
+	// are queued: a crash may lose some); empty means journal.
 	Audit string
 	// AuditRetention is how long audit rows are kept; zero means 90 days.
 	AuditRetention time.Duration
@@ -195,7 +196,7 @@ func (s *Serve) Check() error {
 	}
 	switch s.Audit {
 	case "":
-		s.Audit = "sync"
+		s.Audit = "journal"
 	case "sync", "journal", "async":
 	default:
 		return fmt.Errorf("--audit %q: want sync, journal or async", s.Audit)
