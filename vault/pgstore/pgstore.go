@@ -142,6 +142,7 @@ type Store struct {
 	pool   *pgxpool.Pool
 	opts   Options
 	q      queries
+	aq     auditSQL
 	closed atomic.Bool
 	// writer is held by this process's Update from before it takes a
 	// connection until it ends: its other Updates wait here, not on the
@@ -153,6 +154,8 @@ type Store struct {
 	known map[string]bool // buckets known to exist (never dropped)
 
 	feed *listener // the change feed's listener (feed.go)
+
+	parts partitions // the audit table's partitions known (audit.go)
 }
 
 // Open connects to the database of dsn (a libpq key=value string or a
@@ -168,7 +171,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	s := &Store{pool: pool, opts: opts, q: newQueries(opts.Schema), writer: make(chan struct{}, 1), known: map[string]bool{}}
+	s := &Store{pool: pool, opts: opts, q: newQueries(opts.Schema), aq: newAuditSQL(opts.Schema), writer: make(chan struct{}, 1), known: map[string]bool{}}
 	rows, err := pool.Query(ctx, s.q.bucketNames)
 	if err == nil {
 		var names []string

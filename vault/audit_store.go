@@ -1,0 +1,84 @@
+package vault
+
+import (
+	"time"
+	"unicode/utf8"
+
+	"github.com/egressd/egressd/vault/storage"
+)
+
+// The audit log on a backend that keeps it itself (storage.AuditStore,
+// vault/pgstore's partitioned table): QueryAudit, ExportAudit and
+// PruneAudit come here instead of walking the audit buckets. Validation,
+// the cursor's format and the rows' encoding are the same on both paths;
+// only the reading differs.
+
+// queryAuditStore is queryAudit on the backend's audit store: the
+// filters go to the store, which reads the matching rows by its indexes;
+// one row more than the page says whether another follows. budget bounds
+// the rows read as it bounds the entries read on the buckets: a page of
+// Limit rows over budget holds budget rows, and a cursor.
+func (s *Store) queryAuditStore(tenantID string, f AuditFilter, before storage.AuditPos, budget int) ([]AuditRow, string, error) {
+	f.Limit = min(f.Limit, budget)
+	for _, v := range [...]string{tenantID, f.ExternalUserID, f.ExternalWorkspaceID, f.SandboxID, f.SecretID, f.Outcome} {
+		if !utf8.ValidString(v) {
+			// No stored row holds it (the store keeps text): none match.
+			return []AuditRow{}, "", nil
+		}
+	}
+	recs, err := s.auditStore.QueryAudit(storage.AuditQuery{
+		TenantID: tenantID, Since: f.Since, Until: f.Until, Before: before,
+		ExternalUserID: f.ExternalUserID, ExternalWorkspaceID: f.ExternalWorkspaceID,
+		SandboxID: f.SandboxID, SecretID: f.SecretID, Outcome: f.Outcome, Kind: f.Kind,
+		Limit: f.Limit + 1,
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	out := make([]AuditRow, 0, min(len(recs), f.Limit))
+	for i := range recs {
+		if len(out) == f.Limit {
+			last := &recs[i-1]
+			return out, encodeCursor(auditTime(last.Time), []byte(last.ID)), nil
+		}
+		var r AuditRow
+		if err := unmarshal(recs[i].Data, &r); err != nil {
+			return nil, "", err
+		}
+		out = append(out, r)
+	}
+	return out, "", nil
+}
+
+// exportAuditStore is ExportAudit on the backend's audit store: pages of
+// auditExportBatch rows in (time, id, tenant) order, each read after the
+// last one given.
+func (s *Store) exportAuditStore(tenantID string, since time.Time, fn func(AuditRow) error) error {
+	if !utf8.ValidString(tenantID) {
+		return nil // no stored row holds it
+	}
+	if since.Year() < 1970 {
+		since = time.Time{}
+	}
+	var after storage.AuditPos
+	for {
+		recs, err := s.auditStore.ScanAudit(tenantID, since, after, auditExportBatch)
+		if err != nil {
+			return err
+		}
+		for i := range recs {
+			var r AuditRow
+			if err := unmarshal(recs[i].Data, &r); err != nil {
+				return err
+			}
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		if len(recs) < auditExportBatch {
+			return nil
+		}
+		last := &recs[len(recs)-1]
+		after = storage.AuditPos{Time: last.Time, ID: last.ID, Tenant: last.TenantID}
+	}
+}
