@@ -33,8 +33,10 @@ type readyCheck struct {
 //     unreachable.
 //   - changes: a shared store's change feed hears every other replica's
 //     write (changesReady); always true on bbolt.
+//   - audit: the audit rows this node journals reach the store
+//     (auditReady).
 //
-// A new condition (the audit shipping, say) is one more entry here.
+// A new condition is one more entry here.
 func readyChecks(st *vault.Store) []readyCheck {
 	return readyChecksOf(st, storeProbeTimeout, storeProbeTTL)
 }
@@ -44,6 +46,7 @@ func readyChecksOf(st *vault.Store, timeout, ttl time.Duration) []readyCheck {
 	return []readyCheck{
 		{"store", p.check},
 		{"changes", func() error { return changesReady(st) }},
+		{"audit", func() error { return auditReady(st) }},
 	}
 }
 

@@ -103,6 +103,8 @@ func (srv *Server) Run(ctx context.Context) error {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewBuildInfoCollector(),
 	)
+	reg.MustRegister(auditCollectors(o.Store)...)
+	o.Store.SetAuditSpoolMax(s.AuditSpoolMax)
 	res, err := resolver.New(resolver.Config{Store: o.Store, Registerer: reg, Fresh: o.Store.ChangesHealthy})
 	if err != nil {
 		return err
