@@ -94,7 +94,9 @@ func gatedPostgres(t *testing.T) (*pgstore.Store, *tcpGate) {
 	}
 	g := newTCPGate(t, net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)))
 	host, port, _ := net.SplitHostPort(g.addr)
-	q := func(v string) string { return "'" + strings.ReplaceAll(strings.ReplaceAll(v, `\`, `\\`), "'", `\'`) + "'" }
+	q := func(v string) string {
+		return "'" + strings.ReplaceAll(strings.ReplaceAll(v, `\`, `\\`), "'", `\'`) + "'"
+	}
 	gated := fmt.Sprintf("host=%s port=%s user=%s password=%s dbname=%s sslmode=disable", host, port, q(cfg.User), q(cfg.Password), q(cfg.Database))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
