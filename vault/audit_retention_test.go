@@ -127,7 +127,6 @@ func TestPruneAudit(t *testing.T) {
 // rows: a reader running beside the prune sees it part done, and always
 // by whole batches.
 func TestPruneAuditBounded(t *testing.T) {
-	bulkAudit(t, 3000)
 	s := openTest(t)
 	if s.auditStore != nil {
 		t.Skip("an audit store deletes its way (pgstore: whole days' partitions, then one DELETE): batches are the buckets'; TestPruneAuditPartitions checks it")
