@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"errors"
 	"time"
 	"unicode/utf8"
 
@@ -54,6 +55,41 @@ func (s *Store) queryAuditStore(tenantID string, f AuditFilter, before storage.A
 // auditExportBatch rows in (time, id, tenant) order, each read after the
 // last one given.
 func (s *Store) exportAuditStore(tenantID string, since time.Time, fn func(AuditRow) error) error {
+	return exportAudit(s.auditStore, tenantID, since, fn)
+}
+
+// ExportStoredAudit is ExportAudit on a backend that keeps the audit log
+// itself (vault/pgstore), without opening the vault: it reads the rows
+// the replicas have shipped (a replica's last rows, journaled and not
+// shipped yet, are not in it until that replica ships them), needs no
+// master key (rows are not sealed) and writes nothing, so it runs beside
+// the replicas. A backend that holds no vault is refused, as is one
+// without an audit store (open the vault and use ExportAudit there).
+func ExportStoredAudit(b storage.Backend, tenantID string, since time.Time, fn func(AuditRow) error) error {
+	if since.Year() > 2200 {
+		return invalid("since", "out of range")
+	}
+	var as storage.AuditStore
+	err := b.View(func(tx storage.Tx) error {
+		meta := tx.Bucket(bMeta)
+		if meta == nil || meta.Get(metaCanary) == nil {
+			return errors.New("vault: the store holds no egressd vault")
+		}
+		if atx, ok := tx.(storage.AuditTx); ok {
+			as = atx.AuditStore()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if as == nil {
+		return errors.New("vault: the store keeps no audit table of its own; open the vault to export its audit log")
+	}
+	return exportAudit(as, tenantID, since, fn)
+}
+
+func exportAudit(as storage.AuditStore, tenantID string, since time.Time, fn func(AuditRow) error) error {
 	if !utf8.ValidString(tenantID) {
 		return nil // no stored row holds it
 	}
@@ -62,7 +98,7 @@ func (s *Store) exportAuditStore(tenantID string, since time.Time, fn func(Audit
 	}
 	var after storage.AuditPos
 	for {
-		recs, err := s.auditStore.ScanAudit(tenantID, since, after, auditExportBatch)
+		recs, err := as.ScanAudit(tenantID, since, after, auditExportBatch)
 		if err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -11,10 +12,12 @@ import (
 	"github.com/egressd/egressd/internal/config"
 	"github.com/egressd/egressd/internal/datadir"
 	"github.com/egressd/egressd/vault"
+	"github.com/egressd/egressd/vault/pgstore"
 )
 
 const auditUsage = `Usage:
   egressd audit export --data-dir DIR [--since 30d] [--tenant-id T]   (server stopped)
+  egressd audit export --store DSN [--store-schema S] [--since 30d] [--tenant-id T]   (replicas may run)
 `
 
 func runAudit(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
@@ -28,6 +31,9 @@ func runAuditExport(args []string, stdout, stderr io.Writer, getenv func(string)
 	keyFile := fs.String("master-key-file", "", "master key file (default DATA/master.key; or "+config.MasterKeyEnv+")")
 	since := fs.String("since", "30d", "rows from this long ago (7d, 90m, 12h) or this RFC 3339 time on")
 	tenant := fs.String("tenant-id", "", "only this tenant's rows (default: every tenant)")
+	var store config.Store
+	fs.Var(&store, "store", "bolt (the vault in --data-dir) or a PostgreSQL `DSN`: read the rows the replicas have shipped there, while they run; no master key needed (default bolt)")
+	schema := fs.String("store-schema", config.DefaultStoreSchema, "PostgreSQL schema of a PostgreSQL --store")
 	if code, done := parseFlags(fs, args, stderr, getenv); done {
 		return code
 	}
@@ -35,6 +41,37 @@ func runAuditExport(args []string, stdout, stderr io.Writer, getenv func(string)
 	if err != nil {
 		fmt.Fprintf(stderr, "egressd audit export: --since %q: %v\n", *since, err)
 		return 2
+	}
+	if err := store.Check(); err != nil {
+		fmt.Fprintf(stderr, "egressd audit export: %v\n", err)
+		return 2
+	}
+	w := bufio.NewWriter(stdout)
+	enc := json.NewEncoder(w)
+	n := 0
+	write := func(r vault.AuditRow) error {
+		n++
+		return enc.Encode(r)
+	}
+	done := func(err error) int {
+		if ferr := w.Flush(); err == nil {
+			err = ferr
+		}
+		if err != nil {
+			return fail(stderr, "audit export", err)
+		}
+		fmt.Fprintf(stderr, "egressd audit export: %d rows\n", n)
+		return 0
+	}
+	if store.Postgres() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		ps, err := pgstore.Open(ctx, store.DSN(), pgstore.Options{Schema: *schema})
+		if err != nil {
+			return fail(stderr, "audit export", &config.FlagError{Flag: "--store", Value: store.Redacted(), Err: err})
+		}
+		defer ps.Close()
+		return done(vault.ExportStoredAudit(ps, *tenant, from, write))
 	}
 	dir := datadir.Dir(*dataDir)
 	if ok, err := dir.HasVault(); err != nil || !ok {
@@ -53,19 +90,5 @@ func runAuditExport(args []string, stdout, stderr io.Writer, getenv func(string)
 		return fail(stderr, "audit export", err)
 	}
 	defer st.Close()
-	w := bufio.NewWriter(stdout)
-	enc := json.NewEncoder(w)
-	n := 0
-	err = st.ExportAudit(*tenant, from, func(r vault.AuditRow) error {
-		n++
-		return enc.Encode(r)
-	})
-	if ferr := w.Flush(); err == nil {
-		err = ferr
-	}
-	if err != nil {
-		return fail(stderr, "audit export", err)
-	}
-	fmt.Fprintf(stderr, "egressd audit export: %d rows\n", n)
-	return 0
+	return done(st.ExportAudit(*tenant, from, write))
 }
