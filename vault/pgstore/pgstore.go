@@ -43,6 +43,10 @@
 // schema (feed.go): a change log table, NOTIFY in the writing
 // transaction, and a listener connection per Store.
 //
+// The audit log is not in kv: the Store is a storage.AuditStore (its
+// transactions storage.AuditTx) over the table audit, partitioned by day,
+// which the replicas' indexers ship to with COPY (audit.go).
+//
 // Errors wrap pgx's with %w; none quotes the DSN (its password).
 package pgstore
 
