@@ -223,6 +223,11 @@ func txAuditBuckets(tx storage.Tx) auditBuckets {
 	if atx, ok := tx.(storage.AuditTx); ok {
 		return auditBuckets{atx: atx}
 	}
+	return kvAuditBuckets(tx)
+}
+
+// kvAuditBuckets are the audit buckets of tx, whatever the backend.
+func kvAuditBuckets(tx storage.Tx) auditBuckets {
 	b := auditBuckets{rows: tx.Bucket(bAudit)}
 	// Rows of one tenant are mostly appended in time order: fill pages
 	// fuller than bbolt's default half before splitting them (a hint

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/egressd/egressd/vault/pgstore"
+	"github.com/egressd/egressd/vault/storage"
 )
 
 // partitionNames lists the audit table's partitions in ps's schema.
@@ -98,5 +99,60 @@ func TestPruneAuditPartitions(t *testing.T) {
 		if !strings.HasPrefix(name, "audit_p") {
 			t.Fatalf("partition %q", name)
 		}
+	}
+}
+
+// A store whose audit rows were written to the audit buckets (before the
+// backend kept the log itself) has them moved into its audit table by
+// the next Open: every row once, found by queries, the buckets emptied.
+func TestAuditBucketsMovedToTable(t *testing.T) {
+	dsn := testDSN(t)
+	schema := freshPostgresSchema(t, dsn)
+	key := NewMasterKey()
+	dir := t.TempDir()
+	open := func(wrap bool) *Store {
+		var b storage.Backend = openPostgres(t, dsn, schema)
+		if wrap {
+			b = bucketsOnly{b}
+		}
+		s, err := Open(Config{Backend: b, JournalPath: filepath.Join(dir, "journal"), NodeID: "n1", MasterKey: key, NoSync: true})
+		if err != nil {
+			b.Close()
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := open(true)
+	n := auditMoveChunk + 10
+	rows := make([]AuditRow, n)
+	for i := range rows {
+		rows[i] = journalRow(i)
+	}
+	if err := s.AppendAudit(rows...); err != nil {
+		t.Fatal(err)
+	}
+	tn := mustTenant(t, s.As(Actor{Kind: ActorCLI, ID: "test"}), "acme")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(false)
+	defer s.Close()
+	wantRows(t, s, [2]int{0, n})
+	if got, _, err := s.QueryAudit(tn.ID, AuditFilter{Kind: AuditKindAdmin}); err != nil || len(got) != 1 {
+		t.Fatalf("admin rows after the move: %d (%v)", len(got), err)
+	}
+	if got, _, err := s.QueryAudit("ten_j", AuditFilter{SandboxID: "sbx_3", Limit: MaxAuditLimit}); err != nil || len(got) != (n+1)/5 {
+		t.Fatalf("rows of sbx_3 after the move: %d (%v), want %d", len(got), err, (n+1)/5)
+	}
+	err := s.backend.View(func(tx storage.Tx) error {
+		for _, name := range append([][]byte{bAudit}, auditIndexBuckets()...) {
+			if k, _ := tx.Bucket(name).Cursor().First(); k != nil {
+				t.Errorf("bucket %s still holds %q", name, k)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,7 +1,9 @@
 package vault
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"time"
 	"unicode/utf8"
 
@@ -116,5 +118,71 @@ func exportAudit(as storage.AuditStore, tenantID string, since time.Time, fn fun
 		}
 		last := &recs[len(recs)-1]
 		after = storage.AuditPos{Time: last.Time, ID: last.ID, Tenant: last.TenantID}
+	}
+}
+
+// auditMoveChunk is how many rows moveAuditBuckets moves a transaction.
+const auditMoveChunk = 1000
+
+// moveAuditBuckets moves the rows a backend with an audit store holds in
+// the audit buckets (written there before the backend kept the log
+// itself) into its audit store, with their encoding as it is, and deletes
+// them and their index keys: in Updates of auditMoveChunk rows, each
+// whole or not at all, so replicas opening together (Updates run one at a
+// time) or an interrupted Open leave every row in one place, once.
+func (s *Store) moveAuditBuckets() error {
+	var none bool
+	if err := s.backend.View(func(tx storage.Tx) error {
+		k, _ := tx.Bucket(bAudit).Cursor().First()
+		none = k == nil
+		return nil
+	}); err != nil || none {
+		return err
+	}
+	for {
+		n := 0
+		err := s.backend.Update(func(tx storage.Tx) error {
+			atx, ok := tx.(storage.AuditTx)
+			if !ok {
+				return nil
+			}
+			kb := kvAuditBuckets(tx)
+			type old struct {
+				k []byte
+				r AuditRow
+			}
+			var olds []old
+			var recs []storage.AuditRecord
+			c := kb.rows.Cursor()
+			for k, v := c.First(); k != nil && len(olds) < auditMoveChunk; k, v = c.Next() {
+				var r AuditRow
+				if err := unmarshal(v, &r); err != nil {
+					return fmt.Errorf("vault: audit row %q in the buckets: %w", k, err)
+				}
+				e, err := r.prepare(s.now)
+				if err != nil {
+					return fmt.Errorf("vault: audit row %q in the buckets: %w", k, err)
+				}
+				e.rec.Data = bytes.Clone(v)
+				olds = append(olds, old{bytes.Clone(k), r})
+				recs = append(recs, e.rec)
+			}
+			if err := atx.PutAudit(recs); err != nil {
+				return err
+			}
+			for i := range olds {
+				if err := kb.delete(olds[i].k, &olds[i].r); err != nil {
+					return err
+				}
+			}
+			n = len(olds)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("vault: move the audit rows into the store's audit table: %w", err)
+		}
+		if n < auditMoveChunk {
+			return nil
+		}
 	}
 }

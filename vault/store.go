@@ -193,6 +193,11 @@ func Open(cfg Config) (*Store, error) {
 	}); err != nil {
 		return fail(fmt.Errorf("vault: %w", err))
 	}
+	if s.auditStore != nil {
+		if err := s.moveAuditBuckets(); err != nil {
+			return fail(err)
+		}
+	}
 	j, err := s.openAuditJournal(cfg.JournalPath, cfg.NodeID, cfg.NoSync)
 	if err != nil {
 		return fail(err)
