@@ -119,7 +119,9 @@ func testAudit(t *testing.T, s storage.Backend) {
 		check(tenant+" window", storage.AuditQuery{TenantID: tenant, Since: base.Add(20 * time.Hour), Until: base.Add(40 * time.Hour), Limit: 1000})
 		check(tenant+" several", storage.AuditQuery{TenantID: tenant, SandboxID: "sbx_1", SecretID: "sec_2", Kind: "request", Limit: 1000})
 	}
-	if got, _ := as.QueryAudit(storage.AuditQuery{TenantID: old.TenantID, SecretID: old.SecretID, Limit: 1000}); slices.ContainsFunc(got, func(r storage.AuditRecord) bool { return r.ID == old.ID && r.Time.Equal(old.Time) && old.SecretID != "" }) {
+	if got, _ := as.QueryAudit(storage.AuditQuery{TenantID: old.TenantID, SecretID: old.SecretID, Limit: 1000}); slices.ContainsFunc(got, func(r storage.AuditRecord) bool {
+		return r.ID == old.ID && r.Time.Equal(old.Time) && old.SecretID != ""
+	}) {
 		t.Errorf("the replaced record is still found by its old secret")
 	}
 	// Pages: every record once, in order, however the limit falls on ties.
