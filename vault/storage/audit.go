@@ -29,8 +29,9 @@ type AuditTx interface {
 }
 
 // AuditStore keeps the audit log of a backend whose transactions
-// implement AuditTx. Its methods run in transactions of their own, which
-// do not wait for (nor hold up) the backend's Updates.
+// implement AuditTx. Its methods run in transactions of their own, apart
+// from the backend's Updates: shipping rows does not wait for the
+// serialized admin writes of every replica.
 type AuditStore interface {
 	// AppendAudit writes recs (replacing, as PutAudit does, a record of
 	// the same tenant, time and id) and puts mark in the same
