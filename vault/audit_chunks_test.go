@@ -93,7 +93,7 @@ func TestIndexerCommitsInChunks(t *testing.T) {
 func TestIndexerOneTransactionOnBolt(t *testing.T) {
 	s := openTest(t)
 	b := needBoltFile(t, s)
-	if x := newAuditIndexer(b, metaAuditJournal); x.chunkRows < indexMaxRows+maxAuditRowsPerCommit {
+	if x := newAuditIndexer(b, nil, metaAuditJournal, 0); x.chunkRows < indexMaxRows+maxAuditRowsPerCommit {
 		t.Fatalf("chunk of %d rows on bbolt", x.chunkRows)
 	} else {
 		x.close()

@@ -69,9 +69,9 @@ type auditReq struct {
 
 var auditReqPool = sync.Pool{New: func() any { return &auditReq{err: make(chan error, 1)} }}
 
-func newAuditLog(db storage.Backend, j *journal) *auditLog {
+func newAuditLog(db storage.Backend, as storage.AuditStore, j *journal, spoolMax int) *auditLog {
 	l := &auditLog{db: db, j: j, reqs: make(chan *auditReq), stop: make(chan struct{}), done: make(chan struct{})}
-	l.idx = newAuditIndexer(db, j.posKey)
+	l.idx = newAuditIndexer(db, as, j.posKey, spoolMax)
 	go l.run()
 	return l
 }
@@ -160,13 +160,14 @@ func (l *auditLog) run() {
 
 // commit journals one group and hands it to the indexer. Past
 // journalWrapAt it first has the indexer commit everything and rewinds the
-// journal; if the indexer cannot commit, the journal grows instead and the
-// group is refused only when the indexer keeps failing.
+// journal; if the indexer cannot commit, the journal grows instead (not
+// asking it again while its commits fail), and the group is refused only
+// once the indexer's spool is full (failing).
 func (l *auditLog) commit(payloads [][]byte, entries []auditEntry, sync bool) error {
 	if err := l.idx.failing(); err != nil {
 		return err
 	}
-	if l.j.off >= journalWrapAt {
+	if l.j.off >= journalWrapAt && l.idx.shipping() == nil {
 		if err := l.idx.flush(); err == nil {
 			if err := l.j.rewind(); err != nil {
 				return err

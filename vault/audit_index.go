@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"fmt"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -32,7 +33,15 @@ const (
 	indexChunkRows = 128
 )
 
-// auditIndexer puts journaled rows into the store's audit buckets. One goroutine
+// DefaultAuditSpoolMax is Config.AuditSpoolMax's default: the request rows
+// a node journals while it cannot ship them to the store before it
+// refuses more. Each is held in memory too (about 1 to 2 KB), until
+// shipped.
+const DefaultAuditSpoolMax = 65536
+
+// auditIndexer puts journaled rows into the store's audit buckets, or
+// ships them to a backend's audit store (storage.AuditStore: vault/pgstore
+// takes each chunk with one COPY). One goroutine
 // gathers them for up to indexMaxWait or indexMaxRows and writes them in
 // one transaction (in chunks of whole groups, in journal order, one
 // transaction each, each with the position its last group ends at, on a
@@ -42,8 +51,16 @@ const (
 // later chunk writes over the earlier). Readers call flush to have it
 // commit at once. Groups and flushes go through one channel, so a flush
 // covers every group handed over before it.
+//
+// While commits fail (the store is unreachable) the rows stay in the
+// journal and here, and commits are retried every indexRetry; once
+// spoolMax rows wait, failing refuses new ones (the proxy then answers
+// 503 audit_unavailable), and the rows already journaled ship when the
+// store is back.
 type auditIndexer struct {
 	db storage.Backend
+	// as is the backend's audit store, nil when the audit log is buckets.
+	as storage.AuditStore
 	in chan indexMsg
 	// posKey is the bMeta key of the journal position (journal.posKey).
 	posKey []byte
@@ -51,9 +68,16 @@ type auditIndexer struct {
 	mu     sync.RWMutex // guards closed against sends on the closed channel
 	closed bool
 	exited chan struct{}
-	// failed is the error of the last commit while it failed and rows are
-	// piling up, nil otherwise.
+	// failed is the error of the last commit while commits fail, nil
+	// otherwise.
 	failed atomic.Pointer[error]
+	// depth counts the rows handed over and not committed yet (a row
+	// replaced by its later version before its commit counts once);
+	// shipErrors counts failed commits; spoolMax bounds depth while
+	// commits fail (failing).
+	depth      atomic.Int64
+	shipErrors atomic.Uint64
+	spoolMax   atomic.Int64
 	// final is the error rows were left with when the indexer stopped.
 	final error
 
@@ -84,28 +108,56 @@ type indexMsg struct {
 	reply   chan error
 }
 
-func newAuditIndexer(db storage.Backend, posKey []byte) *auditIndexer {
-	x := &auditIndexer{db: db, posKey: posKey, in: make(chan indexMsg, indexQueue), exited: make(chan struct{}), chunkRows: indexChunkRows}
-	if _, ok := db.(*boltstore.Store); ok {
+func newAuditIndexer(db storage.Backend, as storage.AuditStore, posKey []byte, spoolMax int) *auditIndexer {
+	x := &auditIndexer{db: db, as: as, posKey: posKey, in: make(chan indexMsg, indexQueue), exited: make(chan struct{}), chunkRows: indexChunkRows}
+	if _, ok := db.(*boltstore.Store); ok || as != nil {
+		// A bbolt commit costs its fsync, a COPY its round trips: both
+		// take everything at once.
 		x.chunkRows = math.MaxInt
 	}
+	x.setSpoolMax(spoolMax)
 	go x.run()
 	return x
+}
+
+// setSpoolMax sets the bound of failing; zero or less means
+// DefaultAuditSpoolMax.
+func (x *auditIndexer) setSpoolMax(n int) {
+	if n <= 0 {
+		n = DefaultAuditSpoolMax
+	}
+	x.spoolMax.Store(int64(n))
 }
 
 // add hands over a journaled group, which ends at upto in the journal;
 // the indexer keeps entries. Only the committer calls it, and never after
 // close.
 func (x *auditIndexer) add(entries []auditEntry, upto journalPos) {
+	x.depth.Add(int64(len(entries)))
 	x.in <- indexMsg{entries: entries, upto: upto}
 }
 
-// failing is the last commit's error while commits fail and rows pile up:
-// the committer then refuses new rows rather than grow the journal
-// without end.
-func (x *auditIndexer) failing() error {
+// shipping is the last commit's error while commits fail, nil while they
+// succeed.
+func (x *auditIndexer) shipping() error {
 	if p := x.failed.Load(); p != nil {
 		return *p
+	}
+	return nil
+}
+
+// failing refuses new rows (ErrAuditUnavailable, with the last commit's
+// error) once commits fail and spoolMax rows wait for one: rather than
+// grow the journal, and the memory that holds the rows, without end. Rows
+// wait in the journal, and a node whose disk is lost loses them: the
+// bound is also the most a node can lose so.
+func (x *auditIndexer) failing() error {
+	p := x.failed.Load()
+	if p == nil {
+		return nil
+	}
+	if n, max := x.depth.Load(), x.spoolMax.Load(); n >= max {
+		return fmt.Errorf("%w: %d rows wait to be shipped to the store (--audit-spool-max %d), which fails: %w", ErrAuditUnavailable, n, max, *p)
 	}
 	return nil
 }
@@ -202,6 +254,7 @@ func (x *auditIndexer) take(entries []auditEntry, upto journalPos) {
 		// pending version (a request's final row) costs no key copy.
 		if i, ok := c.pos[string(e.key)]; ok {
 			c.entries[i] = e
+			x.depth.Add(-1) // counted once, as the row it replaces
 			continue
 		}
 		c.pos[string(e.key)] = len(c.entries)
@@ -217,22 +270,14 @@ func (x *auditIndexer) take(entries []auditEntry, upto journalPos) {
 func (x *auditIndexer) commit() error {
 	for len(x.chunks) > 0 {
 		c := &x.chunks[0]
-		err := x.db.Update(func(tx storage.Tx) error {
-			b := txAuditBuckets(tx)
-			for i := range c.entries {
-				if err := b.put(&c.entries[i]); err != nil {
-					return err
-				}
-			}
-			return tx.Bucket(bMeta).Put(x.posKey, c.upto.encode())
-		})
+		err := commitChunk(x.db, x.as, c.entries, x.posKey, c.upto)
 		if err != nil {
-			if x.held >= 8*indexMaxRows {
-				x.failed.Store(&err)
-			}
+			x.shipErrors.Add(1)
+			x.failed.Store(&err)
 			return err
 		}
 		x.held -= len(c.entries)
+		x.depth.Add(-int64(len(c.entries)))
 		done := *c
 		x.chunks[0] = indexChunk{}
 		x.chunks = x.chunks[1:]
@@ -246,4 +291,26 @@ func (x *auditIndexer) commit() error {
 	x.chunks = nil
 	x.failed.Store(nil)
 	return nil
+}
+
+// commitChunk writes entries, and the journal position upto under posKey,
+// in one transaction: to the backend's audit store (as) when it has one,
+// to the audit buckets otherwise.
+func commitChunk(db storage.Backend, as storage.AuditStore, entries []auditEntry, posKey []byte, upto journalPos) error {
+	if as != nil {
+		recs := make([]storage.AuditRecord, len(entries))
+		for i := range entries {
+			recs[i] = entries[i].rec
+		}
+		return as.AppendAudit(recs, storage.AuditMark{Bucket: bMeta, Key: posKey, Value: upto.encode()})
+	}
+	return db.Update(func(tx storage.Tx) error {
+		b := txAuditBuckets(tx)
+		for i := range entries {
+			if err := b.put(&entries[i]); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bMeta).Put(posKey, upto.encode())
+	})
 }

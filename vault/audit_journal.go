@@ -331,28 +331,31 @@ func (s *Store) openAuditJournal(path, node string, nosync bool) (*journal, erro
 	}
 	for len(records) > 0 {
 		n := min(len(records), indexMaxRows)
-		err := s.backend.Update(func(tx storage.Tx) error {
-			b := txAuditBuckets(tx)
-			for _, rec := range records[:n] {
-				var r AuditRow
-				if err := unmarshal(rec.payload, &r); err != nil {
-					return fmt.Errorf("vault: audit journal: %w", err)
-				}
-				e, err := r.prepare(s.now)
-				if err != nil {
-					return fmt.Errorf("vault: audit journal: %w", err)
-				}
-				// The row as it was journaled, which is what the indexer
-				// would have stored: prepare again would cut a path that
-				// its JSON made longer (U+FFFD for invalid UTF-8).
-				e.val = rec.payload
-				if err := b.put(&e); err != nil {
-					return err
-				}
+		entries := make([]auditEntry, 0, n)
+		at := map[string]int{} // key → index in entries: a row's last version wins
+		for _, rec := range records[:n] {
+			var r AuditRow
+			if err := unmarshal(rec.payload, &r); err != nil {
+				j.close()
+				return nil, fmt.Errorf("vault: audit journal: %w", err)
 			}
-			return tx.Bucket(bMeta).Put(posKey, journalPos{j.epoch, records[n-1].end}.encode())
-		})
-		if err != nil {
+			e, err := r.prepare(s.now)
+			if err != nil {
+				j.close()
+				return nil, fmt.Errorf("vault: audit journal: %w", err)
+			}
+			// The row as it was journaled, which is what the indexer
+			// would have stored: prepare again would cut a path that
+			// its JSON made longer (U+FFFD for invalid UTF-8).
+			e.val, e.rec.Data = rec.payload, rec.payload
+			if i, ok := at[string(e.key)]; ok {
+				entries[i] = e
+				continue
+			}
+			at[string(e.key)] = len(entries)
+			entries = append(entries, e)
+		}
+		if err := commitChunk(s.backend, s.auditStore, entries, posKey, journalPos{j.epoch, records[n-1].end}); err != nil {
 			j.close()
 			return nil, err
 		}

@@ -112,11 +112,14 @@ func splitAuditPos(k, p []byte) (tb []byte, id []byte, ok bool) {
 }
 
 // auditEntry is a row ready to put: its key, its JSON and its index keys,
-// built before a commit so the committer only writes.
+// built before a commit so the committer only writes; and the same as a
+// record for a backend that keeps the audit log itself (rec, whose Data
+// is val).
 type auditEntry struct {
 	key []byte
 	val []byte
 	idx [auditIndexCount][][]byte
+	rec storage.AuditRecord
 }
 
 // prepare validates r, fills in ID and Time, drops a query string from
@@ -166,6 +169,7 @@ func (r *AuditRow) prepare(now func() time.Time) (auditEntry, error) {
 	val := r.appendJSON(make([]byte, 0, 1024))
 	tb := auditTime(r.Time)
 	e.key, e.val = auditKey(r.TenantID, tb, r.ID), val
+	e.rec = r.record(val)
 	for i, ix := range auditIndexes {
 		for _, v := range ix.values(r) {
 			k := auditKey(r.TenantID+"\x00"+v, tb, r.ID)
@@ -181,6 +185,21 @@ func (r *AuditRow) prepare(now func() time.Time) (auditEntry, error) {
 	return e, nil
 }
 
+// record is r as an audit store keeps it, val its encoding.
+func (r *AuditRow) record(val []byte) storage.AuditRecord {
+	rec := storage.AuditRecord{
+		TenantID: r.TenantID, Time: r.Time, ID: r.ID, Kind: r.Kind, Outcome: r.Outcome,
+		ExternalUserID: r.ExternalUserID, ExternalWorkspaceID: r.ExternalWorkspaceID,
+		SandboxID: r.SandboxID, SecretID: r.SecretID, Data: val,
+	}
+	for _, u := range r.Uses {
+		if u.SecretID != "" && u.SecretID != r.SecretID && !contains(rec.UseSecretIDs, u.SecretID) {
+			rec.UseSecretIDs = append(rec.UseSecretIDs, u.SecretID)
+		}
+	}
+	return rec
+}
+
 func truncateUTF8(s string, n int) string {
 	if len(s) <= n {
 		return s
@@ -191,13 +210,24 @@ func truncateUTF8(s string, n int) string {
 	return s[:n]
 }
 
-// auditBuckets are the audit log's buckets in one transaction.
+// auditBuckets are the audit log's buckets in one transaction; or, on a
+// backend that keeps the audit log itself (storage.AuditTx), that
+// transaction alone.
 type auditBuckets struct {
+	atx  storage.AuditTx
 	rows storage.Bucket
 	idx  [auditIndexCount]storage.Bucket
 }
 
 func txAuditBuckets(tx storage.Tx) auditBuckets {
+	if atx, ok := tx.(storage.AuditTx); ok {
+		return auditBuckets{atx: atx}
+	}
+	return kvAuditBuckets(tx)
+}
+
+// kvAuditBuckets are the audit buckets of tx, whatever the backend.
+func kvAuditBuckets(tx storage.Tx) auditBuckets {
 	b := auditBuckets{rows: tx.Bucket(bAudit)}
 	// Rows of one tenant are mostly appended in time order: fill pages
 	// fuller than bbolt's default half before splitting them (a hint
@@ -213,6 +243,9 @@ func txAuditBuckets(tx storage.Tx) auditBuckets {
 // proxy's provisional row replaced by its final one) replaces the old one
 // and its index entries.
 func (b *auditBuckets) put(e *auditEntry) error {
+	if b.atx != nil {
+		return b.atx.PutAudit([]storage.AuditRecord{e.rec})
+	}
 	if old := b.rows.Get(e.key); old != nil {
 		var r AuditRow
 		if err := unmarshal(old, &r); err != nil {

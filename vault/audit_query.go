@@ -87,7 +87,12 @@ func (s *Store) queryAudit(tenantID string, f AuditFilter, budget int) ([]AuditR
 		if err != nil {
 			return nil, "", err
 		}
+		if s.auditStore != nil {
+			return s.queryAuditStore(tenantID, f, storage.AuditPos{Time: parseAuditTime(tb), ID: string(id)}, budget)
+		}
 		upper = append(append(bytes.Clone(tb), 0), id...)
+	} else if s.auditStore != nil {
+		return s.queryAuditStore(tenantID, f, storage.AuditPos{}, budget)
 	}
 	if !f.Until.IsZero() {
 		if u := auditTime(f.Until); upper == nil || bytes.Compare(u, upper) < 0 {

@@ -114,7 +114,6 @@ func pages(tb testing.TB, query func(AuditFilter) ([]AuditRow, string, error), f
 }
 
 func TestQueryAuditPages(t *testing.T) {
-	bulkAudit(t, 3000)
 	s := openTest(t)
 	rows := auditFixture(t, s, 3000)
 	at := func(sec int) time.Time { return auditBase.Add(time.Duration(sec) * time.Second) }

@@ -16,7 +16,10 @@ const DefaultAuditPruneBatch = 1000
 const auditExportBatch = 512
 
 // PruneAudit deletes every audit row (of every tenant) older than before,
-// with its index entries. It works in write transactions of at most batch
+// with its index entries. On a backend that keeps the audit log itself
+// (storage.AuditStore) the backend deletes them its way: vault/pgstore
+// drops the partitions of whole days before it and deletes the rest, and
+// batch is not used. Otherwise it works in write transactions of at most batch
 // rows each (zero means DefaultAuditPruneBatch), so request rows waiting
 // for their group commit wait for one small transaction at a time, and
 // loops until no old row is left. It returns how many rows it deleted,
@@ -36,6 +39,10 @@ func (s *Store) PruneAudit(before time.Time, batch int) (deleted int, err error)
 	}
 	if err := s.log.sync(); err != nil {
 		return 0, err
+	}
+	if s.auditStore != nil {
+		n, err := s.auditStore.DeleteAudit(before)
+		return int(n), err
 	}
 	limit := auditTime(before)
 	for {
@@ -98,6 +105,9 @@ func (s *Store) ExportAudit(tenantID string, since time.Time, fn func(AuditRow) 
 	}
 	if err := s.log.sync(); err != nil {
 		return err
+	}
+	if s.auditStore != nil {
+		return s.exportAuditStore(tenantID, since, fn)
 	}
 	var start []byte
 	if since.Year() >= 1970 {

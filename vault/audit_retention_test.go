@@ -35,6 +35,10 @@ func indexKeys(tb testing.TB, s *Store, rows []AuditRow) (have, want []string) {
 		tb.Fatal(err)
 	}
 	err := s.backend.View(func(tx storage.Tx) error {
+		if ps := auditTable(s); ps != nil {
+			have = tableIndexKeys(tb, ps)
+			return nil
+		}
 		for _, name := range [][]byte{bAuditByExtUser, bAuditByExtWorkspace, bAuditBySandbox, bAuditBySecret} {
 			tx.Bucket(name).ForEach(func(k, _ []byte) error {
 				have = append(have, fmt.Sprintf("%s/%q", name, k))
@@ -123,8 +127,10 @@ func TestPruneAudit(t *testing.T) {
 // rows: a reader running beside the prune sees it part done, and always
 // by whole batches.
 func TestPruneAuditBounded(t *testing.T) {
-	bulkAudit(t, 3000)
 	s := openTest(t)
+	if s.auditStore != nil {
+		t.Skip("an audit store deletes its way (pgstore: whole days' partitions, then one DELETE): batches are the buckets'; TestPruneAuditPartitions checks it")
+	}
 	rows := auditFixture(t, s, 3000)
 	var counts []int
 	stop, done := make(chan struct{}), make(chan struct{})

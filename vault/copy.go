@@ -32,7 +32,10 @@ type CopyOptions struct {
 type CopyResult struct {
 	// Buckets is how many keys each bucket holds in the copy, counted
 	// after the copy committed; each equals the source's (CopyStore
-	// fails otherwise). Empty buckets are listed with 0.
+	// fails otherwise). Empty buckets are listed with 0. "audit" counts
+	// the audit log's rows, which are copied as rows into the copy's
+	// layout (its buckets, or a backend's own table: storage.AuditStore);
+	// the audit index buckets are not listed.
 	Buckets map[string]int `json:"buckets"`
 	// Keys is their sum.
 	Keys int `json:"keys"`
@@ -62,7 +65,11 @@ func CopyStore(dst, src storage.Backend, opts CopyOptions) (CopyResult, error) {
 	}
 	names := copyBuckets(opts.Buckets)
 	srcHasCA := false
-	err := src.View(func(tx storage.Tx) error {
+	srcAudit, err := auditStoreOf(src)
+	if err != nil {
+		return CopyResult{}, fmt.Errorf("vault: copy: %w", err)
+	}
+	err = src.View(func(tx storage.Tx) error {
 		meta := tx.Bucket(bMeta)
 		if meta == nil || meta.Get(metaCanary) == nil {
 			return errors.New("vault: copy: the source is not an egressd vault")
@@ -79,7 +86,11 @@ func CopyStore(dst, src storage.Backend, opts CopyOptions) (CopyResult, error) {
 	if srcHasCA && len(opts.CACertPEM) > 0 {
 		return CopyResult{}, errors.New("vault: copy: the source holds a shared CA already; it is copied as it is, give no other")
 	}
-	if err := dst.EnsureBuckets(names...); err != nil {
+	if err := dst.EnsureBuckets(append(names, allBuckets...)...); err != nil {
+		return CopyResult{}, fmt.Errorf("vault: copy: %w", err)
+	}
+	dstAudit, err := auditStoreOf(dst)
+	if err != nil {
 		return CopyResult{}, fmt.Errorf("vault: copy: %w", err)
 	}
 	err = dst.Update(func(dtx storage.Tx) error {
@@ -87,6 +98,15 @@ func CopyStore(dst, src storage.Backend, opts CopyOptions) (CopyResult, error) {
 			if k, _ := dtx.Bucket(name).Cursor().First(); k != nil {
 				return fmt.Errorf("vault: copy: %w (bucket %s holds keys)", ErrStoreNotEmpty, name)
 			}
+		}
+		if n, err := countAuditRows(dtx, dstAudit); err != nil || n > 0 {
+			if err == nil {
+				err = fmt.Errorf("vault: copy: %w (the audit log holds %d rows)", ErrStoreNotEmpty, n)
+			}
+			return err
+		}
+		if err := copyAuditRows(dtx, src, srcAudit); err != nil {
+			return err
 		}
 		err := src.View(func(stx storage.Tx) error {
 			for _, name := range names {
@@ -113,13 +133,105 @@ func CopyStore(dst, src storage.Backend, opts CopyOptions) (CopyResult, error) {
 	if err != nil {
 		return CopyResult{}, err
 	}
-	return verifyCopy(dst, src, names, opts)
+	return verifyCopy(dst, src, names, opts, dstAudit, srcAudit)
+}
+
+// auditStoreOf is b's audit store, nil when its audit log is buckets.
+func auditStoreOf(b storage.Backend) (as storage.AuditStore, err error) {
+	err = b.View(func(tx storage.Tx) error {
+		if atx, ok := tx.(storage.AuditTx); ok {
+			as = atx.AuditStore()
+		}
+		return nil
+	})
+	return as, err
+}
+
+// countAuditRows counts the audit rows of tx's store: as's, or bAudit's.
+func countAuditRows(tx storage.Tx, as storage.AuditStore) (int, error) {
+	if as != nil {
+		n, err := as.CountAudit()
+		return int(n), err
+	}
+	if b := tx.Bucket(bAudit); b != nil {
+		return countBucket(b), nil
+	}
+	return 0, nil
+}
+
+// copyAuditRows copies every audit row of src (its audit store's, srcAS,
+// or its buckets') into dtx, in the layout of dtx's store: rows are read
+// and written as rows, their encoding kept as it is, so a log moves
+// between the buckets and a backend's table.
+func copyAuditRows(dtx storage.Tx, src storage.Backend, srcAS storage.AuditStore) error {
+	const chunk = 1000
+	b := txAuditBuckets(dtx)
+	var batch []auditEntry
+	flush := func() error {
+		defer func() { batch = batch[:0] }()
+		if b.atx != nil {
+			recs := make([]storage.AuditRecord, len(batch))
+			for i := range batch {
+				recs[i] = batch[i].rec
+			}
+			return b.atx.PutAudit(recs)
+		}
+		for i := range batch {
+			if err := b.put(&batch[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	add := func(val []byte) error {
+		var r AuditRow
+		if err := unmarshal(val, &r); err != nil {
+			return fmt.Errorf("vault: copy audit row: %w", err)
+		}
+		e, err := r.prepare(time.Now)
+		if err != nil {
+			return fmt.Errorf("vault: copy audit row %s: %w", r.ID, err)
+		}
+		e.val = bytes.Clone(val)
+		e.rec.Data = e.val
+		if batch = append(batch, e); len(batch) == chunk {
+			return flush()
+		}
+		return nil
+	}
+	if srcAS != nil {
+		var after storage.AuditPos
+		for {
+			recs, err := srcAS.ScanAudit("", time.Time{}, after, chunk)
+			if err != nil {
+				return fmt.Errorf("vault: copy audit rows: %w", err)
+			}
+			for i := range recs {
+				if err := add(recs[i].Data); err != nil {
+					return err
+				}
+			}
+			if len(recs) < chunk {
+				break
+			}
+			last := &recs[len(recs)-1]
+			after = storage.AuditPos{Time: last.Time, ID: last.ID, Tenant: last.TenantID}
+		}
+	} else if err := src.View(func(stx storage.Tx) error {
+		if rows := stx.Bucket(bAudit); rows != nil {
+			return rows.ForEach(func(_, v []byte) error { return add(v) })
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	return flush()
 }
 
 // verifyCopy counts every bucket in dst and src, and opens every sealed
 // value of dst and its shared CA.
-func verifyCopy(dst, src storage.Backend, names [][]byte, opts CopyOptions) (CopyResult, error) {
-	count := func(b storage.Backend) (map[string]int, error) {
+func verifyCopy(dst, src storage.Backend, names [][]byte, opts CopyOptions, dstAudit, srcAudit storage.AuditStore) (CopyResult, error) {
+	count := func(b storage.Backend, as storage.AuditStore) (map[string]int, error) {
 		out := map[string]int{}
 		err := b.View(func(tx storage.Tx) error {
 			for _, name := range names {
@@ -129,18 +241,21 @@ func verifyCopy(dst, src storage.Backend, names [][]byte, opts CopyOptions) (Cop
 				}
 				out[string(name)] = n
 			}
-			return nil
+			n, err := countAuditRows(tx, as)
+			out[string(bAudit)] = n
+			return err
 		})
 		return out, err
 	}
-	srcN, err := count(src)
+	srcN, err := count(src, srcAudit)
 	if err != nil {
 		return CopyResult{}, err
 	}
 	res := CopyResult{}
-	if res.Buckets, err = count(dst); err != nil {
+	if res.Buckets, err = count(dst, dstAudit); err != nil {
 		return CopyResult{}, err
 	}
+	names = append(names, bAudit)
 	if len(opts.CACertPEM) > 0 {
 		srcN[string(bMeta)]++ // the shared CA the copy added
 	}
@@ -198,9 +313,13 @@ func countBucket(b storage.Bucket) int {
 	return n
 }
 
-// copyBuckets is the vault's buckets and extra, each once, sorted.
+// copyBuckets is the vault's buckets and extra, each once, sorted; but
+// not the audit log's, which is copied as rows (copyAuditRows).
 func copyBuckets(extra [][]byte) [][]byte {
-	seen := map[string]bool{}
+	seen := map[string]bool{string(bAudit): true}
+	for _, ix := range auditIndexes {
+		seen[string(ix.bucket)] = true
+	}
 	var out [][]byte
 	for _, list := range [][][]byte{allBuckets, extra} {
 		for _, n := range list {

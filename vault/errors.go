@@ -40,6 +40,13 @@ var ErrLocked = errors.New("vault file is locked by another process (is egressd 
 // ErrClosed is returned by AppendAudit once the store is closed.
 var ErrClosed = errors.New("vault is closed")
 
+// ErrAuditUnavailable is returned by AppendAudit when the node refuses
+// new request rows: the audit rows it journaled cannot be shipped to the
+// store and as many wait as it may hold (Config.AuditSpoolMax). The proxy
+// answers 503 audit_unavailable rather than send a credential it cannot
+// record.
+var ErrAuditUnavailable = errors.New("audit log unavailable")
+
 // ErrUnauthenticated is returned when a token matches no live key.
 var ErrUnauthenticated = errors.New("unknown or expired token")
 

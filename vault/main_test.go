@@ -182,18 +182,5 @@ func openCfg(tb testing.TB, cfg Config) (*Store, error) {
 	return s, err
 }
 
-// bulkAudit skips, on PostgreSQL under -short (as .ci/run runs the suite
-// there), a test whose point is a volume of audit rows rather than the
-// store: pgstore puts each row and index key with a statement of its own
-// (about 7 a row), so the indexer's thousands of rows take tens of
-// seconds under -race there. The same code runs on bbolt in every run,
-// and without -short on PostgreSQL too.
-func bulkAudit(tb testing.TB, rows int) {
-	tb.Helper()
-	if onPostgres() && testing.Short() {
-		tb.Skipf("-short on PostgreSQL: %d audit rows put one statement at a time (run without -short for it)", rows)
-	}
-}
-
 // testDSNOrEmpty is the test PostgreSQL's DSN, or "" without one.
 func testDSNOrEmpty() string { return os.Getenv(testPostgresEnv) }

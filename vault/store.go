@@ -96,6 +96,11 @@ type Config struct {
 	// NoSync skips fsync on commit (of the bbolt file and of the audit
 	// journal). Only for tests and benchmarks.
 	NoSync bool
+	// AuditSpoolMax bounds the request rows this node journals while it
+	// cannot put them into the store (a shared store unreachable): past
+	// it AppendAudit refuses new rows with ErrAuditUnavailable until the
+	// store takes them again. Zero means DefaultAuditSpoolMax.
+	AuditSpoolMax int
 }
 
 // Store is an open vault. Its methods are safe for concurrent use.
@@ -127,6 +132,10 @@ type core struct {
 	// feed is backend's change feed, nil for a backend of one process
 	// (changes.go).
 	feed storage.ChangeFeed
+	// audit is backend's audit store when it keeps the audit log itself
+	// (its transactions implement storage.AuditTx), nil when the log is
+	// the vault's audit buckets.
+	auditStore storage.AuditStore
 
 	mu        sync.RWMutex
 	listeners []func(tenantID string)
@@ -191,11 +200,24 @@ func Open(cfg Config) (*Store, error) {
 	if err := s.ensureListIndexes(); err != nil {
 		return fail(err)
 	}
+	if err := backend.View(func(tx storage.Tx) error {
+		if atx, ok := tx.(storage.AuditTx); ok {
+			s.auditStore = atx.AuditStore()
+		}
+		return nil
+	}); err != nil {
+		return fail(fmt.Errorf("vault: %w", err))
+	}
+	if s.auditStore != nil {
+		if err := s.moveAuditBuckets(); err != nil {
+			return fail(err)
+		}
+	}
 	j, err := s.openAuditJournal(cfg.JournalPath, cfg.NodeID, cfg.NoSync)
 	if err != nil {
 		return fail(err)
 	}
-	s.log = newAuditLog(backend, j)
+	s.log = newAuditLog(backend, s.auditStore, j, cfg.AuditSpoolMax)
 	if feed, ok := backend.(storage.ChangeFeed); ok {
 		s.feed = feed
 		feed.Subscribe(s.remoteChange)

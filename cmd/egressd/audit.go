@@ -15,8 +15,7 @@ import (
 
 const auditUsage = `Usage:
   egressd audit export --data-dir DIR [--since 30d] [--tenant-id T]   (server stopped)
-  egressd audit export --store DSN [--store-schema egressd] --master-key-file F [--since 30d] [--tenant-id T]
-      a shared PostgreSQL store, the replicas serving (rows still in a replica's journal come once it ships them)
+  egressd audit export --store DSN [--store-schema S] [--since 30d] [--tenant-id T]   (replicas may run)
 `
 
 func runAudit(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
@@ -40,60 +39,53 @@ func runAuditExport(args []string, stdout, stderr io.Writer, getenv func(string)
 		fmt.Fprintf(stderr, "egressd audit export: --since %q: %v\n", *since, err)
 		return 2
 	}
-	var st *vault.Store
-	if sf.shared() {
-		if err := sf.check(fs, getenv); err != nil {
-			fmt.Fprintf(stderr, "egressd audit export: %v\n", err)
-			return 2
-		}
-		src, err := sf.keySource(fs, *keyFile, getenv)
-		if err == nil {
-			err = src.CheckShared() // before the store is reached
-		}
-		if err != nil {
-			return fail(stderr, "audit export", err)
-		}
-		backend, err := sf.open()
-		if err != nil {
-			return fail(stderr, "audit export", err)
-		}
-		o, done, err := datadir.OpenTool(src, backend, sf.name(), true)
-		if err != nil {
-			return fail(stderr, "audit export", err)
-		}
-		defer done()
-		st = o.Store
-	} else {
-		dir := datadir.Dir(*dataDir)
-		if ok, err := dir.HasVault(); err != nil || !ok {
-			return fail(stderr, "audit export", fmt.Errorf("no vault in %s", dir))
-		}
-		src, err := datadir.NewKeySource(dir, *keyFile, config.IsSet(fs, "master-key-file"), getenv(config.MasterKeyEnv))
-		if err != nil {
-			return fail(stderr, "audit export", err)
-		}
-		key, _, err := src.Load(false)
-		if err != nil {
-			return fail(stderr, "audit export", err)
-		}
-		if st, err = datadir.OpenVault(dir, key, src); err != nil {
-			return fail(stderr, "audit export", err)
-		}
-		defer st.Close()
+	if err := sf.store.Check(); err != nil {
+		fmt.Fprintf(stderr, "egressd audit export: %v\n", err)
+		return 2
 	}
 	w := bufio.NewWriter(stdout)
 	enc := json.NewEncoder(w)
 	n := 0
-	err = st.ExportAudit(*tenant, from, func(r vault.AuditRow) error {
+	write := func(r vault.AuditRow) error {
 		n++
 		return enc.Encode(r)
-	})
-	if ferr := w.Flush(); err == nil {
-		err = ferr
 	}
+	done := func(err error) int {
+		if ferr := w.Flush(); err == nil {
+			err = ferr
+		}
+		if err != nil {
+			return fail(stderr, "audit export", err)
+		}
+		fmt.Fprintf(stderr, "egressd audit export: %d rows\n", n)
+		return 0
+	}
+	if sf.shared() {
+		// The rows are not sealed: no master key is read (one given is
+		// ignored), and nothing is written.
+		ps, err := sf.open()
+		if err != nil {
+			return fail(stderr, "audit export", err)
+		}
+		defer ps.Close()
+		return done(vault.ExportStoredAudit(ps, *tenant, from, write))
+	}
+	dir := datadir.Dir(*dataDir)
+	if ok, err := dir.HasVault(); err != nil || !ok {
+		return fail(stderr, "audit export", fmt.Errorf("no vault in %s", dir))
+	}
+	src, err := datadir.NewKeySource(dir, *keyFile, config.IsSet(fs, "master-key-file"), getenv(config.MasterKeyEnv))
 	if err != nil {
 		return fail(stderr, "audit export", err)
 	}
-	fmt.Fprintf(stderr, "egressd audit export: %d rows\n", n)
-	return 0
+	key, _, err := src.Load(false)
+	if err != nil {
+		return fail(stderr, "audit export", err)
+	}
+	st, err := datadir.OpenVault(dir, key, src)
+	if err != nil {
+		return fail(stderr, "audit export", err)
+	}
+	defer st.Close()
+	return done(st.ExportAudit(*tenant, from, write))
 }

@@ -225,6 +225,26 @@ func TestStoreCopyThenServe(t *testing.T) {
 	if !found {
 		t.Fatal("the audit row from before the copy is not on the copy")
 	}
+	// audit export reads the rows shipped to PostgreSQL while the replica
+	// serves, without the master key.
+	exp := egressd(t, nil, "audit", "export", "--store", dsn, "--store-schema", schema, "--since", "1h", "--tenant-id", rows[0].TenantID)
+	if exp.code != 0 {
+		t.Fatalf("audit export --store: %d %s", exp.code, exp.stderr)
+	}
+	noPassword(t, dsn, exp.stdout, exp.stderr)
+	exported := map[string]bool{}
+	for line := range strings.Lines(exp.stdout) {
+		var row vault.AuditRow
+		if err := json.Unmarshal([]byte(line), &row); err != nil {
+			t.Fatalf("audit export line %q: %v", line, err)
+		}
+		exported[row.ID] = true
+	}
+	for _, row := range rows {
+		if !exported[row.ID] {
+			t.Fatalf("audit export --store: row %s missing from %d rows", row.ID, len(exported))
+		}
+	}
 	if o, err := api.GetOverride(ctx, "github"); err != nil || !o.HasClientSecret || o.ClientID != "copy-client" {
 		t.Fatalf("OAuth override on the copy: %+v %v", o, err)
 	}

@@ -106,6 +106,10 @@ type Serve struct {
 	Audit string
 	// AuditRetention is how long audit rows are kept; zero means 90 days.
 	AuditRetention time.Duration
+	// AuditSpoolMax is how many request rows the node journals while it
+	// cannot ship them to the store, before it refuses new ones (503
+	// audit_unavailable); zero means vault.DefaultAuditSpoolMax.
+	AuditSpoolMax int
 	// OAuthProviders is the OAuth providers file (custom providers and the
 	// operator's client id and secret per provider); empty means the
 	// built-in providers without configured apps.
@@ -206,6 +210,9 @@ func (s *Serve) Check() error {
 	}
 	if s.AuditRetention < time.Hour {
 		return errors.New("--audit-retention must be at least 1h")
+	}
+	if s.AuditSpoolMax < 0 {
+		return errors.New("--audit-spool-max must not be negative")
 	}
 	switch s.MITM {
 	case "":

@@ -36,8 +36,10 @@ type readyCheck struct {
 //   - master_key: this replica holds the master key the vault is sealed by
 //     (vault.Store.KeyStatus); false on a replica of a shared store that
 //     was rekeyed to a key it was not given.
+//   - audit: the audit rows this node journals reach the store
+//     (auditReady).
 //
-// A new condition (the audit shipping, say) is one more entry here.
+// A new condition is one more entry here.
 func readyChecks(st *vault.Store) []readyCheck {
 	return readyChecksOf(st, storeProbeTimeout, storeProbeTTL)
 }
@@ -48,6 +50,7 @@ func readyChecksOf(st *vault.Store, timeout, ttl time.Duration) []readyCheck {
 		{"store", p.check},
 		{"changes", func() error { return changesReady(st) }},
 		{"master_key", st.KeyStatus},
+		{"audit", func() error { return auditReady(st) }},
 	}
 }
 

@@ -118,6 +118,8 @@ func (srv *Server) Run(ctx context.Context) error {
 	if srv.shared != nil {
 		reg.MustRegister(srv.shared.Collectors()...)
 	}
+	reg.MustRegister(auditCollectors(o.Store)...)
+	o.Store.SetAuditSpoolMax(s.AuditSpoolMax)
 	res, err := resolver.New(resolver.Config{Store: o.Store, Registerer: reg, Fresh: o.Store.ChangesHealthy})
 	if err != nil {
 		return err

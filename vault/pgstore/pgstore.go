@@ -43,6 +43,10 @@
 // schema (feed.go): a change log table, NOTIFY in the writing
 // transaction, and a listener connection per Store.
 //
+// The audit log is not in kv: the Store is a storage.AuditStore (its
+// transactions storage.AuditTx) over the table audit, partitioned by day,
+// which the replicas' indexers ship to with COPY (audit.go).
+//
 // Errors wrap pgx's with %w; none quotes the DSN (its password).
 package pgstore
 
@@ -142,6 +146,7 @@ type Store struct {
 	pool   *pgxpool.Pool
 	opts   Options
 	q      queries
+	aq     auditSQL
 	closed atomic.Bool
 	// writer is held by this process's Update from before it takes a
 	// connection until it ends: its other Updates wait here, not on the
@@ -153,6 +158,8 @@ type Store struct {
 	known map[string]bool // buckets known to exist (never dropped)
 
 	feed *listener // the change feed's listener (feed.go)
+
+	parts partitions // the audit table's partitions known (audit.go)
 }
 
 // Open connects to the database of dsn (a libpq key=value string or a
@@ -168,7 +175,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	s := &Store{pool: pool, opts: opts, q: newQueries(opts.Schema), writer: make(chan struct{}, 1), known: map[string]bool{}}
+	s := &Store{pool: pool, opts: opts, q: newQueries(opts.Schema), aq: newAuditSQL(opts.Schema), writer: make(chan struct{}, 1), known: map[string]bool{}}
 	rows, err := pool.Query(ctx, s.q.bucketNames)
 	if err == nil {
 		var names []string

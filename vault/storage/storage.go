@@ -8,6 +8,10 @@
 // process, a file) and vault/pgstore (PostgreSQL, for several replicas).
 // vault/storage/storagetest is the conformance suite both pass.
 //
+// Optional abilities are interfaces of their own: ChangeFeed and Locker
+// for a backend several processes share, AuditTx and AuditStore for one
+// that keeps the audit log in a store of its own (audit.go).
+//
 // Semantics every backend keeps (the vault depends on each):
 //   - Update transactions are serializable with each other: they behave as
 //     if run one at a time (bbolt has one writer; a cluster backend takes a

@@ -37,6 +37,8 @@
 //     the transaction (its other writes commit); keys of MaxKeySize and
 //     values of MaxValueSize (not with -short) round-trip.
 //   - After Close, every transaction and EnsureBuckets fail (no panic).
+//   - A backend that keeps the audit log itself (storage.AuditTx) keeps
+//     what the vault's queries, exports and retention need (testAudit).
 package storagetest
 
 import (
@@ -84,6 +86,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Backend) {
 		{"BatchFailing", testBatchFailing},
 		{"CopiedSlicesStayValid", testCopiedSlicesStayValid},
 		{"Close", testClose},
+		{"Audit", testAudit},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
