@@ -20,7 +20,7 @@ type storeFlags struct {
 }
 
 func (s *storeFlags) add(fs *flag.FlagSet) {
-	fs.Var(&s.store, "store", "a shared PostgreSQL store instead of the data dir: a `DSN` (postgres://user@host/db or host=... dbname=...; printed with its password masked); the master key then comes from --master-key-file or "+config.MasterKeyEnv)
+	fs.Var(&s.store, "store", "a shared PostgreSQL store instead of the data dir: a `DSN` (postgres://user@host/db or host=... dbname=...; printed with its password masked); the master key (for the tools that read values) comes from --master-key-file or "+config.MasterKeyEnv)
 	fs.StringVar(&s.schema, "store-schema", config.DefaultStoreSchema, "PostgreSQL schema of a PostgreSQL --store")
 }
 
