@@ -62,8 +62,9 @@ func runAuditExport(args []string, stdout, stderr io.Writer, getenv func(string)
 	}
 	if sf.shared() {
 		// The rows are not sealed: no master key is read (one given is
-		// ignored), and nothing is written.
-		ps, err := sf.open()
+		// ignored), and nothing is written: a schema that is missing or at
+		// another version is refused, not created or migrated.
+		ps, err := sf.openExisting()
 		if err != nil {
 			return fail(stderr, "audit export", err)
 		}

@@ -44,10 +44,17 @@ func (s *storeFlags) check(fs *flag.FlagSet, getenv func(string) string) error {
 func (s *storeFlags) name() string { return s.store.Redacted() + " (schema " + s.schema + ")" }
 
 // open connects to the store and applies its migrations, as serve does.
-func (s *storeFlags) open() (storage.Backend, error) {
+func (s *storeFlags) open() (storage.Backend, error) { return s.openStore(false) }
+
+// openExisting connects to a store that is there already, at this
+// egressd's schema version, and creates or migrates nothing: for the
+// tools that only read it.
+func (s *storeFlags) openExisting() (storage.Backend, error) { return s.openStore(true) }
+
+func (s *storeFlags) openStore(existing bool) (storage.Backend, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	st, err := pgstore.Open(ctx, s.store.DSN(), pgstore.Options{Schema: s.schema})
+	st, err := pgstore.Open(ctx, s.store.DSN(), pgstore.Options{Schema: s.schema, NoMigrate: existing})
 	if err != nil {
 		return nil, &config.FlagError{Flag: "--store", Value: s.store.Redacted(), Err: err}
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
@@ -13,9 +14,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/egressd/egressd/internal/pgtest"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/egressd/egressd/certs"
@@ -498,4 +501,30 @@ func (r *relay) restore(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.start(ln)
+}
+
+// audit export --store only reads: a schema that holds no store is
+// refused and is still not there afterwards.
+func TestStoreAuditExportMissingSchema(t *testing.T) {
+	dsn := pgDSN(t)
+	schema := pgSchema(t, dsn) // named, not created: nothing made it yet
+	r := egressd(t, nil, "audit", "export", "--store", dsn, "--store-schema", schema, "--since", "1h")
+	if r.code != 1 || !strings.Contains(r.stderr, "holds no egressd store") {
+		t.Fatalf("audit export of a missing schema: %d %q", r.code, r.stderr)
+	}
+	noPassword(t, dsn, r.stdout, r.stderr)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", schema).Scan(&exists); err != nil {
+		t.Fatal(err)
+	}
+	if exists {
+		t.Fatalf("audit export created schema %s", schema)
+	}
 }

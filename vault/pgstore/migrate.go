@@ -141,6 +141,32 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, schema string) (before, af
 	return before, latest, nil
 }
 
+// checkVersion is migrate for Options.NoMigrate: it refuses a schema that
+// is missing or at another version than the newest this egressd knows,
+// and changes nothing.
+func checkVersion(ctx context.Context, pool *pgxpool.Pool, schema string) (before, after int, err error) {
+	latest := SchemaVersion()
+	table := pgx.Identifier{schema, "schema_migrations"}.Sanitize()
+	var exists bool
+	if err := pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", table).Scan(&exists); err != nil {
+		return 0, 0, fmt.Errorf("pgstore: look up schema_migrations: %w", err)
+	}
+	if !exists {
+		return 0, 0, fmt.Errorf("pgstore: schema %q holds no egressd store", schema)
+	}
+	if err := pool.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM "+table).Scan(&before); err != nil {
+		return 0, 0, fmt.Errorf("pgstore: read schema version: %w", err)
+	}
+	switch {
+	case before > latest:
+		return before, before, fmt.Errorf("%w: it is at version %d, this egressd knows versions up to %d; run an egressd that knows version %d",
+			ErrSchemaTooNew, before, latest, before)
+	case before < latest:
+		return before, before, fmt.Errorf("pgstore: schema %q is at version %d, this egressd needs %d: run egressd store migrate (or start a replica)", schema, before, latest)
+	}
+	return before, before, nil
+}
+
 func applyMigration(ctx context.Context, conn *pgx.Conn, schema, table string, m migration) error {
 	tx, err := conn.Begin(ctx)
 	if err != nil {

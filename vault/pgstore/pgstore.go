@@ -117,6 +117,10 @@ type Options struct {
 	// egressd_store_listener_reconnects_total, egressd_store_listener_up);
 	// nil registers none (Store.Collectors has them).
 	Registerer prometheus.Registerer
+	// NoMigrate opens only a schema that exists at the version this
+	// egressd knows: nothing is created or migrated (a read-only tool's
+	// mistyped --store-schema must not leave an empty schema behind).
+	NoMigrate bool
 }
 
 func (o Options) withDefaults() Options {
@@ -171,7 +175,11 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, _, err := migrate(ctx, pool, opts.Schema); err != nil {
+	check := migrate
+	if opts.NoMigrate {
+		check = checkVersion
+	}
+	if _, _, err := check(ctx, pool, opts.Schema); err != nil {
 		pool.Close()
 		return nil, err
 	}
