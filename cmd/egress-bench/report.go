@@ -9,14 +9,24 @@ import (
 	"time"
 )
 
-// Targets of issue 6 for egressd's MITM with header substitution, and of
-// issue 14 for the same on the PostgreSQL store (the hot path is served
-// from the resolver's cache, so the store should barely show).
+// Targets for egressd's MITM with header substitution (issue 15: against
+// the bare goproxy, 0.9× in the audit modes that write a row before the
+// value leaves, 1.0× with async), and of issue 14 for the same on the
+// PostgreSQL store (the hot path is served from the resolver's cache, so
+// the store should barely show).
 const (
-	targetRateVsGoproxy = 0.8
-	targetAddedP99      = 2 * time.Millisecond
-	targetPGVsBolt      = 0.9
+	targetAddedP99 = 2 * time.Millisecond
+	targetPGVsBolt = 0.9
 )
+
+// targetRateVsGoproxy is the req/s of mitm-header against goproxy-header
+// that audit mode mode is to reach.
+func targetRateVsGoproxy(mode string) float64 {
+	if mode == "async" {
+		return 1.0
+	}
+	return 0.9
+}
 
 // report writes the table (Markdown) and the verdict on the targets.
 func report(out io.Writer, cfg config, results []*result) {
@@ -78,10 +88,11 @@ func report(out io.Writer, cfg config, results []*result) {
 	}
 	mitm, gp, direct := byName["mitm-header"], byName["goproxy-header"], byName["direct"]
 	if cfg.Rate > 0 && mitm != nil && gp != nil {
-		fmt.Fprintf(out, "target: mitm-header req/s ≥ 0.8× goproxy-header: not measured in an open loop (every phase is offered %.0f req/s); run without -rate\n", cfg.Rate)
+		fmt.Fprintf(out, "target: mitm-header req/s ≥ %.1f× goproxy-header: not measured in an open loop (every phase is offered %.0f req/s); run without -rate\n", targetRateVsGoproxy(cfg.Audit), cfg.Rate)
 	} else if mitm != nil && gp != nil && gp.rate() > 0 {
 		x := mitm.rate() / gp.rate()
-		fmt.Fprintf(out, "target: mitm-header req/s = %.2f× goproxy-header (want ≥ %.1f×): %s\n", x, targetRateVsGoproxy, verdict(x >= targetRateVsGoproxy))
+		want := targetRateVsGoproxy(cfg.Audit)
+		fmt.Fprintf(out, "target: mitm-header req/s = %.2f× goproxy-header with -audit %s (want ≥ %.1f×): %s\n", x, cfg.Audit, want, verdict(x >= want))
 	}
 	if pg := byName["mitm-header-pg"]; pg != nil && mitm != nil && mitm.rate() > 0 {
 		x := pg.rate() / mitm.rate()
