@@ -335,7 +335,7 @@ func (s *Store) openAuditJournal(path, node string, nosync bool) (*journal, erro
 		at := map[string]int{} // key → index in entries: a row's last version wins
 		for _, rec := range records[:n] {
 			var r AuditRow
-			if err := unmarshal(rec.payload, &r); err != nil {
+			if err := decodeAuditRow(rec.payload, nil, &r); err != nil {
 				j.close()
 				return nil, fmt.Errorf("vault: audit journal: %w", err)
 			}
@@ -344,10 +344,6 @@ func (s *Store) openAuditJournal(path, node string, nosync bool) (*journal, erro
 				j.close()
 				return nil, fmt.Errorf("vault: audit journal: %w", err)
 			}
-			// The row as it was journaled, which is what the indexer
-			// would have stored: prepare again would cut a path that
-			// its JSON made longer (U+FFFD for invalid UTF-8).
-			e.val, e.rec.Data = rec.payload, rec.payload
 			if i, ok := at[string(e.key)]; ok {
 				entries[i] = e
 				continue

@@ -3,7 +3,6 @@ package vault
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/json"
 	"strings"
 	"time"
 
@@ -90,7 +89,7 @@ func (s *Store) queryAudit(tenantID string, f AuditFilter, budget int) ([]AuditR
 		if s.auditStore != nil {
 			return s.queryAuditStore(tenantID, f, storage.AuditPos{Time: parseAuditTime(tb), ID: string(id)}, budget)
 		}
-		upper = append(append(bytes.Clone(tb), 0), id...)
+		upper = auditPos(tb, string(id))
 	} else if s.auditStore != nil {
 		return s.queryAuditStore(tenantID, f, storage.AuditPos{}, budget)
 	}
@@ -104,23 +103,13 @@ func (s *Store) queryAudit(tenantID string, f AuditFilter, budget int) ([]AuditR
 		lower = auditTime(f.Since)
 	}
 
-	bucket, pre, viaIndex := bAudit, tenantID, false
+	bucket, viaIndex := bAudit, false
+	p := append([]byte(tenantID), 0)
 	for i, ix := range auditIndexes {
 		if v := f.indexed(i); v != "" {
-			bucket, pre, viaIndex = ix.bucket, tenantID+"\x00"+v, true
+			bucket, p, viaIndex = ix.bucket, auditIndexPrefix(tenantID, v), true
 			break
 		}
-	}
-	p := append([]byte(pre), 0)
-	// A row that matches Outcome and Kind holds these bytes; rows that
-	// do not are skipped without decoding them (those that do are still
-	// checked: a Details key may hold them too).
-	var needles [][]byte
-	if f.Outcome != "" {
-		needles = append(needles, jsonField("outcome", f.Outcome))
-	}
-	if f.Kind != "" {
-		needles = append(needles, jsonField("kind", f.Kind))
 	}
 
 	out := []AuditRow{}
@@ -130,15 +119,17 @@ func (s *Store) queryAudit(tenantID string, f AuditFilter, budget int) ([]AuditR
 		c := tx.Bucket(bucket).Cursor()
 		var k, v []byte
 		if upper == nil {
-			// Past the prefix's last key: p with its \0 raised to 1.
-			k, v = seekBefore(c, append([]byte(pre), 1))
+			k, v = seekBefore(c, prefixEnd(p))
 		} else {
 			k, v = seekBefore(c, append(bytes.Clone(p), upper...))
 		}
 		// The positions of the last entry read and of the last row kept.
 		var readTB, readID, keptTB, keptID []byte
+		rowKey := append(make([]byte, 0, 64), tenantID...)
+		rowKey = append(rowKey, 0)
+		pre := len(rowKey)
 		for read := 0; k != nil && bytes.HasPrefix(k, p); k, v = c.Prev() {
-			tb, id, ok := splitAuditPos(k, p)
+			tb, id, ok := splitPos(k, len(p))
 			if !ok {
 				continue
 			}
@@ -148,21 +139,21 @@ func (s *Store) queryAudit(tenantID string, f AuditFilter, budget int) ([]AuditR
 			if read == budget {
 				// Read enough: the next page goes on below the last
 				// entry read.
-				next = encodeCursor(readTB, readID)
+				next = cursorAt(readTB, readID)
 				return nil
 			}
 			read++
 			readTB, readID = tb, id
+			key := k
 			if viaIndex {
-				if v = rowsB.Get(auditKey(tenantID, tb, string(id))); v == nil {
+				rowKey = append(append(rowKey[:pre], tb...), id...)
+				key = rowKey
+				if v = rowsB.Get(key); v == nil {
 					continue
 				}
 			}
-			if !containsAll(v, needles) {
-				continue
-			}
 			var r AuditRow
-			if err := unmarshal(v, &r); err != nil {
+			if err := decodeAuditRow(v, key, &r); err != nil {
 				return err
 			}
 			if !f.match(&r) {
@@ -170,7 +161,7 @@ func (s *Store) queryAudit(tenantID string, f AuditFilter, budget int) ([]AuditR
 			}
 			if len(out) == f.Limit {
 				// One more row matches: the page ends at the last one kept.
-				next = encodeCursor(keptTB, keptID)
+				next = cursorAt(keptTB, keptID)
 				return nil
 			}
 			out = append(out, r)
@@ -184,22 +175,30 @@ func (s *Store) queryAudit(tenantID string, f AuditFilter, budget int) ([]AuditR
 	return out, next, nil
 }
 
-func jsonField(name, v string) []byte {
-	b, _ := json.Marshal(v)
-	return append([]byte(`"`+name+`":`), b...)
-}
-
-func containsAll(v []byte, needles [][]byte) bool {
-	for _, n := range needles {
-		if !bytes.Contains(v, n) {
-			return false
+// prefixEnd is the first key past every key that starts with p (p with
+// its last byte below 0xff raised by one), or nil when there is none.
+func prefixEnd(p []byte) []byte {
+	end := bytes.Clone(p)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
 		}
 	}
-	return true
+	return nil
+}
+
+// cursorAt is the cursor of the position tb, idPart (as keys end).
+func cursorAt(tb, idPart []byte) string {
+	id, _ := auditIDOfSuffix(tb, idPart)
+	return encodeCursor(tb, []byte(id))
 }
 
 // seekBefore moves c to the last key below k.
 func seekBefore(c storage.Cursor, k []byte) ([]byte, []byte) {
+	if k == nil {
+		return c.Last()
+	}
 	if at, _ := c.Seek(k); at == nil {
 		return c.Last()
 	}

@@ -183,17 +183,15 @@ func copyAuditRows(dtx storage.Tx, src storage.Backend, srcAS storage.AuditStore
 		}
 		return nil
 	}
-	add := func(val []byte) error {
+	add := func(key, val []byte) error {
 		var r AuditRow
-		if err := unmarshal(val, &r); err != nil {
+		if err := decodeAuditRow(val, key, &r); err != nil {
 			return fmt.Errorf("vault: copy audit row: %w", err)
 		}
 		e, err := r.prepare(time.Now)
 		if err != nil {
 			return fmt.Errorf("vault: copy audit row %s: %w", r.ID, err)
 		}
-		e.val = bytes.Clone(val)
-		e.rec.Data = e.val
 		if batch = append(batch, e); len(batch) == chunk {
 			return flush()
 		}
@@ -207,7 +205,7 @@ func copyAuditRows(dtx storage.Tx, src storage.Backend, srcAS storage.AuditStore
 				return fmt.Errorf("vault: copy audit rows: %w", err)
 			}
 			for i := range recs {
-				if err := add(recs[i].Data); err != nil {
+				if err := add(nil, recs[i].Data); err != nil {
 					return err
 				}
 			}
@@ -219,7 +217,7 @@ func copyAuditRows(dtx storage.Tx, src storage.Backend, srcAS storage.AuditStore
 		}
 	} else if err := src.View(func(stx storage.Tx) error {
 		if rows := stx.Bucket(bAudit); rows != nil {
-			return rows.ForEach(func(_, v []byte) error { return add(v) })
+			return rows.ForEach(add)
 		}
 		return nil
 	}); err != nil {

@@ -212,6 +212,8 @@ func Open(cfg Config) (*Store, error) {
 		if err := s.moveAuditBuckets(); err != nil {
 			return fail(err)
 		}
+	} else if err := s.migrateAuditLayout(); err != nil {
+		return fail(err)
 	}
 	j, err := s.openAuditJournal(cfg.JournalPath, cfg.NodeID, cfg.NoSync)
 	if err != nil {
