@@ -134,11 +134,6 @@ func auditIndexPrefix(tenant, value string) []byte {
 	return binary.BigEndian.AppendUint64(make([]byte, 0, auditIndexPrefixLen+auditTimeLen+10), h)
 }
 
-// auditIndexKey is an index entry: the prefix of (tenant, value), pos.
-func auditIndexKey(tenant, value string, pos []byte) []byte {
-	return append(auditIndexPrefix(tenant, value), pos...)
-}
-
 // splitAuditRowKey reads a bAudit key of layout 2.
 func splitAuditRowKey(k []byte) (tenant, tb, idPart []byte, ok bool) {
 	i := bytes.IndexByte(k, 0)
@@ -191,7 +186,10 @@ type auditEntry struct {
 	// val is the full encoding (the journal's record, rec.Data), bval
 	// the keyed one (the bucket's value).
 	val, bval []byte
-	idx       [auditIndexCount][][]byte
+	// pos is the row's position; idx the prefixes of its entries in
+	// each index (auditIndexPrefix).
+	pos []byte
+	idx [auditIndexCount][][]byte
 	rec       storage.AuditRecord
 }
 
@@ -254,11 +252,11 @@ func (r *AuditRow) prepare(now func() time.Time) (auditEntry, error) {
 	buf = append(buf, buf[1:n]...)
 	keyed, full := buf[:n:n], buf[n:]
 	pos := auditPos(tb, r.ID)
-	e.key, e.val, e.bval = auditRowKey(r.TenantID, pos), full, keyed
+	e.key, e.val, e.bval, e.pos = auditRowKey(r.TenantID, pos), full, keyed, pos
 	e.rec = r.record(full)
 	for i, ix := range auditIndexes {
 		for _, v := range ix.values(r) {
-			e.idx[i] = append(e.idx[i], auditIndexKey(r.TenantID, v, pos))
+			e.idx[i] = append(e.idx[i], auditIndexPrefix(r.TenantID, v))
 		}
 	}
 	return e, nil
@@ -345,9 +343,9 @@ func (b *auditBuckets) put(e *auditEntry) error {
 	if err := b.rows.Put(e.key, e.bval); err != nil {
 		return err
 	}
-	for i, keys := range e.idx {
-		for _, k := range keys {
-			if err := b.idx[i].Put(k, nil); err != nil {
+	for i, prefixes := range e.idx {
+		for _, p := range prefixes {
+			if err := addPosting(b.idx[i], p, e.pos); err != nil {
 				return err
 			}
 		}
@@ -363,11 +361,13 @@ func (b *auditBuckets) delete(k []byte, r *AuditRow) error {
 	pos := auditPos(tb, r.ID)
 	for i, ix := range auditIndexes {
 		for _, v := range ix.values(r) {
-			ik := auditIndexKey(r.TenantID, v, pos)
+			var err error
 			if legacy {
-				ik = legacyAuditKey(r.TenantID+"\x00"+v, tb, r.ID)
+				err = b.idx[i].Delete(legacyAuditKey(r.TenantID+"\x00"+v, tb, r.ID))
+			} else {
+				err = removePosting(b.idx[i], auditIndexPrefix(r.TenantID, v), pos)
 			}
-			if err := b.idx[i].Delete(ik); err != nil {
+			if err != nil {
 				return err
 			}
 		}

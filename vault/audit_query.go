@@ -116,44 +116,61 @@ func (s *Store) queryAudit(tenantID string, f AuditFilter, budget int) ([]AuditR
 	var next string
 	err := s.view(func(tx storage.Tx) error {
 		rowsB := tx.Bucket(bAudit)
-		c := tx.Bucket(bucket).Cursor()
-		var k, v []byte
-		if upper == nil {
-			k, v = seekBefore(c, prefixEnd(p))
+		// next gives the positions below upper, newest first, and the
+		// row's value when the walk is over the rows themselves.
+		var nextPos func() (pos, v []byte)
+		var it *postingIter
+		if viaIndex {
+			it = newPostingIter(tx.Bucket(bucket), p, upper)
+			nextPos = func() ([]byte, []byte) { return it.next(), nil }
 		} else {
-			k, v = seekBefore(c, append(bytes.Clone(p), upper...))
+			c := rowsB.Cursor()
+			var k, v []byte
+			if upper == nil {
+				k, v = seekBefore(c, prefixEnd(p))
+			} else {
+				k, v = seekBefore(c, append(bytes.Clone(p), upper...))
+			}
+			nextPos = func() ([]byte, []byte) {
+				for ; k != nil && bytes.HasPrefix(k, p); k, v = c.Prev() {
+					if _, _, ok := splitPos(k, len(p)); ok {
+						pos, val := k[len(p):], v
+						k, v = c.Prev()
+						return pos, val
+					}
+				}
+				return nil, nil
+			}
 		}
 		// The positions of the last entry read and of the last row kept.
-		var readTB, readID, keptTB, keptID []byte
+		var readPos, keptPos []byte
 		rowKey := append(make([]byte, 0, 64), tenantID...)
 		rowKey = append(rowKey, 0)
 		pre := len(rowKey)
-		for read := 0; k != nil && bytes.HasPrefix(k, p); k, v = c.Prev() {
-			tb, id, ok := splitPos(k, len(p))
-			if !ok {
-				continue
+		for read := 0; ; {
+			pos, v := nextPos()
+			if pos == nil {
+				break
 			}
-			if lower != nil && bytes.Compare(tb, lower) < 0 {
+			if lower != nil && bytes.Compare(pos[:auditTimeLen], lower) < 0 {
 				return nil
 			}
 			if read == budget {
 				// Read enough: the next page goes on below the last
 				// entry read.
-				next = cursorAt(readTB, readID)
+				next = cursorAt(readPos)
 				return nil
 			}
 			read++
-			readTB, readID = tb, id
-			key := k
+			readPos = pos
+			rowKey = append(rowKey[:pre], pos...)
 			if viaIndex {
-				rowKey = append(append(rowKey[:pre], tb...), id...)
-				key = rowKey
-				if v = rowsB.Get(key); v == nil {
+				if v = rowsB.Get(rowKey); v == nil {
 					continue
 				}
 			}
 			var r AuditRow
-			if err := decodeAuditRow(v, key, &r); err != nil {
+			if err := decodeAuditRow(v, rowKey, &r); err != nil {
 				return err
 			}
 			if !f.match(&r) {
@@ -161,11 +178,14 @@ func (s *Store) queryAudit(tenantID string, f AuditFilter, budget int) ([]AuditR
 			}
 			if len(out) == f.Limit {
 				// One more row matches: the page ends at the last one kept.
-				next = cursorAt(keptTB, keptID)
+				next = cursorAt(keptPos)
 				return nil
 			}
 			out = append(out, r)
-			keptTB, keptID = tb, id
+			keptPos = pos
+		}
+		if it != nil {
+			return it.err
 		}
 		return nil
 	})
@@ -188,9 +208,10 @@ func prefixEnd(p []byte) []byte {
 	return nil
 }
 
-// cursorAt is the cursor of the position tb, idPart (as keys end).
-func cursorAt(tb, idPart []byte) string {
-	id, _ := auditIDOfSuffix(tb, idPart)
+// cursorAt is the cursor of a position (as keys end).
+func cursorAt(pos []byte) string {
+	tb := pos[:auditTimeLen]
+	id, _ := auditIDOfSuffix(tb, pos[auditTimeLen:])
 	return encodeCursor(tb, []byte(id))
 }
 

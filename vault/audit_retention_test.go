@@ -41,10 +41,11 @@ func indexKeys(tb testing.TB, s *Store, rows []AuditRow) (have, want []string) {
 			return nil
 		}
 		for _, name := range [][]byte{bAuditByExtUser, bAuditByExtWorkspace, bAuditBySandbox, bAuditBySecret} {
-			tx.Bucket(name).ForEach(func(k, _ []byte) error {
-				have = append(have, fmt.Sprintf("%s/%q", name, k))
-				return nil
-			})
+			if err := forEachPosting(tx.Bucket(name), func(p, pos []byte) {
+				have = append(have, fmt.Sprintf("%s/%q", name, string(p)+string(pos)))
+			}); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
