@@ -190,7 +190,7 @@ type auditEntry struct {
 	// each index (auditIndexPrefix).
 	pos []byte
 	idx [auditIndexCount][][]byte
-	rec       storage.AuditRecord
+	rec storage.AuditRecord
 }
 
 // prepare validates r, fills in ID and Time, drops a query string from
