@@ -302,6 +302,15 @@ type auditBuckets struct {
 	atx  storage.AuditTx
 	rows storage.Bucket
 	idx  [auditIndexCount]storage.Bucket
+	cur  [auditIndexCount]storage.Cursor // of idx, made on first use
+}
+
+// cursor is index i's cursor for this transaction's writes.
+func (b *auditBuckets) cursor(i int) storage.Cursor {
+	if b.cur[i] == nil {
+		b.cur[i] = b.idx[i].Cursor()
+	}
+	return b.cur[i]
 }
 
 func txAuditBuckets(tx storage.Tx) auditBuckets {
@@ -345,7 +354,7 @@ func (b *auditBuckets) put(e *auditEntry) error {
 	}
 	for i, prefixes := range e.idx {
 		for _, p := range prefixes {
-			if err := addPosting(b.idx[i], p, e.pos); err != nil {
+			if err := addPosting(b.idx[i], b.cursor(i), p, e.pos); err != nil {
 				return err
 			}
 		}
@@ -365,7 +374,7 @@ func (b *auditBuckets) delete(k []byte, r *AuditRow) error {
 			if legacy {
 				err = b.idx[i].Delete(legacyAuditKey(r.TenantID+"\x00"+v, tb, r.ID))
 			} else {
-				err = removePosting(b.idx[i], auditIndexPrefix(r.TenantID, v), pos)
+				err = removePosting(b.idx[i], b.cursor(i), auditIndexPrefix(r.TenantID, v), pos)
 			}
 			if err != nil {
 				return err

@@ -2,6 +2,7 @@ package vault
 
 import (
 	"bytes"
+	"encoding/binary"
 
 	"github.com/egressd/egressd/vault/storage"
 )
@@ -33,22 +34,46 @@ func splitPositions(v []byte, out [][]byte) ([][]byte, bool) {
 	return out, true
 }
 
-// posLen is the length of the position that v starts with.
+// posLen is the length of the position that v starts with (the time,
+// then the id part as appendAuditID writes it), read without building
+// the id.
 func posLen(v []byte) (int, bool) {
 	if len(v) < auditTimeLen+1 {
 		return 0, false
 	}
-	d := binReader{b: v[auditTimeLen:]}
-	if d.auditID(v[:auditTimeLen]) == "" || d.bad {
-		return 0, false
+	switch v[auditTimeLen] {
+	case 1:
+		return auditTimeLen + 9, len(v) >= auditTimeLen+9
+	case 2:
+		return auditTimeLen + 17, len(v) >= auditTimeLen+17
+	case 3:
+		n, k := binary.Uvarint(v[auditTimeLen+1:])
+		if k <= 0 || n == 0 || n > maxAuditIDLen || uint64(len(v)-auditTimeLen-1-k) < n {
+			return 0, false
+		}
+		return auditTimeLen + 1 + k + int(n), true
 	}
-	return len(v) - len(d.b), true
+	return 0, false
+}
+
+// lastPosition is where the last position of a chunk's value starts,
+// and how many it holds; ok false for a value that is not positions.
+func lastPosition(v []byte) (at, count int, ok bool) {
+	for off := 0; off < len(v); count++ {
+		n, ok := posLen(v[off:])
+		if !ok {
+			return 0, 0, false
+		}
+		at, off = off, off+n
+	}
+	return at, count, count > 0
 }
 
 // chunkOf finds the chunk of prefix p that pos belongs to (the last at
 // or below it); k is nil when p has no chunk at or below pos.
 func chunkOf(c storage.Cursor, p, pos []byte) (k, v []byte) {
-	seek := append(bytes.Clone(p), pos...)
+	var buf [64]byte
+	seek := append(append(buf[:0], p...), pos...)
 	k, v = c.Seek(seek)
 	if k != nil && bytes.Equal(k, seek) {
 		return k, v
@@ -81,9 +106,10 @@ func chunkKey(p, first []byte) []byte {
 	return append(append(make([]byte, 0, len(p)+len(first)), p...), first...)
 }
 
-// addPosting adds pos to prefix p's entries in index bucket b.
-func addPosting(b storage.Bucket, p, pos []byte) error {
-	c := b.Cursor()
+// addPosting adds pos to prefix p's entries in index bucket b; c is a
+// cursor of b (repositioned here: one cursor serves a transaction's
+// writes, its search stack kept).
+func addPosting(b storage.Bucket, c storage.Cursor, p, pos []byte) error {
 	k, v := chunkOf(c, p, pos)
 	if k == nil {
 		// Before every chunk of p: into the first one, if any, which
@@ -105,6 +131,21 @@ func addPosting(b storage.Bucket, p, pos []byte) error {
 			return err
 		}
 		return b.Put(chunkKey(p, pos), val)
+	}
+	at, count, ok := lastPosition(v)
+	if !ok {
+		return errAuditBin
+	}
+	if bytes.Compare(v[at:], pos) < 0 {
+		// After the chunk's last, as rows arrive: appended, or a chunk
+		// of its own once this one is full.
+		if count >= auditChunkRows {
+			return b.Put(chunkKey(p, pos), bytes.Clone(pos))
+		}
+		// k is the stored key, unchanged until the transaction ends
+		// (the seam asks no more of a Put's key).
+		val := make([]byte, 0, len(v)+len(pos))
+		return b.Put(k, append(append(val, v...), pos...))
 	}
 	ps, ok := splitPositions(v, make([][]byte, 0, auditChunkRows+1))
 	if !ok {
@@ -138,8 +179,8 @@ func addPosting(b storage.Bucket, p, pos []byte) error {
 
 // removePosting removes pos from prefix p's entries in index bucket b;
 // one that is not there is no error.
-func removePosting(b storage.Bucket, p, pos []byte) error {
-	k, v := chunkOf(b.Cursor(), p, pos)
+func removePosting(b storage.Bucket, c storage.Cursor, p, pos []byte) error {
+	k, v := chunkOf(c, p, pos)
 	if k == nil {
 		return nil
 	}

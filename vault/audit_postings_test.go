@@ -30,7 +30,7 @@ func TestAuditPostings(t *testing.T) {
 				p := prefixes[rng.IntN(len(prefixes))]
 				if len(all) > 0 && rng.IntN(4) == 0 {
 					pos := all[rng.IntN(len(all))]
-					if err := removePosting(b, p, pos); err != nil {
+					if err := removePosting(b, b.Cursor(), p, pos); err != nil {
 						return err
 					}
 					want[string(p)] = slices.DeleteFunc(want[string(p)], func(x string) bool { return x == string(pos) })
@@ -43,7 +43,7 @@ func TestAuditPostings(t *testing.T) {
 				}
 				pos := auditPos(auditTime(at), id)
 				all = append(all, pos)
-				if err := addPosting(b, p, pos); err != nil {
+				if err := addPosting(b, b.Cursor(), p, pos); err != nil {
 					return err
 				}
 				if !slices.Contains(want[string(p)], string(pos)) {
