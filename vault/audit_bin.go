@@ -349,6 +349,15 @@ func (d *binReader) str() string {
 	return string(d.bytes(x >> 1))
 }
 
+// skipStr passes over a string without making it.
+func (d *binReader) skipStr() {
+	if x := d.uvarint(); x&1 == 0 {
+		d.bytes(x >> 1)
+	} else if x>>1 >= uint64(len(auditDict)) {
+		d.fail()
+	}
+}
+
 func (d *binReader) int() int {
 	v := d.varint()
 	if v < math.MinInt32 || v > math.MaxInt32 {
@@ -360,11 +369,23 @@ func (d *binReader) int() int {
 
 func (d *binReader) fail() { d.bad, d.b = true, nil }
 
+// allAuditFields asks decodeAuditRowFields for every field.
+const allAuditFields = 1<<binFieldCount - 1
+
 // decodeAuditRow reads a stored row: JSON (written before the binary
 // encoding) or binary. A keyed row (the audit bucket's value) takes its
 // tenant, time and id from key, the row's key in the audit bucket; key
 // is not read otherwise.
 func decodeAuditRow(v, key []byte, r *AuditRow) error {
+	return decodeAuditRowFields(v, key, r, allAuditFields)
+}
+
+// decodeAuditRowFields is decodeAuditRow that fills in only the fields
+// of need (binField bits; tenant, time and id always), passing over the
+// others without making their strings: what a summary counts costs no
+// allocation for the ids and paths it does not look at. A JSON row is
+// read whole.
+func decodeAuditRowFields(v, key []byte, r *AuditRow, need uint64) error {
 	if len(v) > 0 && v[0] == '{' {
 		*r = AuditRow{}
 		return unmarshal(v, r)
@@ -398,8 +419,12 @@ func decodeAuditRow(v, key []byte, r *AuditRow) error {
 		return errAuditBin
 	}
 	str := func(bit int, s *string) {
-		if mask&(1<<bit) != 0 {
+		switch {
+		case mask&(1<<bit) == 0:
+		case need&(1<<bit) != 0:
 			*s = d.str()
+		default:
+			d.skipStr()
 		}
 	}
 	str(binKind, &r.Kind)
@@ -439,9 +464,15 @@ func decodeAuditRow(v, key []byte, r *AuditRow) error {
 		if n > uint64(len(d.b)) { // every use takes a byte at least
 			return errAuditBin
 		}
-		r.Uses = make([]AuditUse, n)
-		for i := range r.Uses {
-			d.use(&r.Uses[i], r)
+		if need&(1<<binUses) == 0 {
+			for range n {
+				d.use(nil, r)
+			}
+		} else {
+			r.Uses = make([]AuditUse, n)
+			for i := range r.Uses {
+				d.use(&r.Uses[i], r)
+			}
 		}
 	}
 	if mask&(1<<binDetails) != 0 {
@@ -449,10 +480,16 @@ func decodeAuditRow(v, key []byte, r *AuditRow) error {
 		if n > uint64(len(d.b)) {
 			return errAuditBin
 		}
-		r.Details = make(map[string]string, n)
-		for range n {
-			k := d.str()
-			r.Details[k] = d.str()
+		if need&(1<<binDetails) == 0 {
+			for range 2 * n {
+				d.skipStr()
+			}
+		} else {
+			r.Details = make(map[string]string, n)
+			for range n {
+				k := d.str()
+				r.Details[k] = d.str()
+			}
 		}
 	}
 	if d.bad || len(d.b) != 0 {
@@ -461,10 +498,23 @@ func decodeAuditRow(v, key []byte, r *AuditRow) error {
 	return nil
 }
 
+// use reads a use into u, or passes over it when u is nil.
 func (d *binReader) use(u *AuditUse, r *AuditRow) {
 	mask := d.uvarint()
 	if mask>>useFieldCount != 0 {
 		d.fail()
+		return
+	}
+	if u == nil {
+		for bit := range useFieldCount {
+			switch {
+			case mask&(1<<bit) == 0, bit == useNameSame, bit == useSecretSame, bit == useLeak:
+			case bit == useVersion:
+				d.varint()
+			default:
+				d.skipStr()
+			}
+		}
 		return
 	}
 	str := func(bit int, s *string) {

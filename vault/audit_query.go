@@ -61,10 +61,13 @@ const cursorVersion = 1
 // external user, secret, external workspace, in that order), or the
 // tenant's rows when none is, and checks the other filters on each row.
 func (s *Store) QueryAudit(tenantID string, f AuditFilter) (rows []AuditRow, nextCursor string, err error) {
-	return s.queryAudit(tenantID, f, auditScanRows)
+	return s.queryAudit(tenantID, f, auditScanRows, allAuditFields)
 }
 
-func (s *Store) queryAudit(tenantID string, f AuditFilter, budget int) ([]AuditRow, string, error) {
+// queryAudit is QueryAudit reading at most budget entries, its rows with
+// the fields of need (decodeAuditRowFields) and those f matches on.
+func (s *Store) queryAudit(tenantID string, f AuditFilter, budget int, need uint64) ([]AuditRow, string, error) {
+	need |= f.fields()
 	if err := f.check(tenantID); err != nil {
 		return nil, "", err
 	}
@@ -87,11 +90,11 @@ func (s *Store) queryAudit(tenantID string, f AuditFilter, budget int) ([]AuditR
 			return nil, "", err
 		}
 		if s.auditStore != nil {
-			return s.queryAuditStore(tenantID, f, storage.AuditPos{Time: parseAuditTime(tb), ID: string(id)}, budget)
+			return s.queryAuditStore(tenantID, f, storage.AuditPos{Time: parseAuditTime(tb), ID: string(id)}, budget, need)
 		}
 		upper = auditPos(tb, string(id))
 	} else if s.auditStore != nil {
-		return s.queryAuditStore(tenantID, f, storage.AuditPos{}, budget)
+		return s.queryAuditStore(tenantID, f, storage.AuditPos{}, budget, need)
 	}
 	if !f.Until.IsZero() {
 		if u := auditTime(f.Until); upper == nil || bytes.Compare(u, upper) < 0 {
@@ -170,7 +173,7 @@ func (s *Store) queryAudit(tenantID string, f AuditFilter, budget int) ([]AuditR
 				}
 			}
 			var r AuditRow
-			if err := decodeAuditRow(v, rowKey, &r); err != nil {
+			if err := decodeAuditRowFields(v, rowKey, &r, need); err != nil {
 				return err
 			}
 			if !f.match(&r) {
@@ -268,6 +271,25 @@ func (f *AuditFilter) indexed(i int) string {
 		return f.ExternalWorkspaceID
 	}
 	return ""
+}
+
+// fields are the fields of a row match reads (binField bits).
+func (f *AuditFilter) fields() uint64 {
+	var m uint64
+	add := func(bit int, on bool) {
+		if on {
+			m |= 1 << bit
+		}
+	}
+	add(binExternalUserID, f.ExternalUserID != "")
+	add(binExternalWorkspaceID, f.ExternalWorkspaceID != "")
+	add(binSandboxID, f.SandboxID != "")
+	add(binOutcome, f.Outcome != "")
+	add(binKind, f.Kind != "")
+	if f.SecretID != "" {
+		m |= 1<<binSecretID | 1<<binSecretName | 1<<binUses // secretIDs
+	}
+	return m
 }
 
 func (f *AuditFilter) match(r *AuditRow) bool {

@@ -21,7 +21,7 @@ import (
 // one row more than the page says whether another follows. budget bounds
 // the rows read as it bounds the entries read on the buckets: a page of
 // Limit rows over budget holds budget rows, and a cursor.
-func (s *Store) queryAuditStore(tenantID string, f AuditFilter, before storage.AuditPos, budget int) ([]AuditRow, string, error) {
+func (s *Store) queryAuditStore(tenantID string, f AuditFilter, before storage.AuditPos, budget int, need uint64) ([]AuditRow, string, error) {
 	f.Limit = min(f.Limit, budget)
 	for _, v := range [...]string{tenantID, f.ExternalUserID, f.ExternalWorkspaceID, f.SandboxID, f.SecretID, f.Outcome} {
 		if !utf8.ValidString(v) {
@@ -45,7 +45,7 @@ func (s *Store) queryAuditStore(tenantID string, f AuditFilter, before storage.A
 			return out, encodeCursor(auditTime(last.Time), []byte(last.ID)), nil
 		}
 		var r AuditRow
-		if err := decodeAuditRow(recs[i].Data, nil, &r); err != nil {
+		if err := decodeAuditRowFields(recs[i].Data, nil, &r, need); err != nil {
 			return nil, "", err
 		}
 		out = append(out, r)
