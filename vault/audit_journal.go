@@ -24,7 +24,8 @@ import (
 // Layout: a 16-byte header (the magic, then the epoch as 8 little-endian
 // bytes), then records: length (4 bytes LE), CRC-32C (4 bytes LE) of the
 // epoch's 8 bytes followed by the payload, then the payload (a row's
-// JSON). The file is written from the header on and, once every row in
+// full binary encoding, audit_bin.go; a journal left by an egressd from
+// before it holds JSON rows, which read as well). The file is written from the header on and, once every row in
 // it is in the store, rewound: the epoch is incremented and records are
 // written again from the start, over the old ones. A record of an older
 // epoch fails its CRC under the new one, as does a torn record, so reading

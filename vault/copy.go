@@ -161,8 +161,9 @@ func countAuditRows(tx storage.Tx, as storage.AuditStore) (int, error) {
 
 // copyAuditRows copies every audit row of src (its audit store's, srcAS,
 // or its buckets') into dtx, in the layout of dtx's store: rows are read
-// and written as rows, their encoding kept as it is, so a log moves
-// between the buckets and a backend's table.
+// and written as rows, decoded and encoded again (JSON rows of an older
+// file or table come out binary), so a log moves between the buckets and
+// a backend's table.
 func copyAuditRows(dtx storage.Tx, src storage.Backend, srcAS storage.AuditStore) error {
 	const chunk = 1000
 	b := txAuditBuckets(dtx)
