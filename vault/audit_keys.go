@@ -122,6 +122,10 @@ const auditIndexPrefixLen = 8
 // fetched under the querying tenant's own key, so no row of another
 // tenant or value is ever returned.
 func auditIndexPrefix(tenant, value string) []byte {
+	return appendAuditIndexPrefix(make([]byte, 0, auditIndexPrefixLen+auditTimeLen+10), tenant, value)
+}
+
+func appendAuditIndexPrefix(b []byte, tenant, value string) []byte {
 	const offset, prime = 14695981039346656037, 1099511628211
 	h := uint64(offset)
 	for i := 0; i < len(tenant); i++ {
@@ -131,7 +135,7 @@ func auditIndexPrefix(tenant, value string) []byte {
 	for i := 0; i < len(value); i++ {
 		h = (h ^ uint64(value[i])) * prime
 	}
-	return binary.BigEndian.AppendUint64(make([]byte, 0, auditIndexPrefixLen+auditTimeLen+10), h)
+	return binary.BigEndian.AppendUint64(b, h)
 }
 
 // splitAuditRowKey reads a bAudit key of layout 2.
@@ -254,9 +258,14 @@ func (r *AuditRow) prepare(now func() time.Time) (auditEntry, error) {
 	pos := auditPos(tb, r.ID)
 	e.key, e.val, e.bval, e.pos = auditRowKey(r.TenantID, pos), full, keyed, pos
 	e.rec = r.record(full)
+	// The prefixes share one buffer: a row has at most one value an
+	// index but for its secrets (its own and its uses').
+	pb := make([]byte, 0, auditIndexPrefixLen*(auditIndexCount+len(r.Uses)))
 	for i, ix := range auditIndexes {
 		for _, v := range ix.values(r) {
-			e.idx[i] = append(e.idx[i], auditIndexPrefix(r.TenantID, v))
+			at := len(pb)
+			pb = appendAuditIndexPrefix(pb, r.TenantID, v)
+			e.idx[i] = append(e.idx[i], pb[at:len(pb):len(pb)])
 		}
 	}
 	return e, nil
