@@ -242,9 +242,9 @@ func (s *Store) appendAudit(rows []AuditRow, lazy bool) error {
 // journalable refuses what prepare accepts but the journal cannot carry: a
 // row too large for a record (refused here, not when the group is written:
 // it fails this caller only, not every caller whose rows share the group),
-// and ids that are not valid UTF-8, which its JSON would turn into other
-// ids (U+FFFD): a replay would put the row under another key than the one
-// it was indexed under.
+// and ids that are not valid UTF-8, which a backend's audit table keeps
+// as text (and which rows written as JSON, before the binary encoding,
+// turned into other ids: U+FFFD).
 func journalable(r *AuditRow, e *auditEntry) error {
 	if len(e.val) > journalMaxRecord {
 		return invalid("row", "%d bytes encoded, more than an audit journal record holds (%d)", len(e.val), journalMaxRecord)

@@ -24,7 +24,8 @@ import (
 // Layout: a 16-byte header (the magic, then the epoch as 8 little-endian
 // bytes), then records: length (4 bytes LE), CRC-32C (4 bytes LE) of the
 // epoch's 8 bytes followed by the payload, then the payload (a row's
-// JSON). The file is written from the header on and, once every row in
+// full binary encoding, audit_bin.go; a journal left by an egressd from
+// before it holds JSON rows, which read as well). The file is written from the header on and, once every row in
 // it is in the store, rewound: the epoch is incremented and records are
 // written again from the start, over the old ones. A record of an older
 // epoch fails its CRC under the new one, as does a torn record, so reading
@@ -335,7 +336,7 @@ func (s *Store) openAuditJournal(path, node string, nosync bool) (*journal, erro
 		at := map[string]int{} // key → index in entries: a row's last version wins
 		for _, rec := range records[:n] {
 			var r AuditRow
-			if err := unmarshal(rec.payload, &r); err != nil {
+			if err := decodeAuditRow(rec.payload, nil, &r); err != nil {
 				j.close()
 				return nil, fmt.Errorf("vault: audit journal: %w", err)
 			}
@@ -344,10 +345,6 @@ func (s *Store) openAuditJournal(path, node string, nosync bool) (*journal, erro
 				j.close()
 				return nil, fmt.Errorf("vault: audit journal: %w", err)
 			}
-			// The row as it was journaled, which is what the indexer
-			// would have stored: prepare again would cut a path that
-			// its JSON made longer (U+FFFD for invalid UTF-8).
-			e.val, e.rec.Data = rec.payload, rec.payload
 			if i, ok := at[string(e.key)]; ok {
 				entries[i] = e
 				continue

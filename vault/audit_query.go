@@ -3,7 +3,6 @@ package vault
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/json"
 	"strings"
 	"time"
 
@@ -62,10 +61,13 @@ const cursorVersion = 1
 // external user, secret, external workspace, in that order), or the
 // tenant's rows when none is, and checks the other filters on each row.
 func (s *Store) QueryAudit(tenantID string, f AuditFilter) (rows []AuditRow, nextCursor string, err error) {
-	return s.queryAudit(tenantID, f, auditScanRows)
+	return s.queryAudit(tenantID, f, auditScanRows, allAuditFields)
 }
 
-func (s *Store) queryAudit(tenantID string, f AuditFilter, budget int) ([]AuditRow, string, error) {
+// queryAudit is QueryAudit reading at most budget entries, its rows with
+// the fields of need (decodeAuditRowFields) and those f matches on.
+func (s *Store) queryAudit(tenantID string, f AuditFilter, budget int, need uint64) ([]AuditRow, string, error) {
+	need |= f.fields()
 	if err := f.check(tenantID); err != nil {
 		return nil, "", err
 	}
@@ -88,11 +90,11 @@ func (s *Store) queryAudit(tenantID string, f AuditFilter, budget int) ([]AuditR
 			return nil, "", err
 		}
 		if s.auditStore != nil {
-			return s.queryAuditStore(tenantID, f, storage.AuditPos{Time: parseAuditTime(tb), ID: string(id)}, budget)
+			return s.queryAuditStore(tenantID, f, storage.AuditPos{Time: parseAuditTime(tb), ID: string(id)}, budget, need)
 		}
-		upper = append(append(bytes.Clone(tb), 0), id...)
+		upper = auditPos(tb, string(id))
 	} else if s.auditStore != nil {
-		return s.queryAuditStore(tenantID, f, storage.AuditPos{}, budget)
+		return s.queryAuditStore(tenantID, f, storage.AuditPos{}, budget, need)
 	}
 	if !f.Until.IsZero() {
 		if u := auditTime(f.Until); upper == nil || bytes.Compare(u, upper) < 0 {
@@ -104,65 +106,74 @@ func (s *Store) queryAudit(tenantID string, f AuditFilter, budget int) ([]AuditR
 		lower = auditTime(f.Since)
 	}
 
-	bucket, pre, viaIndex := bAudit, tenantID, false
+	bucket, viaIndex := bAudit, false
+	p := append([]byte(tenantID), 0)
 	for i, ix := range auditIndexes {
 		if v := f.indexed(i); v != "" {
-			bucket, pre, viaIndex = ix.bucket, tenantID+"\x00"+v, true
+			bucket, p, viaIndex = ix.bucket, auditIndexPrefix(tenantID, v), true
 			break
 		}
-	}
-	p := append([]byte(pre), 0)
-	// A row that matches Outcome and Kind holds these bytes; rows that
-	// do not are skipped without decoding them (those that do are still
-	// checked: a Details key may hold them too).
-	var needles [][]byte
-	if f.Outcome != "" {
-		needles = append(needles, jsonField("outcome", f.Outcome))
-	}
-	if f.Kind != "" {
-		needles = append(needles, jsonField("kind", f.Kind))
 	}
 
 	out := []AuditRow{}
 	var next string
 	err := s.view(func(tx storage.Tx) error {
 		rowsB := tx.Bucket(bAudit)
-		c := tx.Bucket(bucket).Cursor()
-		var k, v []byte
-		if upper == nil {
-			// Past the prefix's last key: p with its \0 raised to 1.
-			k, v = seekBefore(c, append([]byte(pre), 1))
+		// next gives the positions below upper, newest first, and the
+		// row's value when the walk is over the rows themselves.
+		var nextPos func() (pos, v []byte)
+		var it *postingIter
+		if viaIndex {
+			it = newPostingIter(tx.Bucket(bucket), p, upper)
+			nextPos = func() ([]byte, []byte) { return it.next(), nil }
 		} else {
-			k, v = seekBefore(c, append(bytes.Clone(p), upper...))
+			c := rowsB.Cursor()
+			var k, v []byte
+			if upper == nil {
+				k, v = seekBefore(c, prefixEnd(p))
+			} else {
+				k, v = seekBefore(c, append(bytes.Clone(p), upper...))
+			}
+			nextPos = func() ([]byte, []byte) {
+				for ; k != nil && bytes.HasPrefix(k, p); k, v = c.Prev() {
+					if _, _, ok := splitPos(k, len(p)); ok {
+						pos, val := k[len(p):], v
+						k, v = c.Prev()
+						return pos, val
+					}
+				}
+				return nil, nil
+			}
 		}
 		// The positions of the last entry read and of the last row kept.
-		var readTB, readID, keptTB, keptID []byte
-		for read := 0; k != nil && bytes.HasPrefix(k, p); k, v = c.Prev() {
-			tb, id, ok := splitAuditPos(k, p)
-			if !ok {
-				continue
+		var readPos, keptPos []byte
+		rowKey := append(make([]byte, 0, 64), tenantID...)
+		rowKey = append(rowKey, 0)
+		pre := len(rowKey)
+		for read := 0; ; {
+			pos, v := nextPos()
+			if pos == nil {
+				break
 			}
-			if lower != nil && bytes.Compare(tb, lower) < 0 {
+			if lower != nil && bytes.Compare(pos[:auditTimeLen], lower) < 0 {
 				return nil
 			}
 			if read == budget {
 				// Read enough: the next page goes on below the last
 				// entry read.
-				next = encodeCursor(readTB, readID)
+				next = cursorAt(readPos)
 				return nil
 			}
 			read++
-			readTB, readID = tb, id
+			readPos = pos
+			rowKey = append(rowKey[:pre], pos...)
 			if viaIndex {
-				if v = rowsB.Get(auditKey(tenantID, tb, string(id))); v == nil {
+				if v = rowsB.Get(rowKey); v == nil {
 					continue
 				}
 			}
-			if !containsAll(v, needles) {
-				continue
-			}
 			var r AuditRow
-			if err := unmarshal(v, &r); err != nil {
+			if err := decodeAuditRowFields(v, rowKey, &r, need); err != nil {
 				return err
 			}
 			if !f.match(&r) {
@@ -170,11 +181,14 @@ func (s *Store) queryAudit(tenantID string, f AuditFilter, budget int) ([]AuditR
 			}
 			if len(out) == f.Limit {
 				// One more row matches: the page ends at the last one kept.
-				next = encodeCursor(keptTB, keptID)
+				next = cursorAt(keptPos)
 				return nil
 			}
 			out = append(out, r)
-			keptTB, keptID = tb, id
+			keptPos = pos
+		}
+		if it != nil {
+			return it.err
 		}
 		return nil
 	})
@@ -184,22 +198,31 @@ func (s *Store) queryAudit(tenantID string, f AuditFilter, budget int) ([]AuditR
 	return out, next, nil
 }
 
-func jsonField(name, v string) []byte {
-	b, _ := json.Marshal(v)
-	return append([]byte(`"`+name+`":`), b...)
-}
-
-func containsAll(v []byte, needles [][]byte) bool {
-	for _, n := range needles {
-		if !bytes.Contains(v, n) {
-			return false
+// prefixEnd is the first key past every key that starts with p (p with
+// its last byte below 0xff raised by one), or nil when there is none.
+func prefixEnd(p []byte) []byte {
+	end := bytes.Clone(p)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
 		}
 	}
-	return true
+	return nil
+}
+
+// cursorAt is the cursor of a position (as keys end).
+func cursorAt(pos []byte) string {
+	tb := pos[:auditTimeLen]
+	id, _ := auditIDOfSuffix(tb, pos[auditTimeLen:])
+	return encodeCursor(tb, []byte(id))
 }
 
 // seekBefore moves c to the last key below k.
 func seekBefore(c storage.Cursor, k []byte) ([]byte, []byte) {
+	if k == nil {
+		return c.Last()
+	}
 	if at, _ := c.Seek(k); at == nil {
 		return c.Last()
 	}
@@ -248,6 +271,25 @@ func (f *AuditFilter) indexed(i int) string {
 		return f.ExternalWorkspaceID
 	}
 	return ""
+}
+
+// fields are the fields of a row match reads (binField bits).
+func (f *AuditFilter) fields() uint64 {
+	var m uint64
+	add := func(bit int, on bool) {
+		if on {
+			m |= 1 << bit
+		}
+	}
+	add(binExternalUserID, f.ExternalUserID != "")
+	add(binExternalWorkspaceID, f.ExternalWorkspaceID != "")
+	add(binSandboxID, f.SandboxID != "")
+	add(binOutcome, f.Outcome != "")
+	add(binKind, f.Kind != "")
+	if f.SecretID != "" {
+		m |= 1<<binSecretID | 1<<binSecretName | 1<<binUses // secretIDs
+	}
+	return m
 }
 
 func (f *AuditFilter) match(r *AuditRow) bool {

@@ -164,7 +164,7 @@ func TestQueryAuditPages(t *testing.T) {
 			}
 			// A scan bound far below the page: short pages, same rows.
 			t.Run(fmt.Sprintf("%s/%s/bounded scan", tenant, c.name), func(t *testing.T) {
-				got, _ := pages(t, func(f AuditFilter) ([]AuditRow, string, error) { return s.queryAudit(tenant, f, 13) }, AuditFilter(c.f))
+				got, _ := pages(t, func(f AuditFilter) ([]AuditRow, string, error) { return s.queryAudit(tenant, f, 13, allAuditFields) }, AuditFilter(c.f))
 				if !reflect.DeepEqual(got, want) {
 					t.Fatalf("%d rows, want %d%s", len(got), len(want), firstDiff(got, want))
 				}

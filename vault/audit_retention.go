@@ -64,7 +64,7 @@ func (s *Store) PruneAudit(before time.Time, batch int) (deleted int, err error)
 				}
 				if bytes.Compare(k[i+1:i+1+auditTimeLen], limit) < 0 {
 					var r AuditRow
-					if err := unmarshal(v, &r); err != nil {
+					if err := decodeAuditRow(v, k, &r); err != nil {
 						return err
 					}
 					vs = append(vs, victim{bytes.Clone(k), r})
@@ -144,7 +144,7 @@ func (s *Store) ExportAudit(tenantID string, since time.Time, fn func(AuditRow) 
 			for len(h) > 0 && len(rows) < auditExportBatch {
 				e := h[0]
 				var r AuditRow
-				if err := unmarshal(e.v, &r); err != nil {
+				if err := decodeAuditRow(e.v, e.k, &r); err != nil {
 					return err
 				}
 				rows = append(rows, r)
@@ -202,7 +202,7 @@ func (e *exportHead) set(k, v []byte) bool {
 	if k == nil || !bytes.HasPrefix(k, e.p) {
 		return false
 	}
-	_, _, ok := splitAuditPos(k, e.p)
+	_, _, ok := splitPos(k, len(e.p))
 	return ok
 }
 

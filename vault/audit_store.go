@@ -21,7 +21,7 @@ import (
 // one row more than the page says whether another follows. budget bounds
 // the rows read as it bounds the entries read on the buckets: a page of
 // Limit rows over budget holds budget rows, and a cursor.
-func (s *Store) queryAuditStore(tenantID string, f AuditFilter, before storage.AuditPos, budget int) ([]AuditRow, string, error) {
+func (s *Store) queryAuditStore(tenantID string, f AuditFilter, before storage.AuditPos, budget int, need uint64) ([]AuditRow, string, error) {
 	f.Limit = min(f.Limit, budget)
 	for _, v := range [...]string{tenantID, f.ExternalUserID, f.ExternalWorkspaceID, f.SandboxID, f.SecretID, f.Outcome} {
 		if !utf8.ValidString(v) {
@@ -45,7 +45,7 @@ func (s *Store) queryAuditStore(tenantID string, f AuditFilter, before storage.A
 			return out, encodeCursor(auditTime(last.Time), []byte(last.ID)), nil
 		}
 		var r AuditRow
-		if err := unmarshal(recs[i].Data, &r); err != nil {
+		if err := decodeAuditRowFields(recs[i].Data, nil, &r, need); err != nil {
 			return nil, "", err
 		}
 		out = append(out, r)
@@ -106,7 +106,7 @@ func exportAudit(as storage.AuditStore, tenantID string, since time.Time, fn fun
 		}
 		for i := range recs {
 			var r AuditRow
-			if err := unmarshal(recs[i].Data, &r); err != nil {
+			if err := decodeAuditRow(recs[i].Data, nil, &r); err != nil {
 				return err
 			}
 			if err := fn(r); err != nil {
@@ -156,14 +156,13 @@ func (s *Store) moveAuditBuckets() error {
 			c := kb.rows.Cursor()
 			for k, v := c.First(); k != nil && len(olds) < auditMoveChunk; k, v = c.Next() {
 				var r AuditRow
-				if err := unmarshal(v, &r); err != nil {
+				if err := decodeAuditRow(v, k, &r); err != nil {
 					return fmt.Errorf("vault: audit row %q in the buckets: %w", k, err)
 				}
 				e, err := r.prepare(s.now)
 				if err != nil {
 					return fmt.Errorf("vault: audit row %q in the buckets: %w", k, err)
 				}
-				e.rec.Data = bytes.Clone(v)
 				olds = append(olds, old{bytes.Clone(k), r})
 				recs = append(recs, e.rec)
 			}

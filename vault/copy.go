@@ -161,8 +161,9 @@ func countAuditRows(tx storage.Tx, as storage.AuditStore) (int, error) {
 
 // copyAuditRows copies every audit row of src (its audit store's, srcAS,
 // or its buckets') into dtx, in the layout of dtx's store: rows are read
-// and written as rows, their encoding kept as it is, so a log moves
-// between the buckets and a backend's table.
+// and written as rows, decoded and encoded again (JSON rows of an older
+// file or table come out binary), so a log moves between the buckets and
+// a backend's table.
 func copyAuditRows(dtx storage.Tx, src storage.Backend, srcAS storage.AuditStore) error {
 	const chunk = 1000
 	b := txAuditBuckets(dtx)
@@ -183,17 +184,15 @@ func copyAuditRows(dtx storage.Tx, src storage.Backend, srcAS storage.AuditStore
 		}
 		return nil
 	}
-	add := func(val []byte) error {
+	add := func(key, val []byte) error {
 		var r AuditRow
-		if err := unmarshal(val, &r); err != nil {
+		if err := decodeAuditRow(val, key, &r); err != nil {
 			return fmt.Errorf("vault: copy audit row: %w", err)
 		}
 		e, err := r.prepare(time.Now)
 		if err != nil {
 			return fmt.Errorf("vault: copy audit row %s: %w", r.ID, err)
 		}
-		e.val = bytes.Clone(val)
-		e.rec.Data = e.val
 		if batch = append(batch, e); len(batch) == chunk {
 			return flush()
 		}
@@ -207,7 +206,7 @@ func copyAuditRows(dtx storage.Tx, src storage.Backend, srcAS storage.AuditStore
 				return fmt.Errorf("vault: copy audit rows: %w", err)
 			}
 			for i := range recs {
-				if err := add(recs[i].Data); err != nil {
+				if err := add(nil, recs[i].Data); err != nil {
 					return err
 				}
 			}
@@ -219,7 +218,7 @@ func copyAuditRows(dtx storage.Tx, src storage.Backend, srcAS storage.AuditStore
 		}
 	} else if err := src.View(func(stx storage.Tx) error {
 		if rows := stx.Bucket(bAudit); rows != nil {
-			return rows.ForEach(func(_, v []byte) error { return add(v) })
+			return rows.ForEach(add)
 		}
 		return nil
 	}); err != nil {

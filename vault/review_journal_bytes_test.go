@@ -1,7 +1,6 @@
 package vault
 
 import (
-	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +16,7 @@ func TestReviewJournalReplayStoresJournaledBytes(t *testing.T) {
 	journalAppend(t, path+".audit-journal", r)
 	e, _ := r.prepare(time.Now)
 	var want AuditRow
-	if err := json.Unmarshal(e.val, &want); err != nil {
+	if err := decodeAuditRow(e.val, nil, &want); err != nil {
 		t.Fatal(err)
 	}
 	s = openAt(t, path, key, true)

@@ -2,7 +2,6 @@ package vault
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"math/rand/v2"
 	"slices"
@@ -63,7 +62,7 @@ func TestReviewJournalKeysSurviveJSON(t *testing.T) {
 		}
 		checked++
 		var back AuditRow
-		if err := json.Unmarshal(e.val, &back); err != nil {
+		if err := decodeAuditRow(e.val, nil, &back); err != nil {
 			t.Fatal(err)
 		}
 		e2, err := back.prepare(time.Now)

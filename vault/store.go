@@ -39,7 +39,7 @@ var (
 	bSandboxPH    = []byte("sandbox_ph")    // sandbox id \0 name → placeholder text
 
 	// The audit log (audit.go): rows, and one index per filterable id.
-	bAudit = []byte("audit") // tenant \0 time \0 row id → AuditRow
+	bAudit = []byte("audit") // tenant \0 time id → AuditRow (auditPos, audit_bin.go)
 
 	allBuckets = append([][]byte{bMeta, bTenants, bTenantNames, bKeys, bSecrets, bSecretIdx, bBindings, bBindByRes, bBindBySecret, bSandboxes, bSandboxOwner, bPlaceholders, bSandboxPH, bAudit}, auditIndexBuckets()...)
 
@@ -212,6 +212,8 @@ func Open(cfg Config) (*Store, error) {
 		if err := s.moveAuditBuckets(); err != nil {
 			return fail(err)
 		}
+	} else if err := s.migrateAuditLayout(); err != nil {
+		return fail(err)
 	}
 	j, err := s.openAuditJournal(cfg.JournalPath, cfg.NodeID, cfg.NoSync)
 	if err != nil {

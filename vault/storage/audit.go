@@ -74,7 +74,8 @@ type AuditRecord struct {
 	// uses that resolved to a secret other than SecretID); a query by
 	// secret matches either.
 	UseSecretIDs []string
-	// Data is the row's encoding (JSON), stored and returned as it is.
+	// Data is the row's encoding (the vault's binary one; JSON for rows
+	// written before it), stored and returned as it is.
 	Data []byte
 }
 
