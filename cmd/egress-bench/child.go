@@ -13,6 +13,8 @@ import (
 	"runtime/pprof"
 	"strings"
 	"time"
+
+	serveconfig "github.com/egressd/egressd/internal/config"
 )
 
 // childEnv carries a childSpec (JSON) to a re-exec of this binary. An
@@ -77,6 +79,9 @@ func runChild(spec childSpec) int {
 	var s served
 	switch spec.Proxy {
 	case proxyEgressd:
+		// The collector's setting serve runs with (GOGC=200 unless the
+		// environment sets GOGC); goproxy's child keeps Go's default.
+		serveconfig.TuneGC(os.Getenv)
 		s, err = serveEgressd(spec, l)
 	case proxyGoproxy:
 		s, err = serveGoproxy(spec, l)
