@@ -2,7 +2,6 @@ package oauth
 
 import (
 	"context"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,12 +18,7 @@ import (
 func TestCompleteWaitsForRefresh(t *testing.T) {
 	prov := newRotatingProvider(t, 0)
 	var clock atomic.Pointer[time.Time]
-	store, err := vault.Open(vault.Config{Path: filepath.Join(t.TempDir(), "v.db"), MasterKey: vault.NewMasterKey(), NoSync: true,
-		Now: testClock(&clock)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := openClockedStore(t, &clock)
 	r := newReplicas(t, prov, []*vault.Store{store}, 1, &clock)
 	svc := r.svcs[0]
 	ctx := context.Background()

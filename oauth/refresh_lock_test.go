@@ -251,12 +251,7 @@ func TestRefreshOnceInProcess(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			prov := newRotatingProvider(t, 50*time.Millisecond)
 			var clock atomic.Pointer[time.Time]
-			store, err := vault.Open(vault.Config{Path: filepath.Join(t.TempDir(), "v.db"), MasterKey: vault.NewMasterKey(), NoSync: true,
-				Now: testClock(&clock)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { store.Close() })
+			store := openClockedStore(t, &clock)
 			r := newReplicas(t, prov, []*vault.Store{store}, c.services, &clock)
 			errs, vals, secs := r.refreshAll(8)
 			r.checkOnce(t, errs, vals, secs)
@@ -270,12 +265,7 @@ func TestRefreshOnceInProcess(t *testing.T) {
 func TestRefreshNewerVersionNotRefreshedAgain(t *testing.T) {
 	prov := newRotatingProvider(t, 0)
 	var clock atomic.Pointer[time.Time]
-	store, err := vault.Open(vault.Config{Path: filepath.Join(t.TempDir(), "v.db"), MasterKey: vault.NewMasterKey(), NoSync: true,
-		Now: testClock(&clock)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := openClockedStore(t, &clock)
 	r := newReplicas(t, prov, []*vault.Store{store}, 2, &clock)
 	// Renewed elsewhere to a 3 s token: within ShortRefreshWindow at once.
 	now := r.now()
@@ -450,4 +440,17 @@ func TestRefreshLockHolderDiesPostgres(t *testing.T) {
 	if err != nil || !rt.Equal([]byte(rpRefresh(2))) {
 		t.Errorf("the stored refresh token is not the rotated one (%v)", err)
 	}
+}
+
+// openClockedStore opens a vault in a temporary file whose clock is clock,
+// closed when t ends.
+func openClockedStore(t *testing.T, clock *atomic.Pointer[time.Time]) *vault.Store {
+	t.Helper()
+	store, err := vault.Open(vault.Config{Path: filepath.Join(t.TempDir(), "v.db"), MasterKey: vault.NewMasterKey(), NoSync: true,
+		Now: testClock(clock)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return store
 }
