@@ -42,23 +42,12 @@ func TestServeStoreAuditSpool(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sbx, err := api.CreateSandbox(ctx, client.SandboxInput{Name: "spool"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := api.CreateBinding(ctx, client.BindingInput{SecretID: sec.Secret.ID, ResourceID: sbx.ID, ExposeAsEnv: "OPENAI_KEY"}); err != nil {
-		t.Fatal(err)
-	}
-	env, err := api.SandboxEnv(ctx, sbx.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sbx, placeholder := boundSandbox(t, api, client.SandboxInput{Name: "spool"}, sec.Secret.ID, "OPENAI_KEY")
 	code, caPEM := get(t, "http://"+s.admin+"/api/v1/ca.pem")
 	if code != http.StatusOK {
 		t.Fatalf("ca.pem: %d", code)
 	}
 	c := sandboxClient(t, s.waitAddr(t, filepath.Join(dir, "proxy.addr")), sbx.ID, sbx.ProxyToken, caPEM)
-	placeholder := env.Env["OPENAI_KEY"]
 	if got := mustBearerGet(t, c, target, placeholder); got.status != http.StatusOK {
 		t.Fatalf("before: %d %s", got.status, got.body)
 	}

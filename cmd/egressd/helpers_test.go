@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/egressd/egressd/certs"
+	"github.com/egressd/egressd/client"
 )
 
 // raceEnabled is set by race_test.go; the binary under test is then built
@@ -360,4 +361,23 @@ func tlsServer(t *testing.T, h http.Handler) (port int, caFile string) {
 		t.Fatal(err)
 	}
 	return up.Listener.Addr().(*net.TCPAddr).Port, caFile
+}
+
+// boundSandbox creates a sandbox, binds the secret to it as the env var
+// name, and returns the sandbox and the placeholder its env holds there.
+func boundSandbox(t *testing.T, api *client.Client, in client.SandboxInput, secretID, name string) (client.SandboxCreated, string) {
+	t.Helper()
+	ctx := context.Background()
+	sbx, err := api.CreateSandbox(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.CreateBinding(ctx, client.BindingInput{SecretID: secretID, ResourceID: sbx.ID, ExposeAsEnv: name}); err != nil {
+		t.Fatal(err)
+	}
+	env, err := api.SandboxEnv(ctx, sbx.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sbx, env.Env[name]
 }

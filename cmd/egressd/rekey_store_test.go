@@ -2,13 +2,10 @@ package main
 
 import (
 	"bufio"
-	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/egressd/egressd/certs"
 	"github.com/egressd/egressd/client"
 	"github.com/egressd/egressd/vault"
 )
@@ -52,24 +48,9 @@ func (u *keyUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func newKeyUpstream(t *testing.T) (u *keyUpstream, port int, caFile string) {
 	t.Helper()
-	upCA, _, err := certs.LoadOrCreateCA(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaves, err := certs.NewLeafCache(upCA, certs.LeafConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	u = &keyUpstream{accept: map[string]bool{}}
-	up := httptest.NewUnstartedServer(u)
-	up.TLS = &tls.Config{GetCertificate: leaves.GetCertificate}
-	up.StartTLS()
-	t.Cleanup(up.Close)
-	caFile = filepath.Join(t.TempDir(), "upstream-ca.pem")
-	if err := os.WriteFile(caFile, upCA.CertPEM(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return u, up.Listener.Addr().(*net.TCPAddr).Port, caFile
+	port, caFile = tlsServer(t, u)
+	return u, port, caFile
 }
 
 // writeKeys writes the keys to a new file, one a line, as a replica's

@@ -127,18 +127,7 @@ func TestStoreCopyThenServe(t *testing.T) {
 		RefreshToken: "ghr-copy-refresh-1a9b", AllowedHosts: []string{"api.github.com"}}); err != nil {
 		t.Fatal(err)
 	}
-	sbx, err := api.CreateSandbox(ctx, client.SandboxInput{Name: "copied", OwnerUserID: "u1", ExternalUserID: "eu1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := api.CreateBinding(ctx, client.BindingInput{SecretID: sec.Secret.ID, ResourceID: sbx.ID, ExposeAsEnv: "OPENAI_KEY"}); err != nil {
-		t.Fatal(err)
-	}
-	env, err := api.SandboxEnv(ctx, sbx.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	placeholder := env.Env["OPENAI_KEY"]
+	sbx, placeholder := boundSandbox(t, api, client.SandboxInput{Name: "copied", OwnerUserID: "u1", ExternalUserID: "eu1"}, sec.Secret.ID, "OPENAI_KEY")
 	if !strings.HasPrefix(placeholder, "sk-proj-EGP_") {
 		t.Fatalf("placeholder %q", placeholder)
 	}
