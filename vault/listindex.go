@@ -266,31 +266,46 @@ func (s *Store) ensureListIndexes() error {
 		if string(tx.Bucket(bMeta).Get(metaListIndexes)) == listIndexVersion {
 			return nil
 		}
-		return txBuildListIndexes(tx)
+		_, err := txBuildListIndexes(tx)
+		return err
 	})
+}
+
+// ListIndexCounts is what RebuildListIndexes indexed.
+type ListIndexCounts struct {
+	Secrets   int `json:"secrets"`
+	Bindings  int `json:"bindings"`
+	Sandboxes int `json:"sandboxes"`
 }
 
 // RebuildListIndexes drops the indexes of the secrets', bindings' and
 // sandboxes' lists and builds them again from the rows, in one
 // transaction; the lists' answers are unchanged but for rows an older
-// egressd wrote.
-func (s *Store) RebuildListIndexes() error {
-	return s.backend.Update(txBuildListIndexes)
+// egressd wrote (`egressd vault reindex`).
+func (s *Store) RebuildListIndexes() (ListIndexCounts, error) {
+	var n ListIndexCounts
+	err := s.backend.Update(func(tx storage.Tx) error {
+		var err error
+		n, err = txBuildListIndexes(tx)
+		return err
+	})
+	return n, err
 }
 
-func txBuildListIndexes(tx storage.Tx) error {
+func txBuildListIndexes(tx storage.Tx) (n ListIndexCounts, err error) {
 	for _, name := range listIndexBuckets() {
 		if err := clearBucket(tx.Bucket(name)); err != nil {
-			return err
+			return n, err
 		}
 	}
 	sf, bf, xf := tx.Bucket(bSecretFields), tx.Bucket(bBindingFields), tx.Bucket(bSandboxFields)
 	secrets := tx.Bucket(bSecrets)
-	err := secrets.ForEach(func(_, v []byte) error {
+	err = secrets.ForEach(func(_, v []byte) error {
 		var sec Secret
 		if err := unmarshal(v, &sec); err != nil {
 			return err
 		}
+		n.Secrets++
 		if err := txReindex(sf, sec.TenantID, sec.ID, nil, secretFields(&sec)); err != nil {
 			return err
 		}
@@ -300,13 +315,14 @@ func txBuildListIndexes(tx storage.Tx) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("vault: index secrets: %w", err)
+		return n, fmt.Errorf("vault: index secrets: %w", err)
 	}
 	err = tx.Bucket(bBindings).ForEach(func(_, v []byte) error {
 		var b Binding
 		if err := unmarshal(v, &b); err != nil {
 			return err
 		}
+		n.Bindings++
 		for _, k := range bindingKeys(&b) {
 			if err := bf.Put(k, nil); err != nil {
 				return err
@@ -318,19 +334,20 @@ func txBuildListIndexes(tx storage.Tx) error {
 		return sf.Put(key(b.TenantID, fieldResourceType, string(b.ResourceType), b.SecretID), nil)
 	})
 	if err != nil {
-		return fmt.Errorf("vault: index bindings: %w", err)
+		return n, fmt.Errorf("vault: index bindings: %w", err)
 	}
 	err = tx.Bucket(bSandboxes).ForEach(func(_, v []byte) error {
 		var x Sandbox
 		if err := unmarshal(v, &x); err != nil {
 			return err
 		}
+		n.Sandboxes++
 		return txReindex(xf, x.TenantID, x.ID, nil, sandboxFields(&x))
 	})
 	if err != nil {
-		return fmt.Errorf("vault: index sandboxes: %w", err)
+		return n, fmt.Errorf("vault: index sandboxes: %w", err)
 	}
-	return tx.Bucket(bMeta).Put(metaListIndexes, []byte(listIndexVersion))
+	return n, tx.Bucket(bMeta).Put(metaListIndexes, []byte(listIndexVersion))
 }
 
 // clearBucket deletes every key of b.

@@ -182,7 +182,7 @@ func indexSnapshot(t *testing.T, s *Store) map[string][]string {
 func checkIndexesExact(t *testing.T, s *Store) {
 	t.Helper()
 	kept := indexSnapshot(t, s)
-	if err := s.RebuildListIndexes(); err != nil {
+	if _, err := s.RebuildListIndexes(); err != nil {
 		t.Fatal(err)
 	}
 	built := indexSnapshot(t, s)

@@ -26,6 +26,7 @@ Commands:
                 (--store DSN: the vault and CA in a PostgreSQL store, before the replicas start)
   serve         run the proxy, the admin API and metrics (creates a "default" tenant on first run)
   vault rekey   re-wrap every secret under a new master key (server stopped; --store DSN: online)
+  vault reindex build the lists' indexes again after an older egressd wrote (server stopped; --store DSN: online)
   store migrate apply a PostgreSQL store's schema migrations (--store DSN)
   store copy    copy a single node's vault and CA into an empty PostgreSQL store (server stopped)
   audit export  write audit rows as JSON lines (server stopped; --store DSN: online)

@@ -381,6 +381,8 @@ func TestStoreToolRefusals(t *testing.T) {
 	}{
 		{[]string{"vault", "rekey", "--store", dsn, "--new-master-key-file", key}, 2, "with --store the master key is required"},
 		{[]string{"init", "--store", dsn}, 2, "with --store the master key is required"},
+		{[]string{"vault", "reindex", "--store", dsn}, 2, "with --store the master key is required"},
+		{[]string{"vault", "reindex", "--store", dsn, "--master-key-file", key}, 1, "connection refused"},
 		// audit export reads unsealed rows: it needs no key and goes on
 		// to the store (refused at the closed port).
 		{[]string{"audit", "export", "--store", dsn}, 1, "connection refused"},

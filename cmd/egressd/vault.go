@@ -9,6 +9,7 @@ import (
 
 	"github.com/egressd/egressd/internal/config"
 	"github.com/egressd/egressd/internal/datadir"
+	"github.com/egressd/egressd/vault"
 )
 
 const vaultUsage = `Usage:
@@ -18,10 +19,80 @@ const vaultUsage = `Usage:
       a shared PostgreSQL store, online, the replicas serving: every replica must hold NEW
       already (its --master-key-file holding OLD and NEW, one a line), and is given NEW alone
       at its next restart; see docs/operating.md, Cluster mode
+  egressd vault reindex --data-dir DIR [--master-key-file F]
+  egressd vault reindex --store DSN [--store-schema egressd] --master-key-file F
+      build the secrets', bindings' and sandboxes' list indexes again from their rows, in one
+      transaction (after an older egressd wrote to the vault); on a data dir the server stopped
 `
 
 func runVault(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	if len(args) > 0 && args[0] == "reindex" {
+		return runReindex(args[1:], stdout, stderr, getenv)
+	}
 	return subcommand("vault", vaultUsage, "rekey", runRekey, args, stdout, stderr, getenv)
+}
+
+// runReindex builds the lists' indexes again and prints what it indexed.
+func runReindex(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	fs := flag.NewFlagSet("vault reindex", flag.ContinueOnError)
+	dataDir := fs.String("data-dir", config.DefaultDataDir, "data directory (the server must be stopped)")
+	keyFile := fs.String("master-key-file", "", "master key file (default DATA/master.key; or "+config.MasterKeyEnv+")")
+	var sf storeFlags
+	sf.add(fs)
+	if code, done := parseFlags(fs, args, stderr, getenv); done {
+		return code
+	}
+	var st *vault.Store
+	where := ""
+	if sf.shared() {
+		if err := sf.check(fs, getenv); err != nil {
+			fmt.Fprintf(stderr, "egressd vault reindex: %v\n", err)
+			return 2
+		}
+		src, err := sf.keySource(fs, *keyFile, getenv)
+		if err != nil {
+			return fail(stderr, "vault reindex", err)
+		}
+		// The replicas made the schema: a missing one (a mistyped
+		// --store-schema) is refused, not created.
+		backend, err := sf.openExisting()
+		if err != nil {
+			return fail(stderr, "vault reindex", err)
+		}
+		o, done, err := datadir.OpenTool(src, backend, sf.name(), true)
+		if err != nil {
+			return fail(stderr, "vault reindex", err)
+		}
+		defer done()
+		st, where = o.Store, sf.name()
+	} else {
+		dir := datadir.Dir(*dataDir)
+		if ok, err := dir.HasVault(); err != nil || !ok {
+			return fail(stderr, "vault reindex", fmt.Errorf("no vault in %s", dir))
+		}
+		src, err := datadir.NewKeySource(dir, *keyFile, config.IsSet(fs, "master-key-file"), getenv(config.MasterKeyEnv))
+		if err != nil {
+			return fail(stderr, "vault reindex", err)
+		}
+		key, _, err := src.Load(false)
+		if err != nil {
+			return fail(stderr, "vault reindex", err)
+		}
+		if st, err = datadir.OpenVault(dir, key, src); err != nil {
+			return fail(stderr, "vault reindex", err)
+		}
+		defer st.Close()
+		where = dir.DB()
+	}
+	n, err := st.RebuildListIndexes()
+	if err != nil {
+		return fail(stderr, "vault reindex", err)
+	}
+	fmt.Fprintf(stderr, "egressd vault reindex: the list indexes of %s hold every secret, binding and sandbox again\n", where)
+	if err := json.NewEncoder(stdout).Encode(n); err != nil {
+		return fail(stderr, "vault reindex", err)
+	}
+	return 0
 }
 
 func runRekey(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
