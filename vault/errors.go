@@ -28,6 +28,11 @@ var ErrWrongMasterKey = errors.New("master key does not open this vault")
 // the new key already (a rekey that ran before): nothing changes.
 var ErrAlreadyRekeyed = errors.New("the vault is sealed by the new master key already")
 
+// ErrReplicaLacksKey is an online rekey refused because a replica serving
+// the store announced that it does not hold the new master key: it would
+// fail closed as the rekey commits.
+var ErrReplicaLacksKey = errors.New("a serving replica does not hold the new master key")
+
 // ErrMasterKeyNotHeld is returned by a write that seals a value, and by
 // opening a value, when the vault (a store shared by several replicas) was
 // rekeyed to a master key this process was not given (keyring.go). It is

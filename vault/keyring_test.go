@@ -64,7 +64,7 @@ func TestRekeyStoreOnline(t *testing.T) {
 	var seen []string
 	s.OnKeyChange(func(id string, held bool) { seen = append(seen, fmt.Sprintf("%s %v", id, held)) })
 
-	res, err := RekeyStore(f, "test store", []*MasterKey{oldKey}, newKey)
+	res, err := RekeyStore(f, "test store", []*MasterKey{oldKey}, newKey, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestRekeyStoreOnline(t *testing.T) {
 	if want := []string{newKey.ID() + " true"}; !slices.Equal(seen, want) {
 		t.Fatalf("OnKeyChange saw %q, want %q", seen, want)
 	}
-	if _, err := RekeyStore(f, "test store", []*MasterKey{oldKey, newKey}, newKey); !errors.Is(err, ErrAlreadyRekeyed) {
+	if _, err := RekeyStore(f, "test store", []*MasterKey{oldKey, newKey}, newKey, false); !errors.Is(err, ErrAlreadyRekeyed) {
 		t.Fatalf("second rekey: %v, want ErrAlreadyRekeyed", err)
 	}
 	s.Close()
@@ -149,7 +149,7 @@ func TestRekeyStoreReplicaWithoutNewKey(t *testing.T) {
 			})
 			tn := mustTenant(t, s, "acme")
 			a := mustUpsert(t, s, tn.ID, SecretInput{Name: "A", Value: "va", Scope: ScopeTenant, AllowedHosts: []string{"a.example"}}).Secret
-			if _, err := RekeyStore(f, "test store", []*MasterKey{oldKey}, newKey); err != nil {
+			if _, err := RekeyStore(f, "test store", []*MasterKey{oldKey}, newKey, false); err != nil {
 				t.Fatal(err)
 			}
 			if err := s.KeyStatus(); err != nil {
@@ -187,7 +187,7 @@ func TestRekeyStoreRefuses(t *testing.T) {
 	oldKey := NewMasterKey()
 	s := openTest(t, func(c *Config) { c.MasterKey = oldKey })
 	mustTenant(t, s, "acme")
-	if _, err := RekeyStore(s.backend, "test store", []*MasterKey{NewMasterKey()}, NewMasterKey()); !errors.Is(err, ErrWrongMasterKey) {
+	if _, err := RekeyStore(s.backend, "test store", []*MasterKey{NewMasterKey()}, NewMasterKey(), false); !errors.Is(err, ErrWrongMasterKey) {
 		t.Fatalf("rekey with a foreign key: %v", err)
 	}
 	if err := s.view(func(tx storage.Tx) error { return checkCanary(tx.Bucket(bMeta).Get(metaCanary), oldKey) }); err != nil {
@@ -217,7 +217,7 @@ func TestListCursorAcrossRekey(t *testing.T) {
 		mustUpsert(t, s, tn.ID, SecretInput{Name: n, Value: "v", Scope: ScopeTenant, AllowedHosts: []string{"a.example"}})
 	}
 	c := s.listCursor('s', tn.ID, nil, []byte("x"))
-	if _, err := RekeyStore(f, "test store", []*MasterKey{oldKey}, newKey); err != nil {
+	if _, err := RekeyStore(f, "test store", []*MasterKey{oldKey}, newKey, false); err != nil {
 		t.Fatal(err)
 	}
 	f.deliver(topicMasterKey)
@@ -270,7 +270,7 @@ func TestRekeyStoreReplicasOnPostgres(t *testing.T) {
 	}
 
 	cli := openPostgres(t, dsn, schema)
-	res, err := RekeyStore(cli, "test store", []*MasterKey{oldKey}, newKey)
+	res, err := RekeyStore(cli, "test store", []*MasterKey{oldKey}, newKey, false)
 	cli.Close()
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,12 @@ type RekeyResult struct {
 	Secrets  int    `json:"secrets"`
 	OldKeyID string `json:"old_key_id"`
 	NewKeyID string `json:"new_key_id"`
+	// Replicas are the node ids of the replicas an online rekey found
+	// serving (announced within ReplicaTTL), each checked to hold the new
+	// key; ReplicasLacking names those that did not, when the rekey was
+	// told to go on regardless.
+	Replicas        []string `json:"replicas,omitempty"`
+	ReplicasLacking string   `json:"replicas_lacking_key,omitempty"`
 }
 
 // Rekey re-wraps every data key in the file at path from oldKey to newKey in
@@ -59,9 +65,12 @@ func Rekey(path string, oldKey, newKey *MasterKey, timeout time.Duration) (Rekey
 // topicMasterKey is published, so each replica reads the canary again as
 // soon as the rekey commits. Replicas must hold newKey
 // before (their ring: the old key and the new one); one that does not
-// fails closed (Store.KeyStatus). name names the store in errors. A vault
-// already sealed by newKey is ErrAlreadyRekeyed and is left as it is.
-func RekeyStore(backend storage.Backend, name string, held []*MasterKey, newKey *MasterKey) (RekeyResult, error) {
+// fails closed (Store.KeyStatus): a replica serving the store that
+// announced (Store.Announce) keys without newKey makes the rekey
+// ErrReplicaLacksKey, and nothing changes, unless ignoreReplicas. name
+// names the store in errors. A vault already sealed by newKey is
+// ErrAlreadyRekeyed and is left as it is.
+func RekeyStore(backend storage.Backend, name string, held []*MasterKey, newKey *MasterKey, ignoreReplicas bool) (RekeyResult, error) {
 	res := RekeyResult{NewKeyID: newKey.ID()}
 	err := backend.Update(func(tx storage.Tx) error {
 		meta := tx.Bucket(bMeta)
@@ -88,6 +97,13 @@ func RekeyStore(backend storage.Backend, name string, held []*MasterKey, newKey 
 				ids[i] = k.ID()
 			}
 			return fmt.Errorf("vault: %w: %s is sealed by master key %s, the keys given are %s", ErrWrongMasterKey, name, id, strings.Join(ids, " and "))
+		}
+		res.Replicas, err = checkReplicasHold(tx, time.Now(), newKey.ID())
+		if errors.Is(err, ErrReplicaLacksKey) && ignoreReplicas {
+			res.ReplicasLacking, err = err.Error(), nil
+		}
+		if err != nil {
+			return err
 		}
 		if err := rekeyTx(tx, name, oldKey, newKey, &res); err != nil {
 			return err

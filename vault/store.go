@@ -41,7 +41,7 @@ var (
 	// The audit log (audit.go): rows, and one index per filterable id.
 	bAudit = []byte("audit") // tenant \0 time id → AuditRow (auditPos, audit_bin.go)
 
-	allBuckets = append([][]byte{bMeta, bTenants, bTenantNames, bKeys, bSecrets, bSecretIdx, bBindings, bBindByRes, bBindBySecret, bSandboxes, bSandboxOwner, bPlaceholders, bSandboxPH, bAudit}, auditIndexBuckets()...)
+	allBuckets = append([][]byte{bMeta, bTenants, bTenantNames, bKeys, bSecrets, bSecretIdx, bBindings, bBindByRes, bBindBySecret, bSandboxes, bSandboxOwner, bPlaceholders, bSandboxPH, bAudit, bReplicas}, auditIndexBuckets()...)
 
 	metaCanary = []byte("canary")
 	metaSchema = []byte("schema")
@@ -128,6 +128,9 @@ type core struct {
 	// sealKey's and opens with keys.
 	key *MasterKey
 	now func() time.Time
+	// node is Config.NodeID: this process's name among a shared store's
+	// replicas (replicas.go, the audit journal's position).
+	node string
 
 	// feed is backend's change feed, nil for a backend of one process
 	// (changes.go).
@@ -193,7 +196,7 @@ func Open(cfg Config) (*Store, error) {
 		}
 		return nil, err
 	}
-	s := &Store{core: &core{backend: backend, path: cfg.Path, keys: keys, key: cfg.MasterKey, now: cfg.Now}}
+	s := &Store{core: &core{backend: backend, path: cfg.Path, keys: keys, key: cfg.MasterKey, now: cfg.Now, node: cfg.NodeID}}
 	if err := s.init(); err != nil {
 		return fail(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/egressd/egressd/client"
+	"github.com/egressd/egressd/internal/datadir"
 	"github.com/egressd/egressd/vault"
 )
 
@@ -199,13 +200,25 @@ func TestServeStoreRekeyOnline(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitSent(40)
-	r = egressd(t, nil, append([]string{"vault", "rekey", "--master-key-file", ringFile, "--new-master-key-file", newFile}, store...)...)
+	// Replica 3 announced that it holds the old key alone: the rekey is
+	// refused, naming it, until told to go on regardless.
+	node3, err := datadir.Dir(dirs[2]).NodeID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rekey := append([]string{"vault", "rekey", "--master-key-file", ringFile, "--new-master-key-file", newFile}, store...)
+	r = egressd(t, nil, rekey...)
+	if r.code != 1 || !strings.Contains(r.stderr, node3+" (holds "+oldKey.ID()+",") || !strings.Contains(r.stderr, "nothing changed") {
+		t.Fatalf("vault rekey --store past a replica without the new key: exit %d: %s", r.code, r.stderr)
+	}
+	r = egressd(t, nil, append(rekey, "--ignore-replicas")...)
 	if r.code != 0 {
 		t.Fatalf("vault rekey --store exited %d: %s", r.code, r.stderr)
 	}
 	noPassword(t, dsn, r.stdout, r.stderr)
 	var res vault.RekeyResult
-	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || res.OldKeyID != oldKey.ID() || res.NewKeyID != newKey.ID() || res.Secrets != 2 {
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || res.OldKeyID != oldKey.ID() || res.NewKeyID != newKey.ID() || res.Secrets != 2 ||
+		len(res.Replicas) != 3 || !strings.Contains(res.ReplicasLacking, node3) || strings.Count(res.ReplicasLacking, " (holds ") != 1 {
 		t.Fatalf("vault rekey --store printed %s (%v)", r.stdout, err)
 	}
 	rekeyedAt := sent.Load()

@@ -15,10 +15,11 @@ import (
 const vaultUsage = `Usage:
   egressd vault rekey --data-dir DIR --new-master-key-file F [--master-key-file OLD]
       one node (bbolt), the server stopped: F is created if absent, and OLD then holds the new key
-  egressd vault rekey --store DSN [--store-schema egressd] --master-key-file OLD --new-master-key-file NEW
+  egressd vault rekey --store DSN [--store-schema egressd] --master-key-file OLD --new-master-key-file NEW [--ignore-replicas]
       a shared PostgreSQL store, online, the replicas serving: every replica must hold NEW
-      already (its --master-key-file holding OLD and NEW, one a line), and is given NEW alone
-      at its next restart; see docs/operating.md, Cluster mode
+      already (its --master-key-file holding OLD and NEW, one a line; a serving replica that
+      does not is named and nothing changes), and is given NEW alone at its next restart;
+      see docs/operating.md, Cluster mode
   egressd vault reindex --data-dir DIR [--master-key-file F]
   egressd vault reindex --store DSN [--store-schema egressd] --master-key-file F
       build the secrets', bindings' and sandboxes' list indexes again from their rows, in one
@@ -101,6 +102,7 @@ func runRekey(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	newFile := fs.String("new-master-key-file", "", "file of the new master key; created with a fresh key if absent (required; with --store it must exist and hold the new key alone)")
 	oldFile := fs.String("master-key-file", "", "current master key file, replaced by the new key on success (default DATA/master.key; or "+config.MasterKeyEnv+"); with --store the old key, or the replicas' two-key file, never replaced")
 	timeout := fs.Duration("lock-timeout", time.Second, "how long to wait for the vault file lock")
+	ignoreReplicas := fs.Bool("ignore-replicas", false, "with --store: rekey even when a serving replica announced that it does not hold the new key (it then fails closed until given it)")
 	var sf storeFlags
 	sf.add(fs)
 	if code, done := parseFlags(fs, args, stderr, getenv); done {
@@ -112,7 +114,7 @@ func runRekey(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		return 2
 	}
 	if sf.shared() {
-		return rekeyStore(fs, &sf, *oldFile, *newFile, stdout, stderr, getenv)
+		return rekeyStore(fs, &sf, *oldFile, *newFile, *ignoreReplicas, stdout, stderr, getenv)
 	}
 	dir := datadir.Dir(*dataDir)
 	src, err := datadir.NewKeySource(dir, *oldFile, config.IsSet(fs, "master-key-file"), getenv(config.MasterKeyEnv))
@@ -139,7 +141,7 @@ func runRekey(args []string, stdout, stderr io.Writer, getenv func(string) strin
 }
 
 // rekeyStore is vault rekey --store: online, on the shared store.
-func rekeyStore(fs *flag.FlagSet, sf *storeFlags, oldFile, newFile string, stdout, stderr io.Writer, getenv func(string) string) int {
+func rekeyStore(fs *flag.FlagSet, sf *storeFlags, oldFile, newFile string, ignoreReplicas bool, stdout, stderr io.Writer, getenv func(string) string) int {
 	if err := sf.check(fs, getenv); err != nil {
 		fmt.Fprintf(stderr, "egressd vault rekey: %v\n", err)
 		return 2
@@ -148,9 +150,12 @@ func rekeyStore(fs *flag.FlagSet, sf *storeFlags, oldFile, newFile string, stdou
 	if err != nil {
 		return fail(stderr, "vault rekey", err)
 	}
-	res, err := datadir.RekeyStore(sf.open, sf.name(), src, newFile)
+	res, err := datadir.RekeyStore(sf.open, sf.name(), src, newFile, ignoreReplicas)
 	if err != nil {
 		return fail(stderr, "vault rekey", err)
+	}
+	if res.ReplicasLacking != "" {
+		fmt.Fprintf(stderr, "egressd vault rekey: --ignore-replicas: %s; they fail closed until given the new key\n", res.ReplicasLacking)
 	}
 	fmt.Fprintf(stderr, "egressd vault rekey: %s is sealed by master key %s now (was %s); the replicas seal with it from their next write and were told on the change feed. Give every replica %s alone (drop %s) at its next restart, and check /readyz\n",
 		sf.name(), res.NewKeyID, res.OldKeyID, newFile, res.OldKeyID)

@@ -120,9 +120,10 @@ func checkSameKey(data []byte, want *vault.MasterKey, path string) error {
 // keys) to the key in newFile, which must exist (a shared store's key is
 // never created: every replica must hold it before the rekey). The keys
 // are read and checked before open connects to the store (and closes it
-// after). Nothing changes on an error. name names the store (without its
+// after). Nothing changes on an error, nor when a serving replica lacks
+// the new key (unless ignoreReplicas). name names the store (without its
 // password).
-func RekeyStore(open func() (storage.Backend, error), name string, old KeySource, newFile string) (vault.RekeyResult, error) {
+func RekeyStore(open func() (storage.Backend, error), name string, old KeySource, newFile string, ignoreReplicas bool) (vault.RekeyResult, error) {
 	if newFile == "" {
 		return vault.RekeyResult{}, errors.New("--new-master-key-file is required")
 	}
@@ -145,12 +146,14 @@ func RekeyStore(open func() (storage.Backend, error), name string, old KeySource
 		return vault.RekeyResult{}, err
 	}
 	defer backend.Close()
-	res, err := vault.RekeyStore(backend, name, held, newKey)
+	res, err := vault.RekeyStore(backend, name, held, newKey, ignoreReplicas)
 	switch {
 	case errors.Is(err, vault.ErrAlreadyRekeyed):
 		return res, fmt.Errorf("%w: nothing to do (a rekey to this key ran before)", err)
 	case errors.Is(err, vault.ErrWrongMasterKey):
 		return res, fmt.Errorf("%w: the key from %s (id %s) cannot open the vault in %s (%v)", ErrWrongMasterKey, old, strings.Join(ids(held), " and "), name, err)
+	case errors.Is(err, vault.ErrReplicaLacksKey):
+		return res, fmt.Errorf("%w; nothing changed: give those replicas the old and new keys (a rolling restart) and rekey again, or, for a replica that is gone, wait %s after it stopped or pass --ignore-replicas", err, vault.ReplicaTTL)
 	}
 	return res, err
 }

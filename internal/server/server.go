@@ -163,6 +163,9 @@ func (srv *Server) Run(ctx context.Context) error {
 	defer sink.Close()
 	stopPrune := startRetention(o.Store, s.AuditRetention, log.With("component", "audit"))
 	defer stopPrune()
+	if srv.shared != nil {
+		defer startAnnounce(o.Store, log)()
+	}
 	own := []net.Addr{socks.admin.Addr(), socks.metrics.Addr(), socks.proxy.Addr()}
 	if socks.public != nil {
 		own = append(own, socks.public.Addr())

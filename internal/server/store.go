@@ -2,9 +2,12 @@ package server
 
 import (
 	"context"
+	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/egressd/egressd/internal/config"
+	"github.com/egressd/egressd/vault"
 	"github.com/egressd/egressd/vault/pgstore"
 )
 
@@ -35,4 +38,44 @@ func openStore(s config.Serve) (*pgstore.Store, error) {
 // password, and the schema.
 func storeName(s config.Serve) string {
 	return s.Store.Redacted() + " (schema " + s.StoreSchema + ")"
+}
+
+// startAnnounce records, now and every vault.AnnounceEvery, that this
+// replica serves the shared store and which master keys it holds (an
+// online rekey refuses a key a serving replica lacks). The returned func
+// stops it and withdraws the announcement: a replica stopped cleanly
+// holds up no rekey.
+func startAnnounce(st *vault.Store, log *slog.Logger) func() {
+	announce := func() {
+		if err := st.Announce(); err != nil {
+			log.Warn("could not announce this replica's master keys in the store", "err", err.Error())
+		}
+	}
+	announce()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(vault.AnnounceEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				announce()
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(stop)
+			wg.Wait()
+			if err := st.Withdraw(); err != nil {
+				log.Warn("could not withdraw this replica's announcement from the store", "err", err.Error())
+			}
+		})
+	}
 }
