@@ -132,11 +132,14 @@ func parseAuditID(id string) (raw [16]byte, ok bool) {
 	}
 	// 26 characters carry 130 bits: the last 2 must be zero for the id to
 	// be the one encoding gives back.
-	if c := id[len(id)-1]; auditIDEncoding.EncodeToString(raw[15:])[1] != c {
+	if id[len(id)-1] != auditIDAlphabet[(raw[15]&7)<<2] {
 		return raw, false
 	}
 	return raw, true
 }
+
+// auditIDAlphabet is auditIDEncoding's (base32hex).
+const auditIDAlphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUV"
 
 func formatAuditID(raw []byte) string {
 	return auditIDPrefix + auditIDEncoding.EncodeToString(raw)

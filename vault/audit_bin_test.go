@@ -3,6 +3,7 @@ package vault
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -214,6 +215,53 @@ func FuzzAuditRowDecode(f *testing.F) {
 			t.Fatalf("encoded again, read as\n%s\nwant\n%s", got, want)
 		}
 	})
+}
+
+// TestPrepareParts checks that prepare's one buffer holds each part as
+// the functions that build it alone write it: the position, the key,
+// both encodings and every index prefix, for rows with an id of
+// NewAuditID's (of the row's time and not), a caller's own id, no
+// secret, and more secrets than prepare keeps on its stack.
+func TestPrepareParts(t *testing.T) {
+	at := time.Date(2026, 3, 1, 12, 0, 0, 5, time.UTC)
+	many := requestRow("ten_a", at, 1)
+	for i := range 12 {
+		many.Uses = append(many.Uses, AuditUse{Name: "n", SecretID: fmt.Sprintf("sec_%d", i%10), Action: "substituted"})
+	}
+	for name, r := range map[string]AuditRow{
+		"own id":       requestRow("ten_a", at, 1),
+		"other time":   func() AuditRow { r := requestRow("ten_a", at, 2); r.ID = NewAuditID(at.Add(time.Hour)); return r }(),
+		"caller's id":  func() AuditRow { r := requestRow("ten_b", at, 3); r.ID = "req-17.x"; return r }(),
+		"no secret":    {ID: "a", Time: at, Kind: AuditKindAdmin, TenantID: "ten_c", Action: "secret.create"},
+		"many secrets": many,
+	} {
+		t.Run(name, func(t *testing.T) {
+			e, err := r.prepare(time.Now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tb := auditTime(r.Time)
+			pos := auditPos(tb, r.ID)
+			if !bytes.Equal(e.pos, pos) || !bytes.Equal(e.key, auditRowKey(r.TenantID, pos)) {
+				t.Fatalf("pos %x key %x, want %x", e.pos, e.key, pos)
+			}
+			if !bytes.Equal(e.val, r.appendBinary(nil, true)) || !bytes.Equal(e.bval, r.appendBinary(nil, false)) || !bytes.Equal(e.rec.Data, e.val) {
+				t.Fatal("encodings differ from appendBinary's")
+			}
+			for i, ix := range auditIndexes {
+				var want [][]byte
+				for _, v := range ix.values(&r, nil) {
+					want = append(want, auditIndexPrefix(r.TenantID, v))
+				}
+				if !slices.EqualFunc(e.idx[i], want, bytes.Equal) {
+					t.Fatalf("index %s: prefixes %x, want %x", ix.bucket, e.idx[i], want)
+				}
+			}
+			if n := len(e.idx[2]); name == "many secrets" && n != 11 {
+				t.Fatalf("%d secret prefixes, want 11", n)
+			}
+		})
+	}
 }
 
 func BenchmarkAuditRowEncode(b *testing.B) {

@@ -138,7 +138,7 @@ func (l *auditLog) run() {
 		}
 		timer.Stop()
 		target = peak
-		entries := make([]auditEntry, 0, n)
+		entries := l.idx.buffer(n)
 		payloads = payloads[:0]
 		sync := false
 		for _, r := range batch {
