@@ -138,7 +138,7 @@ func (l *auditLog) run() {
 		}
 		timer.Stop()
 		target = peak
-		entries := l.idx.buffer(n)
+		entries := make([]auditEntry, 0, n)
 		payloads = payloads[:0]
 		sync := false
 		for _, r := range batch {

@@ -31,10 +31,6 @@ const (
 	// timeout under load; retried whole, it would never commit. On bbolt
 	// a transaction's cost is its fsync, so it takes everything at once.
 	indexChunkRows = 128
-	// indexFree and indexFreeRows bound the groups' slices kept for
-	// reuse (buffer): how many, and of how many rows at most.
-	indexFree     = 16
-	indexFreeRows = 1024
 )
 
 // DefaultAuditSpoolMax is Config.AuditSpoolMax's default: the request rows
@@ -66,9 +62,6 @@ type auditIndexer struct {
 	// as is the backend's audit store, nil when the audit log is buckets.
 	as storage.AuditStore
 	in chan indexMsg
-	// free holds the slices of groups taken, for the committer's next
-	// ones (buffer): a group's slice is as many rows of 400 bytes.
-	free chan []auditEntry
 	// posKey is the bMeta key of the journal position (journal.posKey).
 	posKey []byte
 
@@ -116,7 +109,7 @@ type indexMsg struct {
 }
 
 func newAuditIndexer(db storage.Backend, as storage.AuditStore, posKey []byte, spoolMax int) *auditIndexer {
-	x := &auditIndexer{db: db, as: as, posKey: posKey, in: make(chan indexMsg, indexQueue), free: make(chan []auditEntry, indexFree), exited: make(chan struct{}), chunkRows: indexChunkRows}
+	x := &auditIndexer{db: db, as: as, posKey: posKey, in: make(chan indexMsg, indexQueue), exited: make(chan struct{}), chunkRows: indexChunkRows}
 	if _, ok := db.(*boltstore.Store); ok || as != nil {
 		// A bbolt commit costs its fsync, a COPY its round trips: both
 		// take everything at once.
@@ -134,32 +127,6 @@ func (x *auditIndexer) setSpoolMax(n int) {
 		n = DefaultAuditSpoolMax
 	}
 	x.spoolMax.Store(int64(n))
-}
-
-// buffer is a slice for a group of n rows to hand over (add), from the
-// groups taken before when one has room.
-func (x *auditIndexer) buffer(n int) []auditEntry {
-	select {
-	case b := <-x.free:
-		if cap(b) >= n {
-			return b
-		}
-	default:
-	}
-	return make([]auditEntry, 0, max(n, 64))
-}
-
-// recycle gives a taken group's slice back for buffer, emptied (its rows'
-// buffers are the chunk's now, not its), unless it is large or enough wait.
-func (x *auditIndexer) recycle(b []auditEntry) {
-	if cap(b) > indexFreeRows {
-		return
-	}
-	clear(b)
-	select {
-	case x.free <- b[:0]:
-	default:
-	}
 }
 
 // add hands over a journaled group, which ends at upto in the journal;
@@ -241,7 +208,6 @@ func (x *auditIndexer) run() {
 			}
 			if len(m.entries) > 0 {
 				x.take(m.entries, m.upto)
-				x.recycle(m.entries)
 				if !armed {
 					timer.Reset(indexMaxWait)
 					armed = true
