@@ -121,22 +121,49 @@ func appendAuditID(b []byte, id string, tb []byte) []byte {
 }
 
 // parseAuditID reads an id of NewAuditID's form back into its 16 bytes;
-// ok only when encoding them again gives id itself.
+// ok only when encoding them again gives id itself. It decodes the 26
+// characters itself (base32hex, auditIDEncoding's: 8 characters are 5
+// bytes), without encoding/base32's copy of the id and its generic loop.
 func parseAuditID(id string) (raw [16]byte, ok bool) {
 	if len(id) != len(auditIDPrefix)+26 || id[:len(auditIDPrefix)] != auditIDPrefix {
 		return raw, false
 	}
-	n, err := auditIDEncoding.Decode(raw[:], []byte(id[len(auditIDPrefix):]))
-	if err != nil || n != 16 {
-		return raw, false
+	s := id[len(auditIDPrefix):]
+	for blk := range 3 {
+		var v uint64
+		for _, c := range []byte(s[blk*8 : blk*8+8]) {
+			d := auditIDDigit[c]
+			if d == 0xff {
+				return raw, false
+			}
+			v = v<<5 | uint64(d)
+		}
+		for i := 4; i >= 0; i-- {
+			raw[blk*5+i] = byte(v)
+			v >>= 8
+		}
 	}
+	hi, lo := auditIDDigit[s[24]], auditIDDigit[s[25]]
 	// 26 characters carry 130 bits: the last 2 must be zero for the id to
 	// be the one encoding gives back.
-	if c := id[len(id)-1]; auditIDEncoding.EncodeToString(raw[15:])[1] != c {
+	if hi == 0xff || lo == 0xff || lo&3 != 0 {
 		return raw, false
 	}
+	raw[15] = hi<<3 | lo>>2
 	return raw, true
 }
+
+// auditIDDigit is each byte's value in auditIDEncoding's alphabet
+// (base32hex), 0xff for a byte not in it.
+var auditIDDigit = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for i, c := range []byte("0123456789ABCDEFGHIJKLMNOPQRSTUV") {
+		t[c] = byte(i)
+	}
+	return t
+}()
 
 func formatAuditID(raw []byte) string {
 	return auditIDPrefix + auditIDEncoding.EncodeToString(raw)

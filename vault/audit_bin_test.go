@@ -3,6 +3,7 @@ package vault
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -216,6 +217,53 @@ func FuzzAuditRowDecode(f *testing.F) {
 	})
 }
 
+// TestPrepareParts checks that prepare's one buffer holds each part as
+// the functions that build it alone write it: the position, the key,
+// both encodings and every index prefix, for rows with an id of
+// NewAuditID's (of the row's time and not), a caller's own id, no
+// secret, and more secrets than prepare keeps on its stack.
+func TestPrepareParts(t *testing.T) {
+	at := time.Date(2026, 3, 1, 12, 0, 0, 5, time.UTC)
+	many := requestRow("ten_a", at, 1)
+	for i := range 12 {
+		many.Uses = append(many.Uses, AuditUse{Name: "n", SecretID: fmt.Sprintf("sec_%d", i%10), Action: "substituted"})
+	}
+	for name, r := range map[string]AuditRow{
+		"own id":       requestRow("ten_a", at, 1),
+		"other time":   func() AuditRow { r := requestRow("ten_a", at, 2); r.ID = NewAuditID(at.Add(time.Hour)); return r }(),
+		"caller's id":  func() AuditRow { r := requestRow("ten_b", at, 3); r.ID = "req-17.x"; return r }(),
+		"no secret":    {ID: "a", Time: at, Kind: AuditKindAdmin, TenantID: "ten_c", Action: "secret.create"},
+		"many secrets": many,
+	} {
+		t.Run(name, func(t *testing.T) {
+			e, err := r.prepare(time.Now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tb := auditTime(r.Time)
+			pos := auditPos(tb, r.ID)
+			if !bytes.Equal(e.pos, pos) || !bytes.Equal(e.key, auditRowKey(r.TenantID, pos)) {
+				t.Fatalf("pos %x key %x, want %x", e.pos, e.key, pos)
+			}
+			if !bytes.Equal(e.val, r.appendBinary(nil, true)) || !bytes.Equal(e.bval, r.appendBinary(nil, false)) || !bytes.Equal(e.rec.Data, e.val) {
+				t.Fatal("encodings differ from appendBinary's")
+			}
+			for i, ix := range auditIndexes {
+				var want [][]byte
+				for _, v := range ix.values(&r, nil) {
+					want = append(want, auditIndexPrefix(r.TenantID, v))
+				}
+				if !slices.EqualFunc(e.idx[i], want, bytes.Equal) {
+					t.Fatalf("index %s: prefixes %x, want %x", ix.bucket, e.idx[i], want)
+				}
+			}
+			if n := len(e.idx[2]); name == "many secrets" && n != 11 {
+				t.Fatalf("%d secret prefixes, want 11", n)
+			}
+		})
+	}
+}
+
 func BenchmarkAuditRowEncode(b *testing.B) {
 	r := requestRow("ten_a", time.Now(), 1)
 	b.Run("encoding/json", func(b *testing.B) {
@@ -255,4 +303,26 @@ func BenchmarkAuditRowEncode(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestParseAuditID checks the id decoder against encoding/base32 and
+// encoding the bytes again: for ids of NewAuditID's and for ids with a
+// character changed at random (outside the alphabet, lower case, last
+// bits set), it accepts exactly the ids whose bytes encode back to them.
+func TestParseAuditID(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	chars := []byte("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcv_-.\n\x00\xff")
+	for i := range 20000 {
+		id := []byte(NewAuditID(time.Unix(int64(rng.Uint32()), int64(rng.IntN(1e9)))))
+		if i%2 == 1 {
+			id[len(auditIDPrefix)+rng.IntN(26)] = chars[rng.IntN(len(chars))]
+		}
+		raw, ok := parseAuditID(string(id))
+		var want [16]byte
+		n, err := auditIDEncoding.Decode(want[:], id[len(auditIDPrefix):])
+		wantOK := err == nil && n == 16 && formatAuditID(want[:]) == string(id)
+		if ok != wantOK || (ok && raw != want) {
+			t.Fatalf("%q: %x %v, want %x %v", id, raw, ok, want, wantOK)
+		}
+	}
 }

@@ -306,10 +306,8 @@ func commitChunk(db storage.Backend, as storage.AuditStore, entries []auditEntry
 	}
 	return db.Update(func(tx storage.Tx) error {
 		b := txAuditBuckets(tx)
-		for i := range entries {
-			if err := b.put(&entries[i]); err != nil {
-				return err
-			}
+		if err := b.putAll(entries); err != nil {
+			return err
 		}
 		return tx.Bucket(bMeta).Put(posKey, upto.encode())
 	})

@@ -2,9 +2,12 @@ package vault
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"math"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -25,10 +28,12 @@ var (
 	bAuditBySecret       = []byte("audit_secret")        // secret_id and every Uses[].secret_id
 )
 
-// auditIndex is one index: its bucket and the values of a row it holds.
+// auditIndex is one index: its bucket and the values of a row it holds
+// (appended to dst: a caller's array on its stack keeps them off the
+// heap).
 type auditIndex struct {
 	bucket []byte
-	values func(r *AuditRow) []string
+	values func(r *AuditRow, dst []string) []string
 }
 
 // auditIndexes are in order of selectivity, most selective first: a
@@ -36,10 +41,26 @@ type auditIndex struct {
 // the others on each row (one sandbox has one user; one user has a few
 // sandboxes; a tenant-wide secret may be in every row).
 var auditIndexes = [auditIndexCount]auditIndex{
-	{bAuditBySandbox, func(r *AuditRow) []string { return one(r.SandboxID) }},
-	{bAuditByExtUser, func(r *AuditRow) []string { return one(r.ExternalUserID) }},
-	{bAuditBySecret, func(r *AuditRow) []string { return r.secretIDs() }},
-	{bAuditByExtWorkspace, func(r *AuditRow) []string { return one(r.ExternalWorkspaceID) }},
+	{bAuditBySandbox, func(r *AuditRow, dst []string) []string { return r.indexValues(0, dst) }},
+	{bAuditByExtUser, func(r *AuditRow, dst []string) []string { return r.indexValues(1, dst) }},
+	{bAuditBySecret, func(r *AuditRow, dst []string) []string { return r.indexValues(2, dst) }},
+	{bAuditByExtWorkspace, func(r *AuditRow, dst []string) []string { return r.indexValues(3, dst) }},
+}
+
+// indexValues appends r's values in index i (of auditIndexes) to dst,
+// as auditIndexes[i].values does; called directly, it lets r stay on its
+// caller's stack.
+func (r *AuditRow) indexValues(i int, dst []string) []string {
+	switch i {
+	case 0:
+		return one(dst, r.SandboxID)
+	case 1:
+		return one(dst, r.ExternalUserID)
+	case 2:
+		return r.appendSecretIDs(dst)
+	default:
+		return one(dst, r.ExternalWorkspaceID)
+	}
 }
 
 func auditIndexBuckets() [][]byte {
@@ -50,19 +71,21 @@ func auditIndexBuckets() [][]byte {
 	return out
 }
 
-func one(v string) []string {
+func one(dst []string, v string) []string {
 	if v == "" {
-		return nil
+		return dst
 	}
-	return []string{v}
+	return append(dst, v)
 }
 
 // secretIDs are the distinct secrets a row is about: its SecretID and
 // those of its Uses.
-func (r *AuditRow) secretIDs() []string {
-	out := one(r.SecretID)
+func (r *AuditRow) secretIDs() []string { return r.appendSecretIDs(nil) }
+
+func (r *AuditRow) appendSecretIDs(dst []string) []string {
+	out := one(dst, r.SecretID)
 	for _, u := range r.Uses {
-		if u.SecretID != "" && !contains(out, u.SecretID) {
+		if u.SecretID != "" && !contains(out[len(dst):], u.SecretID) {
 			out = append(out, u.SecretID)
 		}
 	}
@@ -244,32 +267,66 @@ func (r *AuditRow) prepare(now func() time.Time) (auditEntry, error) {
 	if len(r.TenantID)+1+auditTimeLen+4+len(r.ID) > storage.MaxKeySize {
 		return e, invalid("tenant_id", "at most %d bytes", maxAuditField)
 	}
-	// One buffer for both encodings: the keyed one (the bucket's value)
-	// follows the full one (the journal's record, a table's Data).
+	// One buffer for the row's position, key, both encodings and index
+	// prefixes, built in a pooled scratch buffer and copied to one of its
+	// size: one allocation a row, not seven (a 512-byte buffer among
+	// them). The id is parsed once, for the position; the full encoding
+	// takes its bytes from there.
 	tb := auditTime(r.Time)
-	buf := r.appendBinaryBody(append(make([]byte, 0, 512), auditBinKeyed))
-	n := len(buf)
-	buf = append(buf, auditBinFull)
-	buf = binary.AppendUvarint(buf, uint64(r.Time.UnixNano()))
-	buf = appendAuditID(buf, r.ID, tb)
-	buf = appendAuditStr(buf, r.TenantID)
-	buf = append(buf, buf[1:n]...)
-	keyed, full := buf[:n:n], buf[n:]
-	pos := auditPos(tb, r.ID)
-	e.key, e.val, e.bval, e.pos = auditRowKey(r.TenantID, pos), full, keyed, pos
-	e.rec = r.record(full)
-	// The prefixes share one buffer: a row has at most one value an
-	// index but for its secrets (its own and its uses').
-	pb := make([]byte, 0, auditIndexPrefixLen*(auditIndexCount+len(r.Uses)))
-	for i, ix := range auditIndexes {
-		for _, v := range ix.values(r) {
-			at := len(pb)
-			pb = appendAuditIndexPrefix(pb, r.TenantID, v)
-			e.idx[i] = append(e.idx[i], pb[at:len(pb):len(pb)])
+	sp := prepareScratch.Get().(*[]byte)
+	s := append((*sp)[:0], tb...)
+	s = appendAuditID(s, r.ID, tb)
+	np := len(s) // s[:np] is the position
+	s = append(append(s, r.TenantID...), 0)
+	s = append(s, s[:np]...)
+	nk := len(s) // s[np:nk] the key
+	s = r.appendBinaryBody(append(s, auditBinKeyed))
+	nb := len(s) // s[nk:nb] the keyed encoding (the bucket's value)
+	s = append(s, auditBinFull)
+	s = binary.AppendUvarint(s, uint64(r.Time.UnixNano()))
+	s = append(s, s[auditTimeLen:np]...)
+	s = appendAuditStr(s, r.TenantID)
+	s = append(s, s[nk+1:nb]...)
+	nf := len(s) // s[nb:nf] the full one (the journal's record, a table's Data)
+	// The prefixes: a row has at most one value an index but for its
+	// secrets (its own and its uses').
+	var vals [auditIndexCount][]string
+	var arr [8]string
+	nv := 0
+	for i := range auditIndexes {
+		var dst []string
+		if nv < len(arr) {
+			dst = arr[nv:nv:len(arr)]
+		}
+		vals[i] = r.indexValues(i, dst)
+		nv += len(vals[i])
+		for _, v := range vals[i] {
+			s = appendAuditIndexPrefix(s, r.TenantID, v)
 		}
 	}
+	buf := make([]byte, len(s))
+	copy(buf, s)
+	if cap(s) <= 4096 {
+		*sp = s
+		prepareScratch.Put(sp)
+	}
+	e.pos, e.key, e.bval, e.val = buf[:np:np], buf[np:nk:nk], buf[nk:nb:nb], buf[nb:nf:nf]
+	prefixes := make([][]byte, nv)
+	at := nf
+	for i := range vals {
+		e.idx[i] = prefixes[:len(vals[i]):len(vals[i])]
+		prefixes = prefixes[len(vals[i]):]
+		for j := range e.idx[i] {
+			e.idx[i][j] = buf[at : at+auditIndexPrefixLen : at+auditIndexPrefixLen]
+			at += auditIndexPrefixLen
+		}
+	}
+	e.rec = r.record(e.val)
 	return e, nil
 }
+
+// prepareScratch holds prepare's scratch buffers.
+var prepareScratch = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // record is r as an audit store keeps it, data its full encoding.
 func (r *AuditRow) record(data []byte) storage.AuditRecord {
@@ -349,16 +406,7 @@ func (b *auditBuckets) put(e *auditEntry) error {
 	if b.atx != nil {
 		return b.atx.PutAudit([]storage.AuditRecord{e.rec})
 	}
-	if old := b.rows.Get(e.key); old != nil {
-		var r AuditRow
-		if err := decodeAuditRow(old, e.key, &r); err != nil {
-			return err
-		}
-		if err := b.delete(e.key, &r); err != nil {
-			return err
-		}
-	}
-	if err := b.rows.Put(e.key, e.bval); err != nil {
+	if add, err := b.putRow(e); err != nil || !add {
 		return err
 	}
 	for i, prefixes := range e.idx {
@@ -371,6 +419,121 @@ func (b *auditBuckets) put(e *auditEntry) error {
 	return nil
 }
 
+// putAll writes entries, whose keys are distinct, as put writes each; on
+// a key-value backend the index entries of all of them are added
+// afterwards, sorted, each run of one index and prefix with one Put a
+// chunk (addPostings) instead of one Put, and a copy of the chunk, a row:
+// the rows of one sandbox, user or secret arrive together, and a
+// transaction of a thousand rows rewrote the same chunk a thousand times.
+// A row replacing one already stored has the old one's entries removed
+// first, as put does; with distinct keys no removal touches a position
+// added here.
+func (b *auditBuckets) putAll(entries []auditEntry) error {
+	if b.atx != nil {
+		for i := range entries {
+			if err := b.put(&entries[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	n := 0
+	for i := range entries {
+		for _, prefixes := range entries[i].idx {
+			n += len(prefixes)
+		}
+	}
+	ps := make([]posting, 0, n)
+	for i := range entries {
+		e := &entries[i]
+		add, err := b.putRow(e)
+		if err != nil {
+			return err
+		}
+		if !add {
+			continue
+		}
+		for ix, prefixes := range e.idx {
+			for _, p := range prefixes {
+				ps = append(ps, posting{ix: ix, p: binary.BigEndian.Uint64(p), pfx: p, pos: e.pos})
+			}
+		}
+	}
+	slices.SortFunc(ps, func(x, y posting) int {
+		if c := cmp.Compare(x.ix, y.ix); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(x.p, y.p); c != 0 {
+			return c
+		}
+		return bytes.Compare(x.pos, y.pos)
+	})
+	run := make([][]byte, 0, 64)
+	for i := 0; i < len(ps); {
+		j := i
+		run = run[:0]
+		for ; j < len(ps) && ps[j].ix == ps[i].ix && ps[j].p == ps[i].p; j++ {
+			if len(run) == 0 || !bytes.Equal(run[len(run)-1], ps[j].pos) {
+				run = append(run, ps[j].pos)
+			}
+		}
+		ix := ps[i].ix
+		if err := addPostings(b.idx[ix], b.cursor(ix), ps[i].pfx, run); err != nil {
+			return err
+		}
+		i = j
+	}
+	return nil
+}
+
+// posting is an index entry to add: index ix, prefix pfx (p, as a
+// number: the prefixes sort as their 8 big-endian bytes do), position pos.
+type posting struct {
+	ix       int
+	p        uint64
+	pfx, pos []byte
+}
+
+// putRow writes e's row over the row it replaces (same key), if any; add
+// is true when e's index entries are still to be added. The row it
+// replaces has its index entries removed first, unless they are e's
+// own (the proxy's final row has those of its provisional one: same
+// position, same ids): then they stay, and only the row is written.
+func (b *auditBuckets) putRow(e *auditEntry) (add bool, err error) {
+	if old := b.rows.Get(e.key); old != nil {
+		var r AuditRow
+		if err := decodeAuditRow(old, e.key, &r); err != nil {
+			return false, err
+		}
+		if sameIndexEntries(&r, e) {
+			return false, b.rows.Put(e.key, e.bval)
+		}
+		if err := b.delete(e.key, &r); err != nil {
+			return false, err
+		}
+	}
+	return true, b.rows.Put(e.key, e.bval)
+}
+
+// sameIndexEntries says row r, stored at e's key, has e's index entries:
+// the same prefixes in each index (in the same order).
+func sameIndexEntries(r *AuditRow, e *auditEntry) bool {
+	var arr [8]string
+	var buf [auditIndexPrefixLen]byte
+	for i := range auditIndexes {
+		vals := r.indexValues(i, arr[:0])
+		if len(vals) != len(e.idx[i]) {
+			return false
+		}
+		for j, v := range vals {
+			if string(appendAuditIndexPrefix(buf[:0], r.TenantID, v)) != string(e.idx[i][j]) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // delete removes row r (stored at k, of either layout) and its index
 // entries.
 func (b *auditBuckets) delete(k []byte, r *AuditRow) error {
@@ -378,7 +541,7 @@ func (b *auditBuckets) delete(k []byte, r *AuditRow) error {
 	legacy := isLegacyRowKey(k)
 	pos := auditPos(tb, r.ID)
 	for i, ix := range auditIndexes {
-		for _, v := range ix.values(r) {
+		for _, v := range ix.values(r, nil) {
 			var err error
 			if legacy {
 				err = b.idx[i].Delete(legacyAuditKey(r.TenantID+"\x00"+v, tb, r.ID))

@@ -48,7 +48,7 @@ func TestAuditLayoutMigrated(t *testing.T) {
 				return err
 			}
 			for _, ix := range auditIndexes {
-				for _, val := range ix.values(&r) {
+				for _, val := range ix.values(&r, nil) {
 					if err := tx.Bucket(ix.bucket).Put(legacyAuditKey(r.TenantID+"\x00"+val, tb, r.ID), nil); err != nil {
 						return err
 					}

@@ -177,6 +177,72 @@ func addPosting(b storage.Bucket, c storage.Cursor, p, pos []byte) error {
 	return b.Put(chunkKey(p, ps[half]), joinPositions(ps[half:]))
 }
 
+// addPostings adds ps, ascending and distinct, to prefix p's entries in
+// index bucket b, as addPosting of each in turn would (the same chunks),
+// with one Put a chunk for the positions that go after a chunk's last,
+// as rows arrive; others go one by one through addPosting.
+func addPostings(b storage.Bucket, c storage.Cursor, p []byte, ps [][]byte) error {
+	for len(ps) > 0 {
+		k, v := chunkOf(c, p, ps[0])
+		if k == nil {
+			if err := addPosting(b, c, p, ps[0]); err != nil {
+				return err
+			}
+			ps = ps[1:]
+			continue
+		}
+		at, count, ok := lastPosition(v)
+		if !ok {
+			return errAuditBin
+		}
+		if bytes.Compare(v[at:], ps[0]) >= 0 {
+			if err := addPosting(b, c, p, ps[0]); err != nil {
+				return err
+			}
+			ps = ps[1:]
+			continue
+		}
+		// ps[0] and those after it below the next chunk's first position
+		// (the cursor is at k) go after this chunk's last: into it while
+		// it has room, then into chunks of their own.
+		n := 1
+		if nk, _ := c.Next(); nk != nil && bytes.HasPrefix(nk, p) && len(nk) > len(p) {
+			for n < len(ps) && bytes.Compare(ps[n], nk[len(p):]) < 0 {
+				n++
+			}
+		} else {
+			n = len(ps)
+		}
+		run := ps[:n]
+		ps = ps[n:]
+		if room := auditChunkRows - count; room > 0 {
+			fill := run[:min(room, len(run))]
+			size := len(v)
+			for _, pos := range fill {
+				size += len(pos)
+			}
+			val := append(make([]byte, 0, size), v...)
+			for _, pos := range fill {
+				val = append(val, pos...)
+			}
+			// k is the stored key, unchanged until the transaction ends
+			// (the seam asks no more of a Put's key).
+			if err := b.Put(k, val); err != nil {
+				return err
+			}
+			run = run[len(fill):]
+		}
+		for len(run) > 0 {
+			chunk := run[:min(auditChunkRows, len(run))]
+			if err := b.Put(chunkKey(p, chunk[0]), joinPositions(chunk)); err != nil {
+				return err
+			}
+			run = run[len(chunk):]
+		}
+	}
+	return nil
+}
+
 // removePosting removes pos from prefix p's entries in index bucket b;
 // one that is not there is no error.
 func removePosting(b storage.Bucket, c storage.Cursor, p, pos []byte) error {

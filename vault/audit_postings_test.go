@@ -100,3 +100,67 @@ func TestAuditPostings(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditAddPostingsSameChunks adds the same positions, ascending, one
+// by one (addPosting) to one bucket and a prefix's run at once
+// (addPostings) to another, round after round (mostly after what is there, some older,
+// some there already, chunks filling and splitting), and checks that both
+// buckets hold the same keys and values: batching changes no chunk.
+func TestAuditAddPostingsSameChunks(t *testing.T) {
+	s := openTest(t)
+	rng := rand.New(rand.NewPCG(3, 5))
+	prefixes := [][]byte{auditIndexPrefix("ten_a", "x"), auditIndexPrefix("ten_a", "y"), auditIndexPrefix("ten_b", "x")}
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var all [][]byte
+	for round := range 30 {
+		runs := map[string][][]byte{}
+		for range 1 + rng.IntN(300) {
+			p := prefixes[rng.IntN(len(prefixes))]
+			var pos []byte
+			switch n := rng.IntN(20); {
+			case n == 0 && len(all) > 0:
+				pos = all[rng.IntN(len(all))] // there already, or of another prefix
+			case n < 3:
+				pos = auditPos(auditTime(base.Add(time.Duration(rng.IntN(round*200+1))*time.Second)), NewAuditID(base)) // older
+			default:
+				pos = auditPos(auditTime(base.Add(time.Duration(round*200+rng.IntN(200))*time.Second)), fmt.Sprintf("req_%d", rng.IntN(1000)))
+			}
+			all = append(all, pos)
+			runs[string(p)] = append(runs[string(p)], pos)
+		}
+		err := s.backend.Update(func(tx storage.Tx) error {
+			one, many := tx.Bucket(bAuditBySandbox), tx.Bucket(bAuditByExtUser)
+			c1, c2 := one.Cursor(), many.Cursor()
+			for _, p := range prefixes {
+				run := slices.Clone(runs[string(p)])
+				slices.SortFunc(run, bytes.Compare)
+				for _, pos := range run {
+					if err := addPosting(one, c1, p, pos); err != nil {
+						return err
+					}
+				}
+				run = slices.CompactFunc(run, bytes.Equal)
+				if err := addPostings(many, c2, p, run); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.backend.View(func(tx storage.Tx) error {
+			dump := func(b storage.Bucket) (out []string) {
+				b.ForEach(func(k, v []byte) error { out = append(out, fmt.Sprintf("%x=%x", k, v)); return nil })
+				return out
+			}
+			one, many := dump(tx.Bucket(bAuditBySandbox)), dump(tx.Bucket(bAuditByExtUser))
+			if !slices.Equal(one, many) {
+				t.Fatalf("round %d: one by one %d chunks, at once %d, or different ones", round, len(one), len(many))
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -230,28 +230,53 @@ func TestExportAudit(t *testing.T) {
 
 // TestAuditRowReplaced writes a request's provisional row and then its
 // final one (same id and time, as the proxy does): one row is left, the
-// final one, with the index entries of the final one only.
+// final one, with the index entries of the final one only; whether the
+// indexer had committed the provisional row before (the final one then
+// replaces a stored row: its entries kept when they are the same, or
+// removed and the final's added) or not, and whether the final row names
+// the same secret or another.
 func TestAuditRowReplaced(t *testing.T) {
-	s := openTest(t)
-	tm := auditBase.Add(time.Minute)
-	first := AuditRow{ID: "req_0123", Time: tm, Kind: AuditKindRequest, TenantID: "ten_a", SandboxID: "sbx_1", ExternalUserID: "eu1",
-		Uses: []AuditUse{{Name: "a", SecretID: "sec_a", Action: "substituted"}}}
-	final := first
-	final.Status, final.Outcome, final.DurationMS = 200, "substituted", 3.5
-	final.Uses = []AuditUse{{Name: "b", SecretID: "sec_b", Action: "substituted"}}
-	if err := s.AppendAudit(first); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.AppendAudit(final); err != nil {
-		t.Fatal(err)
-	}
-	if got := allRows(t, s); !reflect.DeepEqual(got, []AuditRow{final}) {
-		t.Fatalf("rows %+v", got)
-	}
-	if have, want := indexKeys(t, s, []AuditRow{final}); !slices.Equal(have, want) {
-		t.Fatalf("index keys %q, want %q", have, want)
-	}
-	if rows, _, _ := s.QueryAudit("ten_a", AuditFilter{SecretID: "sec_a"}); len(rows) != 0 {
-		t.Fatalf("found by the provisional row's secret")
+	for _, c := range []struct {
+		name            string
+		indexed, sameID bool
+	}{{"one batch, other secret", false, false}, {"one batch, same ids", false, true}, {"indexed, other secret", true, false}, {"indexed, same ids", true, true}} {
+		t.Run(c.name, func(t *testing.T) {
+			s := openTest(t)
+			tm := auditBase.Add(time.Minute)
+			first := AuditRow{ID: "req_0123", Time: tm, Kind: AuditKindRequest, TenantID: "ten_a", SandboxID: "sbx_1", ExternalUserID: "eu1",
+				Uses: []AuditUse{{Name: "a", SecretID: "sec_a", Action: "substituted"}}}
+			final := first
+			final.Status, final.Outcome, final.DurationMS = 200, "substituted", 3.5
+			if !c.sameID {
+				final.Uses = []AuditUse{{Name: "b", SecretID: "sec_b", Action: "substituted"}}
+			}
+			if err := s.AppendAudit(first); err != nil {
+				t.Fatal(err)
+			}
+			if c.indexed {
+				if err := s.log.sync(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.AppendAudit(final); err != nil {
+				t.Fatal(err)
+			}
+			if got := allRows(t, s); !reflect.DeepEqual(got, []AuditRow{final}) {
+				t.Fatalf("rows %+v", got)
+			}
+			if have, want := indexKeys(t, s, []AuditRow{final}); !slices.Equal(have, want) {
+				t.Fatalf("index keys %q, want %q", have, want)
+			}
+			for _, f := range []AuditFilter{{SecretID: "sec_a"}, {SecretID: "sec_b"}, {SandboxID: "sbx_1"}, {ExternalUserID: "eu1"}} {
+				rows, _, err := s.QueryAudit("ten_a", f)
+				want := f.SecretID != "sec_a" || c.sameID
+				if f.SecretID == "sec_b" {
+					want = !c.sameID
+				}
+				if err != nil || (len(rows) == 1) != want || len(rows) > 1 || (want && rows[0].Status != 200) {
+					t.Fatalf("filter %+v: %d rows, %v; want them: %v", f, len(rows), err, want)
+				}
+			}
+		})
 	}
 }
