@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/internal/config"
-	"github.com/egressd/egressd/vault"
 )
 
 // auditParams are the query parameters of GET /api/v1/audit.
@@ -21,8 +21,8 @@ var auditParams = []string{
 // the cursor of the next page ("" after the last). A page may hold fewer
 // rows than the limit while more follow; only an empty cursor ends.
 type AuditPage struct {
-	Rows       []vault.AuditRow `json:"rows"`
-	NextCursor string           `json:"next_cursor"`
+	Rows       []audit.Row `json:"rows"`
+	NextCursor string      `json:"next_cursor"`
 }
 
 // listAudit answers a page of the tenant's audit log. A browser token sees
@@ -48,7 +48,7 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, p *principal)
 // ownRows narrows f to the rows p may read: a browser token's own
 // external user's, the filter forced; naming another user is 403. The
 // audit list, export and summary all go through it.
-func ownRows(p *principal, f *vault.AuditFilter) error {
+func ownRows(p *principal, f *audit.Filter) error {
 	if !p.browser() {
 		return nil
 	}
@@ -61,8 +61,8 @@ func ownRows(p *principal, f *vault.AuditFilter) error {
 
 // auditFilter reads the query of GET /api/v1/audit. Relative times are
 // taken back from now. Its messages name the parameter, never echo it.
-func auditFilter(q url.Values, now time.Time) (vault.AuditFilter, error) {
-	f := vault.AuditFilter{
+func auditFilter(q url.Values, now time.Time) (audit.Filter, error) {
+	f := audit.Filter{
 		ExternalUserID:      q.Get("external_user_id"),
 		ExternalWorkspaceID: q.Get("external_workspace_id"),
 		SandboxID:           q.Get("sandbox_id"),
@@ -81,13 +81,13 @@ func auditFilter(q url.Values, now time.Time) (vault.AuditFilter, error) {
 	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until) {
 		return f, errorf(ErrBadRequest, "until: must be after since")
 	}
-	if f.Kind != "" && f.Kind != vault.AuditKindRequest && f.Kind != vault.AuditKindAdmin {
-		return f, errorf(ErrBadRequest, "kind: want %s or %s", vault.AuditKindRequest, vault.AuditKindAdmin)
+	if f.Kind != "" && f.Kind != audit.KindRequest && f.Kind != audit.KindAdmin {
+		return f, errorf(ErrBadRequest, "kind: want %s or %s", audit.KindRequest, audit.KindAdmin)
 	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > vault.MaxAuditLimit {
-			return f, errorf(ErrBadRequest, "limit: want a whole number from 1 to %d (default %d)", vault.MaxAuditLimit, vault.DefaultAuditLimit)
+		if err != nil || n < 1 || n > audit.MaxLimit {
+			return f, errorf(ErrBadRequest, "limit: want a whole number from 1 to %d (default %d)", audit.MaxLimit, audit.DefaultLimit)
 		}
 		f.Limit = n
 	}

@@ -11,15 +11,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/client"
 	"github.com/egressd/egressd/vault"
 )
 
 // allRows follows AuditAll with f and returns the ids in order.
-func allRows(t *testing.T, c *client.Client, f client.AuditFilter) []vault.AuditRow {
+func allRows(t *testing.T, c *client.Client, f client.AuditFilter) []audit.Row {
 	t.Helper()
-	var out []vault.AuditRow
-	if err := c.AuditAll(context.Background(), f, func(r vault.AuditRow) error {
+	var out []audit.Row
+	if err := c.AuditAll(context.Background(), f, func(r audit.Row) error {
 		out = append(out, r)
 		return nil
 	}); err != nil {
@@ -28,7 +29,7 @@ func allRows(t *testing.T, c *client.Client, f client.AuditFilter) []vault.Audit
 	return out
 }
 
-func idsOf(rows []vault.AuditRow) []string {
+func idsOf(rows []audit.Row) []string {
 	ids := make([]string, len(rows))
 	for i, r := range rows {
 		ids[i] = r.ID
@@ -47,7 +48,7 @@ func TestAuditTenantIsolation(t *testing.T) {
 	rowsB := seedAudit(t, h.store, tb.ID, 500, 2)
 	sbxA := must[client.SandboxCreated](t)(h.admin.CreateSandbox(ctx, client.SandboxInput{ExternalUserID: "eu1"}))
 	must[client.SandboxCreated](t)(cb.CreateSandbox(ctx, client.SandboxInput{ExternalUserID: "eu1"}))
-	if len(h.auditRows(h.tenant.ID, vault.AuditFilter{SandboxID: sbxA.ID})) != 1 {
+	if len(h.auditRows(h.tenant.ID, audit.Filter{SandboxID: sbxA.ID})) != 1 {
 		t.Fatal("no admin row for tenant A's sandbox")
 	}
 
@@ -55,7 +56,7 @@ func TestAuditTenantIsolation(t *testing.T) {
 		name   string
 		c      *client.Client
 		tenant string
-		seeded []vault.AuditRow
+		seeded []audit.Row
 	}{{"A", h.admin, h.tenant.ID, rowsA}, {"B", cb, tb.ID, rowsB}} {
 		for _, f := range []client.AuditFilter{{}, {ExternalUserID: "eu1"}, {SandboxID: "sb1"}, {SecretID: "sec3", Limit: 50}} {
 			got := allRows(t, tc.c, f)
@@ -65,8 +66,8 @@ func TestAuditTenantIsolation(t *testing.T) {
 				}
 			}
 			// Everything the vault holds for this tenant, filtered by hand.
-			own := slices.Collect(maps.Values(h.auditRows(tc.tenant, vault.AuditFilter{})))
-			want := bruteForce(own, vault.AuditFilter{ExternalUserID: f.ExternalUserID, SandboxID: f.SandboxID, SecretID: f.SecretID})
+			own := slices.Collect(maps.Values(h.auditRows(tc.tenant, audit.Filter{})))
+			want := bruteForce(own, audit.Filter{ExternalUserID: f.ExternalUserID, SandboxID: f.SandboxID, SecretID: f.SecretID})
 			if ids := idsOf(got); !slices.Equal(ids, want) {
 				t.Errorf("tenant %s, %+v: %d rows, want %d", tc.name, f, len(ids), len(want))
 			}
@@ -101,7 +102,7 @@ func TestAuditBrowserToken(t *testing.T) {
 	bt := must[client.BrowserToken](t)(h.admin.CreateBrowserToken(ctx, "eu1", 0))
 	br := h.client(bt.Token)
 	// The token's own issue is a row of eu1 too.
-	for _, r := range h.auditRows(h.tenant.ID, vault.AuditFilter{Kind: vault.AuditKindAdmin, ExternalUserID: "eu1"}) {
+	for _, r := range h.auditRows(h.tenant.ID, audit.Filter{Kind: audit.KindAdmin, ExternalUserID: "eu1"}) {
 		if r.Action == vault.ActionBrowserTokenIssued {
 			all = append(all, r)
 		}
@@ -113,11 +114,11 @@ func TestAuditBrowserToken(t *testing.T) {
 		since time.Time
 	}{
 		{q: client.AuditFilter{}}, {q: client.AuditFilter{ExternalUserID: "eu1"}}, {q: client.AuditFilter{SandboxID: "sb2"}},
-		{q: client.AuditFilter{ExternalWorkspaceID: "ew0", Limit: 7}}, {q: client.AuditFilter{Kind: vault.AuditKindAdmin}},
+		{q: client.AuditFilter{ExternalWorkspaceID: "ew0", Limit: 7}}, {q: client.AuditFilter{Kind: audit.KindAdmin}},
 		{q: client.AuditFilter{Outcome: "denied", Since: since.Format(time.RFC3339)}, since: since},
 	} {
 		f := tc.q
-		want := bruteForce(all, vault.AuditFilter{ExternalUserID: "eu1", SandboxID: f.SandboxID, ExternalWorkspaceID: f.ExternalWorkspaceID, Kind: f.Kind, Outcome: f.Outcome, Since: tc.since})
+		want := bruteForce(all, audit.Filter{ExternalUserID: "eu1", SandboxID: f.SandboxID, ExternalWorkspaceID: f.ExternalWorkspaceID, Kind: f.Kind, Outcome: f.Outcome, Since: tc.since})
 		got := idsOf(allRows(t, br, f))
 		if len(want) == 0 || !slices.Equal(got, want) {
 			t.Errorf("browser token, %+v: %d rows, want %d (> 0)", f, len(got), len(want))
@@ -162,10 +163,10 @@ func TestAuditNoValue(t *testing.T) {
 	// Request rows as the proxy's sink writes them: the path holds the
 	// placeholder, never the value (and a query string is cut).
 	for _, outcome := range []string{"substituted", "denied"} {
-		if err := h.store.AppendAudit(vault.AuditRow{Kind: vault.AuditKindRequest, TenantID: h.tenant.ID, ExternalUserID: "eu1", ExternalWorkspaceID: "ew1",
+		if err := h.store.AppendAudit(audit.Row{Kind: audit.KindRequest, TenantID: h.tenant.ID, ExternalUserID: "eu1", ExternalWorkspaceID: "ew1",
 			SandboxID: sbx.ID, SecretID: up.Secret.ID, SecretName: "openai", SecretVersion: 2, Level: "binding",
 			Host: "api.openai.com", Method: "GET", Path: "/v1/" + ph + "?key=" + ph, Status: 200, Outcome: outcome,
-			Uses: []vault.AuditUse{{Name: "openai", SecretID: up.Secret.ID, Version: 2, Location: "path", Action: outcome}}}); err != nil {
+			Uses: []audit.Use{{Name: "openai", SecretID: up.Secret.ID, Version: 2, Location: "path", Action: outcome}}}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -14,7 +14,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/egressd/egressd/vault"
+	"github.com/egressd/egressd/audit"
 )
 
 // auditExportParams are the query parameters of GET /api/v1/audit/export:
@@ -60,7 +60,7 @@ func (s *Server) exportAudit(w http.ResponseWriter, r *http.Request, p *principa
 	if err := ownRows(p, &f); err != nil {
 		return err
 	}
-	f.Limit = vault.MaxAuditLimit
+	f.Limit = audit.MaxLimit
 	rows, next, err := s.store.QueryAudit(p.tenant(), f)
 	if err != nil {
 		return err
@@ -134,7 +134,7 @@ func newAuditEncoder(format string, w io.Writer) *auditEncoder {
 	return e
 }
 
-func (e *auditEncoder) write(r *vault.AuditRow) error {
+func (e *auditEncoder) write(r *audit.Row) error {
 	if e.csv != nil {
 		return e.csv.Write(csvRecord(r))
 	}
@@ -158,7 +158,7 @@ func (e *auditEncoder) flush() error {
 }
 
 // csvRecord is a row's CSV record, every cell made safe for spreadsheets.
-func csvRecord(r *vault.AuditRow) []string {
+func csvRecord(r *audit.Row) []string {
 	num := func(n int) string {
 		if n == 0 {
 			return ""

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/client"
 	"github.com/egressd/egressd/vault"
 )
@@ -21,7 +22,7 @@ func jsonlIDs(t *testing.T, body string) []string {
 	sc := bufio.NewScanner(strings.NewReader(body))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
-		var r vault.AuditRow
+		var r audit.Row
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 			t.Fatalf("line %d: %v", len(ids)+1, err)
 		}
@@ -67,17 +68,17 @@ func TestAuditExport(t *testing.T) {
 	for _, c := range []struct {
 		name  string
 		query string
-		f     vault.AuditFilter
+		f     audit.Filter
 	}{
-		{"everything (more than one page)", "", vault.AuditFilter{}},
-		{"external user", "external_user_id=eu1", vault.AuditFilter{ExternalUserID: "eu1"}},
+		{"everything (more than one page)", "", audit.Filter{}},
+		{"external user", "external_user_id=eu1", audit.Filter{ExternalUserID: "eu1"}},
 		{"window, outcome and kind", "since=30d&until=" + rfc(24*time.Hour) + "&outcome=denied&kind=request",
-			vault.AuditFilter{Since: auditNow.Add(-30 * 24 * time.Hour), Until: auditNow.Add(-24 * time.Hour), Outcome: "denied", Kind: "request"}},
-		{"secret (also in uses)", "secret_id=sec2", vault.AuditFilter{SecretID: "sec2"}},
+			audit.Filter{Since: auditNow.Add(-30 * 24 * time.Hour), Until: auditNow.Add(-24 * time.Hour), Outcome: "denied", Kind: "request"}},
+		{"secret (also in uses)", "secret_id=sec2", audit.Filter{SecretID: "sec2"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			want := bruteForce(all, c.f)
-			if c.f == (vault.AuditFilter{}) && len(want) <= vault.MaxAuditLimit {
+			if c.f == (audit.Filter{}) && len(want) <= audit.MaxLimit {
 				t.Fatalf("fixture too small: %d rows", len(want))
 			}
 			resp, body := h.get("/api/v1/audit/export?"+c.query, h.adminKey)
@@ -124,7 +125,7 @@ func TestAuditExportCSVSafeAndNoValues(t *testing.T) {
 	sec := must[client.UpsertResult](t)(h.admin.UpsertSecret(ctx, client.SecretInput{Name: "K", Value: value, Scope: vault.ScopeTenant, AllowedHosts: []string{"api.example.com"}}))
 	must[vault.Secret](t)(h.admin.RotateSecret(ctx, sec.Secret.ID, client.RotateInput{Value: value + "-2"}))
 	at := time.Now().UTC()
-	evil := []vault.AuditRow{{ID: vault.NewAuditID(at), Time: at, Kind: vault.AuditKindRequest, TenantID: h.tenant.ID,
+	evil := []audit.Row{{ID: audit.NewID(at), Time: at, Kind: audit.KindRequest, TenantID: h.tenant.ID,
 		Host: "h.test", Method: "GET", Path: "/=cmd|'/c calc'!A0", SecretName: "=HYPERLINK(\"http://x\")", Reason: "+1",
 		ExternalUserID: "@user", ExternalWorkspaceID: "-2", ExternalProjectID: "\tx", SandboxID: "sbx_1", Outcome: "denied"}}
 	if err := h.store.AppendAudit(evil...); err != nil {
@@ -161,7 +162,7 @@ func TestAuditExportBrowserToken(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Fatalf("%q: %d %s", q, resp.StatusCode, body)
 		}
-		want := bruteForce(all, vault.AuditFilter{ExternalUserID: "eu2"})
+		want := bruteForce(all, audit.Filter{ExternalUserID: "eu2"})
 		var got []string
 		if strings.Contains(q, "csv") {
 			for _, r := range csvRecords(t, body)[1:] {

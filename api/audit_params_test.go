@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/egressd/egressd/api"
-	"github.com/egressd/egressd/vault"
+	"github.com/egressd/egressd/audit"
 )
 
 // TestAuditSinceUntil reads since and until in each form against rows at
@@ -21,9 +21,9 @@ func TestAuditSinceUntil(t *testing.T) {
 		"11h": 11 * time.Hour, "12h": 12 * time.Hour, "13h": 13 * time.Hour, "6d": 6 * day, "7d": 7 * day,
 		"8d": 8 * day, "29d": 29 * day, "31d": 31 * day, "100d": 100 * day,
 	}
-	var rows []vault.AuditRow
+	var rows []audit.Row
 	for name, age := range ages {
-		rows = append(rows, vault.AuditRow{ID: "r_" + name, Time: auditNow.Add(-age), Kind: vault.AuditKindRequest, TenantID: h.tenant.ID, Outcome: "substituted"})
+		rows = append(rows, audit.Row{ID: "r_" + name, Time: auditNow.Add(-age), Kind: audit.KindRequest, TenantID: h.tenant.ID, Outcome: "substituted"})
 	}
 	if err := h.store.AppendAudit(rows...); err != nil {
 		t.Fatal(err)

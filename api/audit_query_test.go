@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/egressd/egressd/api"
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/client"
 	"github.com/egressd/egressd/vault"
 )
@@ -30,15 +31,15 @@ func newAuditHarness(t *testing.T) *harness {
 // seedAudit writes n rows for tenantID straight into the log, as the
 // proxy's sink would: mostly request rows, some admin rows, every 90
 // minutes back from auditNow over 125 days, many sharing a timestamp.
-func seedAudit(t *testing.T, store *vault.Store, tenantID string, n int, seed uint64) []vault.AuditRow {
+func seedAudit(t *testing.T, store *vault.Store, tenantID string, n int, seed uint64) []audit.Row {
 	t.Helper()
 	r := rand.New(rand.NewPCG(seed, 1))
 	pick := func(xs ...string) string { return xs[r.IntN(len(xs))] }
-	rows := make([]vault.AuditRow, n)
+	rows := make([]audit.Row, n)
 	for i := range rows {
 		at := auditNow.Add(-time.Duration(r.IntN(2000)) * 90 * time.Minute)
-		row := vault.AuditRow{
-			ID: vault.NewAuditID(at), Time: at, Kind: vault.AuditKindRequest, TenantID: tenantID,
+		row := audit.Row{
+			ID: audit.NewID(at), Time: at, Kind: audit.KindRequest, TenantID: tenantID,
 			WorkspaceID: pick("w0", "w1"), ExternalUserID: pick("eu0", "eu1", "eu2", "eu3", ""),
 			ExternalWorkspaceID: pick("ew0", "ew1", ""), SandboxID: pick("sb0", "sb1", "sb2", "sb3", "sb4", "sb5", "sb6", "sb7"),
 			SecretID: pick("sec0", "sec1", "sec2", "sec3", "sec4", ""),
@@ -46,13 +47,13 @@ func seedAudit(t *testing.T, store *vault.Store, tenantID string, n int, seed ui
 			Outcome: pick("substituted", "denied", "left", "error"),
 		}
 		if row.SecretID != "" {
-			row.Uses = []vault.AuditUse{{Name: "n", SecretID: row.SecretID}}
+			row.Uses = []audit.Use{{Name: "n", SecretID: row.SecretID}}
 			if r.IntN(3) == 0 {
-				row.Uses = append(row.Uses, vault.AuditUse{Name: "m", SecretID: pick("sec0", "sec1", "sec2", "sec3", "sec4")})
+				row.Uses = append(row.Uses, audit.Use{Name: "m", SecretID: pick("sec0", "sec1", "sec2", "sec3", "sec4")})
 			}
 		}
 		if r.IntN(10) == 0 {
-			row.Kind, row.Action, row.ActorKind, row.ActorID = vault.AuditKindAdmin, vault.ActionSecretRotated, vault.ActorAPIKey, "key_x"
+			row.Kind, row.Action, row.ActorKind, row.ActorID = audit.KindAdmin, vault.ActionSecretRotated, vault.ActorAPIKey, "key_x"
 			row.Host, row.Method, row.Path, row.Status, row.Outcome, row.Uses = "", "", "", 0, "", nil
 		}
 		rows[i] = row
@@ -65,8 +66,8 @@ func seedAudit(t *testing.T, store *vault.Store, tenantID string, n int, seed ui
 
 // bruteForce is the rows of all that match f (Since, Until already
 // resolved), newest first: the answer the API must give.
-func bruteForce(all []vault.AuditRow, f vault.AuditFilter) []string {
-	var out []vault.AuditRow
+func bruteForce(all []audit.Row, f audit.Filter) []string {
+	var out []audit.Row
 	for _, r := range all {
 		usesSecret := r.SecretID == f.SecretID
 		for _, u := range r.Uses {
@@ -83,7 +84,7 @@ func bruteForce(all []vault.AuditRow, f vault.AuditFilter) []string {
 			out = append(out, r)
 		}
 	}
-	slices.SortFunc(out, func(a, b vault.AuditRow) int {
+	slices.SortFunc(out, func(a, b audit.Row) int {
 		if c := b.Time.Compare(a.Time); c != 0 {
 			return c
 		}
@@ -108,7 +109,7 @@ func pages(t *testing.T, c *client.Client, f client.AuditFilter) []string {
 		}
 		limit := f.Limit
 		if limit == 0 {
-			limit = vault.DefaultAuditLimit
+			limit = audit.DefaultLimit
 		}
 		if len(p.Rows) > limit || n > 10000 {
 			t.Fatalf("page %d: %d rows, limit %d", n, len(p.Rows), limit)
@@ -134,25 +135,25 @@ func TestAuditFiltersAndPages(t *testing.T) {
 	cases := []struct {
 		name string
 		q    client.AuditFilter
-		want vault.AuditFilter
+		want audit.Filter
 	}{
-		{"everything", client.AuditFilter{}, vault.AuditFilter{}},
-		{"external user", client.AuditFilter{ExternalUserID: "eu1"}, vault.AuditFilter{ExternalUserID: "eu1"}},
-		{"external workspace", client.AuditFilter{ExternalWorkspaceID: "ew0"}, vault.AuditFilter{ExternalWorkspaceID: "ew0"}},
-		{"sandbox", client.AuditFilter{SandboxID: "sb3"}, vault.AuditFilter{SandboxID: "sb3"}},
-		{"secret, also among uses", client.AuditFilter{SecretID: "sec2"}, vault.AuditFilter{SecretID: "sec2"}},
-		{"outcome", client.AuditFilter{Outcome: "denied"}, vault.AuditFilter{Outcome: "denied"}},
-		{"kind admin", client.AuditFilter{Kind: "admin"}, vault.AuditFilter{Kind: "admin"}},
-		{"kind, user, outcome", client.AuditFilter{Kind: "request", ExternalUserID: "eu2", Outcome: "substituted"}, vault.AuditFilter{Kind: "request", ExternalUserID: "eu2", Outcome: "substituted"}},
-		{"since 7d", client.AuditFilter{Since: "7d"}, vault.AuditFilter{Since: ago(7 * day)}},
-		{"since 90m", client.AuditFilter{Since: "90m"}, vault.AuditFilter{Since: ago(90 * time.Minute)}},
-		{"30d to 7d", client.AuditFilter{Since: "30d", Until: "7d"}, vault.AuditFilter{Since: ago(30 * day), Until: ago(7 * day)}},
-		{"until 12h, sandbox", client.AuditFilter{Until: "12h", SandboxID: "sb1"}, vault.AuditFilter{Until: ago(12 * time.Hour), SandboxID: "sb1"}},
+		{"everything", client.AuditFilter{}, audit.Filter{}},
+		{"external user", client.AuditFilter{ExternalUserID: "eu1"}, audit.Filter{ExternalUserID: "eu1"}},
+		{"external workspace", client.AuditFilter{ExternalWorkspaceID: "ew0"}, audit.Filter{ExternalWorkspaceID: "ew0"}},
+		{"sandbox", client.AuditFilter{SandboxID: "sb3"}, audit.Filter{SandboxID: "sb3"}},
+		{"secret, also among uses", client.AuditFilter{SecretID: "sec2"}, audit.Filter{SecretID: "sec2"}},
+		{"outcome", client.AuditFilter{Outcome: "denied"}, audit.Filter{Outcome: "denied"}},
+		{"kind admin", client.AuditFilter{Kind: "admin"}, audit.Filter{Kind: "admin"}},
+		{"kind, user, outcome", client.AuditFilter{Kind: "request", ExternalUserID: "eu2", Outcome: "substituted"}, audit.Filter{Kind: "request", ExternalUserID: "eu2", Outcome: "substituted"}},
+		{"since 7d", client.AuditFilter{Since: "7d"}, audit.Filter{Since: ago(7 * day)}},
+		{"since 90m", client.AuditFilter{Since: "90m"}, audit.Filter{Since: ago(90 * time.Minute)}},
+		{"30d to 7d", client.AuditFilter{Since: "30d", Until: "7d"}, audit.Filter{Since: ago(30 * day), Until: ago(7 * day)}},
+		{"until 12h, sandbox", client.AuditFilter{Until: "12h", SandboxID: "sb1"}, audit.Filter{Until: ago(12 * time.Hour), SandboxID: "sb1"}},
 		{"RFC 3339 window, workspace", client.AuditFilter{Since: ago(50*day - 30*time.Minute).Format(time.RFC3339), Until: ago(10 * day).In(time.FixedZone("x", 7200)).Format(time.RFC3339), ExternalWorkspaceID: "ew1"},
-			vault.AuditFilter{Since: ago(50*day - 30*time.Minute), Until: ago(10 * day), ExternalWorkspaceID: "ew1"}},
-		{"every id", client.AuditFilter{SecretID: "sec0", SandboxID: "sb0", ExternalUserID: "eu0", ExternalWorkspaceID: "ew0"}, vault.AuditFilter{SecretID: "sec0", SandboxID: "sb0", ExternalUserID: "eu0", ExternalWorkspaceID: "ew0"}},
-		{"since 30d, admin", client.AuditFilter{Since: "30d", Kind: "admin"}, vault.AuditFilter{Since: ago(30 * day), Kind: "admin"}},
-		{"nobody", client.AuditFilter{ExternalUserID: "nobody"}, vault.AuditFilter{ExternalUserID: "nobody"}},
+			audit.Filter{Since: ago(50*day - 30*time.Minute), Until: ago(10 * day), ExternalWorkspaceID: "ew1"}},
+		{"every id", client.AuditFilter{SecretID: "sec0", SandboxID: "sb0", ExternalUserID: "eu0", ExternalWorkspaceID: "ew0"}, audit.Filter{SecretID: "sec0", SandboxID: "sb0", ExternalUserID: "eu0", ExternalWorkspaceID: "ew0"}},
+		{"since 30d, admin", client.AuditFilter{Since: "30d", Kind: "admin"}, audit.Filter{Since: ago(30 * day), Kind: "admin"}},
+		{"nobody", client.AuditFilter{ExternalUserID: "nobody"}, audit.Filter{ExternalUserID: "nobody"}},
 	}
 	limits := []int{13, 100, 1000}
 	for i, tc := range cases {
@@ -171,7 +172,7 @@ func TestAuditFiltersAndPages(t *testing.T) {
 			}
 		})
 	}
-	if n := len(bruteForce(all, vault.AuditFilter{})); n != 3000 {
+	if n := len(bruteForce(all, audit.Filter{})); n != 3000 {
 		t.Fatalf("%d rows seeded", n)
 	}
 	// The default page is 100 rows.

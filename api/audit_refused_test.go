@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/client"
 	"github.com/egressd/egressd/vault"
 )
@@ -22,7 +23,7 @@ func TestAuditRefusedWritesAndReads(t *testing.T) {
 	_, _, other := h.newTenant("other")
 	off := false
 	must[vault.Settings](t)(c.UpdateSettings(ctx, vault.SettingsPatch{AllowEndUserCredentials: &off}))
-	count := func() int { return len(h.auditRows(h.tenant.ID, vault.AuditFilter{})) }
+	count := func() int { return len(h.auditRows(h.tenant.ID, audit.Filter{})) }
 	start := count()
 
 	refused := map[string]error{}

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/egressd/egressd/vault"
+	"github.com/egressd/egressd/audit"
 )
 
 // auditSummaryParams are the query parameters of GET /api/v1/audit/summary.
@@ -93,11 +93,11 @@ func summaryBucket(v string, span time.Duration) (time.Duration, error) {
 	if d < time.Second {
 		return 0, errorf(ErrBadRequest, "bucket: at least 1s")
 	}
-	if d > vault.MaxSummaryBucket {
-		return 0, errorf(ErrBadRequest, "bucket: at most %dd", vault.MaxSummaryBucket/(24*time.Hour))
+	if d > audit.MaxSummaryBucket {
+		return 0, errorf(ErrBadRequest, "bucket: at most %dd", audit.MaxSummaryBucket/(24*time.Hour))
 	}
-	if span/d > vault.MaxSummaryBuckets {
-		return 0, errorf(ErrBadRequest, "bucket: %s over this window makes more than %d buckets; take a wider bucket or a shorter window", d, vault.MaxSummaryBuckets)
+	if span/d > audit.MaxSummaryBuckets {
+		return 0, errorf(ErrBadRequest, "bucket: %s over this window makes more than %d buckets; take a wider bucket or a shorter window", d, audit.MaxSummaryBuckets)
 	}
 	return d, nil
 }

@@ -7,17 +7,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/client"
-	"github.com/egressd/egressd/vault"
 )
 
-func getSummary(t *testing.T, h *harness, query, token string) vault.AuditSummary {
+func getSummary(t *testing.T, h *harness, query, token string) audit.Summary {
 	t.Helper()
 	resp, body := h.get("/api/v1/audit/summary?"+query, token)
 	if resp.StatusCode != 200 {
 		t.Fatalf("%q: %d %s", query, resp.StatusCode, body)
 	}
-	var s vault.AuditSummary
+	var s audit.Summary
 	if err := json.Unmarshal([]byte(body), &s); err != nil {
 		t.Fatal(err)
 	}
@@ -33,14 +33,14 @@ func TestAuditSummary(t *testing.T) {
 	since, until := auditNow.Add(-30*24*time.Hour), auditNow.Add(-2*24*time.Hour)
 	for _, c := range []struct {
 		name, query string
-		f           vault.AuditFilter
+		f           audit.Filter
 		bucket      time.Duration
 	}{
-		{"days", "since=" + rfc(since) + "&until=" + rfc(until) + "&bucket=1d", vault.AuditFilter{Since: since, Until: until}, 24 * time.Hour},
-		{"relative since, auto bucket", "since=30d", vault.AuditFilter{Since: since, Until: auditNow}, 12 * time.Hour},
+		{"days", "since=" + rfc(since) + "&until=" + rfc(until) + "&bucket=1d", audit.Filter{Since: since, Until: until}, 24 * time.Hour},
+		{"relative since, auto bucket", "since=30d", audit.Filter{Since: since, Until: auditNow}, 12 * time.Hour},
 		{"external user and outcome", "since=30d&bucket=6h&external_user_id=eu3&outcome=denied",
-			vault.AuditFilter{Since: since, Until: auditNow, ExternalUserID: "eu3", Outcome: "denied"}, 6 * time.Hour},
-		{"sandbox", "since=30d&bucket=12h&sandbox_id=sb4", vault.AuditFilter{Since: since, Until: auditNow, SandboxID: "sb4"}, 12 * time.Hour},
+			audit.Filter{Since: since, Until: auditNow, ExternalUserID: "eu3", Outcome: "denied"}, 6 * time.Hour},
+		{"sandbox", "since=30d&bucket=12h&sandbox_id=sb4", audit.Filter{Since: since, Until: auditNow, SandboxID: "sb4"}, 12 * time.Hour},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got := getSummary(t, h, c.query, h.adminKey)
@@ -48,9 +48,9 @@ func TestAuditSummary(t *testing.T) {
 				t.Fatalf("window %v–%v by %ds, want %v–%v by %v", got.Since, got.Until, got.BucketSeconds, c.f.Since, c.f.Until, c.bucket)
 			}
 			f := c.f
-			f.Kind = vault.AuditKindRequest
+			f.Kind = audit.KindRequest
 			want := map[string]int{}
-			byID := map[string]vault.AuditRow{}
+			byID := map[string]audit.Row{}
 			for _, r := range all {
 				byID[r.ID] = r
 			}
@@ -88,7 +88,7 @@ func TestAuditSummaryDefaults(t *testing.T) {
 	if !got.Until.Equal(auditNow) || !got.Since.Equal(auditNow.Add(-24*time.Hour)) || got.BucketSeconds != 30*60 || len(got.Buckets) != 48 {
 		t.Fatalf("default window %v–%v by %ds (%d buckets)", got.Since, got.Until, got.BucketSeconds, len(got.Buckets))
 	}
-	if got.MaxRows != vault.MaxSummaryRows || got.Truncated || got.CompleteSince != nil {
+	if got.MaxRows != audit.MaxSummaryRows || got.Truncated || got.CompleteSince != nil {
 		t.Errorf("bounds: %+v", got)
 	}
 }
@@ -99,7 +99,7 @@ func TestAuditSummaryBrowserToken(t *testing.T) {
 	all := seedAudit(t, h.store, h.tenant.ID, 800, 5)
 	bt := must[client.BrowserToken](t)(h.admin.CreateBrowserToken(context.Background(), "eu0", time.Hour))
 	got := getSummary(t, h, "since=400d", bt.Token)
-	want := len(bruteForce(all, vault.AuditFilter{ExternalUserID: "eu0", Kind: vault.AuditKindRequest}))
+	want := len(bruteForce(all, audit.Filter{ExternalUserID: "eu0", Kind: audit.KindRequest}))
 	if got.Total.Requests != want || want == 0 {
 		t.Fatalf("%d requests, want the %d of eu0", got.Total.Requests, want)
 	}

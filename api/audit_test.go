@@ -5,16 +5,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/client"
 	"github.com/egressd/egressd/vault"
 )
 
 // auditRows reads every row of a tenant's log straight from the vault,
 // keyed by id.
-func (h *harness) auditRows(tenantID string, f vault.AuditFilter) map[string]vault.AuditRow {
+func (h *harness) auditRows(tenantID string, f audit.Filter) map[string]audit.Row {
 	h.t.Helper()
-	out := map[string]vault.AuditRow{}
-	f.Limit = vault.MaxAuditLimit
+	out := map[string]audit.Row{}
+	f.Limit = audit.MaxLimit
 	for {
 		rows, next, err := h.store.QueryAudit(tenantID, f)
 		if err != nil {
@@ -36,7 +37,7 @@ type identity struct {
 	SandboxID, SecretID, ActorKind, ActorID                                                                  string
 }
 
-func identityOf(r vault.AuditRow) identity {
+func identityOf(r audit.Row) identity {
 	return identity{r.Kind, r.Action, r.TenantID, r.WorkspaceID, r.OwnerUserID, r.ExternalUserID, r.ExternalWorkspaceID, r.ExternalProjectID,
 		r.SandboxID, r.SecretID, r.ActorKind, r.ActorID}
 }
@@ -51,8 +52,8 @@ func TestAuditAdminRows(t *testing.T) {
 	key := must[vault.APIKey](t)(h.store.Authenticate(h.adminKey))
 	tid := h.tenant.ID
 	// A new tenant's log holds its creation only, by the operator.
-	var created vault.AuditRow
-	for _, r := range h.auditRows(tid, vault.AuditFilter{}) {
+	var created audit.Row
+	for _, r := range h.auditRows(tid, audit.Filter{}) {
 		if created.ID != "" || r.Action != vault.ActionTenantCreated || r.ActorKind != vault.ActorOperator || r.Details["key_id"] != key.ID {
 			t.Fatalf("a new tenant's log: %+v", r)
 		}
@@ -63,7 +64,7 @@ func TestAuditAdminRows(t *testing.T) {
 	}
 	// want is the identity of an admin row of this tenant by this key.
 	want := func(action string, id identity) identity {
-		id.Kind, id.Action, id.TenantID, id.ActorKind, id.ActorID = vault.AuditKindAdmin, action, tid, vault.ActorAPIKey, key.ID
+		id.Kind, id.Action, id.TenantID, id.ActorKind, id.ActorID = audit.KindAdmin, action, tid, vault.ActorAPIKey, key.ID
 		return id
 	}
 
@@ -157,13 +158,13 @@ func TestAuditAdminRows(t *testing.T) {
 			return want(vault.ActionSandboxDeleted, identity{WorkspaceID: "w1", OwnerUserID: "u1", ExternalUserID: "eu1", ExternalWorkspaceID: "ew1", ExternalProjectID: "ep1", SandboxID: sbx.ID})
 		}, nil},
 	}
-	before := h.auditRows(tid, vault.AuditFilter{})
+	before := h.auditRows(tid, audit.Filter{})
 	for _, st := range steps {
 		if err := st.do(); err != nil {
 			t.Fatalf("%s: %v", st.name, err)
 		}
-		after := h.auditRows(tid, vault.AuditFilter{})
-		var added []vault.AuditRow
+		after := h.auditRows(tid, audit.Filter{})
+		var added []audit.Row
 		for id, r := range after {
 			if _, ok := before[id]; !ok {
 				added = append(added, r)
@@ -199,8 +200,8 @@ func TestAuditAdminRows(t *testing.T) {
 	}
 
 	// The API answers the same rows, newest first.
-	var viaAPI []vault.AuditRow
-	if err := c.AuditAll(ctx, client.AuditFilter{Kind: vault.AuditKindAdmin, Limit: 4}, func(r vault.AuditRow) error {
+	var viaAPI []audit.Row
+	if err := c.AuditAll(ctx, client.AuditFilter{Kind: audit.KindAdmin, Limit: 4}, func(r audit.Row) error {
 		viaAPI = append(viaAPI, r)
 		return nil
 	}); err != nil {

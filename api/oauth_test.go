@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/client"
 	"github.com/egressd/egressd/vault"
 )
@@ -76,7 +77,7 @@ func TestOAuthConnectEndToEnd(t *testing.T) {
 		sec.ExpiresAt == nil || sec.Metadata["oauth_provider"] != "fake" || strings.Join(sec.AllowedHosts, ",") != "example.com" || sec.ExposeAsEnv != "FAKE_TOKEN" {
 		t.Fatalf("secret %+v", sec)
 	}
-	rows, _, err := e.store.QueryAudit(w.f.TenantID, vault.AuditFilter{SecretID: sec.ID})
+	rows, _, err := e.store.QueryAudit(w.f.TenantID, audit.Filter{SecretID: sec.ID})
 	if err != nil || len(rows) == 0 || rows[len(rows)-1].Action != vault.ActionOAuthCompleted || rows[len(rows)-1].Details["provider"] != "fake" {
 		t.Fatalf("audit rows %+v %v", rows, err)
 	}

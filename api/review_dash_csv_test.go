@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/egressd/egressd/vault"
+	"github.com/egressd/egressd/audit"
 )
 
 // Regression: a formula after leading whitespace (or a line feed, or a full-width sign) escaped the CSV export's defusing (CSV injection).
@@ -15,7 +15,7 @@ func TestReviewDashCSVFormulaAfterWhitespace(t *testing.T) {
 		"reason": " =HYPERLINK(\"http://x\")", "path": "\n=1+1", "method": "  @SUM(A1)", "host": "\u00a0+1",
 		"secret_name": "\uff1dcmd", "action": "\n\t-1", "level": "ok = fine",
 	}
-	row := vault.AuditRow{ID: vault.NewAuditID(at), Time: at, Kind: vault.AuditKindRequest, TenantID: h.tenant.ID, Outcome: "denied",
+	row := audit.Row{ID: audit.NewID(at), Time: at, Kind: audit.KindRequest, TenantID: h.tenant.ID, Outcome: "denied",
 		Reason: cells["reason"], Path: cells["path"], Method: cells["method"], Host: cells["host"], SecretName: cells["secret_name"],
 		Action: cells["action"], Level: cells["level"]}
 	if err := h.store.AppendAudit(row); err != nil {

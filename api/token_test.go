@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/egressd/egressd/api"
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/client"
 	"github.com/egressd/egressd/resolver"
 	"github.com/egressd/egressd/vault"
@@ -60,7 +61,7 @@ func TestReissueToken(t *testing.T) {
 		t.Fatalf("without a body: %d", code)
 	}
 	var actions []string
-	for _, r := range h.auditRows(h.tenant.ID, vault.AuditFilter{SandboxID: sbx.ID, Kind: vault.AuditKindAdmin}) {
+	for _, r := range h.auditRows(h.tenant.ID, audit.Filter{SandboxID: sbx.ID, Kind: audit.KindAdmin}) {
 		actions = append(actions, r.Action)
 	}
 	if strings.Count(strings.Join(actions, ","), vault.ActionSandboxToken) != 2 {

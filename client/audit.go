@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/internal/config"
-	"github.com/egressd/egressd/vault"
 )
 
 // AuditFilter narrows Audit and AuditAll; empty fields match everything.
@@ -59,8 +59,8 @@ func (f AuditFilter) query() url.Values {
 // after the last page; a page may hold fewer rows than the limit (even
 // none) while more follow.
 type AuditPage struct {
-	Rows       []vault.AuditRow `json:"rows"`
-	NextCursor string           `json:"next_cursor"`
+	Rows       []audit.Row `json:"rows"`
+	NextCursor string      `json:"next_cursor"`
 }
 
 // Audit returns one page of the tenant's audit log (a browser token: of
@@ -81,7 +81,7 @@ var errCursorLoop = errors.New("client: audit: the server answered the same curs
 // A relative Since or Until ("7d") is turned into a time once, before the
 // first page, with this machine's clock, so that every page covers the same
 // window (the server would read it against its own clock on each call).
-func (c *Client) AuditAll(ctx context.Context, f AuditFilter, fn func(vault.AuditRow) error) error {
+func (c *Client) AuditAll(ctx context.Context, f AuditFilter, fn func(audit.Row) error) error {
 	now := time.Now()
 	f.Since, f.Until = pinTime(f.Since, now), pinTime(f.Until, now)
 	for {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/client"
 	"github.com/egressd/egressd/vault"
 )
@@ -53,12 +54,12 @@ func newFakeAudit(t *testing.T, pages map[string]client.AuditPage) (*fakeAudit, 
 	return f, c
 }
 
-func row(id string) vault.AuditRow {
-	return vault.AuditRow{ID: id, Kind: vault.AuditKindRequest, TenantID: "t"}
+func row(id string) audit.Row {
+	return audit.Row{ID: id, Kind: audit.KindRequest, TenantID: "t"}
 }
 
 func TestAuditQuery(t *testing.T) {
-	f, c := newFakeAudit(t, map[string]client.AuditPage{"": {Rows: []vault.AuditRow{}}, "cur": {Rows: []vault.AuditRow{}}})
+	f, c := newFakeAudit(t, map[string]client.AuditPage{"": {Rows: []audit.Row{}}, "cur": {Rows: []audit.Row{}}})
 	ctx := context.Background()
 	must := func(_ client.AuditPage, err error) {
 		t.Helper()
@@ -83,15 +84,15 @@ func TestAuditQuery(t *testing.T) {
 // once so that every page asks for the same window.
 func TestAuditAll(t *testing.T) {
 	f, c := newFakeAudit(t, map[string]client.AuditPage{
-		"":   {Rows: []vault.AuditRow{row("r5"), row("r4")}, NextCursor: "c1"},
-		"c1": {Rows: []vault.AuditRow{}, NextCursor: "c2"}, // a scan that hit its bound
-		"c2": {Rows: []vault.AuditRow{row("r3"), row("r2")}, NextCursor: "c3"},
-		"c3": {Rows: []vault.AuditRow{row("r1")}},
+		"":   {Rows: []audit.Row{row("r5"), row("r4")}, NextCursor: "c1"},
+		"c1": {Rows: []audit.Row{}, NextCursor: "c2"}, // a scan that hit its bound
+		"c2": {Rows: []audit.Row{row("r3"), row("r2")}, NextCursor: "c3"},
+		"c3": {Rows: []audit.Row{row("r1")}},
 	})
 	ctx := context.Background()
 	var got []string
 	before := time.Now()
-	err := c.AuditAll(ctx, client.AuditFilter{Since: "7d", Until: "90m", SandboxID: "sb1", Limit: 2}, func(r vault.AuditRow) error {
+	err := c.AuditAll(ctx, client.AuditFilter{Since: "7d", Until: "90m", SandboxID: "sb1", Limit: 2}, func(r audit.Row) error {
 		got = append(got, r.ID)
 		return nil
 	})
@@ -122,7 +123,7 @@ func TestAuditAll(t *testing.T) {
 
 	// An RFC 3339 time, or one the client cannot read, goes as it is.
 	f.queries = nil
-	c.AuditAll(ctx, client.AuditFilter{Since: "2025-01-02T03:04:05+02:00", Until: "soon"}, func(vault.AuditRow) error { return nil })
+	c.AuditAll(ctx, client.AuditFilter{Since: "2025-01-02T03:04:05+02:00", Until: "soon"}, func(audit.Row) error { return nil })
 	if q := f.queries[0]; q.Get("since") != "2025-01-02T03:04:05+02:00" || q.Get("until") != "soon" {
 		t.Errorf("sent %v", q)
 	}
@@ -131,7 +132,7 @@ func TestAuditAll(t *testing.T) {
 	f.queries = nil
 	stop := errors.New("stop")
 	n := 0
-	err = c.AuditAll(ctx, client.AuditFilter{}, func(vault.AuditRow) error {
+	err = c.AuditAll(ctx, client.AuditFilter{}, func(audit.Row) error {
 		if n++; n == 2 {
 			return stop
 		}
@@ -141,7 +142,7 @@ func TestAuditAll(t *testing.T) {
 		t.Errorf("err %v after %d pages", err, len(f.queries))
 	}
 	// A page's error comes back as *client.Error.
-	err = c.AuditAll(ctx, client.AuditFilter{Cursor: "bogus"}, func(vault.AuditRow) error { return nil })
+	err = c.AuditAll(ctx, client.AuditFilter{Cursor: "bogus"}, func(audit.Row) error { return nil })
 	if client.StatusOf(err) != 400 {
 		t.Errorf("bad cursor: %v", err)
 	}
@@ -151,7 +152,7 @@ func TestAuditAll(t *testing.T) {
 // it was sent: AuditAll fails instead of asking forever.
 func TestAuditAllCursorLoop(t *testing.T) {
 	_, c := newFakeAudit(t, map[string]client.AuditPage{"": {NextCursor: "c"}, "c": {NextCursor: "c"}})
-	if err := c.AuditAll(context.Background(), client.AuditFilter{}, func(vault.AuditRow) error { return nil }); err == nil {
+	if err := c.AuditAll(context.Background(), client.AuditFilter{}, func(audit.Row) error { return nil }); err == nil {
 		t.Fatal("no error")
 	}
 }
@@ -167,7 +168,7 @@ func TestAuditRealAPI(t *testing.T) {
 		}
 	}
 	var names []string
-	if err := c.AuditAll(ctx, client.AuditFilter{Kind: vault.AuditKindAdmin, Since: "1h", Limit: 2}, func(r vault.AuditRow) error {
+	if err := c.AuditAll(ctx, client.AuditFilter{Kind: audit.KindAdmin, Since: "1h", Limit: 2}, func(r audit.Row) error {
 		if r.Action != vault.ActionSecretCreated || r.ActorKind != vault.ActorAPIKey {
 			t.Errorf("row %+v", r)
 		}

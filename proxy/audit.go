@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/vault"
 )
 
@@ -96,4 +97,4 @@ func stampIdentity(ev *Event, sbx *vault.Sandbox) {
 }
 
 // newEventID returns an id for one request's records that sorts by time.
-func newEventID(t time.Time) string { return vault.NewAuditID(t) }
+func newEventID(t time.Time) string { return audit.NewID(t) }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/vault"
 )
 
@@ -35,7 +36,7 @@ type VaultSink struct {
 	// resident; 65536 rows of 400 bytes were 25 MiB of the process's
 	// anonymous memory (and of what each GC cycle scans), 65536 pointers
 	// are 512 KiB. The rows come from rowPool and go back once written.
-	queue   chan *vault.AuditRow
+	queue   chan *audit.Row
 	wg      sync.WaitGroup
 	once    sync.Once
 	mu      sync.RWMutex // guards closed against sends on the closed queue
@@ -68,7 +69,7 @@ func NewVaultSink(store *vault.Store, cfg SinkConfig) (*VaultSink, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &VaultSink{store: store, log: cfg.Logger, async: cfg.Async, journal: cfg.Journal, queue: make(chan *vault.AuditRow, cfg.QueueSize)}
+	s := &VaultSink{store: store, log: cfg.Logger, async: cfg.Async, journal: cfg.Journal, queue: make(chan *audit.Row, cfg.QueueSize)}
 	s.wg.Add(1)
 	go s.drain()
 	s.depth = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -104,7 +105,7 @@ func (s *VaultSink) Record(_ context.Context, ev *Event) error {
 			s.dropped.Inc()
 			return vault.ErrClosed
 		}
-		row := rowPool.Get().(*vault.AuditRow)
+		row := rowPool.Get().(*audit.Row)
 		rowOf(ev, row)
 		select {
 		case s.queue <- row:
@@ -116,7 +117,7 @@ func (s *VaultSink) Record(_ context.Context, ev *Event) error {
 	}
 	// Called directly, not through a method value: the row (400 bytes)
 	// then stays on this stack.
-	var row vault.AuditRow
+	var row audit.Row
 	rowOf(ev, &row)
 	var err error
 	if s.journal {
@@ -134,7 +135,7 @@ func (s *VaultSink) Record(_ context.Context, ev *Event) error {
 // drain writes queued rows in batches.
 func (s *VaultSink) drain() {
 	defer s.wg.Done()
-	batch := make([]vault.AuditRow, 0, 256)
+	batch := make([]audit.Row, 0, 256)
 	for row := range s.queue {
 		batch = append(batch[:0], *row)
 		putRow(row)
@@ -165,7 +166,7 @@ func (s *VaultSink) drain() {
 
 // write appends rows, retrying a few times on errors other than a bad row
 // or a closed store; a failure is counted and logged (without the rows).
-func (s *VaultSink) write(rows []vault.AuditRow) error {
+func (s *VaultSink) write(rows []audit.Row) error {
 	for attempt := 0; ; attempt++ {
 		err := s.store.AppendAuditLater(rows...)
 		if err == nil {
@@ -195,19 +196,19 @@ func (s *VaultSink) Close() {
 }
 
 // rowPool holds the rows of the queue.
-var rowPool = sync.Pool{New: func() any { return new(vault.AuditRow) }}
+var rowPool = sync.Pool{New: func() any { return new(audit.Row) }}
 
 // putRow gives a queued row back, its strings and uses let go.
-func putRow(r *vault.AuditRow) {
-	*r = vault.AuditRow{}
+func putRow(r *audit.Row) {
+	*r = audit.Row{}
 	rowPool.Put(r)
 }
 
 // rowOf fills r from an event: the identity chain, the request (path
 // without query), and every use. Never a value.
-func rowOf(ev *Event, r *vault.AuditRow) {
-	*r = vault.AuditRow{
-		ID: ev.ID, Time: ev.Time, Kind: vault.AuditKindRequest,
+func rowOf(ev *Event, r *audit.Row) {
+	*r = audit.Row{
+		ID: ev.ID, Time: ev.Time, Kind: audit.KindRequest,
 		TenantID: ev.TenantID, WorkspaceID: ev.WorkspaceID, OwnerUserID: ev.OwnerUserID,
 		ExternalUserID: ev.ExternalUserID, ExternalWorkspaceID: ev.ExternalWorkspaceID,
 		ExternalProjectID: ev.ExternalProjectID, SandboxID: ev.SandboxID,
@@ -219,7 +220,7 @@ func rowOf(ev *Event, r *vault.AuditRow) {
 		if r.SecretID == "" && u.SecretID != "" && u.Action == ActionSubstituted {
 			r.SecretID, r.SecretName, r.SecretVersion, r.Level = u.SecretID, u.Name, u.Version, u.Level
 		}
-		r.Uses = append(r.Uses, vault.AuditUse{
+		r.Uses = append(r.Uses, audit.Use{
 			Name: u.Name, SecretID: u.SecretID, Version: u.Version, Level: u.Level,
 			Location: string(u.Location), Action: string(u.Action), Reason: u.Reason, Leak: u.Leak, LeakSandboxID: u.LeakSandboxID,
 		})

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/vault"
 )
 
@@ -30,10 +31,10 @@ func TestVaultSinkOneRowPerRequest(t *testing.T) {
 				SubstituteIn: []vault.Location{vault.InHeader, vault.InQuery}})
 			ph := e.placeholder(sbx, "k")
 			do(t, e.client(sbx.ID, token), "GET", e.url("https", "api.test", "/v1/x?q="+ph), nil, map[string]string{"X-Key": ph})
-			var rows []vault.AuditRow
+			var rows []audit.Row
 			deadline := time.Now().Add(5 * time.Second)
 			for {
-				rows, _, err = e.store.QueryAudit(e.tenant, vault.AuditFilter{Kind: vault.AuditKindRequest})
+				rows, _, err = e.store.QueryAudit(e.tenant, audit.Filter{Kind: audit.KindRequest})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -53,7 +54,7 @@ func TestVaultSinkOneRowPerRequest(t *testing.T) {
 			}
 			sink.Close()
 			var all strings.Builder
-			e.store.ExportAudit("", time.Time{}, func(r vault.AuditRow) error { all.WriteString(r.Path + r.Host + r.Reason); return nil })
+			e.store.ExportAudit("", time.Time{}, func(r audit.Row) error { all.WriteString(r.Path + r.Host + r.Reason); return nil })
 			if strings.Contains(all.String(), "row-secret-value") {
 				t.Fatal("value in the audit log")
 			}
@@ -75,7 +76,7 @@ func TestVaultSinkJournalWritesBeforeReturn(t *testing.T) {
 	if err := sink.Record(context.Background(), ev); err != nil {
 		t.Fatal(err)
 	}
-	rows, _, err := e.store.QueryAudit(e.tenant, vault.AuditFilter{Kind: vault.AuditKindRequest})
+	rows, _, err := e.store.QueryAudit(e.tenant, audit.Filter{Kind: audit.KindRequest})
 	if err != nil || len(rows) != 1 || rows[0].ID != "aud_journal1" {
 		t.Fatalf("rows %+v %v", rows, err)
 	}
@@ -111,16 +112,16 @@ func TestVaultSinkBadRowLosesOnlyItself(t *testing.T) {
 	good := func(id string) *Event {
 		return &Event{ID: id, Final: true, Time: now, TenantID: e.tenant, SandboxID: "sbx_ok", Host: "api.test", Method: "GET", Path: "/", Status: 200, Outcome: OutcomeSubstituted}
 	}
-	bad := good(vault.NewAuditID(now))
+	bad := good(audit.NewID(now))
 	bad.SandboxID = "sbx\x00bad" // the vault refuses a NUL in an id
-	ids := []string{vault.NewAuditID(now), vault.NewAuditID(now)}
+	ids := []string{audit.NewID(now), audit.NewID(now)}
 	for _, ev := range []*Event{good(ids[0]), bad, good(ids[1])} {
 		if err := sink.Record(ctx, ev); err != nil {
 			t.Fatal(err)
 		}
 	}
 	sink.Close() // writes what is queued
-	rows, _, err := e.store.QueryAudit(e.tenant, vault.AuditFilter{SandboxID: "sbx_ok"})
+	rows, _, err := e.store.QueryAudit(e.tenant, audit.Filter{SandboxID: "sbx_ok"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +184,7 @@ func benchSinkRecord(b *testing.B, final, both bool) {
 			// Rows in time order, as requests make them (the indexes'
 			// keys then append rather than split pages).
 			ev.Time = time.Now()
-			ev.ID = vault.NewAuditID(ev.Time)
+			ev.ID = audit.NewID(ev.Time)
 			if err := sink.Record(ctx, ev); err != nil {
 				b.Error(err)
 				return
@@ -200,7 +201,7 @@ func benchSinkRecord(b *testing.B, final, both bool) {
 		}
 	})
 	sink.Close() // the queued rows are written inside the measured time, and indexed:
-	if _, _, err := e.store.QueryAudit(e.tenant, vault.AuditFilter{Limit: 1}); err != nil {
+	if _, _, err := e.store.QueryAudit(e.tenant, audit.Filter{Limit: 1}); err != nil {
 		b.Fatal(err)
 	}
 	b.StopTimer()
@@ -227,7 +228,7 @@ func BenchmarkVaultSinkFinalRecord(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		ev.Time = time.Now()
-		ev.ID = vault.NewAuditID(ev.Time)
+		ev.ID = audit.NewID(ev.Time)
 		if err := sink.Record(ctx, ev); err != nil {
 			b.Fatal(err)
 		}

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/vault/storage"
 )
 
@@ -36,6 +37,27 @@ func ActorOf(k APIKey) Actor {
 	}
 	return Actor{Kind: ActorAPIKey, ID: k.ID}
 }
+
+// The actions of admin rows.
+const (
+	ActionSecretCreated      = "secret.created"
+	ActionSecretUpdated      = "secret.updated"
+	ActionSecretRotated      = "secret.rotated"
+	ActionSecretDisabled     = "secret.disabled"
+	ActionSecretEnabled      = "secret.enabled"
+	ActionSecretDeleted      = "secret.deleted"
+	ActionBindingCreated     = "binding.created"
+	ActionBindingDeleted     = "binding.deleted"
+	ActionSandboxCreated     = "sandbox.created"
+	ActionSandboxDeleted     = "sandbox.deleted"
+	ActionSandboxToken       = "sandbox.token_issued"
+	ActionSettingsChanged    = "settings.changed"
+	ActionBrowserTokenIssued = "browser_token.issued"
+	ActionOAuthCompleted     = "oauth.completed"
+	ActionTenantCreated      = "tenant.created"
+	ActionAPIKeyIssued       = "api_key.issued"
+	ActionVaultRekeyed       = "vault.rekeyed"
+)
 
 // adminAudit is what a Store records its writes as.
 type adminAudit struct {
@@ -81,7 +103,7 @@ func (s *Store) Actor() Actor { return s.audit.actor }
 
 // txAudit appends the admin row of a write to tx, if s has an actor. row
 // carries the identity chain; action and details are the write's own.
-func (s *Store) txAudit(tx storage.Tx, action string, row AuditRow) error {
+func (s *Store) txAudit(tx storage.Tx, action string, row audit.Row) error {
 	a := s.audit
 	switch a.actor.Kind {
 	case "":
@@ -91,7 +113,7 @@ func (s *Store) txAudit(tx storage.Tx, action string, row AuditRow) error {
 		// The write is refused with its row: it commits with none.
 		return invalid("actor", "unknown actor kind %q", a.actor.Kind)
 	}
-	row.Kind, row.Action = AuditKindAdmin, action
+	row.Kind, row.Action = audit.KindAdmin, action
 	if a.action != "" {
 		row.Action = a.action
 	}
@@ -103,17 +125,12 @@ func (s *Store) txAudit(tx storage.Tx, action string, row AuditRow) error {
 		maps.Copy(row.Details, a.details)
 	}
 	row.Time = s.stamp()
-	e, err := row.prepare(s.now)
-	if err != nil {
-		return err
-	}
-	b := txAuditBuckets(tx)
-	return b.put(&e)
+	return audit.Put(tx, row, s.now)
 }
 
 // secretAudit is a row about sec: its tenant, scope owner ids and version.
-func secretAudit(sec *Secret) AuditRow {
-	r := AuditRow{
+func secretAudit(sec *Secret) audit.Row {
+	r := audit.Row{
 		TenantID: sec.TenantID, WorkspaceID: sec.WorkspaceID, OwnerUserID: sec.OwnerUserID,
 		ExternalUserID: sec.ExternalUserID, ExternalWorkspaceID: sec.ExternalWorkspaceID,
 		SecretID: sec.ID, SecretName: sec.Name, SecretVersion: sec.Version,
@@ -126,8 +143,8 @@ func secretAudit(sec *Secret) AuditRow {
 }
 
 // sandboxAudit is a row about sbx: its attribution.
-func sandboxAudit(sbx *Sandbox) AuditRow {
-	return AuditRow{
+func sandboxAudit(sbx *Sandbox) audit.Row {
+	return audit.Row{
 		TenantID: sbx.TenantID, WorkspaceID: sbx.WorkspaceID, OwnerUserID: sbx.OwnerUserID,
 		ExternalUserID: sbx.ExternalUserID, ExternalWorkspaceID: sbx.ExternalWorkspaceID,
 		ExternalProjectID: sbx.ExternalProjectID, SandboxID: sbx.ID,
@@ -137,7 +154,7 @@ func sandboxAudit(sbx *Sandbox) AuditRow {
 
 // bindingAudit is a row about binding b of sec to sbx: the sandbox's
 // attribution (whose environment the secret enters) and the secret.
-func bindingAudit(b *Binding, sec *Secret, sbx *Sandbox) AuditRow {
+func bindingAudit(b *Binding, sec *Secret, sbx *Sandbox) audit.Row {
 	r := sandboxAudit(sbx)
 	r.SecretID, r.SecretName, r.SecretVersion = sec.ID, sec.Name, sec.Version
 	r.Details["binding_id"] = b.ID

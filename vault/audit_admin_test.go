@@ -4,16 +4,19 @@ import (
 	"errors"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/egressd/egressd/audit"
 )
 
 // adminRows returns the tenant's admin rows, oldest first.
-func adminRows(tb testing.TB, s *Store, tenantID string) []AuditRow {
+func adminRows(tb testing.TB, s *Store, tenantID string) []audit.Row {
 	tb.Helper()
-	var out []AuditRow
-	if err := s.ExportAudit(tenantID, time.Time{}, func(r AuditRow) error {
-		if r.Kind == AuditKindAdmin {
+	var out []audit.Row
+	if err := s.ExportAudit(tenantID, time.Time{}, func(r audit.Row) error {
+		if r.Kind == audit.KindAdmin {
 			out = append(out, r)
 		}
 		return nil
@@ -45,7 +48,7 @@ func TestAdminAuditRows(t *testing.T) {
 	var bnd Binding
 	var browser APIKey
 	// chain is the identity chain of sbx's rows.
-	chain := func(r AuditRow) AuditRow {
+	chain := func(r audit.Row) audit.Row {
 		r.TenantID, r.WorkspaceID, r.OwnerUserID = tn.ID, "w1", "u1"
 		r.ExternalUserID, r.ExternalWorkspaceID, r.ExternalProjectID = "eu1", "ew1", "p1"
 		r.SandboxID = sbx.ID
@@ -54,31 +57,31 @@ func TestAdminAuditRows(t *testing.T) {
 	steps := []struct {
 		name string
 		do   func() error
-		want func() AuditRow
+		want func() audit.Row
 	}{
 		{"sandbox.created", func() (err error) { sbx, _, err = a.CreateSandbox(tn.ID, attrib); return err },
-			func() AuditRow {
-				return chain(AuditRow{Action: ActionSandboxCreated, Details: map[string]string{"resource_type": "sandbox"}})
+			func() audit.Row {
+				return chain(audit.Row{Action: ActionSandboxCreated, Details: map[string]string{"resource_type": "sandbox"}})
 			}},
 		{"secret.created", func() error {
 			r, err := a.UpsertSecret(tn.ID, SecretInput{Name: "openai", Value: "sk-VALUE-1", Scope: ScopeTenant, AllowedHosts: []string{"api.example.com"}})
 			openai = r.Secret
 			return err
-		}, func() AuditRow {
-			return AuditRow{TenantID: tn.ID, Action: ActionSecretCreated, SecretID: openai.ID, SecretName: "openai", SecretVersion: 1, Details: map[string]string{"scope": "tenant"}}
+		}, func() audit.Row {
+			return audit.Row{TenantID: tn.ID, Action: ActionSecretCreated, SecretID: openai.ID, SecretName: "openai", SecretVersion: 1, Details: map[string]string{"scope": "tenant"}}
 		}},
 		{"secret.updated", func() error {
 			_, err := a.UpsertSecret(tn.ID, SecretInput{Name: "openai", Value: "sk-VALUE-2", Scope: ScopeTenant, AllowedHosts: []string{"api.example.com"}})
 			return err
-		}, func() AuditRow {
-			return AuditRow{TenantID: tn.ID, Action: ActionSecretUpdated, SecretID: openai.ID, SecretName: "openai", SecretVersion: 2, Details: map[string]string{"scope": "tenant"}}
+		}, func() audit.Row {
+			return audit.Row{TenantID: tn.ID, Action: ActionSecretUpdated, SecretID: openai.ID, SecretName: "openai", SecretVersion: 2, Details: map[string]string{"scope": "tenant"}}
 		}},
 		{"secret.created end-user", func() error {
 			r, err := a.UpsertSecret(tn.ID, SecretInput{Name: "gh", Value: "ghp-VALUE-3", Scope: ScopeExternalUser, ExternalUserID: "eu1", ExternalWorkspaceID: "ew1", AllowedHosts: []string{"api.example.com"}})
 			gh = r.Secret
 			return err
-		}, func() AuditRow {
-			return AuditRow{TenantID: tn.ID, ExternalUserID: "eu1", ExternalWorkspaceID: "ew1", Action: ActionSecretCreated, SecretID: gh.ID, SecretName: "gh", SecretVersion: 1, Details: map[string]string{"scope": "external_user"}}
+		}, func() audit.Row {
+			return audit.Row{TenantID: tn.ID, ExternalUserID: "eu1", ExternalWorkspaceID: "ew1", Action: ActionSecretCreated, SecretID: gh.ID, SecretName: "gh", SecretVersion: 1, Details: map[string]string{"scope": "external_user"}}
 		}},
 		{"secret.created with binding", func() error {
 			r, err := a.UpsertSecret(tn.ID, SecretInput{Name: "res", Value: "VALUE-4", Scope: ScopeResource, ResourceID: sbx.ID, ExposeAsEnv: "RES", OwnerUserID: "u1", AllowedHosts: []string{"api.example.com"}})
@@ -87,63 +90,63 @@ func TestAdminAuditRows(t *testing.T) {
 				bnd = *r.Binding
 			}
 			return err
-		}, func() AuditRow {
-			return AuditRow{TenantID: tn.ID, OwnerUserID: "u1", SandboxID: sbx.ID, Action: ActionSecretCreated, SecretID: res.ID, SecretName: "res", SecretVersion: 1,
+		}, func() audit.Row {
+			return audit.Row{TenantID: tn.ID, OwnerUserID: "u1", SandboxID: sbx.ID, Action: ActionSecretCreated, SecretID: res.ID, SecretName: "res", SecretVersion: 1,
 				Details: map[string]string{"scope": "resource", "binding_id": bnd.ID, "resource_id": sbx.ID}}
 		}},
 		{"secret.rotated", func() error { _, err := a.RotateSecret(tn.ID, openai.ID, RotateInput{Value: "sk-VALUE-5"}); return err },
-			func() AuditRow {
-				return AuditRow{TenantID: tn.ID, Action: ActionSecretRotated, SecretID: openai.ID, SecretName: "openai", SecretVersion: 3, Details: map[string]string{"scope": "tenant"}}
+			func() audit.Row {
+				return audit.Row{TenantID: tn.ID, Action: ActionSecretRotated, SecretID: openai.ID, SecretName: "openai", SecretVersion: 3, Details: map[string]string{"scope": "tenant"}}
 			}},
 		{"secret.disabled", func() error { _, err := a.SetDisabled(tn.ID, gh.ID, true); return err },
-			func() AuditRow {
-				return AuditRow{TenantID: tn.ID, ExternalUserID: "eu1", ExternalWorkspaceID: "ew1", Action: ActionSecretDisabled, SecretID: gh.ID, SecretName: "gh", SecretVersion: 1, Details: map[string]string{"scope": "external_user"}}
+			func() audit.Row {
+				return audit.Row{TenantID: tn.ID, ExternalUserID: "eu1", ExternalWorkspaceID: "ew1", Action: ActionSecretDisabled, SecretID: gh.ID, SecretName: "gh", SecretVersion: 1, Details: map[string]string{"scope": "external_user"}}
 			}},
 		{"secret.enabled", func() error { _, err := a.SetDisabled(tn.ID, gh.ID, false); return err },
-			func() AuditRow {
-				return AuditRow{TenantID: tn.ID, ExternalUserID: "eu1", ExternalWorkspaceID: "ew1", Action: ActionSecretEnabled, SecretID: gh.ID, SecretName: "gh", SecretVersion: 1, Details: map[string]string{"scope": "external_user"}}
+			func() audit.Row {
+				return audit.Row{TenantID: tn.ID, ExternalUserID: "eu1", ExternalWorkspaceID: "ew1", Action: ActionSecretEnabled, SecretID: gh.ID, SecretName: "gh", SecretVersion: 1, Details: map[string]string{"scope": "external_user"}}
 			}},
 		{"binding.created", func() (err error) {
 			bnd, err = a.CreateBinding(tn.ID, BindingInput{SecretID: openai.ID, ResourceID: sbx.ID, ExposeAsEnv: "OPENAI_API_KEY"})
 			return err
-		}, func() AuditRow {
-			return chain(AuditRow{Action: ActionBindingCreated, SecretID: openai.ID, SecretName: "openai", SecretVersion: 3,
+		}, func() audit.Row {
+			return chain(audit.Row{Action: ActionBindingCreated, SecretID: openai.ID, SecretName: "openai", SecretVersion: 3,
 				Details: map[string]string{"resource_type": "sandbox", "binding_id": bnd.ID, "secret_scope": "tenant", "expose_as_env": "OPENAI_API_KEY"}})
 		}},
 		{"binding.deleted", func() error { return a.DeleteBinding(tn.ID, bnd.ID) },
-			func() AuditRow {
-				return chain(AuditRow{Action: ActionBindingDeleted, SecretID: openai.ID, SecretName: "openai", SecretVersion: 3,
+			func() audit.Row {
+				return chain(audit.Row{Action: ActionBindingDeleted, SecretID: openai.ID, SecretName: "openai", SecretVersion: 3,
 					Details: map[string]string{"resource_type": "sandbox", "binding_id": bnd.ID, "secret_scope": "tenant", "expose_as_env": "OPENAI_API_KEY"}})
 			}},
 		{"settings.changed", func() error {
 			// allow_end_user_credentials is set to what it is: not a change.
 			_, err := a.UpdateSettings(tn.ID, SettingsPatch{AllowEndUserCredentials: ptr(true), CABundlePath: ptr("/etc/ca.pem"), EgressDenyHosts: &[]string{"evil.example"}})
 			return err
-		}, func() AuditRow {
-			return AuditRow{TenantID: tn.ID, Action: ActionSettingsChanged, Details: map[string]string{"changed": "ca_bundle_path,egress_deny_hosts"}}
+		}, func() audit.Row {
+			return audit.Row{TenantID: tn.ID, Action: ActionSettingsChanged, Details: map[string]string{"changed": "ca_bundle_path,egress_deny_hosts"}}
 		}},
 		{"browser_token.issued", func() (err error) {
 			_, browser, err = a.CreateAPIKey(tn.ID, KeyBrowser, "eu1", time.Hour)
 			return err
-		}, func() AuditRow {
-			return AuditRow{TenantID: tn.ID, ExternalUserID: "eu1", Action: ActionBrowserTokenIssued,
+		}, func() audit.Row {
+			return audit.Row{TenantID: tn.ID, ExternalUserID: "eu1", Action: ActionBrowserTokenIssued,
 				Details: map[string]string{"key_id": browser.ID, "expires_at": clock.Now().Add(time.Hour).Format(time.RFC3339)}}
 		}},
 		{"secret.deleted", func() error { return a.DeleteSecret(tn.ID, gh.ID) },
-			func() AuditRow {
-				return AuditRow{TenantID: tn.ID, ExternalUserID: "eu1", ExternalWorkspaceID: "ew1", Action: ActionSecretDeleted, SecretID: gh.ID, SecretName: "gh", SecretVersion: 1,
+			func() audit.Row {
+				return audit.Row{TenantID: tn.ID, ExternalUserID: "eu1", ExternalWorkspaceID: "ew1", Action: ActionSecretDeleted, SecretID: gh.ID, SecretName: "gh", SecretVersion: 1,
 					Details: map[string]string{"scope": "external_user", "bindings_deleted": "0"}}
 			}},
 		{"sandbox.deleted", func() error { return a.DeleteSandbox(tn.ID, sbx.ID) },
-			func() AuditRow {
-				return chain(AuditRow{Action: ActionSandboxDeleted, Details: map[string]string{"resource_type": "sandbox", "bindings_deleted": "1", "secrets_deleted": res.ID}})
+			func() audit.Row {
+				return chain(audit.Row{Action: ActionSandboxDeleted, Details: map[string]string{"resource_type": "sandbox", "bindings_deleted": "1", "secrets_deleted": res.ID}})
 			}},
 		{"oauth.completed", func() error {
 			_, err := a.WithAudit(ActionOAuthCompleted, map[string]string{"provider": "github"}).UpsertSecret(tn.ID, SecretInput{Name: "gh", Value: "gho-VALUE-6", Scope: ScopeUser, OwnerUserID: "u1", AllowedHosts: []string{"api.example.com"}})
 			return err
-		}, func() AuditRow {
+		}, func() audit.Row {
 			sec, _ := s.ListSecrets(tn.ID, SecretFilter{Name: "gh"})
-			return AuditRow{TenantID: tn.ID, OwnerUserID: "u1", Action: ActionOAuthCompleted, SecretID: sec[0].ID, SecretName: "gh", SecretVersion: 1,
+			return audit.Row{TenantID: tn.ID, OwnerUserID: "u1", Action: ActionOAuthCompleted, SecretID: sec[0].ID, SecretName: "gh", SecretVersion: 1,
 				Details: map[string]string{"scope": "user", "provider": "github"}}
 		}},
 	}
@@ -158,11 +161,11 @@ func TestAdminAuditRows(t *testing.T) {
 			t.Fatalf("%s: %d new rows, want 1", st.name, len(after)-len(before))
 		}
 		got := after[len(after)-1]
-		if !validAuditID(got.ID) || !got.Time.Equal(clock.Now()) {
+		if !strings.HasPrefix(got.ID, "aud_") || len(got.ID) != 30 || !got.Time.Equal(clock.Now()) {
 			t.Errorf("%s: id %q time %v, want a valid id at %v", st.name, got.ID, got.Time, clock.Now())
 		}
 		want := st.want()
-		want.ID, want.Time, want.Kind = got.ID, got.Time, AuditKindAdmin
+		want.ID, want.Time, want.Kind = got.ID, got.Time, audit.KindAdmin
 		want.ActorKind, want.ActorID = actor.Kind, actor.ID
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%s:\n got %+v\nwant %+v", st.name, got, want)

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/vault/storage"
 )
 
@@ -29,7 +31,7 @@ func TestOpenOnBackend(t *testing.T) {
 	s := open()
 	tn := mustTenant(t, s, "acme")
 	sec := mustUpsert(t, s, tn.ID, SecretInput{Name: "a", Value: "v", Scope: ScopeTenant, AllowedHosts: []string{"api.example.com"}}).Secret
-	if err := s.AppendAudit(AuditRow{Kind: AuditKindRequest, TenantID: tn.ID, Host: "api.example.com"}); err != nil {
+	if err := s.AppendAudit(audit.Row{Kind: audit.KindRequest, TenantID: tn.ID, Host: "api.example.com"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(journal); err != nil {
@@ -47,7 +49,7 @@ func TestOpenOnBackend(t *testing.T) {
 	if v := mustOpenValue(t, s, tn.ID, sec.ID); v != "v" {
 		t.Fatalf("value %q", v)
 	}
-	rows, _, err := s.QueryAudit(tn.ID, AuditFilter{Kind: AuditKindRequest})
+	rows, _, err := s.QueryAudit(tn.ID, audit.Filter{Kind: audit.KindRequest})
 	if err != nil || len(rows) != 1 {
 		t.Fatalf("%d request rows (%v), want 1", len(rows), err)
 	}
@@ -67,7 +69,7 @@ func TestOpenOnBackendRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.log.close() // the journal only: the backend stays open
+	s.log.Close() // the journal only: the backend stays open
 	if _, err := Open(Config{Backend: b, JournalPath: filepath.Join(dir, "j"), MasterKey: NewMasterKey(), NoSync: true}); !errors.Is(err, ErrWrongMasterKey) {
 		t.Fatalf("open with another key: %v, want ErrWrongMasterKey", err)
 	}
@@ -87,4 +89,15 @@ type closeCounter struct {
 func (c *closeCounter) Close() error {
 	c.closes++
 	return nil
+}
+
+// A node id that is not 1 to 64 bytes of [A-Za-z0-9_-] is refused at Open.
+func TestNodeIDChecked(t *testing.T) {
+	for _, id := range []string{"a/b", "a\x00b", "é", strings.Repeat("a", 65), "a b"} {
+		path, key := filepath.Join(t.TempDir(), "vault.db"), NewMasterKey()
+		_, err := Open(Config{Path: path, NodeID: id, MasterKey: key, NoSync: true})
+		if err == nil || !strings.Contains(err.Error(), "node id") {
+			t.Errorf("node id %q: %v, want refused", id, err)
+		}
+	}
 }

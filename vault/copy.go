@@ -7,6 +7,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/vault/storage"
 )
 
@@ -65,7 +66,7 @@ func CopyStore(dst, src storage.Backend, opts CopyOptions) (CopyResult, error) {
 	}
 	names := copyBuckets(opts.Buckets)
 	srcHasCA := false
-	srcAudit, err := auditStoreOf(src)
+	srcAudit, err := audit.StoreOf(src)
 	if err != nil {
 		return CopyResult{}, fmt.Errorf("vault: copy: %w", err)
 	}
@@ -89,7 +90,7 @@ func CopyStore(dst, src storage.Backend, opts CopyOptions) (CopyResult, error) {
 	if err := dst.EnsureBuckets(append(names, allBuckets...)...); err != nil {
 		return CopyResult{}, fmt.Errorf("vault: copy: %w", err)
 	}
-	dstAudit, err := auditStoreOf(dst)
+	dstAudit, err := audit.StoreOf(dst)
 	if err != nil {
 		return CopyResult{}, fmt.Errorf("vault: copy: %w", err)
 	}
@@ -105,7 +106,7 @@ func CopyStore(dst, src storage.Backend, opts CopyOptions) (CopyResult, error) {
 			}
 			return err
 		}
-		if err := copyAuditRows(dtx, src, srcAudit); err != nil {
+		if err := audit.CopyRows(dtx, src, srcAudit); err != nil {
 			return err
 		}
 		err := src.View(func(stx storage.Tx) error {
@@ -136,17 +137,6 @@ func CopyStore(dst, src storage.Backend, opts CopyOptions) (CopyResult, error) {
 	return verifyCopy(dst, src, names, opts, dstAudit, srcAudit)
 }
 
-// auditStoreOf is b's audit store, nil when its audit log is buckets.
-func auditStoreOf(b storage.Backend) (as storage.AuditStore, err error) {
-	err = b.View(func(tx storage.Tx) error {
-		if atx, ok := tx.(storage.AuditTx); ok {
-			as = atx.AuditStore()
-		}
-		return nil
-	})
-	return as, err
-}
-
 // countAuditRows counts the audit rows of tx's store: as's, or bAudit's.
 func countAuditRows(tx storage.Tx, as storage.AuditStore) (int, error) {
 	if as != nil {
@@ -157,74 +147,6 @@ func countAuditRows(tx storage.Tx, as storage.AuditStore) (int, error) {
 		return countBucket(b), nil
 	}
 	return 0, nil
-}
-
-// copyAuditRows copies every audit row of src (its audit store's, srcAS,
-// or its buckets') into dtx, in the layout of dtx's store: rows are read
-// and written as rows, decoded and encoded again (JSON rows of an older
-// file or table come out binary), so a log moves between the buckets and
-// a backend's table.
-func copyAuditRows(dtx storage.Tx, src storage.Backend, srcAS storage.AuditStore) error {
-	const chunk = 1000
-	b := txAuditBuckets(dtx)
-	var batch []auditEntry
-	flush := func() error {
-		defer func() { batch = batch[:0] }()
-		if b.atx != nil {
-			recs := make([]storage.AuditRecord, len(batch))
-			for i := range batch {
-				recs[i] = batch[i].rec
-			}
-			return b.atx.PutAudit(recs)
-		}
-		for i := range batch {
-			if err := b.put(&batch[i]); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	add := func(key, val []byte) error {
-		var r AuditRow
-		if err := decodeAuditRow(val, key, &r); err != nil {
-			return fmt.Errorf("vault: copy audit row: %w", err)
-		}
-		e, err := r.prepare(time.Now)
-		if err != nil {
-			return fmt.Errorf("vault: copy audit row %s: %w", r.ID, err)
-		}
-		if batch = append(batch, e); len(batch) == chunk {
-			return flush()
-		}
-		return nil
-	}
-	if srcAS != nil {
-		var after storage.AuditPos
-		for {
-			recs, err := srcAS.ScanAudit("", time.Time{}, after, chunk)
-			if err != nil {
-				return fmt.Errorf("vault: copy audit rows: %w", err)
-			}
-			for i := range recs {
-				if err := add(nil, recs[i].Data); err != nil {
-					return err
-				}
-			}
-			if len(recs) < chunk {
-				break
-			}
-			last := &recs[len(recs)-1]
-			after = storage.AuditPos{Time: last.Time, ID: last.ID, Tenant: last.TenantID}
-		}
-	} else if err := src.View(func(stx storage.Tx) error {
-		if rows := stx.Bucket(bAudit); rows != nil {
-			return rows.ForEach(add)
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
-	return flush()
 }
 
 // verifyCopy counts every bucket in dst and src, and opens every sealed
@@ -313,11 +235,11 @@ func countBucket(b storage.Bucket) int {
 }
 
 // copyBuckets is the vault's buckets and extra, each once, sorted; but
-// not the audit log's, which is copied as rows (copyAuditRows).
+// not the audit log's, which is copied as rows (audit.CopyRows).
 func copyBuckets(extra [][]byte) [][]byte {
-	seen := map[string]bool{string(bAudit): true}
-	for _, ix := range auditIndexes {
-		seen[string(ix.bucket)] = true
+	seen := map[string]bool{}
+	for _, b := range audit.Buckets() {
+		seen[string(b)] = true
 	}
 	var out [][]byte
 	for _, list := range [][][]byte{allBuckets, extra} {

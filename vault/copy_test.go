@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/vault/boltstore"
 	"github.com/egressd/egressd/vault/storage"
 )
@@ -38,7 +39,7 @@ func copyTargets(t *testing.T) map[string]func(t *testing.T) storage.Backend {
 func storeKeys(t *testing.T, b storage.Backend) int {
 	t.Helper()
 	n := 0
-	as, err := auditStoreOf(b)
+	as, err := audit.StoreOf(b)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,8 @@ package vault
 import (
 	"errors"
 	"fmt"
+
+	"github.com/egressd/egressd/audit"
 )
 
 // ErrNotFound is returned when a record does not exist in the caller's tenant.
@@ -10,8 +12,10 @@ import (
 var ErrNotFound = errors.New("not found")
 
 // ErrInvalid is returned for input that fails validation. The concrete error
-// is a *ValidationError naming the field.
-var ErrInvalid = errors.New("invalid input")
+// is a *ValidationError naming the field (an *audit.ValidationError for an
+// audit row or filter). It is audit.ErrInvalid, so input the audit log
+// refuses is ErrInvalid here too.
+var ErrInvalid = audit.ErrInvalid
 
 // ErrConflict is returned when a write collides with an existing record.
 var ErrConflict = errors.New("conflict")
@@ -42,15 +46,16 @@ var ErrMasterKeyNotHeld = fmt.Errorf("%w: this process does not hold the key it 
 // ErrLocked is returned by Open when another process holds the vault file.
 var ErrLocked = errors.New("vault file is locked by another process (is egressd serve running? stop it first)")
 
-// ErrClosed is returned by AppendAudit once the store is closed.
-var ErrClosed = errors.New("vault is closed")
+// ErrClosed is returned by AppendAudit once the store is closed: it is
+// audit.ErrClosed.
+var ErrClosed = audit.ErrClosed
 
 // ErrAuditUnavailable is returned by AppendAudit when the node refuses
 // new request rows: the audit rows it journaled cannot be shipped to the
 // store and as many wait as it may hold (Config.AuditSpoolMax). The proxy
 // answers 503 audit_unavailable rather than send a credential it cannot
-// record.
-var ErrAuditUnavailable = errors.New("audit log unavailable")
+// record. It is audit.ErrUnavailable.
+var ErrAuditUnavailable = audit.ErrUnavailable
 
 // ErrUnauthenticated is returned when a token matches no live key.
 var ErrUnauthenticated = errors.New("unknown or expired token")

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/vault/boltstore"
 	"github.com/egressd/egressd/vault/storage"
 )
@@ -262,4 +263,60 @@ func rawRow(tb testing.TB, s *Store, bucket, k []byte) []byte {
 		tb.Fatalf("no row %q in %s", k, bucket)
 	}
 	return out
+}
+
+// openAt opens the vault at path (NoSync as given: false exercises
+// journalSync) on newTestBackend and closes it when the test ends.
+func openAt(tb testing.TB, path string, key *MasterKey, noSync bool) *Store {
+	tb.Helper()
+	cfg := Config{Path: path, MasterKey: key, Timeout: 200 * time.Millisecond, NoSync: noSync}
+	cfg.Backend = newTestBackend(tb, cfg)
+	s, err := Open(cfg)
+	if err != nil {
+		cfg.Backend.Close()
+		tb.Fatalf("open: %v", err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
+}
+
+// openNode opens the vault at path as node: its own journal beside path,
+// on the backend the test gives (newTestBackend's when nil).
+func openNode(tb testing.TB, path, node string, key *MasterKey, backend storage.Backend) *Store {
+	tb.Helper()
+	cfg := Config{
+		Path: path, JournalPath: filepath.Join(filepath.Dir(path), node+".journal"), NodeID: node,
+		MasterKey: key, Timeout: 200 * time.Millisecond, NoSync: true, Backend: backend,
+	}
+	if cfg.Backend == nil {
+		cfg.Backend = newTestBackend(tb, cfg)
+	}
+	s, err := Open(cfg)
+	if err != nil {
+		cfg.Backend.Close()
+		tb.Fatalf("open as %s: %v", node, err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
+}
+
+// allRows exports every row of the file, oldest first.
+func allRows(tb testing.TB, s *Store) []audit.Row {
+	tb.Helper()
+	var out []audit.Row
+	if err := s.ExportAudit("", time.Time{}, func(r audit.Row) error { out = append(out, r); return nil }); err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+func requestRow(tenantID string, t time.Time, i int) audit.Row {
+	return audit.Row{
+		ID: audit.NewID(t), Time: t, Kind: audit.KindRequest, TenantID: tenantID,
+		WorkspaceID: "w1", OwnerUserID: "u1", ExternalUserID: fmt.Sprintf("eu%d", i%3), ExternalWorkspaceID: "ew1",
+		ExternalProjectID: "p1", SandboxID: fmt.Sprintf("sbx_%d", i%5),
+		SecretID: "sec_a", SecretName: "openai", SecretVersion: 2, Level: "tenant",
+		Host: "api.openai.com", Method: "POST", Path: "/v1/chat/completions", Status: 200, Outcome: "substituted",
+		DurationMS: 12.5, Uses: []audit.Use{{Name: "openai", SecretID: "sec_a", Version: 2, Level: "tenant", Location: "header", Action: "substituted"}},
+	}
 }

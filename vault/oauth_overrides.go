@@ -7,6 +7,7 @@ import (
 	"maps"
 	"time"
 
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/vault/storage"
 )
 
@@ -115,7 +116,7 @@ func (s *Store) PutOAuthOverride(tenantID, provider string, in OAuthOverrideInpu
 			return err
 		}
 		out = row.OAuthOverride
-		return s.txAudit(tx, ActionOAuthOverrideSet, AuditRow{TenantID: tenantID, Details: map[string]string{"provider": provider}})
+		return s.txAudit(tx, ActionOAuthOverrideSet, audit.Row{TenantID: tenantID, Details: map[string]string{"provider": provider}})
 	})
 	return out, err
 }
@@ -184,7 +185,7 @@ func (s *Store) DeleteOAuthOverride(tenantID, provider string) error {
 		if err := b.Delete(key(tenantID, provider)); err != nil {
 			return err
 		}
-		return s.txAudit(tx, ActionOAuthOverrideDeleted, AuditRow{TenantID: tenantID, Details: map[string]string{"provider": provider}})
+		return s.txAudit(tx, ActionOAuthOverrideDeleted, audit.Row{TenantID: tenantID, Details: map[string]string{"provider": provider}})
 	})
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/vault/boltstore"
 	"github.com/egressd/egressd/vault/storage"
 )
@@ -190,17 +191,12 @@ func rekeyTx(tx storage.Tx, name string, oldKey, newKey *MasterKey, res *RekeyRe
 // master key ids (never a key) and how many secrets the vault holds.
 func auditRekey(tx storage.Tx, res *RekeyResult) error {
 	now := time.Now().UTC().Truncate(time.Microsecond)
-	b := txAuditBuckets(tx)
 	return tx.Bucket(bTenants).ForEach(func(id, _ []byte) error {
-		row := AuditRow{
-			TenantID: string(id), Kind: AuditKindAdmin, Action: ActionVaultRekeyed, Time: now,
+		row := audit.Row{
+			TenantID: string(id), Kind: audit.KindAdmin, Action: ActionVaultRekeyed, Time: now,
 			ActorKind: ActorCLI, ActorID: "egressd vault rekey",
 			Details: map[string]string{"old_master_key_id": res.OldKeyID, "new_master_key_id": res.NewKeyID, "vault_secrets": itoa(res.Secrets)},
 		}
-		e, err := row.prepare(time.Now)
-		if err != nil {
-			return err
-		}
-		return b.put(&e)
+		return audit.Put(tx, row, time.Now)
 	})
 }

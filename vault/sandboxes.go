@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/vault/storage"
 )
 
@@ -101,7 +102,7 @@ func (row *storedSandbox) issueToken(now time.Time, ttl TTL) string {
 }
 
 // tokenAudit is a sandbox's admin row with its token's lifetime.
-func tokenAudit(sbx *Sandbox) AuditRow {
+func tokenAudit(sbx *Sandbox) audit.Row {
 	r := sandboxAudit(sbx)
 	if sbx.TokenExpiresAt != nil {
 		r.Details["token_expires_at"] = sbx.TokenExpiresAt.Format(time.RFC3339)

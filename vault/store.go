@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/vault/boltstore"
 	"github.com/egressd/egressd/vault/storage"
 )
@@ -38,10 +39,11 @@ var (
 	bPlaceholders = []byte("placeholders")  // placeholder core → Placeholder
 	bSandboxPH    = []byte("sandbox_ph")    // sandbox id \0 name → placeholder text
 
-	// The audit log (audit.go): rows, and one index per filterable id.
-	bAudit = []byte("audit") // tenant \0 time id → AuditRow (auditPos, audit_bin.go)
+	// The audit log (package audit): its rows, then one index per
+	// filterable id.
+	bAudit = []byte(audit.RowsBucket)
 
-	allBuckets = append([][]byte{bMeta, bTenants, bTenantNames, bKeys, bSecrets, bSecretIdx, bBindings, bBindByRes, bBindBySecret, bSandboxes, bSandboxOwner, bPlaceholders, bSandboxPH, bAudit, bReplicas}, auditIndexBuckets()...)
+	allBuckets = append([][]byte{bMeta, bTenants, bTenantNames, bKeys, bSecrets, bSecretIdx, bBindings, bBindByRes, bBindBySecret, bSandboxes, bSandboxOwner, bPlaceholders, bSandboxPH, bReplicas}, audit.Buckets()...)
 
 	metaCanary = []byte("canary")
 	metaSchema = []byte("schema")
@@ -63,7 +65,7 @@ type Config struct {
 	// Timeout does not apply to it (it was opened already); NoSync
 	// applies to the journal only.
 	Backend storage.Backend
-	// JournalPath is the audit journal (audit_journal.go), the
+	// JournalPath is the audit journal (audit/journal.go), the
 	// request rows' write-ahead file. It is node-local whatever the
 	// backend: only this process writes it, and a row is on disk there
 	// before a value leaves, even while a remote store is slow. Empty
@@ -99,7 +101,7 @@ type Config struct {
 	// AuditSpoolMax bounds the request rows this node journals while it
 	// cannot put them into the store (a shared store unreachable): past
 	// it AppendAudit refuses new rows with ErrAuditUnavailable until the
-	// store takes them again. Zero means DefaultAuditSpoolMax.
+	// store takes them again. Zero means audit.DefaultSpoolMax.
 	AuditSpoolMax int
 }
 
@@ -135,15 +137,13 @@ type core struct {
 	// feed is backend's change feed, nil for a backend of one process
 	// (changes.go).
 	feed storage.ChangeFeed
-	// audit is backend's audit store when it keeps the audit log itself
-	// (its transactions implement storage.AuditTx), nil when the log is
-	// the vault's audit buckets.
-	auditStore storage.AuditStore
 
 	mu        sync.RWMutex
 	listeners []func(tenantID string)
 
-	log *auditLog
+	// log is the audit log: its request rows' journal, committer and
+	// indexer (package audit).
+	log *audit.Log
 }
 
 // Open opens (creating if absent) the vault in its backend, the bbolt file
@@ -203,26 +203,11 @@ func Open(cfg Config) (*Store, error) {
 	if err := s.ensureListIndexes(); err != nil {
 		return fail(err)
 	}
-	if err := backend.View(func(tx storage.Tx) error {
-		if atx, ok := tx.(storage.AuditTx); ok {
-			s.auditStore = atx.AuditStore()
-		}
-		return nil
-	}); err != nil {
-		return fail(fmt.Errorf("vault: %w", err))
-	}
-	if s.auditStore != nil {
-		if err := s.moveAuditBuckets(); err != nil {
-			return fail(err)
-		}
-	} else if err := s.migrateAuditLayout(); err != nil {
-		return fail(err)
-	}
-	j, err := s.openAuditJournal(cfg.JournalPath, cfg.NodeID, cfg.NoSync)
+	l, err := audit.Open(audit.Config{Backend: backend, JournalPath: cfg.JournalPath, NodeID: cfg.NodeID, SpoolMax: cfg.AuditSpoolMax, Now: cfg.Now, NoSync: cfg.NoSync})
 	if err != nil {
 		return fail(err)
 	}
-	s.log = newAuditLog(backend, s.auditStore, j, cfg.AuditSpoolMax)
+	s.log = l
 	if feed, ok := backend.(storage.ChangeFeed); ok {
 		s.feed = feed
 		feed.Subscribe(s.remoteChange)
@@ -304,7 +289,7 @@ func checkCanary(raw []byte, k *MasterKey) error {
 // Close waits for the audit rows being committed, then closes the backend
 // (the file). A second Close does nothing.
 func (s *Store) Close() error {
-	err := s.log.close()
+	err := s.log.Close()
 	if cerr := s.backend.Close(); err == nil {
 		err = cerr
 	}
@@ -401,4 +386,19 @@ func unmarshal(raw []byte, v any) error {
 		return fmt.Errorf("vault: corrupt record: %w", err)
 	}
 	return nil
+}
+
+// validNodeID accepts Config.NodeID: empty, or 1 to 64 bytes of
+// [A-Za-z0-9_-].
+func validNodeID(id string) bool {
+	if len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }

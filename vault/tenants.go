@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/vault/storage"
 )
 
@@ -41,7 +42,7 @@ func (s *Store) EnsureTenant(name string) (t Tenant, created bool, err error) {
 		if err := s.publish(tx, t.ID); err != nil {
 			return err
 		}
-		return s.txAudit(tx, ActionTenantCreated, AuditRow{TenantID: t.ID})
+		return s.txAudit(tx, ActionTenantCreated, audit.Row{TenantID: t.ID})
 	})
 	if err == nil && created {
 		s.changed(t.ID)
@@ -78,7 +79,7 @@ func (s *Store) CreateTenant(name string) (Tenant, string, error) {
 		if err := s.publish(tx, t.ID); err != nil {
 			return err
 		}
-		return s.txAudit(tx, ActionTenantCreated, AuditRow{TenantID: t.ID, Details: map[string]string{"key_id": k.ID}})
+		return s.txAudit(tx, ActionTenantCreated, audit.Row{TenantID: t.ID, Details: map[string]string{"key_id": k.ID}})
 	})
 	if err == nil {
 		s.changed(t.ID)
@@ -191,7 +192,7 @@ func (s *Store) UpdateSettings(tenantID string, p SettingsPatch) (Settings, erro
 			return err
 		}
 		// The names of the settings that changed; never their values.
-		return s.txAudit(tx, ActionSettingsChanged, AuditRow{TenantID: t.ID, Details: map[string]string{"changed": changedSettings(old, t.Settings)}})
+		return s.txAudit(tx, ActionSettingsChanged, audit.Row{TenantID: t.ID, Details: map[string]string{"changed": changedSettings(old, t.Settings)}})
 	})
 	return t.Settings, err
 }
@@ -221,9 +222,9 @@ func (s *Store) CreateAPIKey(tenantID string, kind KeyKind, externalUserID strin
 			d["expires_at"] = k.ExpiresAt.Format(time.RFC3339)
 		}
 		if kind == KeyAdmin {
-			return s.txAudit(tx, ActionAPIKeyIssued, AuditRow{TenantID: tenantID, Details: d})
+			return s.txAudit(tx, ActionAPIKeyIssued, audit.Row{TenantID: tenantID, Details: d})
 		}
-		return s.txAudit(tx, ActionBrowserTokenIssued, AuditRow{TenantID: tenantID, ExternalUserID: externalUserID, Details: d})
+		return s.txAudit(tx, ActionBrowserTokenIssued, audit.Row{TenantID: tenantID, ExternalUserID: externalUserID, Details: d})
 	})
 	return token, k, err
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/egressd/egressd/audit"
 )
 
 func TestReissueSandboxToken(t *testing.T) {
@@ -50,7 +52,7 @@ func TestReissueSandboxToken(t *testing.T) {
 		t.Fatalf("after its ttl: %v", err)
 	}
 
-	var issued []AuditRow
+	var issued []audit.Row
 	for _, r := range adminRows(t, s, tn.ID) {
 		if r.Action == ActionSandboxToken {
 			issued = append(issued, r)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/internal/datadir"
 	"github.com/egressd/egressd/vault"
 )
@@ -54,8 +55,8 @@ func TestSizeSmall(t *testing.T) {
 		sandboxes, secrets, bindings = sandboxes+len(sb), secrets+len(sc), bindings+len(bd)
 	}
 	var rows int
-	if err := st.ExportAudit("", time.Time{}, func(r vault.AuditRow) error {
-		if r.Kind == vault.AuditKindRequest {
+	if err := st.ExportAudit("", time.Time{}, func(r audit.Row) error {
+		if r.Kind == audit.KindRequest {
 			rows++
 		}
 		return nil

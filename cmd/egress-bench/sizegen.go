@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/internal/datadir"
 	"github.com/egressd/egressd/vault"
 )
@@ -241,7 +242,7 @@ func generate(cfg sizeConfig, progress io.Writer) (*generated, error) {
 	}
 	end := time.Now().Add(-time.Minute)
 	if err := timed("audit rows", cfg.AuditRows, func() error {
-		batch := make([]vault.AuditRow, 0, auditBatch)
+		batch := make([]audit.Row, 0, auditBatch)
 		for i := range g.Tenants {
 			t := &g.Tenants[i]
 			t.Rows = rowN[i]
@@ -294,18 +295,18 @@ func secretAt(k int) vault.SecretInput {
 
 // auditRowAt is the k-th audit row of t: a request of one of its
 // sandboxes that used one of its secrets, as the proxy records it.
-func auditRowAt(t *genTenant, k int, at time.Time) vault.AuditRow {
+func auditRowAt(t *genTenant, k int, at time.Time) audit.Row {
 	sbx := t.Sandboxes[k%len(t.Sandboxes)]
 	sec := t.Secrets[k%len(t.Secrets)]
 	o := (k % len(t.Sandboxes)) % t.Owners
-	r := vault.AuditRow{
-		Time: at, Kind: vault.AuditKindRequest, TenantID: t.ID, SandboxID: sbx,
+	r := audit.Row{
+		Time: at, Kind: audit.KindRequest, TenantID: t.ID, SandboxID: sbx,
 		WorkspaceID: fmt.Sprintf("w%d", o), OwnerUserID: fmt.Sprintf("u%d", k%len(t.Sandboxes)),
 		ExternalUserID: fmt.Sprintf("eu%d", o), ExternalWorkspaceID: fmt.Sprintf("ew%d", o),
 		SecretID: sec.ID, SecretName: sec.Name, SecretVersion: 1, Level: "tenant",
 		Host: fmt.Sprintf("api%d.size.test", k%namePool), Method: "POST", Path: "/v1/chat/completions",
 		Status: 200, Outcome: "substituted", DurationMS: float64(100+k%900) / 10,
-		Uses: []vault.AuditUse{{Name: sec.Name, SecretID: sec.ID, Version: 1, Level: "tenant", Location: "header", Action: "substituted"}},
+		Uses: []audit.Use{{Name: sec.Name, SecretID: sec.ID, Version: 1, Level: "tenant", Location: "header", Action: "substituted"}},
 	}
 	if k%20 == 0 {
 		r.Status, r.Outcome, r.Reason = 403, "denied", "host_not_allowed"

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/internal/datadir"
 	"github.com/egressd/egressd/internal/pgtest"
 	"github.com/egressd/egressd/vault"
@@ -93,6 +94,6 @@ func countAuditRows(spec childSpec, tenantID string, since time.Time) (int64, er
 	}
 	defer st.Close()
 	var n int64
-	err = st.ExportAudit(tenantID, since, func(vault.AuditRow) error { n++; return nil })
+	err = st.ExportAudit(tenantID, since, func(audit.Row) error { n++; return nil })
 	return n, err
 }

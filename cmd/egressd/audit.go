@@ -8,6 +8,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/internal/config"
 	"github.com/egressd/egressd/internal/datadir"
 	"github.com/egressd/egressd/vault"
@@ -46,7 +47,7 @@ func runAuditExport(args []string, stdout, stderr io.Writer, getenv func(string)
 	w := bufio.NewWriter(stdout)
 	enc := json.NewEncoder(w)
 	n := 0
-	write := func(r vault.AuditRow) error {
+	write := func(r audit.Row) error {
 		n++
 		return enc.Encode(r)
 	}

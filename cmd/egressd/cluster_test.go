@@ -20,6 +20,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/client"
 	"github.com/egressd/egressd/vault"
 )
@@ -658,7 +659,7 @@ func killUnderLoad(t *testing.T, cl *pgCluster, a, b, c *replica, sbx client.San
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		rows := map[string]bool{}
-		err := a.api.AuditAll(t.Context(), client.AuditFilter{SandboxID: sbx.ID, Kind: vault.AuditKindRequest, Limit: 1000}, func(r vault.AuditRow) error {
+		err := a.api.AuditAll(t.Context(), client.AuditFilter{SandboxID: sbx.ID, Kind: audit.KindRequest, Limit: 1000}, func(r audit.Row) error {
 			rows[r.Path] = true
 			return nil
 		})

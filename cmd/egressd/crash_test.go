@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/client"
 	"github.com/egressd/egressd/vault"
 )
@@ -120,11 +121,11 @@ func crashKeepsEveryAuditRow(t *testing.T, auditFlags []string) {
 	sc := bufio.NewScanner(bytes.NewReader([]byte(res.stdout)))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
-		var r vault.AuditRow
+		var r audit.Row
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 			t.Fatalf("export line: %v", err)
 		}
-		if r.Kind == vault.AuditKindRequest && r.SandboxID == sbx.ID {
+		if r.Kind == audit.KindRequest && r.SandboxID == sbx.ID {
 			rows[r.Path] = true
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/client"
 	"github.com/egressd/egressd/internal/datadir"
 	"github.com/egressd/egressd/vault"
@@ -296,12 +297,12 @@ func TestServeStoreRekeyOnline(t *testing.T) {
 	sc := bufio.NewScanner(strings.NewReader(r.stdout))
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
-		var row vault.AuditRow
+		var row audit.Row
 		if err := json.Unmarshal(sc.Bytes(), &row); err != nil {
 			t.Fatalf("audit export line: %v", err)
 		}
 		switch {
-		case row.Kind == vault.AuditKindRequest:
+		case row.Kind == audit.KindRequest:
 			requests++
 		case row.Action == vault.ActionVaultRekeyed:
 			rekeyed++

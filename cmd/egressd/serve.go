@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"github.com/egressd/egressd/api"
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/internal/config"
 	"github.com/egressd/egressd/internal/datadir"
 	"github.com/egressd/egressd/internal/server"
-	"github.com/egressd/egressd/vault"
 )
 
 func runServe(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
@@ -45,7 +45,7 @@ func runServe(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	fs.IntVar(&s.SandboxConnectionRate, "sandbox-connection-rate", 100, "new proxy connections (CONNECTs) a second one sandbox may open (bursts of twice as many); a tenant's sandbox_connection_rate overrides it; 0: no limit")
 	fs.StringVar(&s.Audit, "audit", "journal", "journal: a substituted request goes out only after its audit row is written to the audit journal (fail closed; an egressd crash or kill -9 loses none, a power loss the rows of about the last 50 ms); sync: only after its row is on disk (fdatasync: a power loss loses none); async: rows are queued (a crash may lose some)")
 	fs.DurationVar(&s.AuditRetention, "audit-retention", 90*24*time.Hour, "how long audit rows are kept; older ones are pruned in the background")
-	fs.IntVar(&s.AuditSpoolMax, "audit-spool-max", vault.DefaultAuditSpoolMax, "audit rows this node journals while it cannot ship them to the store (PostgreSQL down); past it requests that need an audit row get 503 audit_unavailable")
+	fs.IntVar(&s.AuditSpoolMax, "audit-spool-max", audit.DefaultSpoolMax, "audit rows this node journals while it cannot ship them to the store (PostgreSQL down); past it requests that need an audit row get 503 audit_unavailable")
 	fs.StringVar(&s.OAuthProviders, "oauth-providers", "", "JSON file of OAuth providers: custom ones and the operator's client_id/client_secret per provider")
 	fs.StringVar(&s.PublicURL, "public-url", "", "URL browsers reach the admin listener at, for the OAuth callback (default http://<admin listen address>)")
 	fs.StringVar(&s.StaticHosts, "static-hosts", "", "NAME=ADDR[,NAME=ADDR...]: names the proxy resolves to fixed IPv4 or IPv6 addresses instead of asking DNS (the deny table still applies)")

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/internal/pgtest"
 
 	"github.com/jackc/pgx/v5"
@@ -226,7 +227,7 @@ func TestStoreCopyThenServe(t *testing.T) {
 	noPassword(t, dsn, exp.stdout, exp.stderr)
 	exported := map[string]bool{}
 	for line := range strings.Lines(exp.stdout) {
-		var row vault.AuditRow
+		var row audit.Row
 		if err := json.Unmarshal([]byte(line), &row); err != nil {
 			t.Fatalf("audit export line %q: %v", line, err)
 		}
@@ -266,11 +267,11 @@ func TestStoreCopyThenServe(t *testing.T) {
 }
 
 // requestRows are the audit rows of the sandbox's proxied requests.
-func requestRows(t *testing.T, api *client.Client, sandboxID string) []vault.AuditRow {
+func requestRows(t *testing.T, api *client.Client, sandboxID string) []audit.Row {
 	t.Helper()
-	var out []vault.AuditRow
-	err := api.AuditAll(t.Context(), client.AuditFilter{SandboxID: sandboxID}, func(r vault.AuditRow) error {
-		if r.Kind == vault.AuditKindRequest {
+	var out []audit.Row
+	err := api.AuditAll(t.Context(), client.AuditFilter{SandboxID: sandboxID}, func(r audit.Row) error {
+		if r.Kind == audit.KindRequest {
 			out = append(out, r)
 		}
 		return nil

@@ -108,7 +108,7 @@ type Serve struct {
 	AuditRetention time.Duration
 	// AuditSpoolMax is how many request rows the node journals while it
 	// cannot ship them to the store, before it refuses new ones (503
-	// audit_unavailable); zero means vault.DefaultAuditSpoolMax.
+	// audit_unavailable); zero means audit.DefaultSpoolMax.
 	AuditSpoolMax int
 	// OAuthProviders is the OAuth providers file (custom providers and the
 	// operator's client id and secret per provider); empty means the

@@ -5,15 +5,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/vault"
 )
 
 // adminActions lists the actions of a tenant's admin rows with their actor.
-func adminActions(t *testing.T, st *vault.Store, tenantID string) map[string]vault.AuditRow {
+func adminActions(t *testing.T, st *vault.Store, tenantID string) map[string]audit.Row {
 	t.Helper()
-	out := map[string]vault.AuditRow{}
-	if err := st.ExportAudit(tenantID, time.Time{}, func(r vault.AuditRow) error {
-		if r.Kind == vault.AuditKindAdmin {
+	out := map[string]audit.Row{}
+	if err := st.ExportAudit(tenantID, time.Time{}, func(r audit.Row) error {
+		if r.Kind == audit.KindAdmin {
 			out[r.Action] = r
 		}
 		return nil

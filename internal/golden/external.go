@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/client"
 	"github.com/egressd/egressd/proxy"
 	"github.com/egressd/egressd/resolver"
@@ -292,9 +293,9 @@ func (s *extSession) event(id string, none bool) (*proxy.Event, error) {
 		wait = 500 * time.Millisecond
 	}
 	deadline := time.Now().Add(wait)
-	var last *vault.AuditRow
+	var last *audit.Row
 	for {
-		page, err := s.x.api.Audit(s.ctx, client.AuditFilter{SandboxID: id, Kind: vault.AuditKindRequest, Limit: 1})
+		page, err := s.x.api.Audit(s.ctx, client.AuditFilter{SandboxID: id, Kind: audit.KindRequest, Limit: 1})
 		if err != nil {
 			return nil, fmt.Errorf("audit: %w", err)
 		}

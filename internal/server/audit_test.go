@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/vault"
 	"github.com/egressd/egressd/vault/boltstore"
 	"github.com/egressd/egressd/vault/storage"
@@ -46,7 +47,7 @@ func TestAuditReady(t *testing.T) {
 	defer st.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(auditCollectors(st)...)
-	row := vault.AuditRow{Kind: vault.AuditKindRequest, TenantID: "ten_a"}
+	row := audit.Row{Kind: audit.KindRequest, TenantID: "ten_a"}
 	if err := st.AppendAudit(row); err != nil {
 		t.Fatal(err)
 	}

@@ -9,11 +9,12 @@ import "time"
 // implement it (vault/boltstore) gets the audit log as buckets, keys and
 // index keys, like any other data.
 //
-// The vault asks a transaction, not the Backend, so that a wrapper around
-// a Backend (one that counts or fails its Updates) keeps the backend's
-// audit store: one backend never has its audit rows in two places.
+// The audit log (package audit) asks a transaction, not the Backend, so
+// that a wrapper around a Backend (one that counts or fails its Updates)
+// keeps the backend's audit store: one backend never has its audit rows
+// in two places.
 //
-// The vault validates and encodes every row above the seam (the same
+// Package audit validates and encodes every row above the seam (the same
 // checks on either path); a row holds ids, names and what a request did,
 // never a secret's value.
 type AuditTx interface {
@@ -56,7 +57,7 @@ type AuditStore interface {
 }
 
 // AuditRecord is one audit row as the backend keeps it: the fields that
-// its queries filter on, and the row itself as the vault encoded it.
+// its queries filter on, and the row itself as package audit encoded it.
 type AuditRecord struct {
 	TenantID string
 	// Time is the row's time (nanoseconds kept: the order of rows).
@@ -74,7 +75,7 @@ type AuditRecord struct {
 	// uses that resolved to a secret other than SecretID); a query by
 	// secret matches either.
 	UseSecretIDs []string
-	// Data is the row's encoding (the vault's binary one; JSON for rows
+	// Data is the row's encoding (package audit's binary one; JSON for rows
 	// written before it), stored and returned as it is.
 	Data []byte
 }

@@ -1,8 +1,0 @@
-//go:build !linux
-
-package vault
-
-import "os"
-
-// fdatasync flushes f (fsync where the system has no fdatasync).
-func fdatasync(f *os.File) error { return f.Sync() }
