@@ -123,13 +123,15 @@ func ensureBuckets(tb testing.TB, b storage.Backend) {
 	}
 }
 
-// openCfg opens a Log with cfg on the store at path: cfg.Backend, or
-// newTestBackend's; the journal at path + ".audit-journal" unless
+// openCfg opens a Log with cfg on the store at path: cfg.Backend (its
+// buckets created as the vault creates them), or newTestBackend's; the journal at path + ".audit-journal" unless
 // cfg.JournalPath is set. The log and its backend close when tb ends.
 func openCfg(tb testing.TB, path string, cfg Config) (*testLog, error) {
 	tb.Helper()
 	if cfg.Backend == nil {
 		cfg.Backend = newTestBackend(tb, path, cfg.NoSync)
+	} else {
+		ensureBuckets(tb, cfg.Backend)
 	}
 	if cfg.JournalPath == "" {
 		cfg.JournalPath = path + ".audit-journal"

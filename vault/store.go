@@ -1,7 +1,9 @@
 // Package vault owns egressd's persistent state: tenants, API keys,
-// secrets, bindings, sandboxes, placeholders and tenant settings, and the
-// audit log, kept in a vault/storage backend (a bbolt file through
-// vault/boltstore by default). Secret values are sealed with envelope
+// secrets, bindings, sandboxes, placeholders and tenant settings, kept in
+// a vault/storage backend (a bbolt file through vault/boltstore by
+// default), and opens the audit log (package audit) on the same backend:
+// Store's audit methods are its doors, and each audited write commits its
+// admin row in its own transaction. Secret values are sealed with envelope
 // encryption: a random XChaCha20-Poly1305 data key per secret version,
 // wrapped by the master key, with associated data binding each ciphertext
 // to its tenant, secret id and version, so a backend holds only
