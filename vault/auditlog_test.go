@@ -3,12 +3,14 @@ package vault
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/egressd/egressd/audit"
+	"github.com/egressd/egressd/vault/storage"
 )
 
 // TestAuditHoldsNoValue stores secrets, rotates them, runs every audited
@@ -79,22 +81,36 @@ func TestAuditHoldsNoValue(t *testing.T) {
 	}
 }
 
-// `vault rekey` (the server stopped) leaves the audit journal alone, and
-// the vault opened with the new key holds the rows. (That the rows a crash
-// left in the journal go into the store at the next Open is audit's
-// TestReviewJournalMode.)
+// `vault rekey` (the server stopped) leaves the audit journal alone: the
+// rows a node journaled and could not ship (its store's commits failing
+// until it stopped) go into the vault at the next Open, with the new key.
 func TestAuditJournalRekey(t *testing.T) {
 	path, key := filepath.Join(t.TempDir(), "vault.db"), NewMasterKey()
 	s := openAt(t, path, key, true)
 	needBoltFile(t, s) // Rekey re-wraps a bbolt file
-	for i := range 2 {
-		if err := s.AppendAudit(audit.Row{Kind: audit.KindRequest, TenantID: "ten_j", SandboxID: "sbx_1", Outcome: "substituted", Status: 200 + i}); err != nil {
-			t.Fatal(err)
-		}
+	row := func(i int) audit.Row {
+		return audit.Row{Kind: audit.KindRequest, TenantID: "ten_j", SandboxID: "sbx_1", Outcome: "substituted", Status: 200 + i}
+	}
+	if err := s.AppendAudit(row(0)); err != nil {
+		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// A node whose store refuses every commit: its rows stay in the
+	// journal, which its Close does not rewind.
+	b := openBoltTestBackend(t, Config{Path: path, Timeout: time.Second, NoSync: true})
+	l, err := audit.Open(audit.Config{Backend: refusingUpdates{b}, JournalPath: path + ".audit-journal", NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Append(row(1), row(2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); !errors.Is(err, errRefused) {
+		t.Fatalf("close: %v, want the refused commit", err)
+	}
+	b.Close()
 	before, err := os.ReadFile(path + ".audit-journal")
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +124,15 @@ func TestAuditJournalRekey(t *testing.T) {
 	}
 	s = openAt(t, path, newKey, true)
 	rows, _, err := s.QueryAudit("ten_j", audit.Filter{Kind: audit.KindRequest})
-	if err != nil || len(rows) != 2 {
-		t.Fatalf("%d rows (%v), want 2", len(rows), err)
+	if err != nil || len(rows) != 3 {
+		t.Fatalf("%d rows (%v), want 3", len(rows), err)
 	}
 }
+
+var errRefused = errors.New("test: commit refused")
+
+// refusingUpdates fails every write transaction of its backend.
+type refusingUpdates struct{ storage.Backend }
+
+func (refusingUpdates) Update(func(storage.Tx) error) error { return errRefused }
+func (refusingUpdates) Batch(func(storage.Tx) error) error  { return errRefused }
