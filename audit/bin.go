@@ -327,7 +327,7 @@ func (u *Use) appendBinary(b []byte, r *Row) []byte {
 	return b
 }
 
-var errAuditBin = errors.New("vault: corrupt record: bad audit row encoding")
+var errAuditBin = errors.New("audit: corrupt record: bad audit row encoding")
 
 // binReader reads a binary row; err is set at the first fault, after
 // which every read returns zero values.
@@ -418,7 +418,7 @@ func decodeAuditRowFields(v, key []byte, r *Row, need uint64) error {
 	if len(v) > 0 && v[0] == '{' {
 		*r = Row{}
 		if err := json.Unmarshal(v, r); err != nil {
-			return fmt.Errorf("vault: corrupt record: %w", err)
+			return fmt.Errorf("audit: corrupt record: %w", err)
 		}
 		return nil
 	}

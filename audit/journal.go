@@ -129,18 +129,18 @@ type journal struct {
 func openJournal(path string, nosync bool) (*journal, []journalRecord, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, nil, fmt.Errorf("vault: audit journal: %w", err)
+		return nil, nil, fmt.Errorf("audit: journal: %w", err)
 	}
 	j := &journal{f: f, nosync: nosync}
 	data, err := io.ReadAll(f)
 	if err != nil {
 		f.Close()
-		return nil, nil, fmt.Errorf("vault: audit journal: read %s: %w", path, err)
+		return nil, nil, fmt.Errorf("audit: journal: read %s: %w", path, err)
 	}
 	payloads, fresh, err := j.parse(data)
 	if err != nil {
 		f.Close()
-		return nil, nil, fmt.Errorf("vault: audit journal %s: %w", path, err)
+		return nil, nil, fmt.Errorf("audit: journal %s: %w", path, err)
 	}
 	if fresh {
 		if err := j.rewind(); err != nil {
@@ -152,7 +152,7 @@ func openJournal(path string, nosync bool) (*journal, []journalRecord, error) {
 		// Zeros to the preallocated size; a zero length ends the records.
 		if _, err := f.WriteAt(make([]byte, journalPrealloc-len(data)), int64(len(data))); err != nil {
 			f.Close()
-			return nil, nil, fmt.Errorf("vault: audit journal: %w", err)
+			return nil, nil, fmt.Errorf("audit: journal: %w", err)
 		}
 		// A new or grown file: its size, and its name in the directory,
 		// must be on disk before a row's fdatasync is trusted (fdatasync
@@ -163,7 +163,7 @@ func openJournal(path string, nosync bool) (*journal, []journalRecord, error) {
 			}
 			if err != nil {
 				f.Close()
-				return nil, nil, fmt.Errorf("vault: audit journal: sync %s: %w", path, err)
+				return nil, nil, fmt.Errorf("audit: journal: sync %s: %w", path, err)
 			}
 		}
 	}
@@ -266,7 +266,7 @@ func (j *journal) append(payloads [][]byte, sync bool) error {
 	buf := j.buf[:0]
 	for _, p := range payloads {
 		if len(p) > journalMaxRecord {
-			return fmt.Errorf("vault: audit row of %d bytes is over the journal's %d: %w", len(p), journalMaxRecord, ErrInvalid)
+			return fmt.Errorf("audit: row of %d bytes is over the journal's %d: %w", len(p), journalMaxRecord, ErrInvalid)
 		}
 		buf = binary.LittleEndian.AppendUint32(buf, uint32(len(p)))
 		buf = binary.LittleEndian.AppendUint32(buf, j.sum(p))
@@ -301,7 +301,7 @@ var journalSync = fdatasync
 
 // fail marks the journal broken with err and returns it.
 func (j *journal) fail(err error) error {
-	j.broken = fmt.Errorf("vault: audit journal: %w (no audit row is written until egressd restarts)", err)
+	j.broken = fmt.Errorf("audit: journal: %w (no audit row is written until egressd restarts)", err)
 	return j.broken
 }
 
@@ -338,12 +338,12 @@ func (l *Log) openAuditJournal(path, node string, nosync bool) (*journal, error)
 			var r Row
 			if err := decodeAuditRow(rec.payload, nil, &r); err != nil {
 				j.close()
-				return nil, fmt.Errorf("vault: audit journal: %w", err)
+				return nil, fmt.Errorf("audit: journal: %w", err)
 			}
 			e, err := r.prepare(l.now)
 			if err != nil {
 				j.close()
-				return nil, fmt.Errorf("vault: audit journal: %w", err)
+				return nil, fmt.Errorf("audit: journal: %w", err)
 			}
 			if i, ok := at[string(e.key)]; ok {
 				entries[i] = e

@@ -83,7 +83,7 @@ func (l *Log) migrateAuditLayout() error {
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("vault: migrate the audit log to layout %s: %w", auditLayout, err)
+			return fmt.Errorf("audit: migrate the log to layout %s: %w", auditLayout, err)
 		}
 		if n < auditMigrateChunk {
 			return nil

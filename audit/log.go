@@ -53,7 +53,7 @@ func Open(cfg Config) (*Log, error) {
 	l := &Log{db: cfg.Backend, now: cfg.Now, reqs: make(chan *auditReq), stop: make(chan struct{}), done: make(chan struct{})}
 	as, err := StoreOf(cfg.Backend)
 	if err != nil {
-		return nil, fmt.Errorf("vault: %w", err)
+		return nil, fmt.Errorf("audit: %w", err)
 	}
 	l.as = as
 	if l.as != nil {

@@ -76,7 +76,7 @@ func ExportStored(b storage.Backend, tenantID string, since time.Time, fn func(R
 		return err
 	}
 	if as == nil {
-		return errors.New("vault: the store keeps no audit table of its own; open the vault to export its audit log")
+		return errors.New("audit: the store keeps no audit table of its own; open the vault to export its audit log")
 	}
 	return exportAudit(as, tenantID, since, fn)
 }
@@ -147,11 +147,11 @@ func (l *Log) moveAuditBuckets() error {
 			for k, v := c.First(); k != nil && len(olds) < auditMoveChunk; k, v = c.Next() {
 				var r Row
 				if err := decodeAuditRow(v, k, &r); err != nil {
-					return fmt.Errorf("vault: audit row %q in the buckets: %w", k, err)
+					return fmt.Errorf("audit: row %q in the buckets: %w", k, err)
 				}
 				e, err := r.prepare(l.now)
 				if err != nil {
-					return fmt.Errorf("vault: audit row %q in the buckets: %w", k, err)
+					return fmt.Errorf("audit: row %q in the buckets: %w", k, err)
 				}
 				olds = append(olds, old{bytes.Clone(k), r})
 				recs = append(recs, e.rec)
@@ -168,7 +168,7 @@ func (l *Log) moveAuditBuckets() error {
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("vault: move the audit rows into the store's audit table: %w", err)
+			return fmt.Errorf("audit: move the rows into the store's audit table: %w", err)
 		}
 		if n < auditMoveChunk {
 			return nil

@@ -51,11 +51,11 @@ func CopyRows(dtx storage.Tx, src storage.Backend, srcAS storage.AuditStore) err
 	add := func(key, val []byte) error {
 		var r Row
 		if err := decodeAuditRow(val, key, &r); err != nil {
-			return fmt.Errorf("vault: copy audit row: %w", err)
+			return fmt.Errorf("audit: copy row: %w", err)
 		}
 		e, err := r.prepare(time.Now)
 		if err != nil {
-			return fmt.Errorf("vault: copy audit row %s: %w", r.ID, err)
+			return fmt.Errorf("audit: copy row %s: %w", r.ID, err)
 		}
 		if batch = append(batch, e); len(batch) == chunk {
 			return flush()
@@ -67,7 +67,7 @@ func CopyRows(dtx storage.Tx, src storage.Backend, srcAS storage.AuditStore) err
 		for {
 			recs, err := srcAS.ScanAudit("", time.Time{}, after, chunk)
 			if err != nil {
-				return fmt.Errorf("vault: copy audit rows: %w", err)
+				return fmt.Errorf("audit: copy rows: %w", err)
 			}
 			for i := range recs {
 				if err := add(nil, recs[i].Data); err != nil {
