@@ -10,7 +10,6 @@ import (
 
 	"github.com/egressd/egressd/audit"
 	"github.com/egressd/egressd/internal/config"
-	"github.com/egressd/egressd/internal/datadir"
 	"github.com/egressd/egressd/vault"
 )
 
@@ -72,19 +71,7 @@ func runAuditExport(args []string, stdout, stderr io.Writer, getenv func(string)
 		defer ps.Close()
 		return done(vault.ExportStoredAudit(ps, *tenant, from, write))
 	}
-	dir := datadir.Dir(*dataDir)
-	if ok, err := dir.HasVault(); err != nil || !ok {
-		return fail(stderr, "audit export", fmt.Errorf("no vault in %s", dir))
-	}
-	src, err := datadir.NewKeySource(dir, *keyFile, config.IsSet(fs, "master-key-file"), getenv(config.MasterKeyEnv))
-	if err != nil {
-		return fail(stderr, "audit export", err)
-	}
-	key, _, err := src.Load(false)
-	if err != nil {
-		return fail(stderr, "audit export", err)
-	}
-	st, err := datadir.OpenVault(dir, key, src)
+	st, err := openDataDirVault(fs, *dataDir, *keyFile, getenv)
 	if err != nil {
 		return fail(stderr, "audit export", err)
 	}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"time"
 
 	"github.com/egressd/egressd/internal/config"
 	"github.com/egressd/egressd/internal/datadir"
+	"github.com/egressd/egressd/vault"
 	"github.com/egressd/egressd/vault/pgstore"
 	"github.com/egressd/egressd/vault/storage"
 )
@@ -65,4 +67,24 @@ func (s *storeFlags) openStore(existing bool) (storage.Backend, error) {
 // or the environment's key (check made sure one is there).
 func (s *storeFlags) keySource(fs *flag.FlagSet, file string, getenv func(string) string) (datadir.KeySource, error) {
 	return datadir.NewKeySource("", file, config.IsSet(fs, "master-key-file"), getenv(config.MasterKeyEnv))
+}
+
+// openDataDirVault opens the vault of an existing data dir for a tool run
+// with the server stopped (audit export, vault reindex): its master key
+// from keyFile, the environment or DIR/master.key; no data dir, vault or
+// key is created.
+func openDataDirVault(fs *flag.FlagSet, dataDir, keyFile string, getenv func(string) string) (*vault.Store, error) {
+	dir := datadir.Dir(dataDir)
+	if ok, err := dir.HasVault(); err != nil || !ok {
+		return nil, fmt.Errorf("no vault in %s", dir)
+	}
+	src, err := datadir.NewKeySource(dir, keyFile, config.IsSet(fs, "master-key-file"), getenv(config.MasterKeyEnv))
+	if err != nil {
+		return nil, err
+	}
+	key, _, err := src.Load(false)
+	if err != nil {
+		return nil, err
+	}
+	return datadir.OpenVault(dir, key, src)
 }

@@ -67,23 +67,12 @@ func runReindex(args []string, stdout, stderr io.Writer, getenv func(string) str
 		defer done()
 		st, where = o.Store, sf.name()
 	} else {
-		dir := datadir.Dir(*dataDir)
-		if ok, err := dir.HasVault(); err != nil || !ok {
-			return fail(stderr, "vault reindex", fmt.Errorf("no vault in %s", dir))
-		}
-		src, err := datadir.NewKeySource(dir, *keyFile, config.IsSet(fs, "master-key-file"), getenv(config.MasterKeyEnv))
-		if err != nil {
-			return fail(stderr, "vault reindex", err)
-		}
-		key, _, err := src.Load(false)
-		if err != nil {
-			return fail(stderr, "vault reindex", err)
-		}
-		if st, err = datadir.OpenVault(dir, key, src); err != nil {
+		var err error
+		if st, err = openDataDirVault(fs, *dataDir, *keyFile, getenv); err != nil {
 			return fail(stderr, "vault reindex", err)
 		}
 		defer st.Close()
-		where = dir.DB()
+		where = datadir.Dir(*dataDir).DB()
 	}
 	n, err := st.RebuildListIndexes()
 	if err != nil {
