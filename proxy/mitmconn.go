@@ -329,7 +329,12 @@ func (c *mitmConn) roundTrip(req *http.Request, st *reqState, ws bool) (resp *ht
 			return refusal, false
 		}
 	}
-	resp, err := p.transport.RoundTrip(req)
+	var err error
+	if ws {
+		resp, err = p.transport.RoundTrip(req)
+	} else {
+		resp, err = p.transport.forward(req)
+	}
 	if err != nil {
 		resp = p.upstreamError(st, req, err)
 		resp.Request = req
