@@ -10,6 +10,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -181,6 +182,7 @@ func (p *directPool) connect(ctx context.Context, key directKey, host string) (*
 	dc := &directConn{pool: p, key: key, conn: conn}
 	if sc, ok := conn.(syscall.Conn); ok {
 		dc.raw, _ = sc.SyscallConn()
+		dc.peek = dc.peekSocket
 	}
 	if key.tls {
 		cfg := p.tlsConfig.Clone()
@@ -215,11 +217,7 @@ func (p *directPool) get(key directKey) *directConn {
 		}
 		dc := list[len(list)-1]
 		list[len(list)-1] = nil
-		if len(list) == 1 {
-			delete(p.idle, key)
-		} else {
-			p.idle[key] = list[:len(list)-1]
-		}
+		p.idle[key] = list[:len(list)-1] // kept when empty: put appends to it again
 		p.n--
 		p.mu.Unlock()
 		if time.Since(dc.idleAt) < p.idleTimeout && dc.quiet() {
@@ -306,6 +304,12 @@ type directConn struct {
 	raw    syscall.RawConn // the TCP socket under conn; nil where unknown
 	idleAt time.Time
 	br     *bufio.Reader // while a request is in flight
+
+	// quiet's: a byte to read into, raw's function (bound once) and its
+	// answer.
+	probe     [1]byte
+	peek      func(fd uintptr)
+	peekQuiet bool
 
 	// mu orders the request's cancellation (a read deadline in the past)
 	// against the header timeout's own deadline changes.
@@ -417,15 +421,17 @@ func (dc *directConn) releaseReader() {
 // to set), then the socket itself (a peek that does not wait).
 func (dc *directConn) quiet() bool {
 	if tc, ok := dc.conn.(*tls.Conn); ok {
-		var one [1]byte
 		tc.SetReadDeadline(aLongTimeAgo)
-		n, err := tc.Read(one[:])
-		var ne net.Error
-		if n > 0 || !errors.As(err, &ne) || !ne.Timeout() {
+		n, err := tc.Read(dc.probe[:])
+		if n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
 			return false
 		}
 	}
-	return dc.raw == nil || socketQuiet(dc.raw)
+	if dc.raw == nil {
+		return true
+	}
+	dc.raw.Control(dc.peek)
+	return dc.peekQuiet
 }
 
 // directBody is the body of an answer that came over a directConn: read

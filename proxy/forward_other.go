@@ -2,10 +2,8 @@
 
 package proxy
 
-import "syscall"
-
 // directPath: without a peek at idle sockets, every request takes the
 // transport.
 const directPath = false
 
-func socketQuiet(syscall.RawConn) bool { return false }
+func (dc *directConn) peekSocket(uintptr) { dc.peekQuiet = false }

@@ -8,21 +8,16 @@ import "syscall"
 // (forward.go).
 const directPath = true
 
-// socketQuiet reports whether an idle socket has nothing to read and is
-// open: a peek that does not wait answers EAGAIN (bytes, or the end of
-// the stream, mean the connection is done).
-func socketQuiet(rc syscall.RawConn) bool {
-	quiet := false
-	rc.Control(func(fd uintptr) {
-		var one [1]byte
-		for {
-			_, _, err := syscall.Recvfrom(int(fd), one[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-			if err == syscall.EINTR {
-				continue
-			}
-			quiet = err == syscall.EAGAIN
+// peekSocket is raw.Control's function for quiet: peekQuiet is whether
+// the socket has nothing to read and is open (a peek that does not wait
+// answers EAGAIN; bytes, or the end of the stream, mean the connection is
+// done).
+func (dc *directConn) peekSocket(fd uintptr) {
+	for {
+		_, _, err := syscall.Recvfrom(int(fd), dc.probe[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		if err != syscall.EINTR {
+			dc.peekQuiet = err == syscall.EAGAIN
 			return
 		}
-	})
-	return quiet
+	}
 }
