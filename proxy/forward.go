@@ -108,7 +108,7 @@ func directEligible(req *http.Request) bool {
 			return false
 		}
 	}
-	if _, ok := req.Header["Accept-Encoding"]; !ok && req.Method != http.MethodHead && req.Header.Get("Range") == "" {
+	if req.Header.Get("Accept-Encoding") == "" && req.Method != http.MethodHead && req.Header.Get("Range") == "" {
 		return false // the transport would ask for gzip and undo it
 	}
 	return true

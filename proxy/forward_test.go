@@ -196,3 +196,40 @@ func TestForwardAnswerCutShort(t *testing.T) {
 		t.Fatalf("after: %d %q", status, body)
 	}
 }
+
+// A HEAD's answer, a chunked answer with a trailer and an answer after an
+// interim 103 each arrive as sent, and the connection carries them all.
+func TestForwardFramings(t *testing.T) {
+	_, u, c := forwardEnv(t, func(_ int, c net.Conn, br *bufio.Reader) {
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			switch req.URL.Path {
+			case "/head":
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+			case "/chunked":
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n3\r\nabc\r\n0\r\nX-Sum: 6\r\n\r\n")
+			case "/early":
+				io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n")
+				answer(c, "after hints")
+			}
+		}
+	}, nil)
+	base := "https://api.test:" + u.port
+	resp, body := do(t, c, "HEAD", base+"/head", nil, nil)
+	if resp.StatusCode != 200 || resp.ContentLength != 10 || len(body) != 0 {
+		t.Fatalf("HEAD: %d, length %d, body %q", resp.StatusCode, resp.ContentLength, body)
+	}
+	resp, body = do(t, c, "GET", base+"/chunked", nil, nil)
+	if string(body) != "abc" || resp.Trailer.Get("X-Sum") != "6" {
+		t.Fatalf("chunked: %q, trailer %q", body, resp.Trailer.Get("X-Sum"))
+	}
+	if status, body := u.get(t, c, "/early"); status != 200 || body != "after hints" {
+		t.Fatalf("early: %d %q", status, body)
+	}
+	if n := u.conns.Load(); n != 1 {
+		t.Fatalf("%d upstream connections, want 1", n)
+	}
+}
