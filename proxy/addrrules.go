@@ -163,14 +163,15 @@ func (u *upstreams) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // forward sends a request of a MITM'd tunnel through the pool of its
 // tenant: directly when it has no body and may be sent again
-// (forward.go), through the transport otherwise.
-func (u *upstreams) forward(req *http.Request) (*http.Response, error) {
+// (forward.go; the tunnel's slot ends it early), through the transport
+// otherwise.
+func (u *upstreams) forward(req *http.Request, slot *upstreamSlot) (*http.Response, error) {
 	pool, err := u.transport(req.Context())
 	if err != nil {
 		return nil, err
 	}
 	if directPath && directEligible(req) {
-		return pool.direct.roundTrip(req)
+		return pool.direct.roundTrip(req, slot)
 	}
 	return pool.tr.RoundTrip(req)
 }

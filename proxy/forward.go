@@ -132,8 +132,10 @@ func directAddr(req *http.Request) directKey {
 var errInvalidHeader = errors.New("net/http: invalid header field")
 
 // roundTrip sends req (directEligible) and returns the answer, whose body
-// gives the connection back to the pool when read to its end.
-func (p *directPool) roundTrip(req *http.Request) (*http.Response, error) {
+// gives the connection back to the pool when read to its end. The
+// exchange ends early when slot is aborted or, without a slot, when the
+// request's context is done.
+func (p *directPool) roundTrip(req *http.Request, slot *upstreamSlot) (*http.Response, error) {
 	for k, vs := range req.Header {
 		if !httpguts.ValidHeaderFieldName(k) {
 			return nil, fmt.Errorf("%w name %q", errInvalidHeader, k)
@@ -156,7 +158,7 @@ func (p *directPool) roundTrip(req *http.Request) (*http.Response, error) {
 				return nil, err
 			}
 		}
-		resp, retry, err := dc.roundTrip(req)
+		resp, retry, err := dc.roundTrip(req, slot)
 		if err == nil {
 			return resp, nil
 		}
@@ -315,6 +317,63 @@ type directConn struct {
 	// against the header timeout's own deadline changes.
 	mu        sync.Mutex
 	cancelled bool
+	// The exchange in flight is ended early by slot (a tunnel's) or, with
+	// none, by its request's context (stopCtx unregisters).
+	slot    *upstreamSlot
+	stopCtx func() bool
+}
+
+// upstreamSlot is a tunnel's hold on its upstream exchange in flight (a
+// tunnel carries one request at a time): the tunnel's end aborts it. One
+// registration with the tunnel's context a tunnel, rather than one a
+// request.
+type upstreamSlot struct {
+	mu      sync.Mutex
+	cur     *directConn
+	aborted bool
+}
+
+// abort ends the exchange in flight, and every later one at its start.
+func (s *upstreamSlot) abort() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.aborted = true
+	if s.cur != nil {
+		s.cur.abort()
+	}
+}
+
+// begin makes dc the exchange in flight: false when it is to end at once
+// (the slot was aborted, or ctx is done).
+func (dc *directConn) begin(ctx context.Context, slot *upstreamSlot) bool {
+	dc.cancelled = false
+	if slot == nil {
+		dc.stopCtx = context.AfterFunc(ctx, dc.abort)
+		return true
+	}
+	dc.slot = slot
+	slot.mu.Lock()
+	defer slot.mu.Unlock()
+	slot.cur = dc
+	return !slot.aborted
+}
+
+// end ends dc's exchange: false when it was aborted (the connection's
+// deadline may be in the past).
+func (dc *directConn) end() bool {
+	if dc.slot == nil {
+		ok := dc.stopCtx()
+		dc.stopCtx = nil
+		return ok
+	}
+	s := dc.slot
+	dc.slot = nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur == dc {
+		s.cur = nil
+	}
+	return !s.aborted
 }
 
 var (
@@ -328,9 +387,11 @@ var aLongTimeAgo = time.Unix(1, 0)
 
 // roundTrip writes req and reads its answer's header. retry: nothing of
 // an answer came, so req may be sent again on another connection.
-func (dc *directConn) roundTrip(req *http.Request) (resp *http.Response, retry bool, err error) {
-	dc.cancelled = false
-	stop := context.AfterFunc(req.Context(), dc.abort)
+func (dc *directConn) roundTrip(req *http.Request, slot *upstreamSlot) (resp *http.Response, retry bool, err error) {
+	if !dc.begin(req.Context(), slot) {
+		dc.end()
+		return nil, false, context.Canceled
+	}
 	bw := directWriters.Get().(*bufio.Writer)
 	bw.Reset(dc.conn)
 	err = req.Write(bw)
@@ -340,7 +401,7 @@ func (dc *directConn) roundTrip(req *http.Request) (resp *http.Response, retry b
 	bw.Reset(nil)
 	directWriters.Put(bw)
 	if err != nil {
-		stop()
+		dc.end()
 		return nil, closedByPeer(err), err
 	}
 	dc.br = directReaders.Get().(*bufio.Reader)
@@ -352,14 +413,14 @@ func (dc *directConn) roundTrip(req *http.Request) (resp *http.Response, retry b
 	}
 	dc.setReadDeadline(by)
 	if _, err = dc.br.Peek(1); err != nil {
-		stop()
+		dc.end()
 		dc.releaseReader()
 		return nil, closedByPeer(err), err
 	}
 	for interim := 0; ; interim++ {
 		resp, err = http.ReadResponse(dc.br, req)
 		if err != nil {
-			stop()
+			dc.end()
 			dc.releaseReader()
 			return nil, false, err
 		}
@@ -369,7 +430,7 @@ func (dc *directConn) roundTrip(req *http.Request) (resp *http.Response, retry b
 			break
 		}
 		if interim == 5 {
-			stop()
+			dc.end()
 			dc.releaseReader()
 			return nil, false, errors.New("net/http: too many 1xx informational responses")
 		}
@@ -377,7 +438,7 @@ func (dc *directConn) roundTrip(req *http.Request) (resp *http.Response, retry b
 	if dc.pool.headerTimeout > 0 {
 		dc.setReadDeadline(time.Time{})
 	}
-	body := &directBody{dc: dc, src: resp.Body, stop: stop, keep: !resp.Close}
+	body := &directBody{dc: dc, src: resp.Body, keep: !resp.Close}
 	if resp.Body == http.NoBody {
 		body.finish(true)
 		return resp, false, nil
@@ -441,7 +502,6 @@ func (dc *directConn) quiet() bool {
 type directBody struct {
 	dc   *directConn
 	src  io.ReadCloser
-	stop func() bool
 	keep bool // the answer lets the connection carry another request
 
 	mu   sync.Mutex
@@ -483,7 +543,7 @@ func (b *directBody) finish(ok bool) {
 	b.done, b.eof = true, ok
 	b.mu.Unlock()
 	dc := b.dc
-	if b.stop() && ok && b.keep && dc.br.Buffered() == 0 {
+	if dc.end() && ok && b.keep && dc.br.Buffered() == 0 {
 		dc.releaseReader()
 		dc.pool.put(dc)
 		return

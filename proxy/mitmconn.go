@@ -49,6 +49,9 @@ type mitmConn struct {
 	cancel context.CancelFunc
 
 	watch clientWatch
+	// upstream is the direct upstream exchange in flight (forward.go),
+	// aborted when ctx ends.
+	upstream upstreamSlot
 
 	// wmu orders writes to conn: an interim 100 Continue, written by
 	// whoever first reads a request's body, and the answer.
@@ -80,6 +83,8 @@ func (c *mitmConn) close() {
 // or one cannot be read.
 func (c *mitmConn) serve() {
 	defer c.cancel()
+	stop := context.AfterFunc(c.ctx, c.upstream.abort)
+	defer stop()
 	for c.next() {
 	}
 	// The reader is not given back here: a request body the transport
@@ -336,7 +341,7 @@ func (c *mitmConn) roundTrip(req *http.Request, st *reqState, ws bool) (resp *ht
 	if ws {
 		resp, err = p.transport.RoundTrip(req)
 	} else {
-		resp, err = p.transport.forward(req)
+		resp, err = p.transport.forward(req, &c.upstream)
 	}
 	if err != nil {
 		resp = p.upstreamError(st, req, err)
