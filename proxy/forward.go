@@ -286,6 +286,10 @@ func (p *directPool) closeIdle(stop bool) {
 	p.idle, p.n = map[directKey][]*directConn{}, 0
 	if stop {
 		p.closed = true
+		if p.janitor != nil {
+			p.janitor.Stop()
+			p.janitor = nil
+		}
 	}
 	p.mu.Unlock()
 	for _, list := range idle {

@@ -233,3 +233,35 @@ func TestForwardFramings(t *testing.T) {
 		t.Fatalf("%d upstream connections, want 1", n)
 	}
 }
+
+// An idle connection left longer than the idle timeout is closed by the
+// pool's sweep, and the sweep stops when none is left.
+func TestForwardIdleTimeout(t *testing.T) {
+	p := newDirectPool(&http.Transport{IdleConnTimeout: 20 * time.Millisecond})
+	a, b := net.Pipe()
+	defer b.Close()
+	p.put(&directConn{pool: p, key: directKey{addr: "api.test:443"}, conn: a})
+	closed := make(chan struct{})
+	go func() {
+		b.Read(make([]byte, 1)) // ends when a is closed
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the idle connection was not closed")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		p.mu.Lock()
+		n, janitor := p.n, p.janitor
+		p.mu.Unlock()
+		if n == 0 && janitor == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d idle, janitor %v after the sweep", n, janitor != nil)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
