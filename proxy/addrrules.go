@@ -49,9 +49,9 @@ func withTunnelHost(ctx context.Context, tenantID, host string) context.Context 
 }
 
 // upstreams is the proxy's http.RoundTripper to upstream servers: one
-// shared transport, and one of its own for each tenant with address rules.
+// shared pool, and one of its own for each tenant with address rules.
 type upstreams struct {
-	base     *http.Transport
+	base     *upstreamPool
 	settings func(ctx context.Context, tenantID string) (vault.Settings, error)
 	store    *vault.Store
 	// sbxTenant maps sandbox ids to their tenants (it never changes), for
@@ -65,12 +65,30 @@ type upstreams struct {
 // tenantTransport is a tenant's pool, for one set of its address rules.
 type tenantTransport struct {
 	key string
-	tr  *http.Transport
+	*upstreamPool
+}
+
+// upstreamPool is one pool of upstream connections: net/http's
+// transport's, and beside it the direct path's (forward.go).
+type upstreamPool struct {
+	tr     *http.Transport
+	direct *directPool
+}
+
+func newUpstreamPool(tr *http.Transport) *upstreamPool {
+	return &upstreamPool{tr: tr, direct: newDirectPool(tr)}
+}
+
+// closeIdle closes the pool's idle connections; with stop, the direct
+// path keeps none from now on.
+func (p *upstreamPool) closeIdle(stop bool) {
+	p.tr.CloseIdleConnections()
+	p.direct.closeIdle(stop)
 }
 
 func newUpstreams(base *http.Transport, store *vault.Store, settings func(context.Context, string) (vault.Settings, error)) *upstreams {
 	c, _ := lru.New[string, string](1 << 16)
-	return &upstreams{base: base, store: store, settings: settings, sbxTenant: c, byTenant: map[string]*tenantTransport{}}
+	return &upstreams{base: newUpstreamPool(base), store: store, settings: settings, sbxTenant: c, byTenant: map[string]*tenantTransport{}}
 }
 
 // noteSandbox remembers a sandbox's tenant.
@@ -136,15 +154,30 @@ func (u *upstreams) addrRule(ctx context.Context, host string, addr netip.Addr) 
 
 // RoundTrip sends req through the pool of its tenant.
 func (u *upstreams) RoundTrip(req *http.Request) (*http.Response, error) {
-	tr, err := u.transport(req.Context())
+	pool, err := u.transport(req.Context())
 	if err != nil {
 		return nil, err
 	}
-	return tr.RoundTrip(req)
+	return pool.tr.RoundTrip(req)
+}
+
+// forward sends a request of a MITM'd tunnel through the pool of its
+// tenant: directly when it has no body and may be sent again
+// (forward.go; the tunnel's slot ends it early), through the transport
+// otherwise.
+func (u *upstreams) forward(req *http.Request, slot *upstreamSlot) (*http.Response, error) {
+	pool, err := u.transport(req.Context())
+	if err != nil {
+		return nil, err
+	}
+	if directPath && directEligible(req) {
+		return pool.direct.roundTrip(req, slot)
+	}
+	return pool.tr.RoundTrip(req)
 }
 
 // transport picks the pool for the work in ctx.
-func (u *upstreams) transport(ctx context.Context) (*http.Transport, error) {
+func (u *upstreams) transport(ctx context.Context) (*upstreamPool, error) {
 	tenant, err := u.tenantOf(ctx)
 	if err != nil || tenant == "" {
 		return u.base, nil // the dial, if any, refuses what it must
@@ -158,7 +191,7 @@ func (u *upstreams) transport(ctx context.Context) (*http.Transport, error) {
 	tt := u.byTenant[tenant]
 	u.mu.RUnlock()
 	if tt != nil && tt.key == key {
-		return tt.tr, nil
+		return tt.upstreamPool, nil
 	}
 	if tt == nil && key == "" {
 		return u.base, nil
@@ -167,27 +200,29 @@ func (u *upstreams) transport(ctx context.Context) (*http.Transport, error) {
 	defer u.mu.Unlock()
 	tt = u.byTenant[tenant]
 	if tt != nil && tt.key == key {
-		return tt.tr, nil
+		return tt.upstreamPool, nil
 	}
 	if tt != nil {
-		// The rules changed: connections dialed under the old ones go.
-		tt.tr.CloseIdleConnections()
+		// The rules changed: connections dialed under the old ones go,
+		// and the old pool keeps none that a request in flight gives back.
+		tt.closeIdle(true)
 		delete(u.byTenant, tenant)
 	}
 	if key == "" {
 		return u.base, nil
 	}
-	tt = &tenantTransport{key: key, tr: u.base.Clone()}
+	tt = &tenantTransport{key: key, upstreamPool: newUpstreamPool(u.base.tr.Clone())}
 	u.byTenant[tenant] = tt
-	return tt.tr, nil
+	return tt.upstreamPool, nil
 }
 
-// CloseIdleConnections closes the idle connections of every pool.
+// CloseIdleConnections closes the idle connections of every pool (at
+// shutdown: the direct path keeps none from then on).
 func (u *upstreams) CloseIdleConnections() {
-	u.base.CloseIdleConnections()
+	u.base.closeIdle(true)
 	u.mu.RLock()
 	defer u.mu.RUnlock()
 	for _, tt := range u.byTenant {
-		tt.tr.CloseIdleConnections()
+		tt.closeIdle(true)
 	}
 }

@@ -49,6 +49,9 @@ type mitmConn struct {
 	cancel context.CancelFunc
 
 	watch clientWatch
+	// upstream is the direct upstream exchange in flight (forward.go),
+	// aborted when ctx ends.
+	upstream upstreamSlot
 
 	// wmu orders writes to conn: an interim 100 Continue, written by
 	// whoever first reads a request's body, and the answer.
@@ -80,6 +83,8 @@ func (c *mitmConn) close() {
 // or one cannot be read.
 func (c *mitmConn) serve() {
 	defer c.cancel()
+	stop := context.AfterFunc(c.ctx, c.upstream.abort)
+	defer stop()
 	for c.next() {
 	}
 	// The reader is not given back here: a request body the transport
@@ -248,9 +253,12 @@ func commonReadError(err error) bool {
 // handle answers one request; false ends the tunnel.
 func (c *mitmConn) handle(req *http.Request) bool {
 	p := c.p
-	ctx, cancel := context.WithCancel(c.ctx)
-	defer cancel()
-	req = req.WithContext(ctx)
+	// The request runs under the tunnel's context, not one of its own: a
+	// tunnel carries one request at a time, and what ends a request early
+	// (the tunnel closed, the client gone: clientWatch) ends the tunnel
+	// too. That spares a request a context, its channel and its entry in
+	// the tunnel's.
+	req = req.WithContext(c.ctx)
 	req.RemoteAddr = c.remote
 	if c.overTLS {
 		req.URL.Scheme = "https"
@@ -285,7 +293,7 @@ func (c *mitmConn) handle(req *http.Request) bool {
 			keep = false // say so in the answer, not only by closing
 		}
 	} else {
-		c.watchClient(cancel, body)
+		c.watchClient(c.cancel, body)
 		resp, upstream = c.roundTrip(req, st, ws)
 		c.stopWatch()
 	}
@@ -329,7 +337,12 @@ func (c *mitmConn) roundTrip(req *http.Request, st *reqState, ws bool) (resp *ht
 			return refusal, false
 		}
 	}
-	resp, err := p.transport.RoundTrip(req)
+	var err error
+	if ws {
+		resp, err = p.transport.RoundTrip(req)
+	} else {
+		resp, err = p.transport.forward(req, &c.upstream)
+	}
 	if err != nil {
 		resp = p.upstreamError(st, req, err)
 		resp.Request = req
@@ -520,7 +533,7 @@ func trailerNames(t http.Header) string {
 // (RFC 9110 section 7.6.1), as ReverseProxy does.
 func removeResponseHopHeaders(h http.Header) {
 	for _, f := range h["Connection"] {
-		for _, name := range strings.Split(f, ",") {
+		for name := range strings.SplitSeq(f, ",") {
 			if name = textprotoKey(name); name != "" {
 				delete(h, name)
 			}
@@ -706,8 +719,9 @@ func (b *reqBody) finish() bool {
 // watching would cost more than it could save).
 const clientWatchAfter = 500 * time.Millisecond
 
-// clientWatch cancels a request (and so its upstream call) if the client
-// closes the tunnel while the answer is awaited past clientWatchAfter: a
+// clientWatch cancels a request (and so its upstream call: cancel ends the
+// tunnel's context, which the request runs under) if the client closes
+// the tunnel while the answer is awaited past clientWatchAfter: a
 // sandbox killed during a long call must not keep the upstream working
 // for nobody. It reads ahead from the tunnel, so only once the request's
 // body is read whole (nobody else reads the tunnel then); a next request

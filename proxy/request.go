@@ -161,21 +161,21 @@ func urlPort(u *url.URL) string {
 
 func removeHopHeaders(h http.Header) {
 	ws := isWebSocket(h)
-	for _, f := range h.Values("Connection") {
-		for _, name := range strings.Split(f, ",") {
+	for _, f := range h["Connection"] {
+		for name := range strings.SplitSeq(f, ",") {
 			if name = strings.TrimSpace(name); name != "" && !(ws && strings.EqualFold(name, "Upgrade")) {
 				h.Del(name)
 			}
 		}
 	}
-	for _, name := range hopHeaders {
-		if ws && (name == "Connection" || name == "Upgrade") {
+	for _, name := range hopHeaders { // canonical names: looked up as they are
+		if _, ok := h[name]; !ok || ws && (name == "Connection" || name == "Upgrade") {
 			continue
 		}
 		if name == "Te" && strings.EqualFold(strings.TrimSpace(h.Get("Te")), "trailers") {
 			continue
 		}
-		h.Del(name)
+		delete(h, name)
 	}
 }
 
@@ -185,7 +185,7 @@ func isWebSocket(h http.Header) bool {
 
 func headerHas(h http.Header, name, token string) bool {
 	for _, v := range h.Values(name) {
-		for _, t := range strings.Split(v, ",") {
+		for t := range strings.SplitSeq(v, ",") {
 			if strings.EqualFold(strings.TrimSpace(t), token) {
 				return true
 			}

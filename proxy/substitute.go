@@ -79,7 +79,13 @@ func (s *subst) addEcho(value, placeholder []byte) {
 			return
 		}
 	}
-	s.echoes = append(s.echoes, newEcho(bytes.Clone(value), bytes.Clone(placeholder)))
+	// One copy of both as bytes and one as a string, each form a slice of
+	// it.
+	b := make([]byte, 0, len(value)+len(placeholder))
+	b = append(append(b, value...), placeholder...)
+	str := string(b)
+	n := len(value)
+	s.echoes = append(s.echoes, echo{value: b[:n:n], placeholder: b[n:], valueS: str[:n], placeS: str[n:]})
 }
 
 // echoForms records the raw value and the forms it is sent or echoed in:

@@ -145,8 +145,12 @@ func allDigits(s string) bool {
 func HostAllowed(patterns []string, host string) bool {
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
 	isIP := false
-	if ip, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")); err == nil {
-		host, isIP = ip.String(), true
+	// Only a name that could be an address is parsed as one (a name
+	// parsed in vain allocates its error, on every request).
+	if host != "" && ('0' <= host[0] && host[0] <= '9' || strings.ContainsAny(host, ":[")) {
+		if ip, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")); err == nil {
+			host, isIP = ip.String(), true
+		}
 	}
 	for _, p := range patterns {
 		if p == AnyHost {

@@ -1,0 +1,269 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// directConn is one upstream connection of a directPool. Idle, it holds
+// no buffer.
+type directConn struct {
+	pool   *directPool
+	key    directKey
+	conn   net.Conn
+	raw    syscall.RawConn // the TCP socket under conn; nil where unknown
+	idleAt time.Time
+	br     *bufio.Reader // while a request is in flight
+
+	// quiet's: a byte to read into, raw's function (bound once) and its
+	// answer.
+	probe     [1]byte
+	peek      func(fd uintptr)
+	peekQuiet bool
+
+	// mu orders the request's cancellation (a read deadline in the past)
+	// against the header timeout's own deadline changes.
+	mu        sync.Mutex
+	cancelled bool
+	// The exchange in flight is ended early by slot (a tunnel's) or, with
+	// none, by its request's context (stopCtx unregisters).
+	slot    *upstreamSlot
+	stopCtx func() bool
+}
+
+// upstreamSlot is a tunnel's hold on its upstream exchange in flight (a
+// tunnel carries one request at a time): the tunnel's end aborts it. One
+// registration with the tunnel's context a tunnel, rather than one a
+// request.
+type upstreamSlot struct {
+	mu      sync.Mutex
+	cur     *directConn
+	aborted bool
+}
+
+// abort ends the exchange in flight, and every later one at its start.
+func (s *upstreamSlot) abort() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.aborted = true
+	if s.cur != nil {
+		s.cur.abort()
+	}
+}
+
+// begin makes dc the exchange in flight: false when it is to end at once
+// (the slot was aborted, or ctx is done).
+func (dc *directConn) begin(ctx context.Context, slot *upstreamSlot) bool {
+	dc.cancelled = false
+	if slot == nil {
+		dc.stopCtx = context.AfterFunc(ctx, dc.abort)
+		return true
+	}
+	dc.slot = slot
+	slot.mu.Lock()
+	defer slot.mu.Unlock()
+	slot.cur = dc
+	return !slot.aborted
+}
+
+// end ends dc's exchange: false when it was aborted (the connection's
+// deadline may be in the past).
+func (dc *directConn) end() bool {
+	if dc.slot == nil {
+		ok := dc.stopCtx()
+		dc.stopCtx = nil
+		return ok
+	}
+	s := dc.slot
+	dc.slot = nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur == dc {
+		s.cur = nil
+	}
+	return !s.aborted
+}
+
+var (
+	directReaders = sync.Pool{New: func() any { return bufio.NewReader(nil) }}
+	directWriters = sync.Pool{New: func() any { return bufio.NewWriter(nil) }}
+)
+
+// aLongTimeAgo is a deadline that has passed: a read or write with it
+// fails at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// roundTrip writes req and reads its answer's header. retry: nothing of
+// an answer came, so req may be sent again on another connection.
+func (dc *directConn) roundTrip(req *http.Request, slot *upstreamSlot) (resp *http.Response, retry bool, err error) {
+	if !dc.begin(req.Context(), slot) {
+		dc.end()
+		return nil, false, context.Canceled
+	}
+	bw := directWriters.Get().(*bufio.Writer)
+	bw.Reset(dc.conn)
+	err = req.Write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	bw.Reset(nil)
+	directWriters.Put(bw)
+	if err != nil {
+		dc.end()
+		return nil, closedByPeer(err), err
+	}
+	dc.br = directReaders.Get().(*bufio.Reader)
+	dc.br.Reset(dc.conn)
+	// Always set: quiet left the deadline in the past.
+	var by time.Time
+	if dc.pool.headerTimeout > 0 {
+		by = time.Now().Add(dc.pool.headerTimeout)
+	}
+	dc.setReadDeadline(by)
+	if _, err = dc.br.Peek(1); err != nil {
+		dc.end()
+		dc.releaseReader()
+		return nil, closedByPeer(err), err
+	}
+	for interim := 0; ; interim++ {
+		resp, err = http.ReadResponse(dc.br, req)
+		if err != nil {
+			dc.end()
+			dc.releaseReader()
+			return nil, false, err
+		}
+		// Interim answers (103 Early Hints) are skipped, as the transport
+		// skips them; 101 is final (the caller refuses an unasked switch).
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			break
+		}
+		if interim == 5 {
+			dc.end()
+			dc.releaseReader()
+			return nil, false, errors.New("net/http: too many 1xx informational responses")
+		}
+	}
+	if dc.pool.headerTimeout > 0 {
+		dc.setReadDeadline(time.Time{})
+	}
+	body := &directBody{dc: dc, src: resp.Body, keep: !resp.Close}
+	if resp.Body == http.NoBody {
+		body.finish(true)
+		return resp, false, nil
+	}
+	resp.Body = body
+	return resp, false, nil
+}
+
+// closedByPeer: the upstream closed or reset the connection (not a
+// timeout, nor a cancelled request).
+func closedByPeer(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// abort ends the exchange when the request's context is done.
+func (dc *directConn) abort() {
+	dc.mu.Lock()
+	dc.cancelled = true
+	dc.conn.SetDeadline(aLongTimeAgo)
+	dc.mu.Unlock()
+}
+
+func (dc *directConn) setReadDeadline(t time.Time) {
+	dc.mu.Lock()
+	if !dc.cancelled {
+		dc.conn.SetReadDeadline(t)
+	}
+	dc.mu.Unlock()
+}
+
+func (dc *directConn) releaseReader() {
+	dc.br.Reset(nil)
+	directReaders.Put(dc.br)
+	dc.br = nil
+}
+
+// quiet reports whether an idle connection has nothing waiting to be read
+// and is still open: decrypted bytes held by TLS (checked with a read
+// that cannot wait: the read deadline is left in the past, for roundTrip
+// to set), then the socket itself (a peek that does not wait).
+func (dc *directConn) quiet() bool {
+	if tc, ok := dc.conn.(*tls.Conn); ok {
+		tc.SetReadDeadline(aLongTimeAgo)
+		n, err := tc.Read(dc.probe[:])
+		if n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return false
+		}
+	}
+	if dc.raw == nil {
+		return true
+	}
+	dc.raw.Control(dc.peek)
+	return dc.peekQuiet
+}
+
+// directBody is the body of an answer that came over a directConn: read
+// to its end, it gives the connection back to the pool; closed before,
+// or failed, it closes the connection (the transport, too, closes rather
+// than reads the rest).
+type directBody struct {
+	dc   *directConn
+	src  io.ReadCloser
+	keep bool // the answer lets the connection carry another request
+
+	mu   sync.Mutex
+	done bool
+	eof  bool // done at the body's end: reads go on answering io.EOF
+}
+
+func (b *directBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	done, eof := b.done, b.eof
+	b.mu.Unlock()
+	switch {
+	case eof:
+		return 0, io.EOF
+	case done:
+		return 0, errBodyClosed
+	}
+	n, err := b.src.Read(p)
+	if err != nil {
+		b.finish(err == io.EOF)
+	}
+	return n, err
+}
+
+// Close ends the body; a Read in progress fails.
+func (b *directBody) Close() error {
+	b.finish(false)
+	return nil
+}
+
+// finish gives the connection back (ok: the body was read to its end,
+// nothing more is buffered, the request was not cancelled) or closes it.
+func (b *directBody) finish(ok bool) {
+	b.mu.Lock()
+	if b.done {
+		b.mu.Unlock()
+		return
+	}
+	b.done, b.eof = true, ok
+	b.mu.Unlock()
+	dc := b.dc
+	if dc.end() && ok && b.keep && dc.br.Buffered() == 0 {
+		dc.releaseReader()
+		dc.pool.put(dc)
+		return
+	}
+	dc.conn.Close()
+}
