@@ -47,6 +47,7 @@ type directPool struct {
 	idleTimeout   time.Duration
 	maxPerHost    int
 	maxIdle       int
+	maxHeader     int64 // an answer's header, in bytes
 
 	mu      sync.Mutex
 	idle    map[directKey][]*directConn
@@ -67,7 +68,7 @@ func newDirectPool(tr *http.Transport) *directPool {
 	p := &directPool{
 		dial: tr.DialContext, tlsConfig: tr.TLSClientConfig, tlsTimeout: tr.TLSHandshakeTimeout,
 		headerTimeout: tr.ResponseHeaderTimeout, idleTimeout: tr.IdleConnTimeout,
-		maxPerHost: tr.MaxIdleConnsPerHost, maxIdle: tr.MaxIdleConns,
+		maxPerHost: tr.MaxIdleConnsPerHost, maxIdle: tr.MaxIdleConns, maxHeader: tr.MaxResponseHeaderBytes,
 		idle: map[directKey][]*directConn{},
 	}
 	if p.idleTimeout <= 0 {
@@ -78,6 +79,9 @@ func newDirectPool(tr *http.Transport) *directPool {
 	}
 	if p.maxIdle <= 0 {
 		p.maxIdle = math.MaxInt
+	}
+	if p.maxHeader <= 0 {
+		p.maxHeader = 10 << 20 // the transport's default
 	}
 	if p.tlsConfig == nil {
 		p.tlsConfig = &tls.Config{}

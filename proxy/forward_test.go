@@ -265,3 +265,30 @@ func TestForwardIdleTimeout(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// An answer whose header runs past maxResponseHeader is refused (502),
+// with the buffer bounded, and its connection is not reused.
+func TestForwardHeaderTooLarge(t *testing.T) {
+	_, u, c := forwardEnv(t, func(n int, c net.Conn, br *bufio.Reader) {
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			if req.URL.Path == "/huge" {
+				// Whole and well-formed: only the bound refuses it.
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nX-Big: %s\r\nContent-Length: 2\r\n\r\nok", strings.Repeat("a", maxResponseHeader))
+				continue
+			}
+			if answer(c, fmt.Sprintf("conn %d", n)) != nil {
+				return
+			}
+		}
+	}, nil)
+	if status, body := u.get(t, c, "/huge"); status != http.StatusBadGateway {
+		t.Fatalf("a header past the bound: %d %q, want 502", status, body)
+	}
+	if status, body := u.get(t, c, "/next"); status != http.StatusOK || body != "conn 2" {
+		t.Fatalf("after the refused answer: %d %q, want 200 on a new connection", status, body)
+	}
+}

@@ -98,6 +98,11 @@ type Config struct {
 // before it is sent.
 const RefreshWindow = 60 * time.Second
 
+// maxResponseHeader bounds an upstream answer's header, in bytes, on both
+// upstream paths (the transport's and forward.go's): an upstream that
+// sends one without end is cut off (502) at this size.
+const maxResponseHeader = 1 << 20
+
 // Refresher renews OAuth access tokens (the oauth package implements it).
 // Refresh returns the secret's metadata as stored after the refresh and
 // the live token; it runs one refresh per secret at a time.
@@ -184,17 +189,19 @@ func New(cfg Config) (*Proxy, error) {
 		dialer: &dialer{policy: &policy{allow: cfg.AllowPrivate, own: cfg.OwnListeners, local: localAddrs()}, lookup: cfg.Lookup, timeout: cfg.DialTimeout},
 	}
 	// Our own transport: verification on, our dialer, no proxy from the
-	// environment, keep-alive on with a generous idle pool.
+	// environment, a bounded answer header, keep-alive on with a generous
+	// idle pool.
 	base := &http.Transport{
-		Proxy:                 nil,
-		DialContext:           p.dialer.DialContext,
-		TLSClientConfig:       &tls.Config{RootCAs: cfg.UpstreamRoots, MinVersion: tls.VersionTLS12},
-		TLSHandshakeTimeout:   cfg.DialTimeout,
-		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
-		ExpectContinueTimeout: time.Second,
+		Proxy:                  nil,
+		DialContext:            p.dialer.DialContext,
+		TLSClientConfig:        &tls.Config{RootCAs: cfg.UpstreamRoots, MinVersion: tls.VersionTLS12},
+		TLSHandshakeTimeout:    cfg.DialTimeout,
+		ResponseHeaderTimeout:  cfg.ResponseHeaderTimeout,
+		MaxResponseHeaderBytes: maxResponseHeader,
+		MaxIdleConns:           1024,
+		MaxIdleConnsPerHost:    256,
+		IdleConnTimeout:        90 * time.Second,
+		ExpectContinueTimeout:  time.Second,
 	}
 	p.transport = newUpstreams(base, cfg.Store, cfg.Resolver.Settings)
 	p.dialer.tenant = p.transport.addrRule

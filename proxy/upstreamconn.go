@@ -30,6 +30,11 @@ type directConn struct {
 	peek      func(fd uintptr)
 	peekQuiet bool
 
+	// lim is what br reads from: the connection, bounded while an
+	// answer's header is read (mitmconn.go's headerLimit: an upstream
+	// sending an endless header costs a bounded buffer).
+	lim headerLimit
+
 	// mu orders the request's cancellation (a read deadline in the past)
 	// against the header timeout's own deadline changes.
 	mu        sync.Mutex
@@ -122,7 +127,8 @@ func (dc *directConn) roundTrip(req *http.Request, slot *upstreamSlot) (resp *ht
 		return nil, closedByPeer(err), err
 	}
 	dc.br = directReaders.Get().(*bufio.Reader)
-	dc.br.Reset(dc.conn)
+	dc.lim.r, dc.lim.n = dc.conn, dc.pool.maxHeader
+	dc.br.Reset(&dc.lim)
 	// Always set: quiet left the deadline in the past.
 	var by time.Time
 	if dc.pool.headerTimeout > 0 {
@@ -135,7 +141,13 @@ func (dc *directConn) roundTrip(req *http.Request, slot *upstreamSlot) (resp *ht
 		return nil, closedByPeer(err), err
 	}
 	for interim := 0; ; interim++ {
+		// What the buffer holds counts too: an upstream may not pass a
+		// header past the bound by sending it with the answer before.
+		dc.lim.n = dc.pool.maxHeader - int64(dc.br.Buffered())
 		resp, err = http.ReadResponse(dc.br, req)
+		if errors.Is(err, errHeaderTooLarge) {
+			err = errAnswerHeaderTooLarge
+		}
 		if err != nil {
 			dc.end()
 			dc.releaseReader()
@@ -152,6 +164,7 @@ func (dc *directConn) roundTrip(req *http.Request, slot *upstreamSlot) (resp *ht
 			return nil, false, errors.New("net/http: too many 1xx informational responses")
 		}
 	}
+	dc.lim.n = noLimit
 	if dc.pool.headerTimeout > 0 {
 		dc.setReadDeadline(time.Time{})
 	}
@@ -163,6 +176,10 @@ func (dc *directConn) roundTrip(req *http.Request, slot *upstreamSlot) (resp *ht
 	resp.Body = body
 	return resp, false, nil
 }
+
+// errAnswerHeaderTooLarge is an upstream answer whose header ran past
+// the pool's bound (the transport's MaxResponseHeaderBytes).
+var errAnswerHeaderTooLarge = errors.New("net/http: server response headers exceeded the limit; aborted")
 
 // closedByPeer: the upstream closed or reset the connection (not a
 // timeout, nor a cancelled request).
