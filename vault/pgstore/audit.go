@@ -18,11 +18,7 @@ import (
 // The audit log lives in the table audit (migrations/0003_audit.sql),
 // partitioned by day: the Store implements storage.AuditStore and its
 // transactions storage.AuditTx. The node's indexer ships its journal's
-// rows with COPY into a temporary staging table and one INSERT … ON
-// CONFLICT from it (a row written again replaces the old one), with the
-// journal's position in kv, in one transaction that does not take the
-// update lock: shipping never waits for the cluster's admin writes, nor
-// holds them up.
+// rows as audit_ship.go says.
 
 var (
 	_ storage.AuditStore = (*Store)(nil)
@@ -51,6 +47,7 @@ var auditColumns = []string{"tenant_id", "ns", "id", "at", "kind", "outcome", "e
 
 // auditSQL is the audit log's SQL, built once with the schema's name.
 type auditSQL struct {
+	tableID                                                           pgx.Identifier
 	table, stage, order, createStage, upsertStage, insert, partitions string
 }
 
@@ -67,7 +64,8 @@ func newAuditSQL(schema string) auditSQL {
 		params[i] = "$" + strconv.Itoa(i+1)
 	}
 	return auditSQL{
-		table: table,
+		tableID: pgx.Identifier{schema, "audit"},
+		table:   table,
 		// A temporary table lives in its session: one per pooled
 		// connection, emptied at every commit.
 		stage:       "pg_temp.egressd_audit_stage",
@@ -228,67 +226,7 @@ func nullableList(l []string) []string {
 	return l
 }
 
-// AppendAudit writes recs with COPY and puts mark, in one transaction
-// that does not take the update lock.
-func (s *Store) AppendAudit(recs []storage.AuditRecord, mark storage.AuditMark) error {
-	if s.closed.Load() {
-		return ErrClosed
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.opts.TxTimeout)
-	defer cancel()
-	if err := s.ensurePartitions(ctx, recs); err != nil {
-		return err
-	}
-	err := pgx.BeginFunc(ctx, s.pool, func(ptx pgx.Tx) error {
-		if err := s.copyAudit(ctx, ptx, recs, false); err != nil {
-			return err
-		}
-		if mark.Key != nil {
-			if _, err := ptx.Exec(ctx, s.q.put, string(mark.Bucket), mark.Key, mark.Value); err != nil {
-				return fmt.Errorf("pgstore: audit journal position: %w", err)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		s.parts.forget()
-		if s.closed.Load() {
-			return ErrClosed
-		}
-		return fmt.Errorf("pgstore: append audit: %w", err)
-	}
-	return nil
-}
-
-// copyAudit writes recs in ptx: COPY into the session's staging table,
-// then one upsert from it. The staging table is emptied at commit, or
-// at once when more may follow in the transaction (again).
-func (s *Store) copyAudit(ctx context.Context, ptx pgx.Tx, recs []storage.AuditRecord, again bool) error {
-	if len(recs) == 0 {
-		return nil
-	}
-	if _, err := ptx.Exec(ctx, s.aq.createStage); err != nil {
-		return err
-	}
-	i := 0
-	if _, err := ptx.CopyFrom(ctx, pgx.Identifier{"pg_temp", "egressd_audit_stage"}, auditColumns, pgx.CopyFromFunc(func() ([]any, error) {
-		if i == len(recs) {
-			return nil, nil
-		}
-		i++
-		return auditValues(&recs[i-1]), nil
-	})); err != nil {
-		return err
-	}
-	if _, err := ptx.Exec(ctx, s.aq.upsertStage); err != nil || !again {
-		return err
-	}
-	_, err := ptx.Exec(ctx, "TRUNCATE "+s.aq.stage)
-	return err
-}
-
-// PutAudit writes recs inside the Update t, one upsert each (an admin
-// row and its write: a few rows), sent in one round trip.
+// PutAudit writes recs inside the Update t, as upserts (upsertAudit).
 func (t *tx) PutAudit(recs []storage.AuditRecord) error {
 	switch {
 	case !t.write:
@@ -301,18 +239,7 @@ func (t *tx) PutAudit(recs []storage.AuditRecord) error {
 	if err := t.s.ensurePartitions(t.ctx, recs); err != nil {
 		return t.fail("audit partitions", err)
 	}
-	if len(recs) > 64 {
-		if err := t.s.copyAudit(t.ctx, t.ptx, recs, true); err != nil {
-			t.s.parts.forget()
-			return t.fail("put audit", err)
-		}
-		return nil
-	}
-	b := &pgx.Batch{}
-	for i := range recs {
-		b.Queue(t.s.aq.insert, auditValues(&recs[i])...)
-	}
-	if err := t.ptx.SendBatch(t.ctx, b).Close(); err != nil {
+	if err := t.s.upsertAudit(t.ctx, t.ptx, recs, true); err != nil {
 		t.s.parts.forget()
 		return t.fail("put audit", err)
 	}

@@ -2,6 +2,8 @@ package pgstore
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -72,5 +74,71 @@ func TestAuditPartitionsConcurrent(t *testing.T) {
 	}
 	if n, err := s.CountAudit(); err != nil || n != replicas*240 {
 		t.Fatalf("%d rows (%v), want %d", n, err, replicas*240)
+	}
+}
+
+// Every row shipped is in the table as its last version, whichever way
+// AppendAudit took it: a row written twice in one batch, a provisional
+// row's final one in a later batch (an upsert: older than the newest row
+// shipped), a row older than that never shipped, and the rows a replica
+// ships again after a restart (it knows of no row shipped: COPY meets
+// the rows there and the batch is written again as upserts).
+func TestAppendAuditReplaces(t *testing.T) {
+	schema := freshSchema(t, testDSN(t))
+	s := openTest(t, Options{Schema: schema})
+	if err := s.EnsureBuckets([]byte("meta")); err != nil {
+		t.Fatal(err)
+	}
+	mark := storage.AuditMark{Bucket: []byte("meta"), Key: []byte("pos"), Value: []byte("1")}
+	start := time.Now().Add(-time.Hour).UTC()
+	recs := benchRecords(start, 0, 10)
+	version := func(r storage.AuditRecord, v string) storage.AuditRecord {
+		r.Outcome, r.Data = v, append([]byte("version "+v+";"), r.Data...)
+		return r
+	}
+	ship := func(s *Store, batch ...storage.AuditRecord) {
+		t.Helper()
+		if err := s.AppendAudit(batch, mark); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Rows 2 to 9, row 4 twice in the batch.
+	ship(s, recs[2], version(recs[4], "provisional"), recs[3], version(recs[4], "first"), recs[5], recs[6], recs[7], recs[8], recs[9])
+	// Row 4's final version, a never shipped row 0 older than the newest
+	// shipped, and row 1 twice.
+	ship(s, version(recs[1], "provisional"), version(recs[4], "final"), recs[0], version(recs[1], "final"))
+	// Another replica of the same node after a restart: rows 5 to 9 again,
+	// 9 as a new version.
+	s2 := openTest(t, Options{Schema: schema})
+	ship(s2, recs[5], recs[6], recs[7], recs[8], version(recs[9], "final"))
+
+	if n, err := s.CountAudit(); err != nil || n != 10 {
+		t.Fatalf("%d rows (%v), want 10", n, err)
+	}
+	want := map[string]string{recs[1].ID: "final", recs[4].ID: "final", recs[9].ID: "final"}
+	for tenant := range 4 {
+		got, err := s.ScanAudit(fmt.Sprintf("ten_%d", tenant), time.Time{}, storage.AuditPos{}, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range got {
+			v, _, _ := strings.Cut(strings.TrimPrefix(string(r.Data), "version "), ";")
+			if w := want[r.ID]; w != "" && v != w {
+				t.Errorf("row %s is its %q version, want %q", r.ID, v, w)
+			}
+			if want[r.ID] == "" && strings.HasPrefix(string(r.Data), "version ") {
+				t.Errorf("row %s is its %q version, want its only one", r.ID, v)
+			}
+			delete(want, r.ID)
+		}
+	}
+	if len(want) != 0 {
+		t.Errorf("rows %v missing", want)
+	}
+	// Outcome is replaced with the row: the query by outcome finds the
+	// final version only.
+	q, err := s.QueryAudit(storage.AuditQuery{TenantID: recs[4].TenantID, Outcome: "first", Limit: 10})
+	if err != nil || len(q) != 0 {
+		t.Errorf("query by the replaced outcome: %d rows (%v), want none", len(q), err)
 	}
 }
