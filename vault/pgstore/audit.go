@@ -39,6 +39,10 @@ const (
 	// partition (DROP TABLE locks the whole log): past it, the day's
 	// rows are deleted instead.
 	dropLockTimeout = "5s"
+	// partitionFillfactor leaves a tenth of each page of a partition free,
+	// for the final rows of requests whose provisional rows are there
+	// (migrations/0004_audit_fillfactor.sql).
+	partitionFillfactor = 90
 )
 
 // auditColumns are the columns COPY and the staging table fill, in order.
@@ -186,7 +190,8 @@ func (s *Store) ensurePartitions(ctx context.Context, recs []storage.AuditRecord
 			}
 			part := pgx.Identifier{s.opts.Schema, partitionName(d)}.Sanitize()
 			for _, q := range []string{
-				"CREATE TABLE " + part + " (LIKE " + s.aq.table + " INCLUDING DEFAULTS INCLUDING CONSTRAINTS)",
+				"CREATE TABLE " + part + " (LIKE " + s.aq.table + " INCLUDING DEFAULTS INCLUDING CONSTRAINTS)" +
+					" WITH (fillfactor = " + strconv.Itoa(partitionFillfactor) + ")",
 				"ALTER TABLE " + s.aq.table + " ATTACH PARTITION " + part +
 					" FOR VALUES FROM (" + strconv.FormatInt(d*day, 10) + ") TO (" + strconv.FormatInt((d+1)*day, 10) + ")",
 			} {
