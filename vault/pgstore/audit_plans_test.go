@@ -71,7 +71,9 @@ func sizeRecords(end time.Time, days, from, n, total int) []storage.AuditRecord 
 // over 10 days, vacuums and analyzes it as autovacuum would, then times
 // each query the vault's API sends (QueryAudit with each filter, pages of
 // 101 rows; ScanAudit's export pages of 512), reporting the buffers each
-// touches and logging its plan (EXPLAIN ANALYZE).
+// touches and logging its plan (EXPLAIN ANALYZE), and the time it takes
+// with the plan PostgreSQL makes for any values (generic-ms/op, forced:
+// a prepared statement may get it after five runs).
 //
 //	EGRESSD_TEST_POSTGRES=... go test -run '^$' -bench AuditQueriesAtSize -benchtime 20x ./vault/pgstore/
 func BenchmarkAuditQueriesAtSize(b *testing.B) {
@@ -201,6 +203,33 @@ func BenchmarkAuditQueriesAtSize(b *testing.B) {
 				}
 				n = len(recs)
 			}
+			// The same with PostgreSQL's plan for any values (which a
+			// prepared statement may get after five runs).
+			conn, err := s.pool.Acquire(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Release()
+			if _, err := conn.Exec(ctx, "SET plan_cache_mode = force_generic_plan"); err != nil {
+				b.Fatal(err)
+			}
+			const runs = 5
+			t0 := time.Now()
+			for range runs {
+				rows, err := conn.Query(ctx, sql, args...)
+				if err != nil {
+					b.Fatal(err)
+				}
+				rows.Close()
+				if err := rows.Err(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			generic := time.Since(t0) / runs
+			if _, err := conn.Exec(ctx, "RESET plan_cache_mode"); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(generic.Microseconds())/1000, "generic-ms/op")
 			b.ReportMetric(float64(buffers), "buffers/op")
 			b.ReportMetric(float64(n), "rows/op")
 			b.Logf("%s\n%s", sql, strings.Join(plan, "\n"))

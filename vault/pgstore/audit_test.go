@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -199,5 +200,74 @@ func TestAuditFinalRowOnItsPage(t *testing.T) {
 		if after := page(recs[50]); after != before {
 			t.Errorf("round %d: the final row went from page %d to page %d", round, before, after)
 		}
+	}
+}
+
+// A query by a secret finds the tenant's rows whose secret it is or that
+// used it besides, each once, newest first, page after page; not another
+// tenant's rows that name it.
+func TestQueryAuditBySecret(t *testing.T) {
+	s := openTest(t, Options{})
+	if err := s.EnsureBuckets([]byte("meta")); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now().Add(-2 * time.Hour).UTC()
+	recs := benchRecords(start, 0, 60)
+	var want []string
+	for i := range recs {
+		r := &recs[i]
+		r.TenantID, r.SecretID, r.UseSecretIDs = "ten_a", "sec_other", nil
+		switch i % 6 {
+		case 0:
+			r.SecretID = "sec_x"
+		case 1:
+			r.UseSecretIDs = []string{"sec_y", "sec_x"}
+		case 2:
+			r.SecretID, r.UseSecretIDs = "sec_x", []string{"sec_x"}
+		case 3:
+			r.TenantID, r.UseSecretIDs = "ten_b", []string{"sec_x"}
+		case 4:
+			r.TenantID, r.SecretID = "ten_b", "sec_x"
+		}
+		if r.TenantID == "ten_a" && (r.SecretID == "sec_x" || len(r.UseSecretIDs) > 0) {
+			want = append(want, r.ID)
+		}
+	}
+	slices.Reverse(want)
+	if err := s.AppendAudit(recs, storage.AuditMark{Bucket: []byte("meta"), Key: []byte("pos"), Value: []byte("1")}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	var before storage.AuditPos
+	for page := 0; page < 20; page++ {
+		// Each page seven times, past PostgreSQL's fifth run of a
+		// prepared statement (its plan for any secret may follow).
+		var ids []string
+		var last storage.AuditRecord
+		for run := range 7 {
+			recs, err := s.QueryAudit(storage.AuditQuery{TenantID: "ten_a", SecretID: "sec_x", Before: before, Limit: 4})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var these []string
+			for _, r := range recs {
+				these = append(these, r.ID)
+			}
+			if run > 0 && !slices.Equal(these, ids) {
+				t.Fatalf("page %d, run %d: %v, first run %v", page, run, these, ids)
+			}
+			ids = these
+			if len(recs) > 0 {
+				last = recs[len(recs)-1]
+			}
+		}
+		if len(ids) == 0 {
+			break
+		}
+		got = append(got, ids...)
+		before = storage.AuditPos{Time: last.Time, ID: last.ID}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("rows by secret:\n got %v\nwant %v", got, want)
 	}
 }
