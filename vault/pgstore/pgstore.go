@@ -164,6 +164,9 @@ type Store struct {
 	feed *listener // the change feed's listener (feed.go)
 
 	parts partitions // the audit table's partitions known (audit.go)
+	// shippedNS is the time of the newest row AppendAudit committed
+	// (audit_ship.go): a newer row was never shipped from here.
+	shippedNS atomic.Int64
 }
 
 // Open connects to the database of dsn (a libpq key=value string or a
