@@ -359,9 +359,17 @@ func (s *Store) readAudit(sql string, args []any) ([]storage.AuditRecord, error)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.TxTimeout)
 	defer cancel()
+	// A read that fails because Close ran meanwhile (its pool closed
+	// under it) is ErrClosed, as one begun after it is.
+	failed := func(err error) error {
+		if s.closed.Load() {
+			return ErrClosed
+		}
+		return fmt.Errorf("pgstore: read audit: %w", err)
+	}
 	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
-		return nil, fmt.Errorf("pgstore: read audit: %w", err)
+		return nil, failed(err)
 	}
 	out := []storage.AuditRecord{}
 	for rows.Next() {
@@ -369,13 +377,13 @@ func (s *Store) readAudit(sql string, args []any) ([]storage.AuditRecord, error)
 		var ns int64
 		if err := rows.Scan(&r.TenantID, &ns, &r.ID, &r.Data); err != nil {
 			rows.Close()
-			return nil, fmt.Errorf("pgstore: read audit: %w", err)
+			return nil, failed(err)
 		}
 		r.Time = time.Unix(0, ns).UTC()
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("pgstore: read audit: %w", err)
+		return nil, failed(err)
 	}
 	return out, nil
 }
