@@ -134,8 +134,12 @@ func TestDecisionLineEqualsSlog(t *testing.T) {
 			for _, filter := range levels {
 				ref, h, refOut, out := both(format, &slog.HandlerOptions{Level: filter}, ch)
 				for _, level := range levels {
-					for _, tm := range times {
-						for _, d := range decisions() {
+					for i, d := range decisions() {
+						tms := times[i%len(times) : i%len(times)+1]
+						if i == 0 {
+							tms = times
+						}
+						for _, tm := range tms {
 							refOut.Reset()
 							out.Reset()
 							now := func() time.Time { return tm }
@@ -235,8 +239,8 @@ func TestHandlerOtherLines(t *testing.T) {
 				l.Error("c")
 				l.Debug("not written")
 			}
-			got := regexpTimes(out.String())
-			want := regexpTimes(refOut.String())
+			got := withoutTimes(out.String())
+			want := withoutTimes(refOut.String())
 			if got != want {
 				t.Fatalf("%s:\n got %q\nwant %q", ch.name, got, want)
 			}
@@ -247,8 +251,8 @@ func TestHandlerOtherLines(t *testing.T) {
 	}
 }
 
-// regexpTimes blanks the times slog.Logger stamps lines with.
-func regexpTimes(s string) string {
+// withoutTimes blanks the times slog.Logger stamps lines with.
+func withoutTimes(s string) string {
 	var b strings.Builder
 	for line := range strings.Lines(s) {
 		if i := strings.Index(line, "time"); i >= 0 {
