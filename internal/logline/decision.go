@@ -176,13 +176,9 @@ func (f *frame) append(b []byte, json bool, t time.Time, d *Decision) []byte {
 	b = append(b, f.open...)
 	if !t.IsZero() {
 		if json {
-			b = append(b, `"time":"`...)
-			b = t.AppendFormat(b, time.RFC3339Nano)
-			b = append(b, `",`...)
+			b = append(appendTime(append(b, `"time":"`...), true, t), `",`...)
 		} else {
-			b = append(b, "time="...)
-			b = appendRFC3339Millis(b, t)
-			b = append(b, ' ')
+			b = append(appendTime(append(b, "time="...), false, t), ' ')
 		}
 	}
 	s := &f.segs

@@ -103,6 +103,8 @@ func decisions() []Decision {
 var times = []time.Time{
 	time.Date(2026, 12, 7, 16, 17, 9, 0, time.UTC),
 	time.Date(2026, 12, 7, 16, 17, 9, 123456789, time.UTC),
+	time.Date(2026, 12, 7, 16, 17, 9, 100000000, time.UTC).In(time.FixedZone("x", 3600)), // the same second elsewhere
+	time.Date(2026, 12, 7, 16, 17, 9, 999999999, time.Local),
 	time.Date(2026, 1, 1, 0, 0, 0, 100000, time.FixedZone("x", 5*3600+45*60)),
 	time.Date(1, 1, 1, 0, 0, 0, 1, time.FixedZone("y", -12*3600-17)),
 	time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.Local),

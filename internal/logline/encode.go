@@ -2,6 +2,7 @@ package logline
 
 import (
 	"strconv"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -106,14 +107,48 @@ func needsQuoting(s string) bool {
 	return false
 }
 
-// appendRFC3339Millis appends t as the text handler writes a record's
-// time: RFC 3339 with exactly three digits of milliseconds.
-func appendRFC3339Millis(b []byte, t time.Time) []byte {
-	// RFC3339Nano trims trailing zeros: a tenth of a millisecond added
-	// keeps four digits, and the fourth is dropped.
-	const prefixLen = len("2006-01-02T15:04:05.000")
-	n := len(b)
-	t = t.Truncate(time.Millisecond).Add(time.Millisecond / 10)
-	b = t.AppendFormat(b, time.RFC3339Nano)
-	return append(b[:n+prefixLen], b[n+prefixLen+1:]...)
+// stamp is one second of one location as the line writes it, either side
+// of the fraction.
+type stamp struct {
+	sec  int64
+	loc  *time.Location
+	date []byte // "2006-01-02T15:04:05"
+	zone []byte // "Z07:00"
+}
+
+// lastStamp is the second the last line was written in: lines of the
+// same second skip the calendar and the zone lookup.
+var lastStamp atomic.Pointer[stamp]
+
+// appendTime appends t, whose year is 0 to 9999, as slog writes a
+// record's time: RFC 3339 with the nanoseconds less their trailing zeros
+// (none, and no point, when zero) in JSON; with exactly three digits of
+// milliseconds in text.
+func appendTime(b []byte, json bool, t time.Time) []byte {
+	sec, loc := t.Unix(), t.Location()
+	s := lastStamp.Load()
+	if s == nil || s.sec != sec || s.loc != loc {
+		whole := time.Unix(sec, 0).In(loc).AppendFormat(nil, "2006-01-02T15:04:05Z07:00")
+		s = &stamp{sec: sec, loc: loc, date: whole[:19], zone: whole[19:]}
+		lastStamp.Store(s)
+	}
+	b = append(b, s.date...)
+	ns := t.Nanosecond()
+	if !json {
+		ms := ns / 1e6
+		b = append(b, '.', byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10))
+	} else if ns != 0 {
+		var d [10]byte
+		d[0] = '.'
+		for i := 9; i >= 1; i-- {
+			d[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n := len(d)
+		for d[n-1] == '0' {
+			n--
+		}
+		b = append(b, d[:n]...)
+	}
+	return append(b, s.zone...)
 }
