@@ -7,9 +7,10 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/elazarl/goproxy"
+
+	"github.com/egressd/egressd/internal/logline"
 )
 
 // onResponse completes a plain proxy request (goproxy's path).
@@ -188,19 +189,12 @@ func (p *Proxy) finish(ctx context.Context, ev *Event, _ *http.Response) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	// The record is made here rather than by Logger.LogAttrs, which would
-	// also take the caller's program counter (runtime.Callers, a fifth of
-	// the line's cost) for a source no handler of egressd prints.
-	if h := p.log.Handler(); h.Enabled(ctx, level) {
-		r := slog.NewRecord(time.Now(), level, "proxy request", 0)
-		r.AddAttrs(
-			slog.String("sandbox", ev.SandboxID), slog.String("tenant", ev.TenantID),
-			slog.String("method", ev.Method), slog.String("host", ev.Host), slog.String("path", ev.Path),
-			slog.Int("status", ev.Status), slog.String("outcome", string(ev.Outcome)), slog.String("reason", ev.Reason),
-			slog.Int("substituted", substituted), slog.Int("left", left), slog.Int("leaks", leaks),
-			slog.Duration("duration", ev.Duration))
-		h.Handle(ctx, r)
+	d := logline.Decision{
+		Sandbox: ev.SandboxID, Tenant: ev.TenantID, Method: ev.Method, Host: ev.Host, Path: ev.Path,
+		Status: ev.Status, Outcome: string(ev.Outcome), Reason: ev.Reason,
+		Substituted: substituted, Left: left, Leaks: leaks, Duration: ev.Duration,
 	}
+	_ = d.Log(ctx, p.log.Handler(), level)
 	if ev.ID == "" {
 		ev.ID = newEventID(ev.Time)
 	}

@@ -3,11 +3,12 @@ package proxy
 import (
 	"context"
 	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"testing/iotest"
 	"time"
+
+	"github.com/egressd/egressd/internal/config"
 )
 
 // readDeclared takes a body of exactly its declared length, read to its
@@ -52,19 +53,28 @@ func (e *eofSeen) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// The decision line of one request, JSON-encoded as serve writes it (to
-// nowhere here), with the metrics that go with it.
+// The decision line of one request, encoded as serve writes it (to nowhere
+// here: the logger of config.NewLogger with serve's component attribute),
+// with the metrics that go with it.
 func BenchmarkDecisionLine(b *testing.B) {
-	e := newEnv(b, func(c *Config) {
-		c.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
-		c.Sink = nil // the line alone
-	})
-	p := e.proxy
-	ev := &Event{ID: "aud_1", Time: time.Now(), TenantID: "ten_1", SandboxID: "sbx_1", Host: "api.test", Method: "GET", Path: "/v1/models",
-		Status: 200, Outcome: OutcomeSubstituted, Uses: []Use{{Name: "k", Action: ActionSubstituted}}}
-	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
-		p.finish(ctx, ev, nil)
+	for _, format := range []string{"json", "text"} {
+		b.Run(format, func(b *testing.B) {
+			log, err := config.NewLogger(io.Discard, "info", format)
+			if err != nil {
+				b.Fatal(err)
+			}
+			e := newEnv(b, func(c *Config) {
+				c.Logger = log.With("component", "proxy")
+				c.Sink = nil // the line alone
+			})
+			p := e.proxy
+			ev := &Event{ID: "aud_1", Time: time.Now(), TenantID: "ten_1", SandboxID: "sbx_1", Host: "api.test", Method: "GET", Path: "/v1/models",
+				Status: 200, Outcome: OutcomeSubstituted, Uses: []Use{{Name: "k", Action: ActionSubstituted}}}
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				p.finish(ctx, ev, nil)
+			}
+		})
 	}
 }

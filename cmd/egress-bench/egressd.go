@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/egressd/egressd/certs"
+	serveconfig "github.com/egressd/egressd/internal/config"
 	"github.com/egressd/egressd/internal/ratelimit"
 	"github.com/egressd/egressd/proxy"
 	"github.com/egressd/egressd/resolver"
@@ -52,11 +53,15 @@ func serveEgressd(spec childSpec, l net.Listener) (served, error) {
 	}
 	logger := slog.New(slog.DiscardHandler)
 	if spec.ProxyLog == "json" {
-		// Encoded as serve encodes them, then dropped: the cost of the
-		// decision line without the cost of a terminal.
-		logger = slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		// Encoded as serve encodes them (serve's logger, with the
+		// component each part's logger carries), then dropped: the cost of
+		// the decision line without the cost of a terminal.
+		if logger, err = serveconfig.NewLogger(io.Discard, "info", "json"); err != nil {
+			closeStore()
+			return nil, err
+		}
 	}
-	sink, err := proxy.NewVaultSink(store, proxy.SinkConfig{Async: spec.Audit == "async", Journal: spec.Audit == "journal", Logger: logger, Registerer: reg})
+	sink, err := proxy.NewVaultSink(store, proxy.SinkConfig{Async: spec.Audit == "async", Journal: spec.Audit == "journal", Logger: logger.With("component", "audit"), Registerer: reg})
 	if err != nil {
 		closeStore()
 		return nil, err
@@ -67,7 +72,7 @@ func serveEgressd(spec childSpec, l net.Listener) (served, error) {
 		return nil, err
 	}
 	p, err := proxy.New(proxy.Config{
-		Store: store, Resolver: res, Leafs: leafs, Logger: logger, Registerer: reg,
+		Store: store, Resolver: res, Leafs: leafs, Logger: logger.With("component", "proxy"), Registerer: reg,
 		Sink: sink, AuditAsync: spec.Audit == "async",
 		AllowPrivate:  []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
 		OwnListeners:  []netip.AddrPort{own},
