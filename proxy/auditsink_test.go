@@ -171,15 +171,12 @@ func benchSinkRecord(b *testing.B, final, both bool) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	now := time.Now()
 	b.ReportAllocs()
 	b.SetParallelism(25) // 50 goroutines on 2 cores
 	cpu := processCPU()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
-		ev := &Event{Final: final, Time: now, TenantID: e.tenant, SandboxID: "sbx_bench", ExternalUserID: "u1", Host: "api.test", Method: "GET", Path: "/v1/models",
-			Status: 200, Outcome: OutcomeSubstituted, Duration: time.Millisecond,
-			Uses: []Use{{Name: "openai", SecretID: "sec_1", Version: 1, Level: "tenant", Location: vault.InHeader, Action: ActionSubstituted}}}
+		ev := benchEvent(e.tenant, final)
 		for pb.Next() {
 			// Rows in time order, as requests make them (the indexes'
 			// keys then append rather than split pages).
@@ -220,10 +217,7 @@ func BenchmarkVaultSinkFinalRecord(b *testing.B) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	now := time.Now()
-	ev := &Event{Final: true, Time: now, TenantID: e.tenant, SandboxID: "sbx_bench", ExternalUserID: "u1", Host: "api.test", Method: "GET", Path: "/v1/models",
-		Status: 200, Outcome: OutcomeSubstituted, Duration: time.Millisecond,
-		Uses: []Use{{Name: "openai", SecretID: "sec_1", Version: 1, Level: "tenant", Location: vault.InHeader, Action: ActionSubstituted}}}
+	ev := benchEvent(e.tenant, true)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
@@ -234,4 +228,12 @@ func BenchmarkVaultSinkFinalRecord(b *testing.B) {
 		}
 	}
 	sink.Close() // the queued rows are written inside the measured time
+}
+
+// benchEvent is the sink benchmarks' request: one substitution in a
+// header; the caller sets its time and id.
+func benchEvent(tenant string, final bool) *Event {
+	return &Event{Final: final, TenantID: tenant, SandboxID: "sbx_bench", ExternalUserID: "u1", Host: "api.test", Method: "GET", Path: "/v1/models",
+		Status: 200, Outcome: OutcomeSubstituted, Duration: time.Millisecond,
+		Uses: []Use{{Name: "openai", SecretID: "sec_1", Version: 1, Level: "tenant", Location: vault.InHeader, Action: ActionSubstituted}}}
 }
