@@ -51,6 +51,7 @@ const (
 	ActionSandboxCreated     = "sandbox.created"
 	ActionSandboxDeleted     = "sandbox.deleted"
 	ActionSandboxToken       = "sandbox.token_issued"
+	ActionSandboxUpdated     = "sandbox.updated"
 	ActionSettingsChanged    = "settings.changed"
 	ActionBrowserTokenIssued = "browser_token.issued"
 	ActionOAuthCompleted     = "oauth.completed"

@@ -30,6 +30,10 @@ type SandboxInput struct {
 	// TokenTTL, if set, is how long the proxy token works; the proxy then
 	// answers 407 until a token is re-issued.
 	TokenTTL TTL `json:"token_ttl"`
+	// SourceAddrs are the addresses the sandbox's connections come from,
+	// for the transparent listener (NormalizeSourceAddrs says what is
+	// taken); none: it can use the proxy URL only.
+	SourceAddrs []string `json:"source_addrs"`
 }
 
 // CreateSandbox registers a sandbox and returns it with its proxy token,
@@ -52,6 +56,10 @@ func (s *Store) CreateSandbox(tenantID string, in SandboxInput) (Sandbox, string
 	if err := checkTokenTTL(in.TokenTTL); err != nil {
 		return Sandbox{}, "", err
 	}
+	addrs, err := NormalizeSourceAddrs(in.SourceAddrs)
+	if err != nil {
+		return Sandbox{}, "", err
+	}
 	idPrefix := prefixSandbox
 	if in.ResourceType == ResourceComputer {
 		idPrefix = prefixComputer
@@ -62,11 +70,11 @@ func (s *Store) CreateSandbox(tenantID string, in SandboxInput) (Sandbox, string
 			ID: newID(idPrefix), TenantID: tenantID, ResourceType: in.ResourceType, Name: in.Name,
 			OwnerUserID: in.OwnerUserID, WorkspaceID: in.WorkspaceID,
 			ExternalUserID: in.ExternalUserID, ExternalWorkspaceID: in.ExternalWorkspaceID, ExternalProjectID: in.ExternalProjectID,
-			Metadata: in.Metadata, CreatedAt: now,
+			Metadata: in.Metadata, CreatedAt: now, SourceAddrs: addrs,
 		},
 	}
 	token := row.issueToken(now, in.TokenTTL)
-	err := s.update(tenantID, func(tx storage.Tx) error {
+	err = s.update(tenantID, func(tx storage.Tx) error {
 		if _, err := txTenant(tx, tenantID); err != nil {
 			return err
 		}
@@ -79,7 +87,14 @@ func (s *Store) CreateSandbox(tenantID string, in SandboxInput) (Sandbox, string
 		if err := txIndexSandbox(tx, &row.Sandbox, false); err != nil {
 			return err
 		}
-		return s.txAudit(tx, ActionSandboxCreated, tokenAudit(&row.Sandbox))
+		if err := txClaimSourceAddrs(tx, &row.Sandbox, nil); err != nil {
+			return err
+		}
+		ar := tokenAudit(&row.Sandbox)
+		if len(row.SourceAddrs) > 0 {
+			ar.Details["source_addrs"] = strings.Join(row.SourceAddrs, ",")
+		}
+		return s.txAudit(tx, ActionSandboxCreated, ar)
 	})
 	if err != nil {
 		return Sandbox{}, "", err
@@ -140,6 +155,52 @@ func (s *Store) ReissueSandboxToken(tenantID, id string, ttl TTL) (Sandbox, stri
 		return Sandbox{}, "", err
 	}
 	return row.Sandbox, token, nil
+}
+
+// SandboxUpdate changes what may change of a sandbox after its creation
+// (its attribution never does). A nil field is left as it is.
+type SandboxUpdate struct {
+	// SourceAddrs, when set, replaces the sandbox's source_addrs (an
+	// empty list removes them all).
+	SourceAddrs *[]string `json:"source_addrs"`
+}
+
+// UpdateSandbox applies in to a sandbox and returns it as stored. Source
+// addresses another sandbox claims are refused with ErrConflict, and the
+// sandbox is then left as it was.
+func (s *Store) UpdateSandbox(tenantID, id string, in SandboxUpdate) (Sandbox, error) {
+	if in.SourceAddrs == nil {
+		return Sandbox{}, invalid("", "nothing to update: give source_addrs")
+	}
+	addrs, err := NormalizeSourceAddrs(*in.SourceAddrs)
+	if err != nil {
+		return Sandbox{}, err
+	}
+	var row storedSandbox
+	err = s.update(tenantID, func(tx storage.Tx) error {
+		ok, err := getJSON(tx.Bucket(bSandboxes), key(tenantID, id), &row)
+		if err != nil {
+			return err
+		}
+		if !ok || row.TenantID != tenantID {
+			return fmt.Errorf("sandbox %q: %w", id, ErrNotFound)
+		}
+		old := row.SourceAddrs
+		row.SourceAddrs = addrs
+		if err := txClaimSourceAddrs(tx, &row.Sandbox, old); err != nil {
+			return err
+		}
+		if err := putJSON(tx.Bucket(bSandboxes), key(tenantID, row.ID), &row); err != nil {
+			return err
+		}
+		ar := sandboxAudit(&row.Sandbox)
+		ar.Details["source_addrs"] = strings.Join(addrs, ",")
+		return s.txAudit(tx, ActionSandboxUpdated, ar)
+	})
+	if err != nil {
+		return Sandbox{}, err
+	}
+	return row.Sandbox, nil
 }
 
 // Sandbox returns one sandbox of the tenant.
@@ -304,6 +365,11 @@ func (s *Store) DeleteSandbox(tenantID, id string) error {
 			return err
 		}
 		if err := txIndexSandbox(tx, &sbx, true); err != nil {
+			return err
+		}
+		released := sbx
+		released.SourceAddrs = nil
+		if err := txClaimSourceAddrs(tx, &released, sbx.SourceAddrs); err != nil {
 			return err
 		}
 		// One row for the sandbox and all that went with it.

@@ -45,7 +45,7 @@ var (
 	// filterable id.
 	bAudit = []byte(audit.RowsBucket)
 
-	allBuckets = append([][]byte{bMeta, bTenants, bTenantNames, bKeys, bSecrets, bSecretIdx, bBindings, bBindByRes, bBindBySecret, bSandboxes, bSandboxOwner, bPlaceholders, bSandboxPH, bReplicas}, audit.Buckets()...)
+	allBuckets = append([][]byte{bMeta, bTenants, bTenantNames, bKeys, bSecrets, bSecretIdx, bBindings, bBindByRes, bBindBySecret, bSandboxes, bSandboxOwner, bPlaceholders, bSandboxPH, bReplicas, bSourceAddrs}, audit.Buckets()...)
 
 	metaCanary = []byte("canary")
 	metaSchema = []byte("schema")

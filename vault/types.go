@@ -218,6 +218,11 @@ type Sandbox struct {
 	TokenIssuedAt time.Time `json:"token_issued_at,omitzero"`
 	// TokenExpiresAt is when the proxy token stops working; nil: never.
 	TokenExpiresAt *time.Time `json:"token_expires_at,omitempty"`
+	// SourceAddrs are the addresses (single IPs, written bare, or CIDR
+	// prefixes) its connections come from, normalised
+	// (NormalizeSourceAddrs): the transparent listener identifies the
+	// sandbox by them. No two sandboxes on a store overlap.
+	SourceAddrs []string `json:"source_addrs,omitempty"`
 }
 
 // TokenLive reports whether the sandbox's proxy token is still good at now.
