@@ -215,6 +215,7 @@ func (s *Server) routes() []route {
 			route{"POST", kind.base, adminAccess, []string{"format"}, s.createSandbox(kind.rt)},
 			route{"GET", kind.base, readAccess, sandboxFilters, s.listSandboxes(kind.rt)},
 			route{"GET", kind.base + "/{id}", readAccess, nil, s.getSandbox(kind.rt)},
+			route{"PATCH", kind.base + "/{id}", adminAccess, nil, s.updateSandbox(kind.rt)},
 			route{"DELETE", kind.base + "/{id}", adminAccess, nil, s.deleteSandbox(kind.rt)},
 			route{"GET", kind.base + "/{id}/env", readAccess, []string{"format"}, s.sandboxEnv(kind.rt)},
 			route{"POST", kind.base + "/{id}/token", adminAccess, []string{"format"}, s.reissueToken(kind.rt)},

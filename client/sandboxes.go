@@ -146,6 +146,28 @@ func (c *Client) GetSandbox(ctx context.Context, id string) (vault.Sandbox, erro
 	return out, err
 }
 
+// SandboxUpdate changes what may change of a sandbox; a nil field is left
+// as it is.
+type SandboxUpdate = vault.SandboxUpdate
+
+// UpdateSandbox changes a sandbox or computer (its source_addrs) and
+// returns it as stored. Addresses another sandbox claims are refused
+// (409, an *Error with Status http.StatusConflict) and nothing changes.
+func (c *Client) UpdateSandbox(ctx context.Context, id string, in SandboxUpdate) (vault.Sandbox, error) {
+	var out vault.Sandbox
+	err := c.do(ctx, http.MethodPatch, "/api/v1/sandboxes/"+seg(id), nil, in, &out)
+	return out, err
+}
+
+// SetSourceAddrs replaces a sandbox's source_addrs (nil or empty removes
+// them all), the addresses the transparent listener knows it by.
+func (c *Client) SetSourceAddrs(ctx context.Context, id string, addrs []string) (vault.Sandbox, error) {
+	if addrs == nil {
+		addrs = []string{}
+	}
+	return c.UpdateSandbox(ctx, id, SandboxUpdate{SourceAddrs: &addrs})
+}
+
 // DeleteSandbox deletes a sandbox or computer, its bindings, the secrets
 // scoped to it and its placeholders.
 func (c *Client) DeleteSandbox(ctx context.Context, id string) error {
