@@ -52,34 +52,62 @@ func (p *Proxy) onConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectA
 	if c := connFrom(req.Context()); c != nil && !c.claim(sbx.ID) {
 		return reject(http.StatusTooManyRequests, ReasonTooManyConnections)
 	}
-	// The checks and dials of this CONNECT apply the tenant's address rules.
-	tctx := withTenant(req.Context(), sbx.TenantID)
-	if r := p.tenantRule(tctx, &sbx, hostname); r != ReasonNone {
-		return reject(http.StatusForbidden, r)
-	}
-	target, r := p.precheck(tctx, hostname, port)
+	rt, status, r := p.route(req.Context(), &sbx, hostname, port)
 	if r != ReasonNone {
-		return reject(r.Status(), r)
-	}
-	use, err := p.cfg.Resolver.MayUse(req.Context(), sbx.ID, hostname)
-	if errors.Is(err, resolver.ErrUnknownSandbox) {
-		return reject(http.StatusProxyAuthRequired, ReasonBadCredentials)
-	}
-	if err != nil {
-		return reject(http.StatusBadGateway, ReasonResolveError)
+		return reject(status, r)
 	}
 	if c := connFrom(req.Context()); c != nil {
 		c.markTunnel()
 	}
-	sess := &session{sbx: sbx, host: hostname, port: port}
+	sess := &session{sbx: sbx, host: hostname, port: port, mitm: rt.mitm}
 	ctx.UserData = sess
-	if !use.Any && !p.cfg.MITMAll {
+	if !rt.mitm {
 		p.log.Debug("tunnel", "sandbox", sbx.ID, "host", hostname)
-		t := &passTunnel{p: p, sess: sess, target: target, ev: ev, checkHello: p.hostRulesInForce(tctx, sbx.TenantID)}
+		t := &passTunnel{p: p, sess: sess, target: rt.target, ev: ev, checkHello: rt.checkHello}
 		return &goproxy.ConnectAction{Action: goproxy.ConnectHijack, Hijack: t.hijack}, host
 	}
-	sess.mitm = true
 	return &goproxy.ConnectAction{Action: goproxy.ConnectHijack, Hijack: p.hijackMITM(sess)}, net.JoinHostPort(hostname, port)
+}
+
+// connectRoute is where a tunnel to (sandbox, host:port) goes.
+type connectRoute struct {
+	// target is the checked address a pass-through tunnel dials.
+	target netip.AddrPort
+	// mitm: a secret of the sandbox may be used on the host (or
+	// Config.MITMAll), so TLS is terminated.
+	mitm bool
+	// checkHello: the tenant's host rules are in force, so a
+	// pass-through tunnel's ClientHello must name the host.
+	checkHello bool
+}
+
+// route decides a tunnel of an identified sandbox to hostname:port, for a
+// CONNECT and for a transparent connection alike: the tenant's host rules,
+// the egress policy on the destination resolved once, and MITM or
+// pass-through by whether a secret of the sandbox may be used on the
+// host. A refusal comes with its status and reason.
+func (p *Proxy) route(ctx context.Context, sbx *vault.Sandbox, hostname, port string) (connectRoute, int, Reason) {
+	// The checks and dials of this tunnel apply the tenant's address rules.
+	tctx := withTenant(ctx, sbx.TenantID)
+	if r := p.tenantRule(tctx, sbx, hostname); r != ReasonNone {
+		return connectRoute{}, http.StatusForbidden, r
+	}
+	target, r := p.precheck(tctx, hostname, port)
+	if r != ReasonNone {
+		return connectRoute{}, r.Status(), r
+	}
+	use, err := p.cfg.Resolver.MayUse(ctx, sbx.ID, hostname)
+	if errors.Is(err, resolver.ErrUnknownSandbox) {
+		return connectRoute{}, http.StatusProxyAuthRequired, ReasonBadCredentials
+	}
+	if err != nil {
+		return connectRoute{}, http.StatusBadGateway, ReasonResolveError
+	}
+	rt := connectRoute{target: target, mitm: use.Any || p.cfg.MITMAll}
+	if !rt.mitm {
+		rt.checkHello = p.hostRulesInForce(tctx, sbx.TenantID)
+	}
+	return rt, 0, ReasonNone
 }
 
 // tenantRule applies the name rules of the tenant's egress_allow_hosts and

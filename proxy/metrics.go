@@ -16,6 +16,9 @@ type metrics struct {
 	upstreamErrs  prometheus.Counter
 	tunnels       prometheus.Gauge
 	conns         prometheus.Gauge
+	// transparent counts the transparent listener's connections by how
+	// they went: mitm, tunnel or refused.
+	transparent *prometheus.CounterVec
 
 	// byOutcome and byLevel hold the series of the known label values,
 	// looked up once here rather than hashed on every request. Read only
@@ -74,6 +77,12 @@ func newMetrics(reg prometheus.Registerer, certCacheSize func() float64) (*metri
 			Name: "egressd_proxy_open_connections", Help: "Client connections open now.",
 		}),
 	}
+	m.transparent = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "egressd_proxy_transparent_connections_total", Help: "Connections taken by the transparent listener, by result (mitm, tunnel, refused).",
+	}, []string{"result"})
+	for _, r := range []string{"mitm", "tunnel", "refused"} {
+		m.transparent.WithLabelValues(r)
+	}
 	m.byOutcome = map[Outcome]outcomeSeries{}
 	for _, o := range []Outcome{OutcomeSubstituted, OutcomePassed, OutcomeDenied, OutcomeUpstreamError, OutcomeTunnelled} {
 		m.byOutcome[o] = outcomeSeries{m.requests.WithLabelValues(string(o)), m.duration.WithLabelValues(string(o))}
@@ -90,7 +99,7 @@ func newMetrics(reg prometheus.Registerer, certCacheSize func() float64) (*metri
 	if reg == nil {
 		return m, nil
 	}
-	cs := []prometheus.Collector{m.requests, m.substitutions, m.denials, m.leaks, m.duration, m.upstreamErrs, m.tunnels, m.conns}
+	cs := []prometheus.Collector{m.requests, m.substitutions, m.denials, m.leaks, m.duration, m.upstreamErrs, m.tunnels, m.conns, m.transparent}
 	if certCacheSize != nil {
 		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "egressd_proxy_cert_cache_size", Help: "Leaf certificates in the MITM cache.",

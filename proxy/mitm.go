@@ -59,8 +59,14 @@ func (p *Proxy) serveMITM(sess *session, client net.Conn) {
 		p.log.Debug("mitm: tunnel never started", "sandbox", sess.sbx.ID, "host", sess.host, "err", err.Error())
 		return
 	}
-	var conn net.Conn = &peekedConn{Conn: client, first: first[0], held: true}
-	overTLS := first[0] == 0x16 // a TLS handshake record
+	p.serveMITMConn(sess, client, &peekedConn{Conn: client, first: first[0], held: true}, first[0] == 0x16)
+}
+
+// serveMITMConn serves a MITM'd tunnel whose first bytes are read again
+// through conn, over the client connection client: TLS (a handshake
+// record first) is terminated with a leaf for the tunnel's host, within
+// the handshake timeout, which client is under already.
+func (p *Proxy) serveMITMConn(sess *session, client, conn net.Conn, overTLS bool) {
 	if overTLS {
 		cfg, err := p.tlsConfig(net.JoinHostPort(sess.host, sess.port), nil)
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/elazarl/goproxy"
@@ -124,6 +125,10 @@ type Proxy struct {
 	server    *http.Server
 	tunnels   tunnelSet
 	rates     *rateLimiter
+	// sources finds the sandbox of a transparent connection by its source
+	// address, made by the first ServeTransparent.
+	sourcesOnce sync.Once
+	sources     *vault.SourceIndex
 }
 
 // New builds a proxy.

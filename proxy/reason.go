@@ -62,6 +62,20 @@ const (
 	// ReasonRateLimited: the sandbox (or, for failed authentications, the
 	// client address) is over its rate limit.
 	ReasonRateLimited
+	// ReasonNoOriginalDestination: a connection on the transparent
+	// listener that the kernel did not redirect (no original destination
+	// to read).
+	ReasonNoOriginalDestination
+	// ReasonTransparentLoop: a transparent connection whose original
+	// destination is egressd's own listener.
+	ReasonTransparentLoop
+	// ReasonUnknownSource: no sandbox registers the source address of a
+	// transparent connection (source_addrs).
+	ReasonUnknownSource
+	// ReasonNoServerName: a transparent connection that did not start with
+	// a TLS ClientHello naming a host (SNI), which is all that says where
+	// it goes.
+	ReasonNoServerName
 )
 
 var reasonNames = [...]string{
@@ -70,6 +84,7 @@ var reasonNames = [...]string{
 	"too_many_connections", "invalid_value", "bad_request", "resolve_error", "audit_unavailable",
 	"oauth_refresh_failed", "token_expired", "websocket_unreadable",
 	"sni_mismatch", "tunnel_not_tls", "rate_limited",
+	"no_original_destination", "transparent_loop", "unknown_source", "no_server_name",
 }
 
 // String is the reason's wire name.
@@ -124,6 +139,14 @@ func (r Reason) Message() string {
 		return "the TLS server name (SNI) must be the CONNECT host under this tenant's host rules"
 	case ReasonTunnelNotTLS:
 		return "under this tenant's host rules a tunnel carries only TLS that names its CONNECT host"
+	case ReasonNoOriginalDestination:
+		return "the transparent listener takes only connections the kernel redirected to it"
+	case ReasonTransparentLoop:
+		return "the connection was addressed to egressd itself"
+	case ReasonUnknownSource:
+		return "no sandbox is registered for this source address (source_addrs)"
+	case ReasonNoServerName:
+		return "transparent mode needs TLS with a server name (SNI) to know the destination"
 	case ReasonRateLimited:
 		return "too many requests or connections from this sandbox (or failed authentications from this address): retry after the time in Retry-After"
 	}

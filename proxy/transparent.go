@@ -1,0 +1,315 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/egressd/egressd/vault"
+)
+
+// The transparent listener takes connections that the kernel redirected
+// to it (an nftables or iptables redirect rule: docs/transparent.md), from
+// clients that ignore the proxy variables. Such a connection carries no
+// credentials and no CONNECT line, so three things stand in for them:
+//
+//   - the sandbox is the one whose source_addrs hold the connection's
+//     source address (vault.SourceIndex); none: refused;
+//   - the host is the server name (SNI) of the TLS ClientHello the client
+//     sends first, read whole and then replayed, so nothing is consumed;
+//     no hello, or one without a name: refused;
+//   - the port is the original destination's, which the kernel kept
+//     (SO_ORIGINAL_DST, transparent_linux.go); none: refused.
+//
+// From there the connection follows the CONNECT flow for (sandbox,
+// host:port) (route, connect.go): the tenant's host rules, the egress
+// policy on the host resolved once, then MITM with a leaf for the name,
+// or a pass-through tunnel, by whether a secret of the sandbox may be
+// used on the host; substitution, audit rows, decision lines and metrics
+// as inside a CONNECT tunnel.
+//
+// The original destination's address is never dialed. The client chose
+// it; the name in the hello is what the server acts on, what a secret's
+// allowed_hosts and the tenant's host rules match, and what the policy
+// resolves and checks. Dialing the client's address instead would let a
+// sandbox send a hello for an allowed name to any address it likes
+// (another host's, a private one), which is the CONNECT flow's SNI
+// mismatch by another door.
+
+// transparentConn is one connection on the transparent listener.
+type transparentConn struct {
+	p     *Proxy
+	tl    *transparentListener
+	conn  *trackedConn
+	start time.Time
+	ev    *Event
+}
+
+// transparentListener is a listener the transparent connections come
+// from, and what it needs.
+type transparentListener struct {
+	p       *Proxy
+	l       net.Listener
+	sources *vault.SourceIndex
+	// origDst reads a connection's original destination; the Linux
+	// reader unless a test sets its own.
+	origDst func(net.Conn) (netip.AddrPort, error)
+}
+
+// errNoTransparent is returned where the transparent listener cannot
+// run: systems other than Linux.
+var errNoTransparent = errors.New("transparent mode needs Linux (SO_ORIGINAL_DST)")
+
+// ServeTransparent accepts kernel-redirected connections on l until
+// Shutdown (which closes l) or l fails. Only on Linux: elsewhere it
+// returns an error at once.
+func (p *Proxy) ServeTransparent(l net.Listener) error {
+	if !TransparentSupported {
+		return errNoTransparent
+	}
+	return p.serveTransparent(l, originalDst)
+}
+
+func (p *Proxy) serveTransparent(l net.Listener, origDst func(net.Conn) (netip.AddrPort, error)) error {
+	p.sourcesOnce.Do(func() { p.sources = vault.NewSourceIndex(p.cfg.Store) })
+	tl := &transparentListener{p: p, l: l, sources: p.sources, origDst: origDst}
+	var closing sync.Once
+	closed := make(chan struct{})
+	p.server.RegisterOnShutdown(func() {
+		closing.Do(func() { close(closed) })
+		l.Close()
+	})
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			select {
+			case <-closed:
+				return nil
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		p.metrics.conns.Inc()
+		tc := &trackedConn{Conn: c, p: p, idle: p.cfg.IdleTimeout}
+		go tl.handle(tc)
+	}
+}
+
+// handle identifies one connection and hands it to MITM or a tunnel, or
+// refuses it.
+func (tl *transparentListener) handle(c *trackedConn) {
+	p := tl.p
+	now := p.cfg.Now()
+	t := &transparentConn{p: p, tl: tl, conn: c, start: now, ev: &Event{Time: now, Method: http.MethodConnect}}
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			c.Close()
+		}
+	}()
+	c.SetDeadline(time.Now().Add(p.cfg.HandshakeTimeout))
+	dst, err := tl.origDst(c.Conn)
+	if err != nil || !dst.IsValid() {
+		p.log.Debug("transparent: no original destination", "remote", c.RemoteAddr().String(), "err", errText(err))
+		t.refuse(ReasonNoOriginalDestination)
+		return
+	}
+	if tl.isSelf(c, dst) {
+		t.refuse(ReasonTransparentLoop)
+		return
+	}
+	src, ok := addrPortOf(c.RemoteAddr())
+	if !ok {
+		t.refuse(ReasonUnknownSource)
+		return
+	}
+	sbx, err := tl.sources.Lookup(src.Addr())
+	if errors.Is(err, vault.ErrUnknownSource) {
+		p.log.Debug("transparent: unknown source", "source", src.Addr().String())
+		t.refuse(ReasonUnknownSource)
+		return
+	}
+	if err != nil {
+		p.log.Warn("transparent: source lookup failed", "err", err.Error())
+		t.refuse(ReasonResolveError)
+		return
+	}
+	stampIdentity(t.ev, &sbx)
+	if !sbx.TokenLive(now) {
+		// token_ttl bounds the sandbox's egress on either listener.
+		t.refuse(ReasonTokenExpired)
+		return
+	}
+	ctx := context.Background()
+	if ok, _ := p.allowSandbox(ctx, &sbx, true); !ok {
+		t.refuse(ReasonRateLimited)
+		return
+	}
+	if !c.claim(sbx.ID) {
+		t.refuse(ReasonTooManyConnections)
+		return
+	}
+	h, err := readClientHello(c)
+	switch {
+	case errors.Is(err, errNotTLS), errors.Is(err, errBadHello):
+		t.refuse(ReasonNoServerName)
+		return
+	case err != nil:
+		p.log.Debug("transparent: no ClientHello", "sandbox", sbx.ID, "err", err.Error())
+		return // timeout or gone: just close
+	case h.ech:
+		// The server may act on the name hidden inside.
+		t.refuse(ReasonSNIMismatch)
+		return
+	}
+	host, ok := sniHost(h.serverName)
+	if !ok {
+		t.refuse(ReasonNoServerName)
+		return
+	}
+	port := strconv.Itoa(int(dst.Port()))
+	t.ev.Host = host
+	rt, _, r := p.route(ctx, &sbx, host, port)
+	if r != ReasonNone {
+		t.refuse(r)
+		return
+	}
+	c.markTunnel()
+	sess := &session{sbx: sbx, host: host, port: port, mitm: rt.mitm}
+	handedOff = true
+	if rt.mitm {
+		p.metrics.transparent.WithLabelValues("mitm").Inc()
+		go func() {
+			defer c.Close()
+			p.serveMITMConn(sess, c, &replayConn{Conn: c, pending: h.raw}, true)
+		}()
+		return
+	}
+	p.metrics.transparent.WithLabelValues("tunnel").Inc()
+	go t.tunnel(sess, rt, h.raw)
+}
+
+// tunnel dials the checked address and relays, the ClientHello first.
+func (t *transparentConn) tunnel(sess *session, rt connectRoute, hello []byte) {
+	p, c := t.p, t.conn
+	ctx := withTunnelHost(context.Background(), sess.sbx.TenantID, sess.host)
+	up, err := p.dialer.DialContext(ctx, "tcp", rt.target.String())
+	if err != nil {
+		r := denyReason(err)
+		if r == ReasonNone {
+			p.log.Debug("transparent: upstream dial failed", "sandbox", sess.sbx.ID, "host", sess.host, "err", err.Error())
+			ev := *t.ev
+			ev.ID, ev.Status, ev.Outcome = newEventID(ev.Time), http.StatusBadGateway, OutcomeUpstreamError
+			p.metrics.upstreamErrs.Inc()
+			p.finish(ctx, &ev, nil)
+		} else {
+			t.refuse(r)
+		}
+		c.Close()
+		return
+	}
+	if _, err := up.Write(hello); err != nil {
+		up.Close()
+		c.Close()
+		return
+	}
+	c.SetDeadline(time.Time{})
+	p.metrics.outcome(OutcomeTunnelled).requests.Inc()
+	pt := &passTunnel{p: p, sess: sess, target: rt.target, ev: t.ev}
+	pt.relay(c, up, true)
+}
+
+// refuse records a refused connection (decision line, audit event,
+// metrics); the caller closes it. A transparent client gets no answer it
+// could read: it sees the connection close.
+func (t *transparentConn) refuse(r Reason) {
+	p := t.p
+	p.metrics.transparent.WithLabelValues("refused").Inc()
+	ev := t.ev
+	ev.ID = newEventID(ev.Time)
+	ev.Status, ev.Outcome, ev.Reason = r.Status(), OutcomeDenied, r.String()
+	p.finish(context.Background(), ev, nil)
+}
+
+// isSelf reports whether dst is the transparent listener itself, or
+// another listener of egressd: a connection that was not redirected (its
+// original destination is where it arrived), or one redirected in a loop.
+func (tl *transparentListener) isSelf(c net.Conn, dst netip.AddrPort) bool {
+	if local, ok := addrPortOf(c.LocalAddr()); ok && local.Addr().Unmap() == dst.Addr().Unmap() && local.Port() == dst.Port() {
+		return true
+	}
+	if local, ok := addrPortOf(tl.l.Addr()); ok && local.Port() == dst.Port() && tl.p.dialer.policy.isOwn(local, dst.Addr().Unmap()) {
+		return true
+	}
+	return tl.p.dialer.policy.check(dst) == ReasonOwnListener
+}
+
+// sniHost reads a ClientHello's server name as the tunnel's host: a DNS
+// name (RFC 6066 allows no address literal), lower case, no trailing dot.
+func sniHost(name string) (string, bool) {
+	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	if name == "" || len(name) > 253 {
+		return "", false
+	}
+	if _, err := netip.ParseAddr(name); err == nil {
+		return "", false
+	}
+	for _, label := range strings.Split(name, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return "", false
+		}
+		for i := 0; i < len(label); i++ {
+			b := label[i]
+			if !(b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b == '-' || b == '_') {
+				return "", false
+			}
+		}
+	}
+	return name, true
+}
+
+// addrPortOf is a net.Addr of TCP as a netip.AddrPort.
+func addrPortOf(a net.Addr) (netip.AddrPort, bool) {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), ap.IsValid()
+	}
+	if a == nil {
+		return netip.AddrPort{}, false
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), err == nil
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// replayConn reads pending (the ClientHello read to learn the host)
+// before the rest of the connection.
+type replayConn struct {
+	net.Conn
+	pending []byte
+}
+
+func (c *replayConn) Read(b []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(b, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
+	return c.Conn.Read(b)
+}

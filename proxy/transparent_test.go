@@ -1,0 +1,261 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/egressd/egressd/vault"
+)
+
+// transparentEnv is the harness with a transparent listener on loopback
+// whose original destination is what dst returns (the kernel's redirect
+// is the root test's, transparent_root_test.go): the flow after it, with
+// a real TLS upstream and real clients, runs without root.
+type transparentEnv struct {
+	*env
+	taddr string
+}
+
+func newTransparentEnv(t *testing.T, dst func(*transparentEnv) (netip.AddrPort, error), mod ...func(*Config)) *transparentEnv {
+	t.Helper()
+	e := newEnv(t, func(c *Config) {
+		for _, m := range mod {
+			m(c)
+		}
+	})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	te := &transparentEnv{env: e, taddr: l.Addr().String()}
+	done := make(chan error, 1)
+	go func() {
+		done <- e.proxy.serveTransparent(l, func(net.Conn) (netip.AddrPort, error) { return dst(te) })
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		if err := <-done; err != nil && !errors.Is(err, net.ErrClosed) {
+			t.Errorf("serveTransparent: %v", err)
+		}
+	})
+	return te
+}
+
+// toUpstream is the original destination of a client that meant the
+// upstream.
+func toUpstream(e *transparentEnv) (netip.AddrPort, error) {
+	return netip.ParseAddrPort("127.0.0.1:" + e.up.port)
+}
+
+// client is a sandbox's client that ignores proxy variables: it connects
+// to the transparent listener (as the redirect would) from source, with
+// the SNI of the URL's host, trusting roots.
+func (e *transparentEnv) client(source string, roots *x509.CertPool) *http.Client {
+	d := &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(source)}}
+	tr := &http.Transport{
+		Proxy:           nil,
+		DialContext:     func(ctx context.Context, _, _ string) (net.Conn, error) { return d.DialContext(ctx, "tcp", e.taddr) },
+		TLSClientConfig: &tls.Config{RootCAs: roots},
+	}
+	e.t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+func (e *transparentEnv) egressdRoots() *x509.CertPool {
+	roots := x509.NewCertPool()
+	roots.AddCert(e.ca.Certificate())
+	return roots
+}
+
+// refusedEvent waits for the event of a refused connection.
+func (e *transparentEnv) refusedEvent(t *testing.T, reason Reason) *Event {
+	t.Helper()
+	ev := e.event(t)
+	if ev.Outcome != OutcomeDenied || ev.Reason != reason.String() {
+		t.Fatalf("event %+v, want denied %s", ev, reason)
+	}
+	return ev
+}
+
+func TestTransparentFlow(t *testing.T) {
+	e := newTransparentEnv(t, toUpstream)
+	sbx, _ := e.sandbox(vault.SandboxInput{SourceAddrs: []string{"127.0.0.1"}})
+	e.secret(vault.SecretInput{Name: "openai", Value: "sk-transparent-real", Scope: vault.ScopeTenant, AllowedHosts: []string{"api.test"}})
+	ph := e.placeholder(sbx, "openai")
+
+	t.Run("mitm substitutes", func(t *testing.T) {
+		resp, body := do(t, e.client("127.0.0.1", e.egressdRoots()), "GET", e.url("https", "api.test", "/v1/models"), nil, map[string]string{"Authorization": "Bearer " + ph})
+		if resp.StatusCode != 200 || string(body) != "ok" {
+			t.Fatalf("answer %d %q", resp.StatusCode, body)
+		}
+		got := e.up.last(t)
+		if got.Header.Get("Authorization") != "Bearer sk-transparent-real" || got.Host != "api.test:"+e.up.port {
+			t.Fatalf("upstream got %q for %q", got.Header.Get("Authorization"), got.Host)
+		}
+		ev := e.event(t)
+		if ev.Outcome != OutcomeSubstituted || ev.SandboxID != sbx.ID || ev.Host != "api.test" {
+			t.Fatalf("event %+v", ev)
+		}
+	})
+	t.Run("no secret for the host: tunnelled untouched", func(t *testing.T) {
+		n := e.up.count()
+		// The client trusts the upstream's CA only: a MITM would fail.
+		resp, _ := do(t, e.client("127.0.0.1", e.up.roots), "GET", e.url("https", "other.test", "/x"), nil, map[string]string{"X-Key": ph})
+		if resp.StatusCode != 200 || e.up.count() != n+1 {
+			t.Fatalf("answer %d", resp.StatusCode)
+		}
+		if got := e.up.last(t); got.Header.Get("X-Key") != ph || got.Host != "other.test:"+e.up.port {
+			t.Fatalf("tunnel changed the request: %q %q", got.Header.Get("X-Key"), got.Host)
+		}
+	})
+	t.Run("a request inside for another host", func(t *testing.T) {
+		req, _ := http.NewRequest("GET", e.url("https", "api.test", "/"), nil)
+		req.Host = "evil.test"
+		req.Header.Set("Authorization", "Bearer "+ph)
+		resp, err := e.client("127.0.0.1", e.egressdRoots()).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 403 || resp.Header.Get("X-Egress-Denied") != ReasonHostMismatch.String() {
+			t.Fatalf("answer %d %q", resp.StatusCode, resp.Header.Get("X-Egress-Denied"))
+		}
+		e.refusedEvent(t, ReasonHostMismatch)
+	})
+	refused := func(t *testing.T, source, host string, roots *x509.CertPool, reason Reason) {
+		t.Helper()
+		n := e.up.count()
+		_, err := e.client(source, roots).Get(e.url("https", host, "/"))
+		if err == nil {
+			t.Fatal("a refused connection answered")
+		}
+		ev := e.refusedEvent(t, reason)
+		if e.up.count() != n {
+			t.Fatal("a refused connection reached the upstream")
+		}
+		e.logMu.Lock()
+		logs := e.logs.String()
+		e.logMu.Unlock()
+		if !strings.Contains(logs, `"reason":"`+reason.String()+`"`) {
+			t.Errorf("no decision line says %s", reason)
+		}
+		_ = ev
+	}
+	t.Run("unregistered source", func(t *testing.T) {
+		refused(t, "127.0.0.2", "api.test", e.egressdRoots(), ReasonUnknownSource)
+	})
+	t.Run("private destination by name", func(t *testing.T) {
+		refused(t, "127.0.0.1", "metadata.test", e.egressdRoots(), ReasonPrivateAddress)
+	})
+	t.Run("no server name", func(t *testing.T) {
+		// Go sends no SNI for an address.
+		refused(t, "127.0.0.1", "127.0.0.1", e.egressdRoots(), ReasonNoServerName)
+	})
+	t.Run("not TLS", func(t *testing.T) {
+		c, err := net.Dial("tcp", e.taddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: api.test\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		var ne net.Error
+		if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil || errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("read %d %v, want the connection closed", n, err)
+		}
+		e.refusedEvent(t, ReasonNoServerName)
+	})
+	t.Run("metrics", func(t *testing.T) {
+		mfs, err := e.registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]float64{}
+		for _, mf := range mfs {
+			if mf.GetName() == "egressd_proxy_transparent_connections_total" {
+				for _, m := range mf.GetMetric() {
+					got[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+				}
+			}
+		}
+		if got["mitm"] < 2 || got["tunnel"] != 1 || got["refused"] != 4 {
+			t.Errorf("transparent connections %v", got)
+		}
+	})
+}
+
+// A connection that was not redirected, or was redirected to egressd
+// itself, is refused before anything is read from it.
+func TestTransparentNoRedirect(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		dst    func(*transparentEnv) (netip.AddrPort, error)
+		reason Reason
+	}{
+		{"no original destination", func(*transparentEnv) (netip.AddrPort, error) { return netip.AddrPort{}, errors.New("ENOENT") }, ReasonNoOriginalDestination},
+		{"the listener itself", func(e *transparentEnv) (netip.AddrPort, error) { return netip.ParseAddrPort(e.taddr) }, ReasonTransparentLoop},
+		{"the proxy listener", func(e *transparentEnv) (netip.AddrPort, error) { return netip.ParseAddrPort(e.addr) }, ReasonTransparentLoop},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newTransparentEnv(t, c.dst)
+			e.sandbox(vault.SandboxInput{SourceAddrs: []string{"127.0.0.1"}})
+			if _, err := e.client("127.0.0.1", e.egressdRoots()).Get("https://api.test/"); err == nil {
+				t.Fatal("answered")
+			}
+			e.refusedEvent(t, c.reason)
+		})
+	}
+}
+
+// A sandbox whose proxy token expired is refused on the transparent
+// listener too: token_ttl bounds its egress either way.
+func TestTransparentTokenExpired(t *testing.T) {
+	e := newTransparentEnv(t, toUpstream,
+		func(c *Config) { c.Now = func() time.Time { return time.Now().Add(2 * time.Hour) } })
+	e.sandbox(vault.SandboxInput{SourceAddrs: []string{"127.0.0.1"}, TokenTTL: vault.TTL(time.Hour)})
+	if _, err := e.client("127.0.0.1", e.up.roots).Get(e.url("https", "other.test", "/")); err == nil {
+		t.Fatal("answered")
+	}
+	e.refusedEvent(t, ReasonTokenExpired)
+}
+
+func TestSNIHost(t *testing.T) {
+	for in, want := range map[string]string{
+		"API.Example.COM.": "api.example.com", "a_b.test": "a_b.test", "x": "x",
+		"": "", "10.0.0.1": "", "::1": "", "a..b": "", "-a.test": "", "a-.test": "", "a b.test": "", "a/b": "",
+		strings.Repeat("a", 64) + ".test": "", strings.Repeat("a.", 127) + "ab": "",
+	} {
+		got, ok := sniHost(in)
+		if got != want || ok != (want != "") {
+			t.Errorf("sniHost(%q) = %q, %v; want %q", in, got, ok, want)
+		}
+	}
+}
+
+func FuzzSNIHost(f *testing.F) {
+	for _, s := range []string{"api.test", "API.TEST.", "10.0.0.1", "a..b", "xn--bcher-kva.test", "a\x00b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		h, ok := sniHost(s)
+		if !ok {
+			return
+		}
+		// A host taken is a plain DNS name that dials and matches as it is.
+		if h != strings.ToLower(h) || strings.HasSuffix(h, ".") || len(h) > 253 || strings.ContainsAny(h, " /:%@\x00") {
+			t.Fatalf("sniHost(%q) = %q", s, h)
+		}
+		if again, ok := sniHost(h); !ok || again != h {
+			t.Fatalf("not a fixed point: %q -> %q", h, again)
+		}
+	})
+}
