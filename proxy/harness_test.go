@@ -62,7 +62,10 @@ func upstreamCA(t testing.TB) (*certs.LeafCache, *x509.CertPool) {
 	return leafs, roots
 }
 
-func newUpstream(t testing.TB) *upstream {
+func newUpstream(t testing.TB) *upstream { t.Helper(); return newUpstreamOn(t, nil) }
+
+// newUpstreamOn is newUpstream listening on l (nil: a loopback port).
+func newUpstreamOn(t testing.TB, l net.Listener) *upstream {
 	t.Helper()
 	leafs, roots := upstreamCA(t)
 	u := &upstream{roots: roots}
@@ -79,6 +82,10 @@ func newUpstream(t testing.TB) *upstream {
 		w.Header().Set("Content-Type", "text/plain")
 		io.WriteString(w, "ok")
 	}))
+	if l != nil {
+		u.srv.Listener.Close()
+		u.srv.Listener = l
+	}
 	u.srv.TLS = &tls.Config{GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
 		name := h.ServerName
 		if name == "" {
