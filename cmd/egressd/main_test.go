@@ -32,6 +32,8 @@ func TestVerbs(t *testing.T) {
 		{"serve stray argument", []string{"serve", "now"}, 2, "", `unexpected argument "now"`},
 		{"serve bad log format", []string{"serve", "--log-format", "xml"}, 1, "", "--log-format"},
 		{"serve bad proxy listen", []string{"serve", "--proxy-listen", "8080"}, 1, "", "--proxy-listen"},
+		{"serve bad transparent listen", []string{"serve", "--transparent-listen", "443"}, 1, "", "--transparent-listen"},
+		{"serve -h names the transparent listener's variable", []string{"serve", "-h"}, 0, "", "EGRESSD_TRANSPARENT_LISTEN"},
 		{"rekey without new file", []string{"vault", "rekey"}, 2, "", "--new-master-key-file is required"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -26,6 +26,7 @@ func runServe(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	fs.StringVar(&s.AdminListen, "admin-listen", config.DefaultAdminListen, "admin API address; port 0 picks one, written to DATA/admin.addr")
 	fs.StringVar(&s.ProxyListen, "proxy-listen", config.DefaultProxyListen, "proxy address (HTTPS_PROXY of the sandboxes); port 0 picks one, written to DATA/proxy.addr")
 	fs.StringVar(&s.PublicListen, "public-listen", "", "end users' listener: only the OAuth callback and the Connect page, so the admin listener can stay private; port 0 picks one, written to DATA/public.addr (default: none, the admin listener serves them)")
+	fs.StringVar(&s.TransparentListen, "transparent-listen", "", "transparent listener (Linux): takes connections an nftables redirect rule sends it, identifies the sandbox by source address (source_addrs) and the host by TLS SNI; port 0 picks one, written to DATA/transparent.addr (default: none; docs/transparent.md)")
 	fs.StringVar(&s.MetricsListen, "metrics-listen", config.DefaultMetricsListen, "Prometheus /metrics address; port 0 picks one, written to DATA/metrics.addr")
 	fs.StringVar(&s.MasterKeyFile, "master-key-file", "", "master key file (default DATA/master.key; "+config.MasterKeyEnv+" holds the key itself instead)")
 	fs.StringVar(&s.ProxyURL, "proxy-url", "", "URL sandboxes use to reach the proxy (default http://localhost:<proxy port>)")

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"net/url"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 )
@@ -50,6 +51,12 @@ type Serve struct {
 	// free port, written to DataDir/public.addr. Empty: those pages are
 	// served by the admin listener only.
 	PublicListen string
+	// TransparentListen, if set, is the address of the transparent
+	// listener: connections the kernel redirected to egressd (nftables
+	// redirect), identified by source address and TLS server name
+	// (docs/transparent.md). Linux only. Port 0 picks a free port, written
+	// to DataDir/transparent.addr. Empty: none.
+	TransparentListen string
 	// MetricsListen is the address of /metrics. Port 0 picks a free port,
 	// written to DataDir/metrics.addr.
 	MetricsListen string
@@ -161,13 +168,17 @@ func (s *Serve) Check() error {
 		{"--proxy-listen", s.ProxyListen},
 		{"--metrics-listen", s.MetricsListen},
 		{"--public-listen", s.PublicListen},
+		{"--transparent-listen", s.TransparentListen},
 	} {
-		if l.addr == "" && l.flag == "--public-listen" {
+		if l.addr == "" && (l.flag == "--public-listen" || l.flag == "--transparent-listen") {
 			continue
 		}
 		if err := checkListen(l.addr); err != nil {
 			return fmt.Errorf("%s %q: %w", l.flag, l.addr, err)
 		}
+	}
+	if s.TransparentListen != "" && runtime.GOOS != "linux" {
+		return fmt.Errorf("--transparent-listen %q: transparent mode needs Linux (it reads a redirected connection's original destination from conntrack), this is %s", s.TransparentListen, runtime.GOOS)
 	}
 	if s.ProxyURL == "" || s.ProxyURLDerived {
 		_, port, _ := net.SplitHostPort(s.ProxyListen)

@@ -18,6 +18,9 @@ const (
 	MetricsAddrFile = "metrics.addr"
 	ProxyAddrFile   = "proxy.addr"
 	PublicAddrFile  = "public.addr"
+	// TransparentAddrFile holds the transparent listener's address
+	// (--transparent-listen).
+	TransparentAddrFile = "transparent.addr"
 )
 
 // Dir is a data directory.

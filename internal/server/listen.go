@@ -28,7 +28,7 @@ type named struct {
 }
 
 func newGroup(log *slog.Logger, timeout time.Duration) *group {
-	return &group{log: log, timeout: timeout, errc: make(chan error, 4)}
+	return &group{log: log, timeout: timeout, errc: make(chan error, 5)}
 }
 
 // serve runs srv on served (ln, possibly wrapped) and writes ln's address to
@@ -38,6 +38,24 @@ func (g *group) serve(name string, ln, served net.Listener, addrFile string, srv
 	g.servers = append(g.servers, named{name, srv})
 	go func() {
 		if err := srv.Serve(served); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			g.errc <- fmt.Errorf("%s listener: %w", name, err)
+		}
+	}()
+	if err := datadir.WriteFileAtomic(addrFile, []byte(bound+"\n"), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", addrFile, err)
+	}
+	g.files = append(g.files, addrFile)
+	g.log.Info(name+" listening", "addr", bound, "addr_file", addrFile)
+	return nil
+}
+
+// run runs serve, a listener's loop on ln that Shutdown of a server in
+// the group ends (the proxy's transparent listener), and writes ln's
+// address to addrFile.
+func (g *group) run(name string, ln net.Listener, addrFile string, serve func() error) error {
+	bound := ln.Addr().String()
+	go func() {
+		if err := serve(); err != nil {
 			g.errc <- fmt.Errorf("%s listener: %w", name, err)
 		}
 	}()

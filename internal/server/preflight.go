@@ -76,7 +76,7 @@ func Prepare(cfg Config) (*Server, error) {
 		socks.close()
 		return nil, err
 	}
-	for _, f := range []string{datadir.AdminAddrFile, datadir.MetricsAddrFile, datadir.ProxyAddrFile} {
+	for _, f := range []string{datadir.AdminAddrFile, datadir.MetricsAddrFile, datadir.ProxyAddrFile, datadir.TransparentAddrFile} {
 		_ = os.Remove(dir.Path(f)) // a stale file from a run that crashed
 	}
 	log := cfg.Logger
@@ -93,8 +93,9 @@ func Prepare(cfg Config) (*Server, error) {
 // sockets are the bound listeners of one egressd.
 type sockets struct {
 	proxy, admin, metrics net.Listener
-	// public is nil without --public-listen.
-	public net.Listener
+	// public is nil without --public-listen, transparent without
+	// --transparent-listen.
+	public, transparent net.Listener
 }
 
 // bindAll binds every listen address of s. On an error the ones bound so
@@ -109,9 +110,10 @@ func bindAll(s config.Serve) (*sockets, error) {
 		{"--admin-listen", s.AdminListen, &out.admin},
 		{"--metrics-listen", s.MetricsListen, &out.metrics},
 		{"--public-listen", s.PublicListen, &out.public},
+		{"--transparent-listen", s.TransparentListen, &out.transparent},
 	} {
 		if l.addr == "" {
-			continue // --public-listen is optional
+			continue // --public-listen and --transparent-listen are optional
 		}
 		ln, err := net.Listen("tcp", l.addr)
 		if err != nil {
@@ -126,7 +128,7 @@ func bindAll(s config.Serve) (*sockets, error) {
 // close closes every listener that is bound (again, for one a server has
 // closed already: harmless).
 func (s *sockets) close() {
-	for _, ln := range []net.Listener{s.proxy, s.admin, s.metrics, s.public} {
+	for _, ln := range []net.Listener{s.proxy, s.admin, s.metrics, s.public, s.transparent} {
 		if ln != nil {
 			_ = ln.Close()
 		}

@@ -170,6 +170,9 @@ func (srv *Server) Run(ctx context.Context) error {
 	if socks.public != nil {
 		own = append(own, socks.public.Addr())
 	}
+	if socks.transparent != nil {
+		own = append(own, socks.transparent.Addr())
+	}
 	p, err := newProxy(s, o, res, reg, log, sink, oa, srv.roots, newLookup(s.Hosts), own...)
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)
@@ -206,6 +209,12 @@ func (srv *Server) Run(ctx context.Context) error {
 	}
 	for _, l := range listeners {
 		if err := g.serve(l.name, l.ln, l.served, dir.Path(l.addrFile), l.srv); err != nil {
+			g.closeAll()
+			return err
+		}
+	}
+	if socks.transparent != nil {
+		if err := g.run("transparent", socks.transparent, dir.Path(datadir.TransparentAddrFile), func() error { return p.ServeTransparent(socks.transparent) }); err != nil {
 			g.closeAll()
 			return err
 		}
