@@ -46,6 +46,7 @@ var notRunReasons = map[string]bool{
 	"needs kubernetes":                 true,
 	"needs the internet":               true,
 	"needs root and installs packages": true,
+	"needs root and nftables":          true, // transparent mode; proxy's TestTransparentNetns runs it in namespaces of its own
 	"takes minutes":                    true, // the load benchmark, .ci/run
 	"a CI step":                        true, // each line is a line of .ci/run (checked)
 	"rewrites the golden files":        true,
