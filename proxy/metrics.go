@@ -17,7 +17,7 @@ type metrics struct {
 	tunnels       prometheus.Gauge
 	conns         prometheus.Gauge
 	// transparent counts the transparent listener's connections by how
-	// they went: mitm, tunnel or refused.
+	// they went: mitm, tunnel, http (plain HTTP) or refused.
 	transparent *prometheus.CounterVec
 
 	// byOutcome and byLevel hold the series of the known label values,
@@ -78,9 +78,9 @@ func newMetrics(reg prometheus.Registerer, certCacheSize func() float64) (*metri
 		}),
 	}
 	m.transparent = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "egressd_proxy_transparent_connections_total", Help: "Connections taken by the transparent listener, by result (mitm, tunnel, refused).",
+		Name: "egressd_proxy_transparent_connections_total", Help: "Connections taken by the transparent listener, by result (mitm, tunnel, http, refused).",
 	}, []string{"result"})
-	for _, r := range []string{"mitm", "tunnel", "refused"} {
+	for _, r := range []string{"mitm", "tunnel", "http", "refused"} {
 		m.transparent.WithLabelValues(r)
 	}
 	m.byOutcome = map[Outcome]outcomeSeries{}

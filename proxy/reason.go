@@ -73,8 +73,8 @@ const (
 	// transparent connection (source_addrs).
 	ReasonUnknownSource
 	// ReasonNoServerName: a transparent connection that did not start with
-	// a TLS ClientHello naming a host (SNI), which is all that says where
-	// it goes.
+	// a TLS ClientHello naming a host (SNI), nor with a plain HTTP request
+	// naming one (Host): that is all that says where it goes.
 	ReasonNoServerName
 )
 
@@ -146,7 +146,7 @@ func (r Reason) Message() string {
 	case ReasonUnknownSource:
 		return "no sandbox is registered for this source address (source_addrs)"
 	case ReasonNoServerName:
-		return "transparent mode needs TLS with a server name (SNI) to know the destination"
+		return "transparent mode needs TLS with a server name (SNI), or HTTP/1 with a Host, to know the destination"
 	case ReasonRateLimited:
 		return "too many requests or connections from this sandbox (or failed authentications from this address): retry after the time in Retry-After"
 	}

@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -23,7 +26,8 @@ import (
 //     source address (vault.SourceIndex); none: refused;
 //   - the host is the server name (SNI) of the TLS ClientHello the client
 //     sends first, read whole and then replayed, so nothing is consumed;
-//     no hello, or one without a name: refused;
+//     no hello, or one without a name: refused (plain HTTP: the Host of
+//     its first request, plainHTTP);
 //   - the port is the original destination's, which the kernel kept
 //     (SO_ORIGINAL_DST, transparent_linux.go); none: refused.
 //
@@ -85,6 +89,7 @@ func (p *Proxy) serveTransparent(l net.Listener, origDst func(net.Conn) (netip.A
 		closing.Do(func() { close(closed) })
 		l.Close()
 	})
+	var backoff time.Duration
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -93,12 +98,17 @@ func (p *Proxy) serveTransparent(l net.Listener, origDst func(net.Conn) (netip.A
 				return nil
 			default:
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return err
 			}
-			return err
+			// Out of file descriptors and the like: wait a little and
+			// go on, as net/http's server does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			p.log.Warn("transparent: accept failed; retrying", "err", err.Error(), "in", backoff.String())
+			time.Sleep(backoff)
+			continue
 		}
+		backoff = 0
 		p.metrics.conns.Inc()
 		tc := &trackedConn{Conn: c, p: p, idle: p.cfg.IdleTimeout}
 		go tl.handle(tc)
@@ -159,7 +169,17 @@ func (tl *transparentListener) handle(c *trackedConn) {
 		t.refuse(ReasonTooManyConnections)
 		return
 	}
-	h, err := readClientHello(c)
+	// The first byte says TLS (a handshake record) or plain HTTP.
+	var first [1]byte
+	if _, err := io.ReadFull(c, first[:]); err != nil {
+		p.log.Debug("transparent: nothing sent", "sandbox", sbx.ID, "err", err.Error())
+		return
+	}
+	if first[0] != recordTypeHandshake {
+		handedOff = t.plainHTTP(ctx, &sbx, dst, first[0])
+		return
+	}
+	h, err := readClientHello(io.MultiReader(bytes.NewReader(first[:]), c))
 	switch {
 	case errors.Is(err, errNotTLS), errors.Is(err, errBadHello):
 		t.refuse(ReasonNoServerName)
@@ -197,6 +217,92 @@ func (tl *transparentListener) handle(c *trackedConn) {
 	}
 	p.metrics.transparent.WithLabelValues("tunnel").Inc()
 	go t.tunnel(sess, rt, h.raw)
+}
+
+// plainHTTP serves a connection that starts with something else than
+// TLS: plain HTTP, routed by the Host of its first request, read whole
+// (and replayed) within the handshake timeout. Every request is then read
+// by the proxy's request loop, never tunnelled, whatever the secrets: each
+// must name the same host (host_mismatch otherwise; a tunnel could not
+// tell), and a placeholder in one is refused (plain_http), since values go
+// out over TLS only. It reports whether it took the connection over.
+func (t *transparentConn) plainHTTP(ctx context.Context, sbx *vault.Sandbox, dst netip.AddrPort, first byte) bool {
+	p, c := t.p, t.conn
+	head, hostport, err := readRequestHead(c, first, p.cfg.MaxHeaderBytes)
+	if err != nil {
+		if errors.Is(err, errNotHTTP) {
+			t.refuse(ReasonNoServerName)
+		} else {
+			p.log.Debug("transparent: no request head", "sandbox", sbx.ID, "err", err.Error())
+		}
+		return false
+	}
+	hostname := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		hostname = h
+	}
+	host, ok := sniHost(hostname)
+	if !ok {
+		t.refuse(ReasonNoServerName)
+		return false
+	}
+	port := strconv.Itoa(int(dst.Port()))
+	t.ev.Host = host
+	if _, _, r := p.route(ctx, sbx, host, port); r != ReasonNone {
+		t.refuse(r)
+		return false
+	}
+	c.markTunnel()
+	p.metrics.transparent.WithLabelValues("http").Inc()
+	sess := &session{sbx: *sbx, host: host, port: port, mitm: true}
+	go func() {
+		defer c.Close()
+		p.serveMITMConn(sess, c, &replayConn{Conn: c, pending: head}, false)
+	}()
+	return true
+}
+
+// errNotHTTP: a transparent connection that is neither TLS nor an HTTP/1
+// request egressd can read.
+var errNotHTTP = errors.New("not an HTTP request")
+
+// readRequestHead reads a plain HTTP request's head (first is its first
+// byte, read already), at most max bytes, and returns every byte read (the
+// head and whatever followed it in the same reads) and its Host. An error
+// other than errNotHTTP is the reader's (a timeout, the client gone).
+func readRequestHead(r io.Reader, first byte, max int) (read []byte, host string, err error) {
+	read = append(make([]byte, 0, 1024), first)
+	buf := make([]byte, 4096)
+	for {
+		if end := headEnd(read); end > 0 {
+			req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(read[:end])))
+			if err != nil || req.Method == http.MethodConnect || req.ProtoMajor != 1 || req.Host == "" {
+				return nil, "", errNotHTTP
+			}
+			return read, req.Host, nil
+		}
+		if len(read) >= max {
+			return nil, "", errNotHTTP
+		}
+		n, err := r.Read(buf[:min(len(buf), max-len(read))])
+		read = append(read, buf[:n]...)
+		if err != nil && headEnd(read) < 0 {
+			return nil, "", err
+		}
+	}
+}
+
+// headEnd is the length of the request head in b (through its empty
+// line), or -1 before it is whole.
+func headEnd(b []byte) int {
+	end := -1
+	if i := bytes.Index(b, []byte("\r\n\r\n")); i >= 0 {
+		end = i + 4
+	}
+	if i := bytes.Index(b, []byte("\n\n")); i >= 0 && (end < 0 || i+2 < end) {
+		end = i + 2
+	}
+	return end
 }
 
 // tunnel dials the checked address and relays, the ClientHello first.

@@ -91,7 +91,7 @@ func TestTransparentNetns(t *testing.T) {
 	if err := os.WriteFile(rules, []byte(`table inet egressd {
 	chain prerouting {
 		type nat hook prerouting priority dstnat; policy accept;
-		iifname "vp" tcp dport 443 redirect to :`+transparentPort+`
+		iifname "vp" tcp dport { 80, 443 } redirect to :`+transparentPort+`
 	}
 }
 `), 0o600); err != nil {
@@ -192,6 +192,21 @@ func transparentInner(t *testing.T, sbxNS string) {
 		}
 		if got := up.last(t); got.Header.Get("X-Key") != ph || got.Host != "other.test" {
 			t.Fatalf("upstream got %q for %q", got.Header.Get("X-Key"), got.Host)
+		}
+	})
+	t.Run("plain HTTP on port 80, by its Host", func(t *testing.T) {
+		l80, err := net.Listen("tcp", "127.0.0.1:80")
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "plain %s %s", r.Host, r.URL.Path)
+		})}
+		go plain.Serve(l80)
+		t.Cleanup(func() { plain.Close() })
+		out, err := curl("--resolve", "plain.test:80:"+farV4, "http://plain.test/p")
+		if err != nil || out != "plain plain.test /p" {
+			t.Fatalf("curl: %v: %s", err, out)
 		}
 	})
 	t.Run("unregistered source address", func(t *testing.T) {

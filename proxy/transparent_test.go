@@ -1,13 +1,17 @@
 package proxy
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
@@ -161,13 +165,13 @@ func TestTransparentFlow(t *testing.T) {
 		// Go sends no SNI for an address.
 		refused(t, "127.0.0.1", "127.0.0.1", e.egressdRoots(), ReasonNoServerName)
 	})
-	t.Run("not TLS", func(t *testing.T) {
+	t.Run("neither TLS nor HTTP", func(t *testing.T) {
 		c, err := net.Dial("tcp", e.taddr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		io.WriteString(c, "GET / HTTP/1.1\r\nHost: api.test\r\n\r\n")
+		io.WriteString(c, "SSH-2.0-OpenSSH_9.2\r\n\r\n")
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		var ne net.Error
 		if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil || errors.As(err, &ne) && ne.Timeout() {
@@ -259,4 +263,96 @@ func FuzzSNIHost(f *testing.F) {
 			t.Fatalf("not a fixed point: %q -> %q", h, again)
 		}
 	})
+}
+
+// Plain HTTP is routed by the Host of its first request and read request
+// by request: the same host throughout, and no placeholder.
+func TestTransparentPlainHTTP(t *testing.T) {
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "plain "+r.Host+" "+r.URL.Path)
+	}))
+	t.Cleanup(plain.Close)
+	_, port, _ := net.SplitHostPort(plain.Listener.Addr().String())
+	e := newTransparentEnv(t, func(*transparentEnv) (netip.AddrPort, error) { return netip.ParseAddrPort("127.0.0.1:" + port) })
+	sbx, _ := e.sandbox(vault.SandboxInput{SourceAddrs: []string{"127.0.0.1"}})
+	e.secret(vault.SecretInput{Name: "openai", Value: "sk-plain-real", Scope: vault.ScopeTenant, AllowedHosts: []string{"plain.test"}})
+	ph := e.placeholder(sbx, "openai")
+	c, err := net.Dial("tcp", e.taddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	send := func(host string, hdr string) *http.Response {
+		t.Helper()
+		fmt.Fprintf(c, "GET /p HTTP/1.1\r\nHost: %s\r\n%s\r\n", host, hdr)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	host := "plain.test:" + port
+	if resp := send(host, ""); resp.StatusCode != 200 {
+		t.Fatalf("plain request: %d", resp.StatusCode)
+	}
+	if resp := send(host, "X-Key: "+ph+"\r\n"); resp.StatusCode != 403 || resp.Header.Get("X-Egress-Denied") != ReasonPlainHTTP.String() {
+		t.Fatalf("placeholder over plain HTTP: %d %q", resp.StatusCode, resp.Header.Get("X-Egress-Denied"))
+	}
+	e.refusedEvent(t, ReasonPlainHTTP)
+	if resp := send("other.test:"+port, ""); resp.StatusCode != 403 || resp.Header.Get("X-Egress-Denied") != ReasonHostMismatch.String() {
+		t.Fatalf("another host on the connection: %d %q", resp.StatusCode, resp.Header.Get("X-Egress-Denied"))
+	}
+	e.refusedEvent(t, ReasonHostMismatch)
+
+	for _, bad := range []string{"\x00\x01\x02\x03\r\n\r\n", "CONNECT a.test:443 HTTP/1.1\r\nHost: a.test\r\n\r\n", "GET / HTTP/1.1\r\nHost: 10.0.0.1\r\n\r\n", "GET / HTTP/1.0\r\n\r\n"} {
+		c, err := net.Dial("tcp", e.taddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, bad)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil {
+			t.Errorf("%q: answered", bad)
+		}
+		c.Close()
+		e.refusedEvent(t, ReasonNoServerName)
+	}
+}
+
+func FuzzReadRequestHead(f *testing.F) {
+	for _, s := range []string{"GET / HTTP/1.1\r\nHost: a.test\r\n\r\nbody", "GET / HTTP/1.1\nHost: a.test\n\n", "CONNECT a:1 HTTP/1.1\r\n\r\n", "GET / HTTP/1.1\r\n\r\n", "\x16\x03\x01"} {
+		f.Add([]byte(s), 7)
+	}
+	f.Fuzz(func(t *testing.T, in []byte, chunk int) {
+		if len(in) == 0 {
+			return
+		}
+		chunk = 1 + (chunk&0xff)%64
+		read, host, err := readRequestHead(&choppedReader{b: in[1:], n: chunk}, in[0], 1024)
+		if err != nil {
+			return
+		}
+		// Every byte read is given back, in order, and the head was whole.
+		if !bytes.HasPrefix(in, read) || headEnd(read) < 0 || host == "" || len(read) > 1024+4096 {
+			t.Fatalf("read %q host %q from %q", read, host, in)
+		}
+	})
+}
+
+// choppedReader reads b n bytes at a time.
+type choppedReader struct {
+	b []byte
+	n int
+}
+
+func (r *choppedReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), r.n)], r.b)
+	r.b = r.b[n:]
+	return n, nil
 }
