@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/egressd/egressd/vault/storage"
 )
 
 func TestNormalizeSourceAddrs(t *testing.T) {
@@ -207,4 +209,68 @@ func FuzzNormalizeSourceAddrs(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Another replica's writes reach the index through the change feed; before
+// they do, a stale table never hands a connection to a sandbox that let
+// its address go (the row is checked), and only misses new claims; while
+// the feed is down every lookup reads the claims again.
+func TestSourceIndexFollowsOtherReplicas(t *testing.T) {
+	s, f := openFeedTest(t)
+	tn := mustTenant(t, s, "acme")
+	a, _ := mustSandbox(t, s, tn.ID, SandboxInput{SourceAddrs: []string{"10.5.0.1"}})
+	b, _ := mustSandbox(t, s, tn.ID, SandboxInput{})
+	// remote writes source_addrs as another replica would: straight to
+	// the shared backend, no listener of this process told.
+	remote := func(id string, addrs ...string) {
+		t.Helper()
+		err := s.backend.Update(func(tx storage.Tx) error {
+			var row storedSandbox
+			if _, err := getJSON(tx.Bucket(bSandboxes), key(tn.ID, id), &row); err != nil {
+				return err
+			}
+			old := row.SourceAddrs
+			row.SourceAddrs = addrs
+			if err := txClaimSourceAddrs(tx, &row.Sandbox, old); err != nil {
+				return err
+			}
+			return putJSON(tx.Bucket(bSandboxes), key(tn.ID, id), &row)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	idx := NewSourceIndex(s)
+	lookup := func(addr string) string {
+		t.Helper()
+		sbx, err := idx.Lookup(netip.MustParseAddr(addr))
+		if errors.Is(err, ErrUnknownSource) {
+			return ""
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sbx.ID
+	}
+	if got := lookup("10.5.0.1"); got != a.ID {
+		t.Fatalf("found %q, want %s", got, a.ID)
+	}
+	remote(a.ID)
+	remote(b.ID, "10.5.0.1")
+	if got := lookup("10.5.0.1"); got != b.ID {
+		t.Fatalf("after a move not yet delivered: %q, want %s (never %s)", got, b.ID, a.ID)
+	}
+	remote(a.ID, "10.6.0.0/24")
+	if got := lookup("10.6.0.9"); got != "" && got != a.ID {
+		t.Fatalf("a new claim not yet delivered finds %q", got)
+	}
+	f.deliver(tn.ID)
+	if got := lookup("10.6.0.9"); got != a.ID {
+		t.Fatalf("after the delivery: %q, want %s", got, a.ID)
+	}
+	f.healthy.Store(false)
+	remote(b.ID, "fd05::/64")
+	if got := lookup("fd05::1"); got != b.ID {
+		t.Fatalf("feed down, a new claim: %q, want %s", got, b.ID)
+	}
 }
