@@ -356,3 +356,26 @@ func (r *choppedReader) Read(p []byte) (int, error) {
 	r.b = r.b[n:]
 	return n, nil
 }
+
+// A proxy token re-issued while a MITM'd transparent connection is open
+// ends that connection's use at its next request; a new connection works.
+func TestTransparentTokenReissued(t *testing.T) {
+	e := newTransparentEnv(t, toUpstream)
+	sbx, _ := e.sandbox(vault.SandboxInput{SourceAddrs: []string{"127.0.0.1"}})
+	e.secret(vault.SecretInput{Name: "openai", Value: "sk-reissue-real", Scope: vault.ScopeTenant, AllowedHosts: []string{"api.test"}})
+	ph := e.placeholder(sbx, "openai")
+	c := e.client("127.0.0.1", e.egressdRoots())
+	hdr := map[string]string{"Authorization": "Bearer " + ph}
+	if resp, _ := do(t, c, "GET", e.url("https", "api.test", "/1"), nil, hdr); resp.StatusCode != 200 {
+		t.Fatalf("first request: %d", resp.StatusCode)
+	}
+	if _, _, err := e.store.ReissueSandboxToken(e.tenant, sbx.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := do(t, c, "GET", e.url("https", "api.test", "/2"), nil, hdr); resp.StatusCode != 407 || resp.Header.Get("X-Egress-Denied") != ReasonTokenExpired.String() {
+		t.Fatalf("on the open connection: %d %q", resp.StatusCode, resp.Header.Get("X-Egress-Denied"))
+	}
+	if resp, _ := do(t, e.client("127.0.0.1", e.egressdRoots()), "GET", e.url("https", "api.test", "/3"), nil, hdr); resp.StatusCode != 200 {
+		t.Fatalf("a new connection: %d", resp.StatusCode)
+	}
+}
