@@ -159,10 +159,15 @@ func sourceOwner(v []byte) (tenantID, sandboxID string) {
 func txClaimSourceAddrs(tx storage.Tx, sbx *Sandbox, old []string) error {
 	b := tx.Bucket(bSourceAddrs)
 	for _, s := range old {
-		if !slices.Contains(sbx.SourceAddrs, s) {
-			if err := b.Delete([]byte(s)); err != nil {
-				return err
-			}
+		if slices.Contains(sbx.SourceAddrs, s) {
+			continue
+		}
+		// Only its own claim: a key another sandbox holds stays.
+		if tid, sid := sourceOwner(b.Get([]byte(s))); tid != sbx.TenantID || sid != sbx.ID {
+			continue
+		}
+		if err := b.Delete([]byte(s)); err != nil {
+			return err
 		}
 	}
 	if len(sbx.SourceAddrs) == 0 {
