@@ -274,3 +274,20 @@ func TestSourceIndexFollowsOtherReplicas(t *testing.T) {
 		t.Fatalf("feed down, a new claim: %q, want %s", got, b.ID)
 	}
 }
+
+// What the transparent listener pays per connection to know its sandbox:
+// the index and the read of the sandbox's row (bbolt), 1,000 sandboxes.
+func BenchmarkSourceIndexLookupStore(b *testing.B) {
+	s := openTest(b)
+	tn := mustTenant(b, s, "acme")
+	for i := range 1000 {
+		mustSandbox(b, s, tn.ID, SandboxInput{SourceAddrs: []string{netip.AddrFrom4([4]byte{10, 40, byte(i >> 8), byte(i)}).String()}})
+	}
+	idx := NewSourceIndex(s)
+	addr := netip.MustParseAddr("10.40.1.200")
+	for b.Loop() {
+		if _, err := idx.Lookup(addr); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
