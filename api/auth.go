@@ -19,7 +19,10 @@ const (
 	// adminAccess admits admin keys only: every write, and the reads that
 	// are about the whole tenant. A browser token gets 403.
 	adminAccess
-	// operatorAccess admits the operator key only.
+	// operatorAccess admits the operator key only: creating tenants and
+	// granting them source addresses, which no tenant may do for itself
+	// (a tenant claiming addresses another tenant's sandboxes use would
+	// read their traffic in its own audit log).
 	operatorAccess
 	// publicAccess takes no bearer token: the request authenticates
 	// itself (the OAuth callback, by its state). The handler gets a nil
@@ -29,6 +32,9 @@ const (
 	// about the caller itself (whoami).
 	anyAccess
 )
+
+// errOperatorOnly is how an operatorAccess route refuses another key.
+const errOperatorOnly = "only the operator key may create tenants or set their source_prefixes"
 
 // principal is who is calling: the key that authenticated the request.
 type principal struct {
@@ -81,12 +87,12 @@ func (p *principal) allow(a access) error {
 	switch p.key.Kind {
 	case vault.KeyOperator:
 		if a != operatorAccess && a != anyAccess {
-			return errorf(ErrForbidden, "the operator key may only create tenants (POST /api/v1/tenants)")
+			return errorf(ErrForbidden, "the operator key may only create tenants (POST /api/v1/tenants) and set their source_prefixes (PUT /api/v1/tenants/{id}/source_prefixes)")
 		}
 		return nil
 	case vault.KeyAdmin:
 		if a == operatorAccess {
-			return errorf(ErrForbidden, "only the operator key may create tenants")
+			return errorf(ErrForbidden, errOperatorOnly)
 		}
 		return nil
 	case vault.KeyBrowser:
@@ -94,7 +100,7 @@ func (p *principal) allow(a access) error {
 		case readAccess, anyAccess:
 			return nil
 		case operatorAccess:
-			return errorf(ErrForbidden, "only the operator key may create tenants")
+			return errorf(ErrForbidden, errOperatorOnly)
 		}
 		return errorf(ErrForbidden, "browser tokens are read-only")
 	}

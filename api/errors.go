@@ -21,8 +21,9 @@ var ErrBadRequest = errors.New("bad request")
 var ErrUnauthorized = errors.New("unauthorized")
 
 // ErrForbidden is a request whose key may not call this endpoint: a write
-// with a browser token, anything but tenant creation with the operator key,
-// tenant creation with any other key.
+// with a browser token, anything but tenant creation and source_prefixes
+// with the operator key, those with any other key, or a tenant key
+// setting its own source_prefixes.
 var ErrForbidden = errors.New("forbidden")
 
 // ErrNotFound is an id the caller's tenant does not have, or a route that

@@ -28,6 +28,11 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 	if err != nil {
 		return err
 	}
+	return decodeBytes(b, v)
+}
+
+// decodeBytes is decode for a body read already.
+func decodeBytes(b []byte, v any) error {
 	if err := checkObject(b, v); err != nil {
 		return err
 	}

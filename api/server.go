@@ -194,6 +194,7 @@ func (s *Server) routes() []route {
 		{"DELETE", "/api/v1/egress/bindings/{id}", adminAccess, nil, s.deleteBinding},
 
 		{"POST", "/api/v1/tenants", operatorAccess, nil, s.createTenant},
+		{"PUT", "/api/v1/tenants/{id}/source_prefixes", operatorAccess, nil, s.setSourcePrefixes},
 		{"GET", "/api/v1/tenant/settings", adminAccess, nil, s.getSettings},
 		{"PATCH", "/api/v1/tenant/settings", adminAccess, nil, s.patchSettings},
 		{"POST", "/api/v1/browser_tokens", adminAccess, nil, s.createBrowserToken},

@@ -17,6 +17,7 @@ func TestSandboxSourceAddrs(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
 	c := h.admin
+	must[vault.Tenant](t)(h.client(h.operatorKey).SetSourcePrefixes(ctx, h.tenant.ID, []string{"10.9.0.0/16", "fd00:9::/48"}))
 	a := must[client.SandboxCreated](t)(c.CreateSandbox(ctx, client.SandboxInput{SourceAddrs: []string{"10.9.0.2/32", "::ffff:10.9.1.0/120"}}))
 	if want := []string{"10.9.0.2", "10.9.1.0/24"}; !reflect.DeepEqual(a.Sandbox.SourceAddrs, want) {
 		t.Fatalf("created with %q, want %q", a.Sandbox.SourceAddrs, want)
@@ -37,12 +38,13 @@ func TestSandboxSourceAddrs(t *testing.T) {
 	}
 	_, err = c.CreateSandbox(ctx, client.SandboxInput{SourceAddrs: []string{"10.9.0.2"}})
 	mustStatus(t, err, http.StatusConflict)
-	// Another tenant cannot claim them either, and learns no id.
+	// Another tenant cannot claim them either (they are outside its
+	// source_prefixes), and learns no id.
 	_, _, other := h.newTenant("other")
 	_, err = other.CreateSandbox(ctx, client.SandboxInput{SourceAddrs: []string{"10.9.0.0/16"}})
-	mustStatus(t, err, http.StatusConflict)
+	mustStatus(t, err, http.StatusForbidden)
 	if e := apiErr(err); e == nil || strings.Contains(e.Message, a.ID) {
-		t.Errorf("another tenant's conflict names the sandbox: %v", err)
+		t.Errorf("another tenant's refusal names the sandbox: %v", err)
 	}
 	_, err = other.SetSourceAddrs(ctx, b.ID, []string{"10.8.0.1"})
 	mustStatus(t, err, http.StatusNotFound)

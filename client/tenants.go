@@ -32,7 +32,41 @@ func (c *Client) CreateTenant(ctx context.Context, name string) (TenantCreated, 
 	return out, err
 }
 
-// GetSettings returns the tenant's settings.
+// TenantInput is what a tenant is created with (CreateTenantWith).
+type TenantInput struct {
+	Name string `json:"name"`
+	// SourcePrefixes are the addresses the tenant's sandboxes may claim
+	// as source_addrs for the transparent listener; none: they may claim
+	// none.
+	SourcePrefixes []string `json:"source_prefixes,omitempty"`
+}
+
+// CreateTenantWith is CreateTenant with the tenant's source_prefixes.
+// Only the operator key may call it; prefixes that overlap another
+// tenant's answer 409.
+func (c *Client) CreateTenantWith(ctx context.Context, in TenantInput) (TenantCreated, error) {
+	var out TenantCreated
+	err := c.do(ctx, http.MethodPost, "/api/v1/tenants", nil, in, &out)
+	return out, err
+}
+
+// SetSourcePrefixes replaces a tenant's source_prefixes (nil or empty
+// removes them all) and returns the tenant. Only the operator key may
+// call it. Prefixes that overlap another tenant's, or that would leave a
+// source_addrs claim of one of the tenant's sandboxes outside them, answer
+// 409 and change nothing.
+func (c *Client) SetSourcePrefixes(ctx context.Context, tenantID string, prefixes []string) (vault.Tenant, error) {
+	if prefixes == nil {
+		prefixes = []string{}
+	}
+	var out vault.Tenant
+	err := c.do(ctx, http.MethodPut, "/api/v1/tenants/"+seg(tenantID)+"/source_prefixes", nil, struct {
+		SourcePrefixes []string `json:"source_prefixes"`
+	}{prefixes}, &out)
+	return out, err
+}
+
+// GetSettings returns the tenant's settings, source_prefixes among them.
 func (c *Client) GetSettings(ctx context.Context) (vault.Settings, error) {
 	var out vault.Settings
 	err := c.do(ctx, http.MethodGet, "/api/v1/tenant/settings", nil, nil, &out)

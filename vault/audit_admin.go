@@ -77,7 +77,8 @@ type adminAudit struct {
 // The writes that record a row: UpsertSecret (secret.created or
 // secret.updated), RotateSecret, SetDisabled (secret.disabled or
 // secret.enabled), DeleteSecret, CreateBinding, DeleteBinding,
-// CreateSandbox, DeleteSandbox, UpdateSettings, CreateAPIKey of a
+// CreateSandbox, DeleteSandbox, UpdateSandbox (sandbox.updated),
+// UpdateSettings and SetSourcePrefixes (settings.changed), CreateAPIKey of a
 // browser key (browser_token.issued) and CreateTenant (tenant.created, in
 // the new tenant's log, with the id of its first admin key).
 func (s *Store) As(a Actor) *Store {
@@ -189,6 +190,9 @@ func changedSettings(a, b Settings) string {
 	}
 	if a.SandboxConnectionRate != b.SandboxConnectionRate {
 		names = append(names, "sandbox_connection_rate")
+	}
+	if strings.Join(a.SourcePrefixes, "\n") != strings.Join(b.SourcePrefixes, "\n") {
+		names = append(names, "source_prefixes")
 	}
 	return strings.Join(names, ",")
 }

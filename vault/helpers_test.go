@@ -162,6 +162,14 @@ func mustTenant(tb testing.TB, s *Store, name string) Tenant {
 	return t
 }
 
+// mustGrant sets a tenant's source_prefixes.
+func mustGrant(tb testing.TB, s *Store, tenantID string, prefixes ...string) {
+	tb.Helper()
+	if _, err := s.SetSourcePrefixes(tenantID, prefixes); err != nil {
+		tb.Fatalf("source_prefixes %q: %v", prefixes, err)
+	}
+}
+
 func mustSandbox(tb testing.TB, s *Store, tenantID string, in SandboxInput) (Sandbox, string) {
 	tb.Helper()
 	sbx, token, err := s.CreateSandbox(tenantID, in)

@@ -18,7 +18,9 @@ import (
 // sandbox's traffic could be taken for another's. A write that would
 // overlap is refused (ErrConflict) inside the write's own transaction,
 // which every backend serializes with the others (storage.Backend), so two
-// racing claims cannot both commit.
+// racing claims cannot both commit. Each claim must also lie inside its
+// tenant's source_prefixes, which only the operator sets
+// (sourceprefixes.go): refused (ErrForbidden) in the same transaction.
 
 // MaxSourceAddrs bounds the entries of one sandbox's source_addrs.
 const MaxSourceAddrs = 64
@@ -43,14 +45,20 @@ var bSourceAddrs = []byte("sandbox_source_addrs")
 // MaxSourceAddrs entries, none overlapping another. The result is sorted
 // and without duplicates; nil for an empty list.
 func NormalizeSourceAddrs(in []string) ([]string, error) {
-	if len(in) > MaxSourceAddrs {
-		return nil, invalid("source_addrs", "at most %d entries, got %d", MaxSourceAddrs, len(in))
+	return normalizePrefixes("source_addrs", in, MaxSourceAddrs, MinSourcePrefixV4, MinSourcePrefixV6)
+}
+
+// normalizePrefixes is NormalizeSourceAddrs for the list field, of at
+// most max entries, none broader than /min4 (IPv4) or /min6 (IPv6).
+func normalizePrefixes(field string, in []string, max, min4, min6 int) ([]string, error) {
+	if len(in) > max {
+		return nil, invalid(field, "at most %d entries, got %d", max, len(in))
 	}
 	ps := make([]netip.Prefix, 0, len(in))
 	for i, s := range in {
-		p, err := parseSourcePrefix(s)
+		p, err := parsePrefixEntry(s, min4, min6)
 		if err != nil {
-			return nil, invalid(fmt.Sprintf("source_addrs[%d]", i), "%s", err.Error())
+			return nil, invalid(fmt.Sprintf("%s[%d]", field, i), "%s", err.Error())
 		}
 		ps = append(ps, p)
 	}
@@ -58,7 +66,7 @@ func NormalizeSourceAddrs(in []string) ([]string, error) {
 	ps = slices.Compact(ps)
 	for i := 1; i < len(ps); i++ {
 		if ps[i-1].Overlaps(ps[i]) {
-			return nil, invalid("source_addrs", "%s and %s overlap: list each address once", sourceText(ps[i-1]), sourceText(ps[i]))
+			return nil, invalid(field, "%s and %s overlap: list each address once", sourceText(ps[i-1]), sourceText(ps[i]))
 		}
 	}
 	if len(ps) == 0 {
@@ -71,8 +79,9 @@ func NormalizeSourceAddrs(in []string) ([]string, error) {
 	return out, nil
 }
 
-// parseSourcePrefix reads one source_addrs entry.
-func parseSourcePrefix(s string) (netip.Prefix, error) {
+// parsePrefixEntry reads one entry of source_addrs (or of a tenant's
+// source_prefixes), none broader than /min4 (IPv4) or /min6 (IPv6).
+func parsePrefixEntry(s string, min4, min6 int) (netip.Prefix, error) {
 	if s == "" || len(s) > 64 {
 		return netip.Prefix{}, fmt.Errorf("want an IP address or CIDR prefix")
 	}
@@ -109,10 +118,10 @@ func parseSourcePrefix(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, fmt.Errorf("%q is the unspecified address", s)
 	case a.IsMulticast():
 		return netip.Prefix{}, fmt.Errorf("%q is a multicast address", s)
-	case a.Is4() && p.Bits() < MinSourcePrefixV4:
-		return netip.Prefix{}, fmt.Errorf("%q is broader than /%d", s, MinSourcePrefixV4)
-	case a.Is6() && p.Bits() < MinSourcePrefixV6:
-		return netip.Prefix{}, fmt.Errorf("%q is broader than /%d", s, MinSourcePrefixV6)
+	case a.Is4() && p.Bits() < min4:
+		return netip.Prefix{}, fmt.Errorf("%q is broader than /%d", s, min4)
+	case a.Is6() && p.Bits() < min6:
+		return netip.Prefix{}, fmt.Errorf("%q is broader than /%d", s, min6)
 	}
 	return p, nil
 }
@@ -153,7 +162,8 @@ func sourceOwner(v []byte) (tenantID, sandboxID string) {
 
 // txClaimSourceAddrs makes the claims of sbx (whose SourceAddrs are
 // normalised) match its list: it drops the prefixes old held and it no
-// longer does, and claims its new ones, refusing with ErrConflict one that
+// longer does, and claims its new ones, refusing with ErrForbidden one
+// outside its tenant's source_prefixes and with ErrConflict one that
 // overlaps a prefix of another sandbox. Another tenant's sandbox is not
 // named in the error.
 func txClaimSourceAddrs(tx storage.Tx, sbx *Sandbox, old []string) error {
@@ -181,7 +191,16 @@ func txClaimSourceAddrs(tx storage.Tx, sbx *Sandbox, old []string) error {
 		}
 		want = append(want, p)
 	}
-	err := b.ForEach(func(k, v []byte) error {
+	// Only inside the tenant's own prefixes (sourceprefixes.go), checked
+	// in this transaction as the overlap is.
+	t, err := txTenant(tx, sbx.TenantID)
+	if err != nil {
+		return err
+	}
+	if err := checkClaimsGranted(&t, want); err != nil {
+		return err
+	}
+	err = b.ForEach(func(k, v []byte) error {
 		tid, sid := sourceOwner(v)
 		if tid == sbx.TenantID && sid == sbx.ID {
 			return nil

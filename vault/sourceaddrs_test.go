@@ -56,6 +56,9 @@ func TestNormalizeSourceAddrs(t *testing.T) {
 func TestSourceAddrsClaims(t *testing.T) {
 	s := openTest(t)
 	acme, other := mustTenant(t, s, "acme"), mustTenant(t, s, "other")
+	mustGrant(t, s, acme.ID, "10.1.0.0/16", "10.2.0.0/16", "10.4.0.0/24", "fd00::/48")
+	mustGrant(t, s, other.ID, "10.9.0.0/16")
+	none := mustTenant(t, s, "none")
 	a, _ := mustSandbox(t, s, acme.ID, SandboxInput{SourceAddrs: []string{"10.1.0.5", "fd00::/64"}})
 	if !reflect.DeepEqual(a.SourceAddrs, []string{"10.1.0.5", "fd00::/64"}) {
 		t.Fatalf("stored %q", a.SourceAddrs)
@@ -69,10 +72,28 @@ func TestSourceAddrsClaims(t *testing.T) {
 			}
 			return err
 		}},
-		{"overlap on create, other tenant", "", ErrConflict, func() error {
-			_, _, err := s.CreateSandbox(other.ID, SandboxInput{SourceAddrs: []string{"fd00::1"}})
-			if err != nil && (strings.Contains(err.Error(), a.ID) || !strings.Contains(err.Error(), "another tenant")) {
-				t.Errorf("error %q names another tenant's sandbox", err)
+		{"another tenant's address on create", "source_addrs", ErrForbidden, func() error {
+			_, _, err := s.CreateSandbox(other.ID, SandboxInput{SourceAddrs: []string{"10.9.0.1", "fd00::1"}})
+			if err != nil && (strings.Contains(err.Error(), a.ID) || !strings.Contains(err.Error(), "fd00::1 is outside this tenant's source_prefixes (10.9.0.0/16)")) {
+				t.Errorf("error %q: want it to name the address and the tenant's prefixes, not the sandbox", err)
+			}
+			return err
+		}},
+		{"outside the tenant's prefixes on update", "source_addrs", ErrForbidden, func() error {
+			_, err := s.UpdateSandbox(acme.ID, b.ID, SandboxUpdate{SourceAddrs: &[]string{"10.2.0.1", "10.3.0.1"}})
+			if err != nil && !strings.Contains(err.Error(), "10.3.0.1 is outside") {
+				t.Errorf("error %q does not name the address", err)
+			}
+			return err
+		}},
+		{"wider than the tenant's prefix", "source_addrs", ErrForbidden, func() error {
+			_, err := s.UpdateSandbox(acme.ID, b.ID, SandboxUpdate{SourceAddrs: &[]string{"10.4.0.0/23"}})
+			return err
+		}},
+		{"tenant without prefixes", "source_addrs", ErrForbidden, func() error {
+			_, _, err := s.CreateSandbox(none.ID, SandboxInput{SourceAddrs: []string{"10.7.0.1"}})
+			if err != nil && !strings.Contains(err.Error(), "no source_prefixes") {
+				t.Errorf("error %q does not say the tenant has no prefixes", err)
 			}
 			return err
 		}},
@@ -128,12 +149,12 @@ func TestSourceAddrsClaims(t *testing.T) {
 	if got := lookup("10.1.0.5"); got != "" {
 		t.Errorf("a deleted sandbox's address finds %s", got)
 	}
-	c, _ := mustSandbox(t, s, other.ID, SandboxInput{SourceAddrs: []string{"10.1.0.0/24"}})
+	c, _ := mustSandbox(t, s, acme.ID, SandboxInput{SourceAddrs: []string{"10.1.0.0/24"}})
 	if got := lookup("10.1.0.77"); got != c.ID {
 		t.Errorf("reclaimed prefix finds %q, want %s", got, c.ID)
 	}
 	// An empty list removes them all.
-	if _, err := s.UpdateSandbox(other.ID, c.ID, SandboxUpdate{SourceAddrs: &[]string{}}); err != nil {
+	if _, err := s.UpdateSandbox(acme.ID, c.ID, SandboxUpdate{SourceAddrs: &[]string{}}); err != nil {
 		t.Fatal(err)
 	}
 	if got := lookup("10.1.0.77"); got != "" {
@@ -145,6 +166,7 @@ func TestSourceAddrsClaims(t *testing.T) {
 func TestSourceAddrsRace(t *testing.T) {
 	s := openTest(t)
 	tn := mustTenant(t, s, "acme")
+	mustGrant(t, s, tn.ID, "10.3.0.0/16")
 	var wg sync.WaitGroup
 	errs := make([]error, 8)
 	for i := range errs {
@@ -218,6 +240,7 @@ func FuzzNormalizeSourceAddrs(f *testing.F) {
 func TestSourceIndexFollowsOtherReplicas(t *testing.T) {
 	s, f := openFeedTest(t)
 	tn := mustTenant(t, s, "acme")
+	mustGrant(t, s, tn.ID, "10.5.0.0/16", "10.6.0.0/16", "fd05::/48")
 	a, _ := mustSandbox(t, s, tn.ID, SandboxInput{SourceAddrs: []string{"10.5.0.1"}})
 	b, _ := mustSandbox(t, s, tn.ID, SandboxInput{})
 	// remote writes source_addrs as another replica would: straight to
@@ -280,6 +303,7 @@ func TestSourceIndexFollowsOtherReplicas(t *testing.T) {
 func BenchmarkSourceIndexLookupStore(b *testing.B) {
 	s := openTest(b)
 	tn := mustTenant(b, s, "acme")
+	mustGrant(b, s, tn.ID, "10.40.0.0/16")
 	for i := range 1000 {
 		mustSandbox(b, s, tn.ID, SandboxInput{SourceAddrs: []string{netip.AddrFrom4([4]byte{10, 40, byte(i >> 8), byte(i)}).String()}})
 	}

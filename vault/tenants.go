@@ -50,21 +50,43 @@ func (s *Store) EnsureTenant(name string) (t Tenant, created bool, err error) {
 	return t, created, err
 }
 
+// NewTenant is what a tenant is created with.
+type NewTenant struct {
+	Name string
+	// SourcePrefixes are the addresses its sandboxes may claim
+	// (SetSourcePrefixes); none: they may claim none.
+	SourcePrefixes []string
+}
+
 // CreateTenant creates a tenant and its first admin key, in one
 // transaction. A name already in use is a conflict.
 func (s *Store) CreateTenant(name string) (Tenant, string, error) {
-	name = strings.TrimSpace(name)
+	return s.CreateTenantWith(NewTenant{Name: name})
+}
+
+// CreateTenantWith is CreateTenant with source_prefixes: prefixes that
+// overlap another tenant's are a conflict (naming that tenant).
+func (s *Store) CreateTenantWith(in NewTenant) (Tenant, string, error) {
+	name := strings.TrimSpace(in.Name)
 	if !validTenantName(name) {
 		return Tenant{}, "", invalid("name", tenantNameRule, MaxTenantName)
 	}
+	prefixes, err := NormalizeSourcePrefixes(in.SourcePrefixes)
+	if err != nil {
+		return Tenant{}, "", err
+	}
 	var t Tenant
 	var token string
-	err := s.backend.Update(func(tx storage.Tx) error {
+	err = s.backend.Update(func(tx storage.Tx) error {
 		if tx.Bucket(bTenantNames).Get([]byte(name)) != nil {
 			return fmt.Errorf("%w: a tenant named %q exists", ErrConflict, name)
 		}
 		now := s.stamp()
 		t = Tenant{ID: newID(prefixTenant), Name: name, Settings: DefaultSettings(), CreatedAt: now, UpdatedAt: now}
+		t.Settings.SourcePrefixes = prefixes
+		if err := txCheckPrefixesFree(tx, t.ID, parsePrefixes(prefixes)); err != nil {
+			return err
+		}
 		if err := tx.Bucket(bTenantNames).Put([]byte(name), []byte(t.ID)); err != nil {
 			return err
 		}
@@ -79,12 +101,17 @@ func (s *Store) CreateTenant(name string) (Tenant, string, error) {
 		if err := s.publish(tx, t.ID); err != nil {
 			return err
 		}
-		return s.txAudit(tx, ActionTenantCreated, audit.Row{TenantID: t.ID, Details: map[string]string{"key_id": k.ID}})
+		d := map[string]string{"key_id": k.ID}
+		if len(prefixes) > 0 {
+			d["source_prefixes"] = strings.Join(prefixes, ",")
+		}
+		return s.txAudit(tx, ActionTenantCreated, audit.Row{TenantID: t.ID, Details: d})
 	})
-	if err == nil {
-		s.changed(t.ID)
+	if err != nil {
+		return Tenant{}, "", err
 	}
-	return t, token, err
+	s.changed(t.ID)
+	return t, token, nil
 }
 
 // Tenant returns one tenant.

@@ -108,6 +108,12 @@ type Settings struct {
 	// one sandbox, a second (bursts of twice as many); zero means the
 	// server's default.
 	SandboxConnectionRate int `json:"sandbox_connection_rate,omitempty"`
+	// SourcePrefixes are the addresses (normalised prefixes, as
+	// source_addrs) inside which the tenant's sandboxes may claim
+	// source_addrs for the transparent listener; none: they may claim
+	// none. Only the operator sets them (Store.SetSourcePrefixes);
+	// UpdateSettings leaves them as they are.
+	SourcePrefixes []string `json:"source_prefixes,omitempty"`
 }
 
 // MaxSandboxRate bounds the per-sandbox rates a tenant may set.
