@@ -23,6 +23,8 @@ import (
 	"github.com/egressd/egressd/certs"
 	"github.com/egressd/egressd/resolver"
 	"github.com/egressd/egressd/vault"
+	"github.com/egressd/egressd/vault/boltstore"
+	"github.com/egressd/egressd/vault/storage"
 )
 
 // seen is one request as the upstream received it.
@@ -127,8 +129,11 @@ func (l loopbackLookup) LookupNetIP(_ context.Context, _, host string) ([]netip.
 }
 
 type env struct {
-	t        testing.TB
-	store    *vault.Store
+	t     testing.TB
+	store *vault.Store
+	// backend is the store's bbolt, for a test that writes what no
+	// vault write would (a record from an older version).
+	backend  storage.Backend
 	res      *resolver.Resolver
 	ca       *certs.CA
 	proxy    *Proxy
@@ -155,8 +160,13 @@ func (s syncWriter) Write(p []byte) (int, error) {
 func newEnv(t testing.TB, mod func(*Config)) *env {
 	t.Helper()
 	dir := t.TempDir()
-	store, err := vault.Open(vault.Config{Path: filepath.Join(dir, "v.db"), MasterKey: vault.NewMasterKey(), NoSync: true})
+	backend, err := boltstore.Open(filepath.Join(dir, "v.db"), boltstore.Options{NoSync: true})
 	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := vault.Open(vault.Config{Path: filepath.Join(dir, "v.db"), Backend: backend, MasterKey: vault.NewMasterKey(), NoSync: true})
+	if err != nil {
+		backend.Close()
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
@@ -173,7 +183,7 @@ func newEnv(t testing.TB, mod func(*Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, store: store, res: res, ca: ca, up: newUpstream(t), events: make(chan *Event, 1000), logs: &bytes.Buffer{}, logMu: &sync.Mutex{}, registry: reg}
+	e := &env{t: t, store: store, backend: backend, res: res, ca: ca, up: newUpstream(t), events: make(chan *Event, 1000), logs: &bytes.Buffer{}, logMu: &sync.Mutex{}, registry: reg}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

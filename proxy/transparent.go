@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/egressd/egressd/resolver"
 	"github.com/egressd/egressd/vault"
 )
 
@@ -23,7 +24,8 @@ import (
 // credentials and no CONNECT line, so three things stand in for them:
 //
 //   - the sandbox is the one whose source_addrs hold the connection's
-//     source address (vault.SourceIndex); none: refused;
+//     source address (vault.SourceIndex), which its tenant's
+//     source_prefixes must hold too (granted); none: refused;
 //   - the host is the server name (SNI) of the TLS ClientHello the client
 //     sends first, read whole and then replayed, so nothing is consumed;
 //     no hello, or one without a name: refused (plain HTTP: the Host of
@@ -154,13 +156,17 @@ func (tl *transparentListener) handle(c *trackedConn) {
 		t.refuse(ReasonResolveError)
 		return
 	}
+	ctx := context.Background()
+	if r := tl.granted(ctx, &sbx, src.Addr()); r != ReasonNone {
+		t.refuse(r)
+		return
+	}
 	stampIdentity(t.ev, &sbx)
 	if !sbx.TokenLive(now) {
 		// token_ttl bounds the sandbox's egress on either listener.
 		t.refuse(ReasonTokenExpired)
 		return
 	}
-	ctx := context.Background()
 	if ok, _ := p.allowSandbox(ctx, &sbx, true); !ok {
 		t.refuse(ReasonRateLimited)
 		return
@@ -217,6 +223,30 @@ func (tl *transparentListener) handle(c *trackedConn) {
 	}
 	p.metrics.transparent.WithLabelValues("tunnel").Inc()
 	go t.tunnel(sess, rt, h.raw)
+}
+
+// granted checks that src lies inside the source_prefixes of sbx's
+// tenant as they are now, read through the resolver's cache as every
+// tenant setting is (dropped on the tenant's writes, this replica's and
+// the others'). The store refuses claims outside them, so this refuses
+// only a claim that a store write did not check: one made before the
+// tenant's prefixes existed, or restored or migrated from elsewhere.
+// Such a source is unknown_source, in no tenant's log.
+func (tl *transparentListener) granted(ctx context.Context, sbx *vault.Sandbox, src netip.Addr) Reason {
+	p := tl.p
+	st, err := p.cfg.Resolver.Settings(ctx, sbx.TenantID)
+	if errors.Is(err, resolver.ErrUnknownSandbox) {
+		return ReasonUnknownSource
+	}
+	if err != nil {
+		p.log.Warn("transparent: tenant settings read failed", "err", err.Error())
+		return ReasonResolveError
+	}
+	if !st.SourceAllowed(src) {
+		p.log.Warn("transparent: a sandbox claims a source outside its tenant's source_prefixes; refused", "source", src.String(), "sandbox", sbx.ID, "tenant", sbx.TenantID)
+		return ReasonUnknownSource
+	}
+	return ReasonNone
 }
 
 // plainHTTP serves a connection that starts with something else than

@@ -145,6 +145,10 @@ func transparentInner(t *testing.T, sbxNS string) {
 		<-done
 	})
 
+	// The operator grants the tenant the sandboxes' network.
+	if _, err := e.store.SetSourcePrefixes(e.tenant, []string{"10.77.0.0/24", "fd77::/64"}); err != nil {
+		t.Fatal(err)
+	}
 	sbx, _ := e.sandbox(vault.SandboxInput{SourceAddrs: []string{sandboxV4, sandboxV6}})
 	e.secret(vault.SecretInput{Name: "openai", Value: "sk-netns-real", Scope: vault.ScopeTenant, AllowedHosts: []string{"api.test"}})
 	ph := e.placeholder(sbx, "openai")
@@ -225,6 +229,20 @@ func transparentInner(t *testing.T, sbxNS string) {
 		}
 		ev := e.event(t)
 		if ev.Reason != ReasonUnknownSource.String() || up.count() != n {
+			t.Fatalf("event %+v, upstream requests %d -> %d", ev, n, up.count())
+		}
+	})
+	t.Run("claimed source outside the tenant's prefixes", func(t *testing.T) {
+		// A claim older than its tenant's prefixes: the IPv6 address is
+		// no longer granted.
+		e.rewriteSourcePrefixes("10.77.0.0/24")
+		t.Cleanup(func() { e.rewriteSourcePrefixes("10.77.0.0/24", "fd77::/64") })
+		n := up.count()
+		out, err := curl("--cacert", egressdCA, "--resolve", "api.test:443:"+farV6, "-H", "Authorization: Bearer "+ph, "https://api.test/")
+		if err == nil {
+			t.Fatalf("answered: %s", out)
+		}
+		if ev := e.event(t); ev.Reason != ReasonUnknownSource.String() || ev.TenantID != "" || ev.SandboxID != "" || up.count() != n {
 			t.Fatalf("event %+v, upstream requests %d -> %d", ev, n, up.count())
 		}
 	})

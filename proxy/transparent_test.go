@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/egressd/egressd/vault"
+	"github.com/egressd/egressd/vault/storage"
 )
 
 // transparentEnv is the harness with a transparent listener on loopback
@@ -41,6 +43,11 @@ func newTransparentEnv(t *testing.T, dst func(*transparentEnv) (netip.AddrPort, 
 		t.Fatal(err)
 	}
 	te := &transparentEnv{env: e, taddr: l.Addr().String()}
+	// The operator grants the tenant loopback, where the test clients
+	// connect from.
+	if _, err := e.store.SetSourcePrefixes(e.tenant, []string{"127.0.0.0/8", "::1"}); err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
 	go func() {
 		done <- e.proxy.serveTransparent(l, func(net.Conn) (netip.AddrPort, error) { return dst(te) })
@@ -52,6 +59,34 @@ func newTransparentEnv(t *testing.T, dst func(*transparentEnv) (netip.AddrPort, 
 		}
 	})
 	return te
+}
+
+// rewriteSourcePrefixes sets the tenant's source_prefixes as no vault
+// write would (that write refuses to leave a claim outside them): as a
+// tenant record from before its prefixes, or restored from elsewhere,
+// holds them. A settings write that changes nothing then tells the
+// store's listeners, as any write of the tenant does.
+func (e *env) rewriteSourcePrefixes(prefixes ...string) {
+	e.t.Helper()
+	err := e.backend.Update(func(tx storage.Tx) error {
+		b := tx.Bucket([]byte("tenants"))
+		var t map[string]any
+		if err := json.Unmarshal(b.Get([]byte(e.tenant)), &t); err != nil {
+			return err
+		}
+		t["settings"].(map[string]any)["source_prefixes"] = prefixes
+		raw, err := json.Marshal(t)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(e.tenant), raw)
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := e.store.UpdateSettings(e.tenant, vault.SettingsPatch{}); err != nil {
+		e.t.Fatal(err)
+	}
 }
 
 // toUpstream is the original destination of a client that meant the
@@ -231,6 +266,38 @@ func TestTransparentTokenExpired(t *testing.T) {
 		t.Fatal("answered")
 	}
 	e.refusedEvent(t, ReasonTokenExpired)
+}
+
+// A claim its tenant's source_prefixes no longer hold (one older than
+// them, or restored from elsewhere) is refused as unknown_source, in no
+// tenant's log, though the index finds it; the tenant's settings are read
+// through the resolver's cache, which the tenant's write drops.
+func TestTransparentSourceOutsidePrefixes(t *testing.T) {
+	e := newTransparentEnv(t, toUpstream)
+	e.sandbox(vault.SandboxInput{SourceAddrs: []string{"127.0.0.1"}})
+	get := func() error {
+		resp, err := e.client("127.0.0.1", e.up.roots).Get(e.url("https", "other.test", "/"))
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	// Granted: tunnelled (and the tenant's settings cached).
+	if err := get(); err != nil {
+		t.Fatalf("granted: %v", err)
+	}
+	e.rewriteSourcePrefixes("::1", "10.0.0.0/8")
+	n := e.up.count()
+	if err := get(); err == nil {
+		t.Fatal("answered a source outside the tenant's prefixes")
+	}
+	if ev := e.refusedEvent(t, ReasonUnknownSource); ev.TenantID != "" || ev.SandboxID != "" || e.up.count() != n {
+		t.Fatalf("event %+v, upstream requests %d -> %d", ev, n, e.up.count())
+	}
+	e.rewriteSourcePrefixes("127.0.0.0/8")
+	if err := get(); err != nil {
+		t.Fatalf("granted again: %v", err)
+	}
 }
 
 func TestSNIHost(t *testing.T) {
