@@ -1,6 +1,6 @@
 // egressd dashboard: Settings → Security. The end-user credentials and
-// any-host secrets switches (saved when flipped) and the tenant's egress
-// host rules.
+// any-host secrets switches (saved when flipped), the tenant's egress
+// host rules, and (read-only: the operator sets them) its source prefixes.
 'use strict';
 (() => {
   const EG = window.EG;
@@ -92,13 +92,24 @@
       h('p', { class: 'intro' }, 'Which hosts your sandboxes may reach through the proxy at all, whatever their secrets. Private and metadata addresses are always refused.'), form);
   }
 
+  // sourcePrefixesCard shows the addresses the operator granted this
+  // tenant for transparent mode; the tenant's keys cannot change them.
+  function sourcePrefixesCard(st) {
+    const ps = st.source_prefixes || [];
+    const body = ps.length
+      ? h('ul', { id: 'source-prefixes' }, ...ps.map((p) => h('li', null, EG.code(p))))
+      : h('p', { id: 'source-prefixes' }, EG.badge('none', 'warn'), ' Your sandboxes may claim no source address: transparent mode is off for this tenant.');
+    return h('section', { class: 'card', 'aria-labelledby': 'source-prefixes-title' }, h('h2', { id: 'source-prefixes-title' }, 'Transparent mode source prefixes'),
+      h('p', { class: 'intro' }, 'The addresses inside which your sandboxes may register ', EG.code('source_addrs'), ' for the transparent listener. Only the operator of this egressd sets them.'), body);
+  }
+
   EG.pages.settings = {
     title: 'Settings',
     admin: true,
     async render(view, r, live) {
       const st = await EG.api('GET', '/api/v1/tenant/settings');
       if (!live()) return;
-      view.append(...EG.header('Settings → Security', 'Switches that apply to every sandbox of this tenant.'), endUserCard(st), anyHostCard(st), hostsCard(st));
+      view.append(...EG.header('Settings → Security', 'Switches that apply to every sandbox of this tenant.'), endUserCard(st), anyHostCard(st), hostsCard(st), sourcePrefixesCard(st));
     },
   };
 })();

@@ -170,6 +170,22 @@ test('a secret needs its hosts; any host needs the setting and is marked, as is 
   });
 });
 
+test('the settings page shows the source prefixes the operator granted, and the tenant cannot set them', async () => {
+  const t = await newTenant(stack, 'prefixes');
+  await withPage(browser, 'prefixes', async (page) => {
+    await signIn(page, stack, t.key);
+    await page.goto(stack.admin + '/ui/#/settings');
+    await page.waitForSelector('#source-prefixes');
+    assert.match(await page.textContent('#source-prefixes'), /may claim no source address/);
+    const r = await api(stack, t.key, 'PUT', `/api/v1/tenants/${t.id}/source_prefixes`, { source_prefixes: ['10.61.0.0/16'] });
+    assert.equal(r.status, 403);
+    await must(stack, stack.operatorKey, 'PUT', `/api/v1/tenants/${t.id}/source_prefixes`, { source_prefixes: ['10.61.0.0/16', 'fd61::/48'] });
+    await page.reload();
+    await page.waitForSelector('#source-prefixes li');
+    assert.deepEqual(await page.locator('#source-prefixes li').allTextContents(), ['10.61.0.0/16', 'fd61::/48']);
+  });
+});
+
 test('with end-user credentials off, creating an external_user secret is refused', async () => {
   const t = await newTenant(stack, 'toggle');
   await withPage(browser, 'toggle', async (page) => {
