@@ -63,6 +63,9 @@ type transparentListener struct {
 	p       *Proxy
 	l       net.Listener
 	sources *vault.SourceIndex
+	// grants holds each tenant's source_prefixes parsed (tenant id →
+	// *grant), reused while the resolver hands out the same list.
+	grants sync.Map
 	// origDst reads a connection's original destination; the Linux
 	// reader unless a test sets its own.
 	origDst func(net.Conn) (netip.AddrPort, error)
@@ -242,11 +245,34 @@ func (tl *transparentListener) granted(ctx context.Context, sbx *vault.Sandbox, 
 		p.log.Warn("transparent: tenant settings read failed", "err", err.Error())
 		return ReasonResolveError
 	}
-	if !st.SourceAllowed(src) {
+	if !vault.PrefixesHold(tl.parsedGrant(sbx.TenantID, st.SourcePrefixes), src) {
 		p.log.Warn("transparent: a sandbox claims a source outside its tenant's source_prefixes; refused", "source", src.String(), "sandbox", sbx.ID, "tenant", sbx.TenantID)
 		return ReasonUnknownSource
 	}
 	return ReasonNone
+}
+
+// grant is a tenant's source_prefixes and their parsed form.
+type grant struct {
+	raw    []string
+	parsed []netip.Prefix
+}
+
+// parsedGrant returns raw (a tenant's source_prefixes) parsed, parsing it
+// only when it is not the list parsed last for the tenant. The resolver
+// hands out the same slice until the tenant's next write, so the check is
+// on identity: a new list (or one read again) is parsed once, and a list
+// is never mistaken for another.
+func (tl *transparentListener) parsedGrant(tenantID string, raw []string) []netip.Prefix {
+	if v, ok := tl.grants.Load(tenantID); ok {
+		g := v.(*grant)
+		if len(g.raw) == len(raw) && (len(raw) == 0 || &g.raw[0] == &raw[0]) {
+			return g.parsed
+		}
+	}
+	g := &grant{raw: raw, parsed: vault.ParsePrefixes(raw)}
+	tl.grants.Store(tenantID, g)
+	return g.parsed
 }
 
 // plainHTTP serves a connection that starts with something else than

@@ -446,3 +446,31 @@ func TestTransparentTokenReissued(t *testing.T) {
 		t.Fatalf("a new connection: %d", resp.StatusCode)
 	}
 }
+
+// What checking a source against its tenant's source_prefixes costs a
+// transparent connection once the resolver holds the tenant's settings:
+// the tenant's prefixes (one range, or the most: 64, the address in the
+// last) read through the cache and checked.
+func BenchmarkTransparentGranted(b *testing.B) {
+	for _, n := range []int{1, vault.MaxSourcePrefixes} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			e := newEnv(b, nil)
+			var ps []string
+			for i := range n {
+				ps = append(ps, fmt.Sprintf("10.%d.0.0/16", i))
+			}
+			if _, err := e.store.SetSourcePrefixes(e.tenant, ps); err != nil {
+				b.Fatal(err)
+			}
+			tl := &transparentListener{p: e.proxy}
+			sbx := &vault.Sandbox{TenantID: e.tenant}
+			addr := netip.AddrFrom4([4]byte{10, byte(n - 1), 7, 7})
+			ctx := context.Background()
+			for b.Loop() {
+				if r := tl.granted(ctx, sbx, addr); r != ReasonNone {
+					b.Fatal(r)
+				}
+			}
+		})
+	}
+}

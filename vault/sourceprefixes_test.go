@@ -215,7 +215,7 @@ func TestSourcePrefixesRace(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, c := range claims {
-			if c.TenantID == tn.ID && !within(c.Prefix, parsePrefixes(cur.Settings.SourcePrefixes)) {
+			if c.TenantID == tn.ID && !within(c.Prefix, ParsePrefixes(cur.Settings.SourcePrefixes)) {
 				t.Fatalf("claim %s outside %q", c.Prefix, cur.Settings.SourcePrefixes)
 			}
 		}
@@ -240,7 +240,7 @@ func FuzzNormalizeSourcePrefixes(f *testing.F) {
 			t.Fatalf("%q normalises to %q, then %q (%v)", []string{a, b}, out, again, err)
 		}
 		// Every entry reads back, and holds itself as a claim would.
-		ps := parsePrefixes(out)
+		ps := ParsePrefixes(out)
 		if len(ps) != len(out) {
 			t.Fatalf("%q: only %d entries read back", out, len(ps))
 		}
@@ -251,4 +251,23 @@ func FuzzNormalizeSourcePrefixes(f *testing.F) {
 			}
 		}
 	})
+}
+
+// What the transparent listener adds per connection to check its tenant's
+// prefixes: one range (typical) and 64 (the most), the address in the last.
+func BenchmarkSettingsSourceAllowed(b *testing.B) {
+	for _, n := range []int{1, MaxSourcePrefixes} {
+		st := Settings{}
+		for i := range n {
+			st.SourcePrefixes = append(st.SourcePrefixes, fmt.Sprintf("10.%d.0.0/16", i))
+		}
+		addr := netip.AddrFrom4([4]byte{10, byte(n - 1), 7, 7})
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			for b.Loop() {
+				if !st.SourceAllowed(addr) {
+					b.Fatal("refused")
+				}
+			}
+		})
+	}
 }

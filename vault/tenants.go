@@ -84,7 +84,7 @@ func (s *Store) CreateTenantWith(in NewTenant) (Tenant, string, error) {
 		now := s.stamp()
 		t = Tenant{ID: newID(prefixTenant), Name: name, Settings: DefaultSettings(), CreatedAt: now, UpdatedAt: now}
 		t.Settings.SourcePrefixes = prefixes
-		if err := txCheckPrefixesFree(tx, t.ID, parsePrefixes(prefixes)); err != nil {
+		if err := txCheckPrefixesFree(tx, t.ID, ParsePrefixes(prefixes)); err != nil {
 			return err
 		}
 		if err := tx.Bucket(bTenantNames).Put([]byte(name), []byte(t.ID)); err != nil {
