@@ -44,22 +44,26 @@ import (
 // for a proxied request's row, more with external ids; partial ones hold
 // only the rows with the id: migrations/0005_audit_narrow_indexes.sql).
 // Measured with BenchmarkShipAudit (512 requests a batch, none, a
-// twentieth or a fifth of their final rows a batch late): the
-// instructions a row of the server's backend that ships (callgrind, the
-// same every run), and the server's CPU a row read from /proc (medians of
-// six runs alternated, fsync on, this 2-core machine shared with other
-// jobs: ±15%).
+// twentieth or a fifth of their final rows a batch late, spread through
+// the batch; a twentieth at its end, "tail"): the instructions a row of
+// the server's backend that ships (callgrind, the same every run), and
+// the server's CPU a row read from /proc (medians of six runs alternated,
+// fsync on, this 2-core machine shared with other jobs: ±15%).
 //
-//	                                  instructions a row        server-µs/row
-//	                                  none    5%      20%       none  5%    20%
-//	COPY into a temporary table,      -       -       -         15.5 and 18.5
+//	                                  instructions a row              server-µs/row
+//	                                  none    5%      20%     tail    none  5%    20%
+//	COPY into a temporary table,      -       -       -       -       15.5 and 18.5
 //	  one upsert from it
-//	COPY into the table, the finals   81,800  96,400  97,700    12.8  15.0  15.4
+//	COPY into the table, the finals   81,800  96,400  97,700  99,700  12.8  15.0  15.4
 //	  a statement each (or through
 //	  the temporary table past 64)
-//	into the day's partition, the     78,400  79,900  87,700    11.2  12.4  13.4
+//	into the day's partition, the     78,400  79,900  87,700  80,700  11.2  12.4  13.4
 //	  finals one statement, the
 //	  narrower indexes of 0005
+//
+// Writing the finals before the COPY (so that they could take the room
+// left on the last page of the batch before, where their provisional
+// rows are) made no difference: 80,500 with the tail.
 
 // auditKey is what makes a row the same row: the primary key.
 type auditKey struct {
