@@ -99,9 +99,11 @@ func BenchmarkAppendAudit(b *testing.B) {
 // sandbox and secret, each a provisional row and a final one with the
 // same id and time collapsed in the batch to the final one, except for
 // the requests the batch's end cuts in two: of those (straddle of every
-// 100) the provisional row ships in this batch, the final one in the
-// next. carry holds the finals this batch owes the last one.
-func shipRecords(start time.Time, from, n, straddle int, carry []storage.AuditRecord) (batch, next []storage.AuditRecord) {
+// 100, spread through the batch; or with tail, the batch's last straddle
+// in 100, as the requests in flight when the indexer commits are) the
+// provisional row ships in this batch, the final one in the next. carry
+// holds the finals this batch owes the last one.
+func shipRecords(start time.Time, from, n, straddle int, tail bool, carry []storage.AuditRecord) (batch, next []storage.AuditRecord) {
 	batch = append(batch, carry...)
 	for i := range n {
 		k := from + i
@@ -111,7 +113,7 @@ func shipRecords(start time.Time, from, n, straddle int, carry []storage.AuditRe
 			SandboxID: "sbx_bt6hq3x5ttm2ygw7", SecretID: "sec_k2m6dw3h7wzq6jb4",
 			Data: fmt.Appendf(nil, "%0360d", k),
 		}
-		if k%100 < straddle {
+		if (!tail && k%100 < straddle) || (tail && i >= n-n*straddle/100) {
 			// The final row: the same fields, its status and duration added.
 			final := r
 			final.Data = fmt.Appendf(nil, "%0380d", k)
@@ -128,14 +130,23 @@ func shipRecords(start time.Time, from, n, straddle int, carry []storage.AuditRe
 // (server-µs/row, read from /proc when the server runs on this machine:
 // its backends', autovacuum's and the WAL writer's), with none or a
 // twentieth (as egress-bench's mitm-header-pg saw: 4%) or a fifth of the
-// requests' finals shipped a batch after their provisional rows.
+// requests' finals shipped a batch after their provisional rows, spread
+// through the batch, or a twentieth at its end (-tail).
 //
 //	EGRESSD_TEST_POSTGRES=... go test -run '^$' -bench ShipAudit -benchtime 200x ./vault/pgstore/
 func BenchmarkShipAudit(b *testing.B) {
 	start := time.Now().Add(-time.Hour).Truncate(time.Hour)
 	mark := storage.AuditMark{Bucket: []byte("meta"), Key: []byte("audit_journal\x00bench"), Value: make([]byte, 16)}
-	for _, straddle := range []int{0, 5, 20} {
-		b.Run(fmt.Sprintf("straddle-%d%%", straddle), func(b *testing.B) {
+	for _, c := range []struct {
+		straddle int
+		tail     bool
+	}{{0, false}, {5, false}, {20, false}, {5, true}} {
+		straddle := c.straddle
+		name := fmt.Sprintf("straddle-%d%%", straddle)
+		if c.tail {
+			name += "-tail"
+		}
+		b.Run(name, func(b *testing.B) {
 			s := openTest(b, Options{})
 			if err := s.EnsureBuckets([]byte("meta")); err != nil {
 				b.Fatal(err)
@@ -145,7 +156,7 @@ func BenchmarkShipAudit(b *testing.B) {
 			var carry []storage.AuditRecord
 			for b.Loop() {
 				var batch []storage.AuditRecord
-				batch, carry = shipRecords(start, n, 512, straddle, carry)
+				batch, carry = shipRecords(start, n, 512, straddle, c.tail, carry)
 				if err := s.AppendAudit(batch, mark); err != nil {
 					b.Fatal(err)
 				}

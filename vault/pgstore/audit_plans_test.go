@@ -151,6 +151,7 @@ func BenchmarkAuditQueriesAtSize(b *testing.B) {
 		{"secret", q(func(a *storage.AuditQuery) { a.SecretID = "sec_7" })},
 		{"secret-page-at-half", q(func(a *storage.AuditQuery) { a.SecretID, a.Before = "sec_7", midPos })},
 		{"secret-used-only", q(func(a *storage.AuditQuery) { a.SecretID = "sec_rare" })},
+		{"secret-one-day", q(func(a *storage.AuditQuery) { a.SecretID, a.Since, a.Until = "sec_7", mid, mid.Add(24*time.Hour) })},
 		{"outcome-substituted", q(func(a *storage.AuditQuery) { a.Outcome = "substituted" })},
 		{"outcome-denied", q(func(a *storage.AuditQuery) { a.Outcome = "denied" })},
 		{"outcome-upstream_error", q(func(a *storage.AuditQuery) { a.Outcome = "upstream_error" })},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -30,10 +31,39 @@ import (
 // made), the unique key refuses the COPY and the batch is written again,
 // all of it as upserts: the guess costs time when wrong, never a row.
 //
-// Measured (BenchmarkShipAudit, the server's CPU a shipped row, 512
-// requests a batch): COPY into a temporary table and one upsert from it
-// for every row 15.5 and 18.5 µs, COPY straight into the table 12.4 and
-// 11.6 µs, on this 2-core machine shared with other jobs.
+// Both write into the day's partition itself (audit_pYYYYMMDD; a batch
+// that spans midnight, one statement a day), not through the table: the
+// server routes no row. The upserts are one statement a day with the
+// rows as arrays (unnest), not a statement a row (each of which set up
+// the routing to the partition and its indexes again: about 380,000
+// instructions of the server a row, against about 100,000 so) nor COPY
+// into a temporary table (created, filled and emptied in every such
+// transaction).
+//
+// What a row costs the server is mostly its index entries (five btrees
+// for a proxied request's row, more with external ids; partial ones hold
+// only the rows with the id: migrations/0005_audit_narrow_indexes.sql).
+// Measured with BenchmarkShipAudit (512 requests a batch, none, a
+// twentieth or a fifth of their final rows a batch late, spread through
+// the batch; a twentieth at its end, "tail"): the instructions a row of
+// the server's backend that ships (callgrind, the same every run), and
+// the server's CPU a row read from /proc (medians of six runs alternated,
+// fsync on, this 2-core machine shared with other jobs: ±15%).
+//
+//	                                  instructions a row              server-µs/row
+//	                                  none    5%      20%     tail    none  5%    20%
+//	COPY into a temporary table,      -       -       -       -       15.5 and 18.5
+//	  one upsert from it
+//	COPY into the table, the finals   81,800  96,400  97,700  99,700  12.8  15.0  15.4
+//	  a statement each (or through
+//	  the temporary table past 64)
+//	into the day's partition, the     78,400  79,900  87,700  80,700  11.2  12.4  13.4
+//	  finals one statement, the
+//	  narrower indexes of 0005
+//
+// Writing the finals before the COPY (so that they could take the room
+// left on the last page of the batch before, where their provisional
+// rows are) made no difference: 80,500 with the tail.
 
 // auditKey is what makes a row the same row: the primary key.
 type auditKey struct {
@@ -111,16 +141,17 @@ func (s *Store) AppendAudit(recs []storage.AuditRecord, mark storage.AuditMark) 
 	}
 }
 
-// shipAudit writes fresh with COPY into the table, again as upserts, and
-// mark, in one transaction.
+// shipAudit writes fresh with COPY, again as upserts, and mark, in one
+// transaction. Each day's rows go straight into its partition (all of a
+// batch's rows, nearly always): no tuple routing through the table.
 func (s *Store) shipAudit(ctx context.Context, fresh, again []storage.AuditRecord, mark storage.AuditMark) error {
 	return pgx.BeginFunc(ctx, s.pool, func(ptx pgx.Tx) error {
-		if len(fresh) > 0 {
-			if _, err := ptx.CopyFrom(ctx, s.aq.tableID, auditColumns, auditSource(fresh)); err != nil {
+		for _, recs := range byDay(fresh) {
+			if _, err := ptx.CopyFrom(ctx, s.aq.partitionID(dayOf(recs[0].Time)), auditColumns, auditSource(recs)); err != nil {
 				return err
 			}
 		}
-		if err := s.upsertAudit(ctx, ptx, again, false); err != nil {
+		if err := s.upsertAudit(ctx, ptx, again); err != nil {
 			return err
 		}
 		if mark.Key != nil {
@@ -130,6 +161,35 @@ func (s *Store) shipAudit(ctx context.Context, fresh, again []storage.AuditRecor
 		}
 		return nil
 	})
+}
+
+// byDay splits recs by the day they fall in, in the order of their first
+// rows; recs itself when all fall in one.
+func byDay(recs []storage.AuditRecord) [][]storage.AuditRecord {
+	if len(recs) == 0 {
+		return nil
+	}
+	first := dayOf(recs[0].Time)
+	i := 1
+	for i < len(recs) && dayOf(recs[i].Time) == first {
+		i++
+	}
+	if i == len(recs) {
+		return [][]storage.AuditRecord{recs}
+	}
+	var out [][]storage.AuditRecord
+	at := map[int64]int{}
+	for _, r := range recs {
+		d := dayOf(r.Time)
+		k, ok := at[d]
+		if !ok {
+			k = len(out)
+			at[d] = k
+			out = append(out, nil)
+		}
+		out[k] = append(out[k], r)
+	}
+	return out
 }
 
 // auditSource feeds recs to COPY.
@@ -144,32 +204,52 @@ func auditSource(recs []storage.AuditRecord) pgx.CopyFromSource {
 	})
 }
 
-// upsertAudit writes recs in ptx, each replacing a row of its key: a few
-// (an admin row and its write, a batch's rows shipped before) as one
-// INSERT … ON CONFLICT each, sent in one round trip; more with COPY into
-// the session's staging table and one upsert from it. The staging table
-// is emptied at commit, or at once when more may follow in the
-// transaction (again).
-func (s *Store) upsertAudit(ctx context.Context, ptx pgx.Tx, recs []storage.AuditRecord, again bool) error {
-	switch {
-	case len(recs) == 0:
-		return nil
-	case len(recs) <= 64:
-		b := &pgx.Batch{}
+// upsertAudit writes recs (the last of each key) in ptx, each replacing
+// the row of its key: one INSERT … ON CONFLICT a day, straight into the
+// day's partition, with the rows as arrays, one a column (unnest).
+func (s *Store) upsertAudit(ctx context.Context, ptx pgx.Tx, recs []storage.AuditRecord) error {
+	for _, recs := range byDay(lastOfEach(recs)) {
+		n := len(recs)
+		tenants, ids, kinds := make([]string, n), make([]string, n), make([]string, n)
+		nss, ats, data := make([]int64, n), make([]time.Time, n), make([][]byte, n)
+		outcomes, users, workspaces, sandboxes, secrets, uses :=
+			make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
 		for i := range recs {
-			b.Queue(s.aq.insert, auditValues(&recs[i])...)
+			r := &recs[i]
+			tenants[i], nss[i], ids[i], ats[i], kinds[i], data[i] = r.TenantID, r.Time.UnixNano(), r.ID, r.Time, r.Kind, r.Data
+			outcomes[i], users[i], workspaces[i] = nullable(r.Outcome), nullable(r.ExternalUserID), nullable(r.ExternalWorkspaceID)
+			sandboxes[i], secrets[i], uses[i] = nullable(r.SandboxID), nullable(r.SecretID), textArrayLiteral(r.UseSecretIDs)
 		}
-		return ptx.SendBatch(ctx, b).Close()
+		sql := s.aq.upsert[0] + s.aq.partitionID(dayOf(recs[0].Time)).Sanitize() + s.aq.upsert[1]
+		if _, err := ptx.Exec(ctx, sql, tenants, nss, ids, ats, kinds, outcomes, users, workspaces, sandboxes, secrets, uses, data); err != nil {
+			return err
+		}
 	}
-	if _, err := ptx.Exec(ctx, s.aq.createStage); err != nil {
-		return err
+	return nil
+}
+
+// textArrayLiteral is l as PostgreSQL's text[] input reads it (each
+// element quoted, its quotes and backslashes escaped), nil for an empty
+// l (NULL): a row's list in an array of rows.
+func textArrayLiteral(l []string) *string {
+	if len(l) == 0 {
+		return nil
 	}
-	if _, err := ptx.CopyFrom(ctx, pgx.Identifier{"pg_temp", "egressd_audit_stage"}, auditColumns, auditSource(recs)); err != nil {
-		return err
+	b := []byte{'{'}
+	for i, e := range l {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		for j := 0; j < len(e); j++ {
+			if e[j] == '"' || e[j] == '\\' {
+				b = append(b, '\\')
+			}
+			b = append(b, e[j])
+		}
+		b = append(b, '"')
 	}
-	if _, err := ptx.Exec(ctx, s.aq.upsertStage); err != nil || !again {
-		return err
-	}
-	_, err := ptx.Exec(ctx, "TRUNCATE "+s.aq.stage)
-	return err
+	b = append(b, '}')
+	lit := string(b)
+	return &lit
 }

@@ -170,10 +170,10 @@ func TestAuditFinalRowOnItsPage(t *testing.T) {
 	for round, setup := range []string{
 		"",
 		// A schema migrated before 0004: its partitions without room,
-		// until the migration runs again.
+		// until the migration runs again (with those after it).
 		"DO $$ DECLARE p regclass; BEGIN FOR p IN SELECT inhrelid::regclass FROM pg_inherits WHERE inhparent = 'audit'::regclass LOOP " +
 			"EXECUTE format('ALTER TABLE %s RESET (fillfactor)', p); END LOOP; END $$; " +
-			"DELETE FROM schema_migrations WHERE version = 4",
+			"DELETE FROM schema_migrations WHERE version >= 4",
 	} {
 		if setup != "" {
 			if _, err := s.pool.Exec(ctx, "SET search_path TO "+pgx.Identifier{schema}.Sanitize()+"; "+setup+"; RESET search_path"); err != nil {
@@ -269,5 +269,139 @@ func TestQueryAuditBySecret(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("rows by secret:\n got %v\nwant %v", got, want)
+	}
+}
+
+// A row written again (an upsert: its columns sent as arrays, a row's
+// use_secret_ids as an array literal) keeps every list as it was, quotes,
+// backslashes, commas, braces, spaces and the word NULL included; rows of
+// two days go each into its own partition.
+func TestAuditUpsertLists(t *testing.T) {
+	s := openTest(t, Options{})
+	if err := s.EnsureBuckets([]byte("meta")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	mark := storage.AuditMark{Bucket: []byte("meta"), Key: []byte("pos"), Value: []byte("1")}
+	lists := [][]string{
+		nil, {"sec_1"}, {`a"b`, `c\d`, `e,f`, "{g}", " h ", "NULL", ""}, {`\`, `"`, `\"`, "é,ü", "x y"},
+	}
+	start := time.Now().Add(-48 * time.Hour).UTC().Truncate(24 * time.Hour).Add(23 * time.Hour)
+	recs := benchRecords(start, 0, 8)
+	for i := range recs {
+		recs[i].Time = start.Add(time.Duration(i) * 20 * time.Minute) // two days
+		recs[i].UseSecretIDs = lists[i%len(lists)]
+	}
+	// Shipped twice: COPY, then upserts (none newer than the newest shipped).
+	for round := range 2 {
+		if err := s.AppendAudit(recs, mark); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		// And once in an Update, as an admin write does.
+		if err := s.Update(func(tx storage.Tx) error { return tx.(storage.AuditTx).PutAudit(recs[:3]) }); err != nil {
+			t.Fatalf("round %d: PutAudit: %v", round, err)
+		}
+	}
+	for i, r := range recs {
+		var got []string
+		var part string
+		err := s.pool.QueryRow(ctx, "SELECT use_secret_ids, tableoid::regclass::text FROM "+s.aq.table+" WHERE tenant_id = $1 AND ns = $2 AND id = $3",
+			r.TenantID, r.Time.UnixNano(), r.ID).Scan(&got, &part)
+		if err != nil {
+			t.Fatalf("row %d: %v", i, err)
+		}
+		if !slices.Equal(got, r.UseSecretIDs) || (got == nil) != (r.UseSecretIDs == nil) {
+			t.Errorf("row %d: use_secret_ids %q, want %q", i, got, r.UseSecretIDs)
+		}
+		if want := partitionName(dayOf(r.Time)); !strings.HasSuffix(part, want) {
+			t.Errorf("row %d in %s, want %s", i, part, want)
+		}
+	}
+	if n, err := s.CountAudit(); err != nil || n != int64(len(recs)) {
+		t.Fatalf("%d rows (%v), want %d", n, err, len(recs))
+	}
+}
+
+// Migration 0005 rebuilds the secondary indexes of partitions made
+// before it (dropped and made again on the table, so on each partition),
+// and partitions made after it get the same.
+func TestAuditIndexesNarrowed(t *testing.T) {
+	schema := freshSchema(t, testDSN(t))
+	s := openTest(t, Options{Schema: schema})
+	if err := s.EnsureBuckets([]byte("meta")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	mark := storage.AuditMark{Bucket: []byte("meta"), Key: []byte("pos"), Value: []byte("1")}
+	start := time.Now().Add(-24 * time.Hour).UTC()
+	if err := s.AppendAudit(benchRecords(start, 0, 10), mark); err != nil {
+		t.Fatal(err)
+	}
+	// The indexes as 0003 made them, and the schema back at version 4.
+	old := "DROP INDEX audit_ext_user, audit_ext_workspace, audit_sandbox, audit_secret, audit_outcome, audit_order; " +
+		"CREATE INDEX audit_ext_user ON audit (tenant_id, external_user_id, ns, id) WHERE external_user_id IS NOT NULL; " +
+		"CREATE INDEX audit_ext_workspace ON audit (tenant_id, external_workspace_id, ns, id) WHERE external_workspace_id IS NOT NULL; " +
+		"CREATE INDEX audit_sandbox ON audit (tenant_id, sandbox_id, ns, id) WHERE sandbox_id IS NOT NULL; " +
+		"CREATE INDEX audit_secret ON audit (tenant_id, secret_id, ns, id) WHERE secret_id IS NOT NULL; " +
+		"CREATE INDEX audit_outcome ON audit (tenant_id, outcome, ns, id); " +
+		"CREATE INDEX audit_order ON audit (ns, id, tenant_id); " +
+		"DELETE FROM schema_migrations WHERE version = 5"
+	if _, err := s.pool.Exec(ctx, "SET search_path TO "+pgx.Identifier{schema}.Sanitize()+"; "+old+"; RESET search_path"); err != nil {
+		t.Fatal(err)
+	}
+	if _, after, err := Migrate(ctx, testDSN(t), Options{Schema: schema}); err != nil || after != SchemaVersion() {
+		t.Fatalf("Migrate: version %d, %v", after, err)
+	}
+	// A partition made after the migration (a day with none yet).
+	if err := s.AppendAudit(benchRecords(start.Add(-5*24*time.Hour), 100, 3), mark); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"ext_user":      "(tenant_id, external_user_id, ns) WITH (deduplicate_items=off) WHERE (external_user_id IS NOT NULL)",
+		"ext_workspace": "(tenant_id, external_workspace_id, ns) WITH (deduplicate_items=off) WHERE (external_workspace_id IS NOT NULL)",
+		"sandbox":       "(tenant_id, sandbox_id, ns) WITH (deduplicate_items=off) WHERE (sandbox_id IS NOT NULL)",
+		"secret":        "(tenant_id, secret_id, ns) WITH (deduplicate_items=off) WHERE (secret_id IS NOT NULL)",
+		"outcome":       "(tenant_id, outcome, ns) WITH (deduplicate_items=off) WHERE (outcome IS NOT NULL)",
+		"order":         "(ns) WITH (deduplicate_items=off)",
+	}
+	rows, err := s.pool.Query(ctx, "SELECT c.relname, pg_get_indexdef(x.indexrelid) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "+
+		"JOIN pg_index x ON x.indrelid = c.oid WHERE i.inhparent = to_regclass($1) AND NOT x.indisprimary AND x.indnatts > 0", s.aq.table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type idx struct{ part, def string }
+	defs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (idx, error) {
+		var i idx
+		return i, r.Scan(&i.part, &i.def)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, d := range defs {
+		if strings.Contains(d.def, "USING gin") {
+			continue
+		}
+		ok := false
+		for name, shape := range want {
+			if strings.HasSuffix(d.def, "USING btree "+shape) {
+				seen[name]++
+				ok = true
+			}
+		}
+		if !ok {
+			t.Errorf("%s: unexpected index %s", d.part, d.def)
+		}
+	}
+	parts := len(defs) / len(want)
+	if parts < 2 {
+		t.Fatalf("indexes of %d partitions, want at least 2: %v", parts, defs)
+	}
+	for name := range want {
+		if seen[name] != parts {
+			t.Errorf("audit_%s on %d partitions of %d", name, seen[name], parts)
+		}
 	}
 }
