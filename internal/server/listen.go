@@ -34,19 +34,13 @@ func newGroup(log *slog.Logger, timeout time.Duration) *group {
 // serve runs srv on served (ln, possibly wrapped) and writes ln's address to
 // addrFile.
 func (g *group) serve(name string, ln, served net.Listener, addrFile string, srv *http.Server) error {
-	bound := ln.Addr().String()
 	g.servers = append(g.servers, named{name, srv})
-	go func() {
-		if err := srv.Serve(served); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			g.errc <- fmt.Errorf("%s listener: %w", name, err)
+	return g.run(name, ln, addrFile, func() error {
+		if err := srv.Serve(served); !errors.Is(err, http.ErrServerClosed) {
+			return err
 		}
-	}()
-	if err := datadir.WriteFileAtomic(addrFile, []byte(bound+"\n"), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", addrFile, err)
-	}
-	g.files = append(g.files, addrFile)
-	g.log.Info(name+" listening", "addr", bound, "addr_file", addrFile)
-	return nil
+		return nil
+	})
 }
 
 // run runs serve, a listener's loop on ln that Shutdown of a server in
