@@ -111,18 +111,7 @@ func TestSourceAddrsClaims(t *testing.T) {
 			return err
 		}},
 	})
-	idx := NewSourceIndex(s)
-	lookup := func(addr string) string {
-		t.Helper()
-		sbx, err := idx.Lookup(netip.MustParseAddr(addr))
-		if errors.Is(err, ErrUnknownSource) {
-			return ""
-		}
-		if err != nil {
-			t.Fatalf("lookup %s: %v", addr, err)
-		}
-		return sbx.ID
-	}
+	lookup := sourceLookup(t, NewSourceIndex(s))
 	for addr, want := range map[string]string{"10.1.0.5": a.ID, "::ffff:10.1.0.5": a.ID, "fd00::abcd": a.ID, "10.1.0.6": "", "fd00:0:0:1::1": ""} {
 		if got := lookup(addr); got != want {
 			t.Errorf("%s: %q, want %q", addr, got, want)
@@ -263,18 +252,7 @@ func TestSourceIndexFollowsOtherReplicas(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	idx := NewSourceIndex(s)
-	lookup := func(addr string) string {
-		t.Helper()
-		sbx, err := idx.Lookup(netip.MustParseAddr(addr))
-		if errors.Is(err, ErrUnknownSource) {
-			return ""
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return sbx.ID
-	}
+	lookup := sourceLookup(t, NewSourceIndex(s))
 	if got := lookup("10.5.0.1"); got != a.ID {
 		t.Fatalf("found %q, want %s", got, a.ID)
 	}
@@ -313,5 +291,21 @@ func BenchmarkSourceIndexLookupStore(b *testing.B) {
 		if _, err := idx.Lookup(addr); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// sourceLookup returns a lookup of idx by address: the sandbox's id, ""
+// for an address no sandbox claims.
+func sourceLookup(t *testing.T, idx *SourceIndex) func(addr string) string {
+	return func(addr string) string {
+		t.Helper()
+		sbx, err := idx.Lookup(netip.MustParseAddr(addr))
+		if errors.Is(err, ErrUnknownSource) {
+			return ""
+		}
+		if err != nil {
+			t.Fatalf("lookup %s: %v", addr, err)
+		}
+		return sbx.ID
 	}
 }
