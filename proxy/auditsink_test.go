@@ -207,6 +207,55 @@ func benchSinkRecord(b *testing.B, final, both bool) {
 	}
 }
 
+// Async mode's row as rows come at egress-bench's pace rather than as
+// fast as 50 goroutines can queue them: 50 clients, each making one row
+// every 5 ms (10,000 rows a second), the way requests finish. What each
+// row costs the process (queueing, the background writer, the journal
+// write and the indexer's commit, and the pacing's own timers: the same
+// for every version of the sink), as cpu-µs/row; a writer that wakes for
+// every row or two pays its wake-ups and journal writes per row here,
+// which the unpaced benchmarks (their queue always full) never show.
+// pacing-only is the pacing without the sink, to subtract.
+func BenchmarkVaultSinkPacedRows(b *testing.B) {
+	b.Run("async", func(b *testing.B) { benchSinkPaced(b, true) })
+	b.Run("pacing-only", func(b *testing.B) { benchSinkPaced(b, false) })
+}
+
+func benchSinkPaced(b *testing.B, record bool) {
+	e := newEnv(b, nil)
+	sink, err := NewVaultSink(e.store, SinkConfig{Async: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.SetParallelism(25) // 50 goroutines on 2 cores
+	cpu := processCPU()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		ev := benchEvent(e.tenant, true)
+		for pb.Next() {
+			ev.Time = time.Now()
+			ev.ID = audit.NewID(ev.Time)
+			if record {
+				if err := sink.Record(ctx, ev); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+	sink.Close()
+	if _, _, err := e.store.QueryAudit(e.tenant, audit.Filter{Limit: 1}); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	if used := processCPU() - cpu; used > 0 {
+		b.ReportMetric(float64(used.Microseconds())/float64(b.N), "cpu-µs/row")
+	}
+}
+
 // The final record of a request, queued and written in the background:
 // what Record and the writer cost a request (the vault's own cost, the
 // row's encoding and journal write, included).
