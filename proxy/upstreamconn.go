@@ -127,7 +127,7 @@ func (dc *directConn) roundTrip(req *http.Request, slot *upstreamSlot) (resp *ht
 	}
 	bw := directWriters.Get().(*bufio.Writer)
 	bw.Reset(dc.conn)
-	err = req.Write(bw)
+	err = writeDirect(bw, req)
 	if err == nil {
 		err = bw.Flush()
 	}
