@@ -126,6 +126,40 @@ func TestForwardUnsolicitedAnswerIsNotReused(t *testing.T) {
 	}
 }
 
+// The first bytes of a TLS record that an upstream sends unasked while
+// its connection is idle (a record not whole, which TLS would hold and
+// complete with the next answer's bytes) make the connection not reusable,
+// as whole records do.
+func TestForwardPartialRecordIsNotReused(t *testing.T) {
+	sent := make(chan struct{})
+	_, u, c := forwardEnv(t, func(n int, c net.Conn, br *bufio.Reader) {
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			answer(c, req.URL.Path)
+			if n == 1 {
+				<-sent
+				// An application data record's header, no more.
+				c.(*tls.Conn).NetConn().Write([]byte{0x17, 0x03, 0x03})
+				sent <- struct{}{}
+			}
+		}
+	}, nil)
+	if status, body := u.get(t, c, "/first"); status != 200 || body != "/first" {
+		t.Fatalf("first: %d %q", status, body)
+	}
+	sent <- struct{}{}
+	<-sent
+	if status, body := u.get(t, c, "/second"); status != 200 || body != "/second" {
+		t.Fatalf("second: %d %q, want its own answer", status, body)
+	}
+	if n := u.conns.Load(); n != 2 {
+		t.Fatalf("%d upstream connections, want 2 (the first dropped)", n)
+	}
+}
+
 // An idle connection the upstream closed is not used: the next request
 // goes on a new one and is answered.
 func TestForwardUpstreamClosedIdle(t *testing.T) {

@@ -231,10 +231,12 @@ func (dc *directConn) releaseReader() {
 func (dc *directConn) quiet() bool {
 	tc, ok := dc.conn.(*tls.Conn)
 	if ok && dc.under != nil {
-		dc.under.probing = true
+		dc.under.probing, dc.under.got = true, 0
 		n, err := tc.Read(dc.probe[:])
 		dc.under.probing = false
-		return n == 0 && errors.Is(err, os.ErrDeadlineExceeded)
+		// Any byte that came counts, whole record or not: the start of a
+		// record unasked, held by TLS, would begin the next answer.
+		return n == 0 && dc.under.got == 0 && errors.Is(err, os.ErrDeadlineExceeded)
 	}
 	if ok {
 		tc.SetReadDeadline(aLongTimeAgo)
@@ -255,10 +257,10 @@ func (dc *directConn) quiet() bool {
 // reads are the connection's, but for quiet's probe: then a read is one
 // recv that does not wait, and nothing to read is
 // os.ErrDeadlineExceeded, an error TLS takes as temporary (the
-// connection stays usable), as it takes a deadline's. The probe reads
-// what the socket holds into TLS's own buffer, so TLS sees every byte
-// that came: a record unasked is decrypted and returned (the connection
-// is then closed), a session ticket is taken as TLS takes one. It spares
+// connection stays usable), as it takes a deadline's. Any byte the probe
+// reads means the connection is not quiet (and it is closed): a record
+// unasked, whole or its first bytes only (which TLS would hold and
+// complete with the next answer's), or anything else. It spares
 // a request the deadline moved into the past and back, and the peek: a
 // read through TLS that cannot wait, then a peek at the socket, were a
 // timer change and a syscall more.
@@ -270,6 +272,8 @@ type probeConn struct {
 	p       []byte
 	n       int
 	err     error
+	// got counts the bytes the probe read from the socket.
+	got int
 }
 
 func newProbeConn(c net.Conn, raw syscall.RawConn) *probeConn {
@@ -288,6 +292,7 @@ func (c *probeConn) Read(b []byte) (int, error) {
 		return 0, err
 	}
 	c.p = nil
+	c.got += c.n
 	return c.n, c.err
 }
 
