@@ -89,19 +89,34 @@ var auditDict = [...]string{
 	"api_key", "operator", "browser", "cli",
 }
 
-var auditDictIndex = func() map[string]int {
-	m := make(map[string]int, len(auditDict))
+// auditDictByLen lists auditDict's indexes by their string's length: a
+// lookup compares s with the few strings of its length (six at most),
+// first byte first. A map lookup hashed every string a row encodes, ids
+// included, and cost BenchmarkAuditRowEncode/prepare about a quarter of
+// its time.
+var auditDictByLen = func() (t [20][]uint8) {
 	for i, s := range auditDict {
-		m[s] = i
+		t[len(s)] = append(t[len(s)], uint8(i))
 	}
-	return m
+	return t
 }()
 
-func appendAuditStr(b []byte, s string) []byte {
-	if len(s) <= 20 {
-		if i, ok := auditDictIndex[s]; ok {
-			return binary.AppendUvarint(b, uint64(i)<<1|1)
+// auditDictIndex is s's index in auditDict.
+func auditDictIndex(s string) (int, bool) {
+	if len(s) >= len(auditDictByLen) || len(s) == 0 {
+		return 0, false
+	}
+	for _, i := range auditDictByLen[len(s)] {
+		if d := auditDict[i]; d[0] == s[0] && d == s {
+			return int(i), true
 		}
+	}
+	return 0, false
+}
+
+func appendAuditStr(b []byte, s string) []byte {
+	if i, ok := auditDictIndex(s); ok {
+		return binary.AppendUvarint(b, uint64(i)<<1|1)
 	}
 	b = binary.AppendUvarint(b, uint64(len(s))<<1)
 	return append(b, s...)

@@ -100,7 +100,12 @@ func NewID(t time.Time) string {
 	var b [16]byte
 	copy(b[:8], auditTime(t))
 	rand.Read(b[8:])
-	return auditIDPrefix + auditIDEncoding.EncodeToString(b[:])
+	// Encoded in place after the prefix: one allocation (the string), not
+	// two (EncodeToString's and the concatenation's).
+	var s [len(auditIDPrefix) + 26]byte
+	copy(s[:], auditIDPrefix)
+	auditIDEncoding.Encode(s[len(auditIDPrefix):], b[:])
+	return string(s[:])
 }
 
 // auditIDEncoding's alphabet is in ASCII order, so ids sort as their bytes.

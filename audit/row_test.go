@@ -296,3 +296,30 @@ func crashChild(t *testing.T, path string) {
 	}
 	select {}
 }
+
+// NewID is "aud_" and the 26 base32hex characters of its 16 bytes, which
+// parse back; ids of later times sort after.
+func TestNewIDShape(t *testing.T) {
+	now := time.Now()
+	a, b := NewID(now), NewID(now.Add(time.Microsecond))
+	for _, id := range []string{a, b} {
+		raw, ok := parseAuditID(id)
+		if !ok || len(id) != len(auditIDPrefix)+26 || !validAuditID(id) {
+			t.Fatalf("id %q: parsed %v", id, ok)
+		}
+		if want := auditIDPrefix + auditIDEncoding.EncodeToString(raw[:]); id != want {
+			t.Fatalf("id %q, want %q", id, want)
+		}
+	}
+	if a >= b {
+		t.Fatalf("%q does not sort before %q", a, b)
+	}
+}
+
+func BenchmarkNewID(b *testing.B) {
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = NewID(now)
+	}
+}

@@ -193,7 +193,12 @@ func (p *directPool) connect(ctx context.Context, key directKey, host string) (*
 		if cfg.ServerName == "" {
 			cfg.ServerName = host
 		}
-		tc := tls.Client(conn, cfg)
+		under := conn
+		if dc.raw != nil {
+			dc.under = newProbeConn(conn, dc.raw)
+			under = dc.under
+		}
+		tc := tls.Client(under, cfg)
 		hctx := ctx
 		if p.tlsTimeout > 0 {
 			var cancel context.CancelFunc

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -125,6 +126,40 @@ func TestForwardUnsolicitedAnswerIsNotReused(t *testing.T) {
 	}
 }
 
+// The first bytes of a TLS record that an upstream sends unasked while
+// its connection is idle (a record not whole, which TLS would hold and
+// complete with the next answer's bytes) make the connection not reusable,
+// as whole records do.
+func TestForwardPartialRecordIsNotReused(t *testing.T) {
+	sent := make(chan struct{})
+	_, u, c := forwardEnv(t, func(n int, c net.Conn, br *bufio.Reader) {
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			answer(c, req.URL.Path)
+			if n == 1 {
+				<-sent
+				// An application data record's header, no more.
+				c.(*tls.Conn).NetConn().Write([]byte{0x17, 0x03, 0x03})
+				sent <- struct{}{}
+			}
+		}
+	}, nil)
+	if status, body := u.get(t, c, "/first"); status != 200 || body != "/first" {
+		t.Fatalf("first: %d %q", status, body)
+	}
+	sent <- struct{}{}
+	<-sent
+	if status, body := u.get(t, c, "/second"); status != 200 || body != "/second" {
+		t.Fatalf("second: %d %q, want its own answer", status, body)
+	}
+	if n := u.conns.Load(); n != 2 {
+		t.Fatalf("%d upstream connections, want 2 (the first dropped)", n)
+	}
+}
+
 // An idle connection the upstream closed is not used: the next request
 // goes on a new one and is answered.
 func TestForwardUpstreamClosedIdle(t *testing.T) {
@@ -163,6 +198,39 @@ func TestForwardHeaderTimeout(t *testing.T) {
 	status, body := u.get(t, c, "/slow")
 	if status != http.StatusGatewayTimeout || !strings.Contains(body, "timed out") {
 		t.Fatalf("%d %q, want 504 timed out", status, body)
+	}
+}
+
+// The response header timeout bounds the header only: a body that pauses
+// past it after the header (declared or chunked) still arrives whole.
+// Regression guard for the header's deadline, which is lifted only before
+// the body's first read that may wait on the socket.
+func TestForwardSlowBodyOutlivesHeaderTimeout(t *testing.T) {
+	const timeout = 100 * time.Millisecond
+	_, u, c := forwardEnv(t, func(_ int, c net.Conn, br *bufio.Reader) {
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			if req.URL.Path == "/chunked" {
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+				time.Sleep(3 * timeout) // the upstream is slow, past the header's timeout
+				io.WriteString(c, "4\r\nlast\r\n0\r\n\r\n")
+				continue
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nfirst")
+			time.Sleep(3 * timeout)
+			io.WriteString(c, "last")
+		}
+	}, func(c *Config) { c.ResponseHeaderTimeout = timeout })
+	for _, path := range []string{"/declared", "/chunked", "/declared"} {
+		if status, body := u.get(t, c, path); status != 200 || body != "firstlast" {
+			t.Fatalf("%s: %d %q, want the whole body", path, status, body)
+		}
+	}
+	if n := u.conns.Load(); n != 1 {
+		t.Fatalf("%d upstream connections, want 1", n)
 	}
 }
 
@@ -290,5 +358,54 @@ func TestForwardHeaderTooLarge(t *testing.T) {
 	}
 	if status, body := u.get(t, c, "/next"); status != http.StatusOK || body != "conn 2" {
 		t.Fatalf("after the refused answer: %d %q, want 200 on a new connection", status, body)
+	}
+}
+
+// One bodyless exchange over a pooled upstream connection, as a MITM'd
+// request makes it: the idle connection checked (quiet), the request
+// written, the answer's header and body read, the connection given back.
+// The upstream (a goroutine of this process) answers each request at once.
+func BenchmarkDirectRoundTrip(b *testing.B) {
+	u := newRawUpstream(b, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for {
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			if answer(c, `{"ok":true}`) != nil {
+				return
+			}
+		}
+	})
+	p := newDirectPool(&http.Transport{
+		DialContext:           (&net.Dialer{}).DialContext,
+		TLSClientConfig:       &tls.Config{RootCAs: u.roots, ServerName: "api.test"},
+		ResponseHeaderTimeout: time.Minute,
+	})
+	b.Cleanup(func() { p.closeIdle(true) })
+	req, _ := http.NewRequest("GET", "https://127.0.0.1:"+u.port+"/v1/models", nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+	exchange := func() {
+		resp, err := p.roundTrip(req, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	exchange() // the connection and its handshake
+	b.ReportAllocs()
+	cpu := processCPU()
+	b.ResetTimer()
+	for b.Loop() {
+		exchange()
+	}
+	b.StopTimer()
+	if used := processCPU() - cpu; used > 0 {
+		b.ReportMetric(float64(used.Nanoseconds())/1e3/float64(b.N), "cpu-µs/op")
+	}
+	if p.n != 1 {
+		b.Fatalf("%d idle connections, want the one reused", p.n)
 	}
 }

@@ -26,7 +26,7 @@ type rawUpstream struct {
 	roots *x509.CertPool
 }
 
-func newRawUpstream(t *testing.T, serve func(net.Conn)) *rawUpstream {
+func newRawUpstream(t testing.TB, serve func(net.Conn)) *rawUpstream {
 	t.Helper()
 	leafs, roots := upstreamCA(t)
 	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{

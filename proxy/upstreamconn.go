@@ -29,6 +29,17 @@ type directConn struct {
 	probe     [1]byte
 	peek      func(fd uintptr)
 	peekQuiet bool
+	// under is the socket under conn's TLS (nil without TLS, or where
+	// raw is unknown): quiet's probe reads it without waiting.
+	under *probeConn
+	// deadlinePast: quiet left the read deadline in the past.
+	deadlinePast bool
+	// headerDeadline: the answer's header deadline is still set. It is
+	// lifted before the body's first read that may wait on the socket,
+	// not after the header: an answer whose body came with its header
+	// (most small ones) never needs it lifted (an idle connection's
+	// deadline wakes nobody, and the next exchange sets its own).
+	headerDeadline bool
 
 	// lim is what br reads from: the connection, bounded while an
 	// answer's header is read (mitmconn.go's headerLimit: an upstream
@@ -116,7 +127,7 @@ func (dc *directConn) roundTrip(req *http.Request, slot *upstreamSlot) (resp *ht
 	}
 	bw := directWriters.Get().(*bufio.Writer)
 	bw.Reset(dc.conn)
-	err = req.Write(bw)
+	err = writeDirect(bw, req)
 	if err == nil {
 		err = bw.Flush()
 	}
@@ -129,12 +140,14 @@ func (dc *directConn) roundTrip(req *http.Request, slot *upstreamSlot) (resp *ht
 	dc.br = directReaders.Get().(*bufio.Reader)
 	dc.lim.r, dc.lim.n = dc.conn, dc.pool.maxHeader
 	dc.br.Reset(&dc.lim)
-	// Always set: quiet left the deadline in the past.
-	var by time.Time
-	if dc.pool.headerTimeout > 0 {
-		by = time.Now().Add(dc.pool.headerTimeout)
+	if dc.pool.headerTimeout > 0 || dc.deadlinePast {
+		var by time.Time
+		if dc.pool.headerTimeout > 0 {
+			by = time.Now().Add(dc.pool.headerTimeout)
+		}
+		dc.setReadDeadline(by)
+		dc.deadlinePast = false
 	}
-	dc.setReadDeadline(by)
 	if _, err = dc.br.Peek(1); err != nil {
 		dc.end()
 		dc.releaseReader()
@@ -165,10 +178,8 @@ func (dc *directConn) roundTrip(req *http.Request, slot *upstreamSlot) (resp *ht
 		}
 	}
 	dc.lim.n = noLimit
-	if dc.pool.headerTimeout > 0 {
-		dc.setReadDeadline(time.Time{})
-	}
-	body := &directBody{dc: dc, src: resp.Body, keep: !resp.Close}
+	dc.headerDeadline = dc.pool.headerTimeout > 0
+	body := &directBody{dc: dc, src: resp.Body, keep: !resp.Close, left: resp.ContentLength}
 	if resp.Body == http.NoBody {
 		body.finish(true)
 		return resp, false, nil
@@ -211,12 +222,25 @@ func (dc *directConn) releaseReader() {
 }
 
 // quiet reports whether an idle connection has nothing waiting to be read
-// and is still open: decrypted bytes held by TLS (checked with a read
-// that cannot wait: the read deadline is left in the past, for roundTrip
-// to set), then the socket itself (a peek that does not wait).
+// and is still open. Under TLS, decrypted bytes held by TLS or bytes on
+// the socket: one read through TLS whose read of the socket cannot wait
+// (probeConn), one syscall. Elsewhere, decrypted bytes held by TLS
+// (checked with a read that cannot wait: the read deadline is left in the
+// past, for roundTrip to set), then the socket itself (a peek that does
+// not wait).
 func (dc *directConn) quiet() bool {
-	if tc, ok := dc.conn.(*tls.Conn); ok {
+	tc, ok := dc.conn.(*tls.Conn)
+	if ok && dc.under != nil {
+		dc.under.probing, dc.under.got = true, 0
+		n, err := tc.Read(dc.probe[:])
+		dc.under.probing = false
+		// Any byte that came counts, whole record or not: the start of a
+		// record unasked, held by TLS, would begin the next answer.
+		return n == 0 && dc.under.got == 0 && errors.Is(err, os.ErrDeadlineExceeded)
+	}
+	if ok {
 		tc.SetReadDeadline(aLongTimeAgo)
+		dc.deadlinePast = true
 		n, err := tc.Read(dc.probe[:])
 		if n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
 			return false
@@ -229,6 +253,49 @@ func (dc *directConn) quiet() bool {
 	return dc.peekQuiet
 }
 
+// probeConn is the TCP connection under an upstream connection's TLS. Its
+// reads are the connection's, but for quiet's probe: then a read is one
+// recv that does not wait, and nothing to read is
+// os.ErrDeadlineExceeded, an error TLS takes as temporary (the
+// connection stays usable), as it takes a deadline's. Any byte the probe
+// reads means the connection is not quiet (and it is closed): a record
+// unasked, whole or its first bytes only (which TLS would hold and
+// complete with the next answer's), or anything else. It spares
+// a request the deadline moved into the past and back, and the peek: a
+// read through TLS that cannot wait, then a peek at the socket, were a
+// timer change and a syscall more.
+type probeConn struct {
+	net.Conn
+	raw     syscall.RawConn
+	probing bool
+	recv    func(fd uintptr) // recvNow, bound once
+	p       []byte
+	n       int
+	err     error
+	// got counts the bytes the probe read from the socket.
+	got int
+}
+
+func newProbeConn(c net.Conn, raw syscall.RawConn) *probeConn {
+	pc := &probeConn{Conn: c, raw: raw}
+	pc.recv = pc.recvNow
+	return pc
+}
+
+func (c *probeConn) Read(b []byte) (int, error) {
+	if !c.probing {
+		return c.Conn.Read(b)
+	}
+	c.p, c.n, c.err = b, 0, nil
+	if err := c.raw.Control(c.recv); err != nil {
+		c.p = nil
+		return 0, err
+	}
+	c.p = nil
+	c.got += c.n
+	return c.n, c.err
+}
+
 // directBody is the body of an answer that came over a directConn: read
 // to its end, it gives the connection back to the pool; closed before,
 // or failed, it closes the connection (the transport, too, closes rather
@@ -237,6 +304,9 @@ type directBody struct {
 	dc   *directConn
 	src  io.ReadCloser
 	keep bool // the answer lets the connection carry another request
+	// left is what is still to come of a body of declared length (-1:
+	// unknown).
+	left int64
 
 	mu   sync.Mutex
 	done bool
@@ -253,7 +323,16 @@ func (b *directBody) Read(p []byte) (int, error) {
 	case done:
 		return 0, errBodyClosed
 	}
+	if dc := b.dc; dc.headerDeadline && (b.left < 0 || int64(dc.br.Buffered()) < b.left) {
+		// This read may wait on the socket: no longer for the header's
+		// deadline.
+		dc.setReadDeadline(time.Time{})
+		dc.headerDeadline = false
+	}
 	n, err := b.src.Read(p)
+	if b.left >= 0 {
+		b.left -= int64(n)
+	}
 	if err != nil {
 		b.finish(err == io.EOF)
 	}
