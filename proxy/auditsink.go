@@ -168,7 +168,12 @@ func (s *VaultSink) enqueue(ev *Event) error {
 // queued meanwhile, and one batch, one journal write, carries the rows of
 // gatherWait. A row waits that much longer before it is written (rows
 // still queued are lost with the process either way: async mode's
-// bargain; Close writes them).
+// bargain; Close writes them). Only in async mode: in journal mode the
+// queue holds the completions of rows already journaled, and gathering
+// them added 0.5 to 0.8 ms to mitm-header's p99 at 2,000 req/s (egress-bench
+// -rate 2000, four alternated runs: 1.24 to 1.38 ms added against 0.51
+// and 0.59 taking them as they come) and no req/s in the closed loop
+// (0.98 to 1.06× goproxy-header either way).
 const gatherWait = 5 * time.Millisecond
 
 // drainBatch bounds the rows of one write.
@@ -181,6 +186,9 @@ func (s *VaultSink) drain() {
 		stopping := false
 		select {
 		case <-s.wake:
+			if !s.async {
+				break
+			}
 			select {
 			case <-time.After(gatherWait):
 			case <-s.stop:
