@@ -118,6 +118,16 @@ func validPort(p string) bool {
 	return n >= 1 && n <= 65535
 }
 
+// NormalizeDNSName is a DNS host name as egressd names a host (a leaf's
+// subject, a TLS server name taken as the host): lower case, no trailing
+// dot, ASCII letters, digits, '-' and '_' in labels of 1 to 63 bytes, at
+// most 253 bytes, the last label not all digits (so no IPv4 literal);
+// ok is false for anything else.
+func NormalizeDNSName(h string) (name string, ok bool) {
+	name, err := normalizeDNSName(h)
+	return name, err == nil
+}
+
 // normalizeDNSName lowercases h, drops one trailing dot, and checks that it
 // is a DNS name a certificate can carry: labels of letters, digits, '-' and
 // '_', 1 to 63 bytes each, not starting or ending with '-', at most 253 bytes

@@ -10,10 +10,10 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/egressd/egressd/certs"
 	"github.com/egressd/egressd/resolver"
 	"github.com/egressd/egressd/vault"
 )
@@ -417,27 +417,11 @@ func (tl *transparentListener) isSelf(c net.Conn, dst netip.AddrPort) bool {
 }
 
 // sniHost reads a ClientHello's server name as the tunnel's host: a DNS
-// name (RFC 6066 allows no address literal), lower case, no trailing dot.
+// name as certs names one (RFC 6066 allows no address literal), lower
+// case, no trailing dot. The name is checked to be ASCII before it is
+// lowered: strings.ToLower would turn a Kelvin sign (U+212A) into 'k'.
 func sniHost(name string) (string, bool) {
-	name = strings.ToLower(strings.TrimSuffix(name, "."))
-	if name == "" || len(name) > 253 {
-		return "", false
-	}
-	if _, err := netip.ParseAddr(name); err == nil {
-		return "", false
-	}
-	for _, label := range strings.Split(name, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return "", false
-		}
-		for i := 0; i < len(label); i++ {
-			b := label[i]
-			if !(b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b == '-' || b == '_') {
-				return "", false
-			}
-		}
-	}
-	return name, true
+	return certs.NormalizeDNSName(name)
 }
 
 // addrPortOf is a net.Addr of TCP as a netip.AddrPort.

@@ -305,6 +305,7 @@ func TestSNIHost(t *testing.T) {
 		"API.Example.COM.": "api.example.com", "a_b.test": "a_b.test", "x": "x",
 		"": "", "10.0.0.1": "", "::1": "", "a..b": "", "-a.test": "", "a-.test": "", "a b.test": "", "a/b": "",
 		strings.Repeat("a", 64) + ".test": "", strings.Repeat("a.", 127) + "ab": "",
+		"\u212aey.test": "", "1.2.3.4.": "",
 	} {
 		got, ok := sniHost(in)
 		if got != want || ok != (want != "") {
