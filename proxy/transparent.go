@@ -329,8 +329,12 @@ var errNotHTTP = errors.New("not an HTTP request")
 func readRequestHead(r io.Reader, first byte, max int) (read []byte, host string, err error) {
 	read = append(make([]byte, 0, 1024), first)
 	buf := make([]byte, 4096)
+	// from is where the head's end may begin: not in bytes searched
+	// before (it ends in the last read), so the search is linear however
+	// slowly the head arrives.
+	from := 0
 	for {
-		if end := headEnd(read); end > 0 {
+		if end := headEnd(read, from); end > 0 {
 			req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(read[:end])))
 			if err != nil || req.Method == http.MethodConnect || req.ProtoMajor != 1 || req.Host == "" {
 				return nil, "", errNotHTTP
@@ -340,23 +344,25 @@ func readRequestHead(r io.Reader, first byte, max int) (read []byte, host string
 		if len(read) >= max {
 			return nil, "", errNotHTTP
 		}
+		from = len(read) - len("\r\n\r\n") + 1
 		n, err := r.Read(buf[:min(len(buf), max-len(read))])
 		read = append(read, buf[:n]...)
-		if err != nil && headEnd(read) < 0 {
+		if err != nil && headEnd(read, from) < 0 {
 			return nil, "", err
 		}
 	}
 }
 
 // headEnd is the length of the request head in b (through its empty
-// line), or -1 before it is whole.
-func headEnd(b []byte) int {
+// line), or -1 before it is whole; the empty line starts at from or later.
+func headEnd(b []byte, from int) int {
+	from = max(from, 0)
 	end := -1
-	if i := bytes.Index(b, []byte("\r\n\r\n")); i >= 0 {
-		end = i + 4
+	if i := bytes.Index(b[from:], []byte("\r\n\r\n")); i >= 0 {
+		end = from + i + 4
 	}
-	if i := bytes.Index(b, []byte("\n\n")); i >= 0 && (end < 0 || i+2 < end) {
-		end = i + 2
+	if i := bytes.Index(b[from:], []byte("\n\n")); i >= 0 && (end < 0 || from+i+2 < end) {
+		end = from + i + 2
 	}
 	return end
 }
