@@ -279,13 +279,7 @@ func TestSourceIndexFollowsOtherReplicas(t *testing.T) {
 // What the transparent listener pays per connection to know its sandbox:
 // the index and the read of the sandbox's row (bbolt), 1,000 sandboxes.
 func BenchmarkSourceIndexLookupStore(b *testing.B) {
-	s := openTest(b)
-	tn := mustTenant(b, s, "acme")
-	mustGrant(b, s, tn.ID, "10.40.0.0/16")
-	for i := range 1000 {
-		mustSandbox(b, s, tn.ID, SandboxInput{SourceAddrs: []string{netip.AddrFrom4([4]byte{10, 40, byte(i >> 8), byte(i)}).String()}})
-	}
-	idx := NewSourceIndex(s)
+	idx := claimingSandboxes(b, 1000)
 	addr := netip.MustParseAddr("10.40.1.200")
 	for b.Loop() {
 		if _, err := idx.Lookup(addr); err != nil {
@@ -353,13 +347,7 @@ func TestSourceIndexStaleTableAnswersHits(t *testing.T) {
 // with one address each (SourceIndex drops its table on every write that
 // notifies, for any tenant).
 func BenchmarkSourceIndexRebuild(b *testing.B) {
-	s := openTest(b)
-	tn := mustTenant(b, s, "acme")
-	mustGrant(b, s, tn.ID, "10.40.0.0/16")
-	for i := range 10000 {
-		mustSandbox(b, s, tn.ID, SandboxInput{SourceAddrs: []string{netip.AddrFrom4([4]byte{10, 40, byte(i >> 8), byte(i)}).String()}})
-	}
-	idx := NewSourceIndex(s)
+	idx := claimingSandboxes(b, 10000)
 	for b.Loop() {
 		t, err := idx.build()
 		if err != nil || len(t.claims) != 10000 {
@@ -382,4 +370,17 @@ func sourceLookup(t *testing.T, idx *SourceIndex) func(addr string) string {
 		}
 		return sbx.ID
 	}
+}
+
+// claimingSandboxes makes n sandboxes of one tenant, each claiming one
+// address of 10.40.0.0/16 (10.40.0.0, 10.40.0.1, ...), and returns the
+// index of their claims.
+func claimingSandboxes(b *testing.B, n int) *SourceIndex {
+	s := openTest(b)
+	tn := mustTenant(b, s, "acme")
+	mustGrant(b, s, tn.ID, "10.40.0.0/16")
+	for i := range n {
+		mustSandbox(b, s, tn.ID, SandboxInput{SourceAddrs: []string{netip.AddrFrom4([4]byte{10, 40, byte(i >> 8), byte(i)}).String()}})
+	}
+	return NewSourceIndex(s)
 }
